@@ -29,3 +29,7 @@ class ConfigError(AvsceneError):
 
 class OutputError(AvsceneError):
     """An output could not be written (exists without --force, unwritable folder)."""
+
+
+class InputTimeoutError(AvsceneError):
+    """Processing one input took longer than the per-input time limit (``--timeout``)."""

@@ -10,6 +10,7 @@ from avscene.errors import (
     CheckpointError,
     ConfigError,
     DecodeError,
+    InputTimeoutError,
     OutputError,
     UsageError,
 )
@@ -25,6 +26,7 @@ CLI_ERROR_MAPPINGS: list[tuple[type[BaseException], str, int]] = [
     (UsageError, "error", EXIT_USAGE),
     (OutputError, "output error", EXIT_USAGE),
     (DecodeError, "decode error", EXIT_INPUT_FAILED),
+    (InputTimeoutError, "timed out", EXIT_INPUT_FAILED),
     (AvsceneError, "error", EXIT_USAGE),
 ]
 
