@@ -18,7 +18,10 @@ Defaults for 16 kHz audio:
 Both functions follow the input tensor's device and dtype (float32 → complex64,
 float64 → complex128). Frames are centred (``center=True``) with zero padding,
 so frame ``t`` is centred on sample ``t * hop`` and there are ``1 + N // hop``
-frames.
+frames whenever ``hop <= n_fft // 2`` (the defaults). With a longer hop those
+frames can end before the signal does, so :func:`num_frames` adds the one frame
+that covers the tail (otherwise the last samples would not be analysed at all
+and :func:`istft` would return zeros there).
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ def _check_params(n_fft: int, hop: int, window: str) -> None:
         raise UsageError(f"hop must be in [1, n_fft) = [1, {n_fft}), got {hop}")
 
 
+def num_frames(n_samples: int, *, n_fft: int = SEPARATION_N_FFT, hop: int = SEPARATION_HOP) -> int:
+    """Frames :func:`stft` returns for ``n_samples`` samples.
+
+    ``1 + N // hop`` (torch's centred count), or one more when ``hop > n_fft // 2``
+    and the last of those frames ends before sample ``N - 1``. Frame ``t`` covers
+    samples ``[t * hop - n_fft // 2, t * hop - n_fft // 2 + n_fft)``.
+    """
+    pad = n_fft // 2
+    centred = 1 + (n_samples + 2 * pad - n_fft) // hop  # torch.stft(center=True)
+    reach = max(0, n_samples - n_fft + pad)  # the last frame must start at or after this
+    return max(centred, 1 + -(-reach // hop))  # -(-a // b) == ceil(a / b)
+
+
 def _window(n_fft: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.hann_window(n_fft, periodic=True, dtype=dtype, device=device)
 
@@ -91,7 +107,8 @@ def stft(
         window: window name; only ``"hann"`` (periodic) is supported.
 
     Returns:
-        Complex tensor of shape ``(..., n_fft // 2 + 1, 1 + N // hop)``.
+        Complex tensor of shape ``(..., n_fft // 2 + 1, num_frames(N))``
+        (``1 + N // hop`` frames when ``hop <= n_fft // 2``).
 
     Raises:
         UsageError: on an unknown window, bad sizes, or an empty, complex or
@@ -101,6 +118,11 @@ def stft(
     x = _as_signal(x)
     lead, n = x.shape[:-1], x.shape[-1]
     flat = x.reshape(-1, n)  # (B, N)
+    # Zero samples after the end make torch add the frame that covers the tail (hop > n_fft // 2).
+    pad = n_fft // 2
+    tail = (num_frames(n, n_fft=n_fft, hop=hop) - 1) * hop + n_fft - 2 * pad - n
+    if tail > 0:
+        flat = torch.nn.functional.pad(flat, (0, tail))  # (B, N + tail)
     spec = torch.stft(
         flat,
         n_fft=n_fft,

@@ -5,6 +5,11 @@ so a test can tell which source frame a decoder returned (:func:`nearest_index`)
 even after lossy compression. Audio is a sine tone of known frequency and
 amplitude, so a test can check the decoder's sample scale and resampling.
 
+Damaged files for robustness tests are made from valid ones:
+:func:`truncate_file`, :func:`overwrite_bytes`, :func:`corrupt_video_packets` (a
+container that parses but whose video packets decode to nothing) and
+:func:`mutate_bytes` (seeded random mutations for fuzzing).
+
 Example::
 
     from avscene.testing.media import write_video, has_encoders
@@ -34,8 +39,14 @@ AUDIO_CODEC_BY_SUFFIX = {
     ".ogg": "libopus",
     ".opus": "libopus",
 }
-# Encoder -> pixel format it accepts for our frames.
+# Encoder -> pixel format it accepts for our frames (write_video's pix_fmt overrides it:
+# 4:2:0 formats need even sizes, so odd sizes such as 17x13 take e.g. "yuv444p").
 PIX_FMT = {"mjpeg": "yuvj420p"}
+# Channel count -> FFmpeg layout name; other counts use FFmpeg's generic "<n>c".
+CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+# mutate_bytes: the kinds of mutation, and the largest run a single mutation touches.
+MUTATIONS = ("flip", "overwrite", "truncate", "duplicate", "delete")
+MAX_MUTATION_RUN = 4096  # bytes: big enough to wipe a few packets of a tiny clip
 VIDEO_OPTIONS = {
     "libx264": {"preset": "veryfast", "crf": "18"},  # veryfast keeps B-frames (reordering)
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"},
@@ -117,11 +128,12 @@ def _add_video_stream(
     size: tuple[int, int],
     vfr: bool,
     rotation: int,
+    pix_fmt: str | None = None,
 ) -> av.video.stream.VideoStream:
     rate = Fraction(fps).limit_denominator(1001)
     stream = container.add_stream(codec, rate=rate, options=VIDEO_OPTIONS.get(codec, {}))
     stream.width, stream.height = size
-    stream.pix_fmt = PIX_FMT.get(codec, "yuv420p")
+    stream.pix_fmt = pix_fmt or PIX_FMT.get(codec, "yuv420p")
     if vfr:
         stream.codec_context.time_base = VFR_TIME_BASE
         stream.time_base = VFR_TIME_BASE
@@ -161,12 +173,15 @@ def _encode_audio(
 ) -> None:
     """Encode (C, N) float32 samples from ``start`` s; the resampler converts the format."""
     channels = samples.shape[0]
-    layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+    layout = CHANNEL_LAYOUTS.get(channels, f"{channels}c")
     stream = container.add_stream(codec, rate=rate, layout=layout)
     cc = stream.codec_context
     frame_size = cc.frame_size or 1024  # PCM/FLAC take any size; 1024 keeps frames small
     resampler = av.AudioResampler(format=cc.format, layout=layout, rate=rate, frame_size=frame_size)
-    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=layout)
+    # Packed input (one plane, channels interleaved): PyAV mishandles planar frames of more
+    # than 8 channels (AV_NUM_DATA_POINTERS), and the resampler converts either way.
+    packed = np.ascontiguousarray(samples.T).reshape(1, -1)  # (1, N * C)
+    frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
     frame.sample_rate = rate
     frame.pts = round(start * rate)
     frame.time_base = Fraction(1, rate)
@@ -194,6 +209,7 @@ def write_video(
     amplitude: float | Sequence[float] = 0.5,
     faststart: bool = False,
     audio_start: float = 0.0,
+    pix_fmt: str | None = None,
 ) -> Path:
     """Write a synthetic clip whose container is chosen by the file suffix.
 
@@ -221,6 +237,9 @@ def write_video(
             that a truncated file still opens.
         audio_start: presentation time of the first audio sample in seconds (the
             video starts at 0): a late audio track.
+        pix_fmt: encoder pixel format; None picks :data:`PIX_FMT`'s (``yuv420p`` by
+            default). Odd sizes need a format without chroma subsampling, e.g.
+            ``"yuv444p"`` with libx264.
 
     Returns:
         The path written.
@@ -236,7 +255,7 @@ def write_video(
         if video_codec is not None:
             vstream = _add_video_stream(
                 container, video_codec, fps=fps, size=size, vfr=frame_times is not None,
-                rotation=rotation,
+                rotation=rotation, pix_fmt=pix_fmt,
             )
         if audio_codec is not None:
             samples = tone(duration, sample_rate=audio_rate, channels=channels, freq=freq,
@@ -281,3 +300,107 @@ def write_audio(
     with av.open(str(path), "w") as container:
         _encode_audio(container, codec, samples, sample_rate)
     return path
+
+
+# --- damaged copies of valid files --------------------------------------------------------
+
+
+def truncate_file(src: str | Path, dst: str | Path, *, fraction: float = 0.5) -> Path:
+    """Copy the first ``fraction`` of ``src``'s bytes to ``dst`` (a download cut short).
+
+    Returns:
+        ``dst``.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    data = Path(src).read_bytes()
+    dst = Path(dst)
+    dst.write_bytes(data[: int(len(data) * fraction)])
+    return dst
+
+
+def overwrite_bytes(
+    src: str | Path, dst: str | Path, *, start: float = 0.5, length: int = 256, seed: int = 0
+) -> Path:
+    """Copy ``src`` to ``dst`` with ``length`` seeded random bytes written over it at ``start``.
+
+    Args:
+        src: a valid file.
+        dst: where the damaged copy goes.
+        start: position of the damage as a fraction of the file size (0.5: the middle).
+        length: number of bytes overwritten (clipped to the end of the file).
+        seed: seed of the random bytes.
+
+    Returns:
+        ``dst``.
+    """
+    data = bytearray(Path(src).read_bytes())
+    at = int(len(data) * start)
+    n = max(0, min(length, len(data) - at))
+    data[at : at + n] = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+    dst = Path(dst)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def corrupt_video_packets(src: str | Path, dst: str | Path, *, seed: int = 0) -> Path:
+    """Remux ``src`` into ``dst`` with every video packet's payload replaced by random bytes.
+
+    The container, its index and the audio stay valid, so the file opens and its audio
+    decodes, but no video frame does (the decoder rejects every packet).
+
+    Returns:
+        ``dst``.
+    """
+    rng = np.random.default_rng(seed)
+    dst = Path(dst)
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=inp.format.name.split(",")[0]) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+        for packet in inp.demux(*[inp.streams[i] for i in streams]):
+            if packet.size == 0:  # the flush packet demux() ends each stream with
+                continue
+            target = streams[packet.stream.index]
+            if packet.stream.type == "video":
+                junk = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                junk.pts, junk.dts, junk.time_base = packet.pts, packet.dts, packet.time_base
+                junk.is_keyframe = packet.is_keyframe
+                packet = junk
+            packet.stream = target
+            out.mux(packet)
+    return dst
+
+
+def mutate_bytes(data: bytes, rng: np.random.Generator, *, n_ops: int = 1) -> tuple[bytes, list[str]]:
+    """Apply ``n_ops`` seeded random mutations to ``data`` (a fuzzer's step).
+
+    Each mutation is one of :data:`MUTATIONS`: flip one bit, overwrite a run with random
+    bytes, truncate, duplicate a chunk in place, or delete a run; runs are at most
+    :data:`MAX_MUTATION_RUN` bytes.
+
+    Returns:
+        The mutated bytes and a description of each mutation (to reproduce a failure).
+    """
+    buf = bytearray(data)
+    done: list[str] = []
+    for _ in range(n_ops):
+        if len(buf) < 2:
+            break
+        kind = MUTATIONS[int(rng.integers(len(MUTATIONS)))]
+        at = int(rng.integers(len(buf)))
+        n = int(rng.integers(1, min(MAX_MUTATION_RUN, len(buf) - at) + 1))
+        if kind == "flip":
+            buf[at] ^= 1 << int(rng.integers(8))
+            done.append(f"flip bit of byte {at}")
+        elif kind == "overwrite":
+            buf[at : at + n] = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+            done.append(f"overwrite {n} bytes at {at}")
+        elif kind == "truncate":
+            del buf[max(at, 1) :]
+            done.append(f"truncate at {max(at, 1)}")
+        elif kind == "duplicate":
+            buf[at:at] = buf[at : at + n]
+            done.append(f"duplicate {n} bytes at {at}")
+        else:
+            del buf[at : at + n]
+            done.append(f"delete {n} bytes at {at}")
+    return bytes(buf), done
