@@ -86,7 +86,7 @@ def test_cli_matches_library_api(capsys, tiny_model_dir, clips):
 
 
 def test_jsonl_one_line_per_input(capsys, tiny_model_dir, clips):
-    code, out, _ = run(capsys, clips["av"], clips["audio_only"], "-m", tiny_model_dir, "--jsonl")
+    code, out, _ = run(capsys, clips["av"], clips["audio_only"], "-m", tiny_model_dir, "--jsonl", "-")
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == 2
@@ -112,11 +112,17 @@ def test_broken_file_in_directory(capsys, tiny_model_dir, clips, tmp_path):
     check_contract(good, model_dir=tiny_model_dir, threshold=0.0)
 
 
-def test_json_and_jsonl_are_exclusive(capsys, tiny_model_dir, clips):
-    code, out, err = run(capsys, clips["av"], "-m", tiny_model_dir, "--json", "--jsonl")
+def test_json_and_jsonl_on_stdout_are_exclusive(capsys, tiny_model_dir, clips):
+    code, out, err = run(capsys, clips["av"], "-m", tiny_model_dir, "--json", "--jsonl", "-")
     assert code == 2
     assert out == ""
-    assert re.search(r"--json and --jsonl are exclusive", err)
+    assert re.search(r"--json and --jsonl - are exclusive", err)
+
+
+def test_jsonl_needs_a_value(capsys, tiny_model_dir, clips):
+    code, out, err = run(capsys, clips["av"], "-m", tiny_model_dir, "--jsonl")
+    assert code == 2 and out == ""
+    assert "--jsonl" in err and "Traceback" not in err
 
 
 def test_missing_model_is_a_usage_error(capsys, clips, tmp_path):
@@ -217,13 +223,13 @@ def test_help_does_not_import_torch(code):
 
 
 def test_console_script_and_module_entry_points(tiny_model_dir, clips):
-    proc = subprocess.run([console_script(), "classify", str(clips["av"]), "-m", str(tiny_model_dir), "--jsonl"],
+    proc = subprocess.run([console_script(), "classify", str(clips["av"]), "-m", str(tiny_model_dir), "--jsonl", "-"],
                           capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stdout.splitlines()
     check_contract(json.loads(line), model_dir=tiny_model_dir, threshold=0.0)
 
-    proc = subprocess.run([sys.executable, "-m", "avscene", "classify", str(clips["av"]), "--json", "--jsonl"],
+    proc = subprocess.run([sys.executable, "-m", "avscene", "classify", str(clips["av"]), "--json", "--jsonl", "-"],
                           capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 2
     assert "exclusive" in proc.stderr

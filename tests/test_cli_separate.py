@@ -68,7 +68,7 @@ def test_directory_with_name_template(ckpt, tmp_path, capsys) -> None:
     write_audio(folder / "one.wav", duration=1.0, freq=440.0)
     write_video(folder / "two.mp4", duration=1.0, freq=880.0)
     code, out, err = run(capsys, "separate", folder, "--label", "c", "-o", tmp_path / "o" / "{name}.{label}.wav",
-                         "--residual", tmp_path / "o" / "{name}.rest.flac", "--model", ckpt, "--jsonl", *FAST)
+                         "--residual", tmp_path / "o" / "{name}.rest.flac", "--model", ckpt, "--jsonl", "-", *FAST)
     assert code == 0, err
     docs = [json.loads(line) for line in out.splitlines()]
     assert [Path(d["source_path"]).name for d in docs] == ["one.c.wav", "two.c.wav"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 from avscene.errors import (
     AvsceneError,
@@ -31,14 +32,29 @@ CLI_ERROR_MAPPINGS: list[tuple[type[BaseException], str, int]] = [
 ]
 
 
+_verbose = False  # set by the global --verbose flag (AVSCENE_DEBUG=1 does the same)
+
+
+def set_verbose(on: bool) -> None:
+    """Turn tracebacks on or off for this run (the ``--verbose`` flag)."""
+    global _verbose
+    _verbose = on
+
+
+def verbose() -> bool:
+    """Tracebacks wanted: ``--verbose`` or ``AVSCENE_DEBUG=1``."""
+    return _verbose or os.environ.get("AVSCENE_DEBUG", "") not in ("", "0")
+
+
 def report(exc: BaseException) -> int:
-    """Print a one-line message for ``exc`` on stderr and return the exit code."""
-    if os.environ.get("AVSCENE_DEBUG"):
-        raise exc
+    """Print a one-line message for ``exc`` on stderr (after its traceback when verbose); return the exit code."""
+    if verbose():
+        traceback.print_exception(exc, file=sys.stderr)
     for cls, prefix, code in CLI_ERROR_MAPPINGS:
         if isinstance(exc, cls):
             print(f"avscene: {prefix}: {exc}", file=sys.stderr)
             return code
     print(f"avscene: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-    print("  set AVSCENE_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
+    if not verbose():
+        print("  rerun with --verbose for the traceback, and please report it", file=sys.stderr)
     return EXIT_INPUT_FAILED

@@ -31,7 +31,37 @@ OfflineOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document with every result.")]
 JsonlOpt = Annotated[
-    bool, typer.Option("--jsonl", help="Print one JSON line per input as soon as it is done.")
+    Optional[str],
+    typer.Option("--jsonl", metavar="FILE", help="Write one JSON line per input to FILE as soon as it is "
+                 "done, durably ('-': stdout); see --resume."),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume", help="Skip the inputs already recorded in the --jsonl FILE (failed ones too, "
+                 "unless --retry-failed) and append the new records."),
+]
+RetryFailedOpt = Annotated[
+    bool, typer.Option("--retry-failed", help="With --resume: process the inputs recorded as failed again.")
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Overwrite existing output files, and an existing --jsonl FILE "
+                       "(without --resume).")
+]
+JobsOpt = Annotated[
+    int,
+    typer.Option("--jobs", "-j", min=1, help="Worker processes, each loading the model once; the output "
+                 "is the same as with --jobs 1, in input order."),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", min=0.0, metavar="SECONDS", help="Time limit per input: an input that takes "
+                 "longer fails and the run goes on. 0: no limit."),
+]
+ShardOpt = Annotated[
+    Optional[str],
+    typer.Option("--shard", metavar="I/N", help="Process only shard I of N (1 <= I <= N): every N-th input "
+                 "of the inputs sorted by path, starting with the I-th. N runs with I = 1..N cover every "
+                 "input exactly once."),
 ]
 TopKOpt = Annotated[
     Optional[int], typer.Option("--top-k", min=1, help="Predict at most K labels per input.")

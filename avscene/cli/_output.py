@@ -1,7 +1,9 @@
-"""One output sink per command run: a rich table, ``--json`` or ``--jsonl``.
+"""One output sink per command run: a rich table, ``--json`` or ``--jsonl -`` on stdout, and a JSONL file.
 
 Results go to stdout; progress bars and per-input error lines go to stderr, so
-``--json``/``--jsonl`` output can be piped straight into other tools.
+``--json``/``--jsonl -`` output can be piped straight into other tools. With
+``--jsonl FILE`` every record is also appended to FILE as soon as it arrives
+(:class:`avscene.tasks.runner.ResultLog`: one write + fsync per line).
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from avscene.tasks.runner import ResultLog
 
 
 class Result(Protocol):
@@ -27,11 +32,13 @@ class Result(Protocol):
 class Sink:
     """Collects results and renders them in the chosen mode."""
 
-    def __init__(self, *, mode: str, table: Callable[[list[Result]], Table] | None = None):
+    def __init__(self, *, mode: str, table: Callable[[list[Result]], Table] | None = None,
+                 log: ResultLog | None = None):
         if mode not in ("table", "json", "jsonl"):
             raise ValueError(mode)
         self.mode = mode
         self.table = table
+        self.log = log  # the --jsonl FILE, if any
         self.results: list[Result] = []
         self.out = Console(soft_wrap=True)
         self.err = Console(stderr=True, soft_wrap=True)
@@ -41,6 +48,8 @@ class Sink:
         return sum(not r.ok for r in self.results)
 
     def add(self, r: Result) -> None:
+        if self.log is not None:  # first: the durable record
+            self.log.append(r.to_json())
         self.results.append(r)
         if not r.ok:
             msg = r.to_json()["error"]
@@ -64,12 +73,14 @@ class Sink:
             self.err.print(f"{self.failed} of {len(self.results)} input(s) failed", style="red")
 
 
-def output_mode(json_flag: bool, jsonl_flag: bool) -> str:
+def output_mode(json_flag: bool, jsonl: str | None) -> str:
+    """What stdout shows: ``json`` (--json), ``jsonl`` (--jsonl -) or ``table``."""
     from avscene.errors import UsageError
 
-    if json_flag and jsonl_flag:
-        raise UsageError("--json and --jsonl are exclusive: choose one")
-    return "json" if json_flag else "jsonl" if jsonl_flag else "table"
+    if json_flag and jsonl == "-":
+        raise UsageError("--json and --jsonl - are exclusive (both print on stdout): choose one, or give "
+                         "--jsonl a file")
+    return "json" if json_flag else "jsonl" if jsonl == "-" else "table"
 
 
 @contextmanager

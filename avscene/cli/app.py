@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 from collections.abc import Callable
 from typing import Annotated, Optional
@@ -10,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from avscene import __version__
-from avscene.cli._errors import EXIT_USAGE, report
+from avscene.cli._errors import EXIT_USAGE, report, set_verbose
 
 app = typer.Typer(
     name="avscene",
@@ -34,8 +35,13 @@ def _root(
     version: Annotated[
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print the traceback of every error (as AVSCENE_DEBUG=1 "
+                           "does); without it, one line per failure.")
+    ] = False,
 ) -> None:
     """avscene: weakly supervised audio-visual scene analysis."""
+    set_verbose(verbose)
 
 
 def command(fn: Callable[..., int], name: str, epilog: str | None = None) -> None:
@@ -64,6 +70,10 @@ def _register() -> None:
     command(download.download_cmd, "download", download.EPILOG)
     command(separate.separate_cmd, "separate", separate.EPILOG)
     command(evaluate_sep.evaluate_sep_cmd, "evaluate-separation", evaluate_sep.EPILOG)
+    if importlib.util.find_spec("avscene.cli.doctor") is not None:  # written alongside; optional until it lands
+        from avscene.cli import doctor
+
+        command(doctor.doctor_cmd, "doctor", doctor.EPILOG)
 
 
 _register()
@@ -71,6 +81,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    set_verbose(False)  # the --verbose of a previous in-process call does not carry over
     try:
         rv = app(args=argv, standalone_mode=False)
         # click returns the code of a typer.Exit instead of raising it when not standalone

@@ -4,27 +4,41 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from avscene.cli._batch import BatchOptions, execute, plan
 from avscene.cli._options import (
     DeviceOpt,
     EdgeModelOpt,
+    ForceOpt,
+    JobsOpt,
     JsonlOpt,
     JsonOpt,
     ModelOpt,
     OfflineOpt,
     PathsArg,
+    ResumeOpt,
+    RetryFailedOpt,
     RevisionOpt,
+    ShardOpt,
     ThresholdOpt,
+    TimeoutOpt,
     TopKOpt,
 )
-from avscene.cli._output import Sink, drain, output_mode
+from avscene.cli._output import Sink, output_mode
+from avscene.tasks.runner import DEFAULT_TIMEOUT_S
 
 EPILOG = """Examples:
 
   avscene classify clip.mp4
 
-  avscene classify videos/ --jsonl > labels.jsonl
+  avscene classify videos/ --jsonl labels.jsonl --jobs 4
+
+  avscene classify videos/ --jsonl labels.jsonl --resume
+
+  avscene classify videos/ --shard 2/8 --jsonl labels.2.jsonl
 
   avscene classify clip.mp4 --model org/avscene-model --revision v1 --json
+
+--resume continues an interrupted run; --shard 2/8 is the second of 8 machines.
 """
 
 
@@ -47,16 +61,23 @@ def classify_cmd(
     threshold: ThresholdOpt = None,
     edge_model: EdgeModelOpt = None,
     json_out: JsonOpt = False,
-    jsonl_out: JsonlOpt = False,
+    jsonl: JsonlOpt = None,
+    resume: ResumeOpt = False,
+    retry_failed: RetryFailedOpt = False,
+    force: ForceOpt = False,
+    jobs: JobsOpt = 1,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    shard: ShardOpt = None,
 ) -> int:
     """Classify videos: video-level sound-event labels with a score per class."""
-    from avscene.tasks._pipeline import expand_inputs, load_model
-    from avscene.tasks.classify import ClassifyOptions, classify_many
+    from avscene.tasks.classify import ClassifyOptions, classify_file
+    from avscene.tasks.runner import FileJob, ModelSpec
 
-    sink = Sink(mode=output_mode(json_out, jsonl_out), table=classify_table)
-    files = expand_inputs(paths)
-    loaded = load_model(model, revision=revision, offline=offline, device=device)
+    batch = BatchOptions(jobs=jobs, timeout=timeout, shard=shard, jsonl=jsonl, resume=resume,
+                         retry_failed=retry_failed, force=force)
+    mode = output_mode(json_out, jsonl)
+    p = plan(paths, batch)
     opts = ClassifyOptions(top_k=top_k, threshold=threshold,
                            edge_model=None if edge_model is None else str(edge_model))
-    drain(classify_many(files, loaded, opts), sink, total=len(files), label="classify")
-    return 1 if sink.failed else 0
+    job = FileJob(classify_file, ModelSpec(model, revision=revision, offline=offline, device=device), opts)
+    return execute(p, job, Sink(mode=mode, table=classify_table, log=p.log), batch, label="classify")

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
+from avscene.cli._batch import BatchOptions, Plan, execute, plan, recorded
 from avscene.cli._options import (
     DeviceOpt,
     EdgeModelOpt,
+    ForceOpt,
+    JobsOpt,
     JsonlOpt,
     JsonOpt,
     ModelOpt,
     OfflineOpt,
     PathsArg,
+    ResumeOpt,
+    RetryFailedOpt,
     RevisionOpt,
+    ShardOpt,
     ThresholdOpt,
+    TimeoutOpt,
     TopKOpt,
 )
-from avscene.cli._output import Sink, drain, output_mode
+from avscene.cli._output import Sink, output_mode
+from avscene.tasks.runner import DEFAULT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from avscene.hub import LoadedModel
+    from avscene.results import LocalizeResult
+    from avscene.tasks.localize import LocalizeOptions
 
 EPILOG = """Examples:
 
@@ -29,7 +42,7 @@ EPILOG = """Examples:
 
   avscene localize clip.mp4 --label violin --label drum --json
 
-  avscene localize videos/ --render 'overlays/{name}.mp4' --events-tsv events.tsv --jsonl
+  avscene localize videos/ --render 'overlays/{name}.mp4' --events-tsv events.tsv --jsonl loc.jsonl -j 2
 """
 
 
@@ -58,6 +71,38 @@ def output_path(template: str, src: Path, *, n_inputs: int, **fields: str) -> Pa
         raise UsageError(f"{template!r}: unknown placeholder {e}; use {{name}}") from e
 
 
+@dataclass(frozen=True)
+class WriteOptions:
+    """What a (worker) process needs to localize one input and write its files."""
+
+    localize: LocalizeOptions
+    render: str | None = None  # overlay video template
+    scores_tsv: Path | None = None  # folder of per-input score TSVs
+    n_inputs: int = 1  # inputs of the whole run (a template needs {name} when > 1)
+    force: bool = False  # overwrite existing files
+
+
+def localize_and_write(path: Path, *, loaded: LoadedModel, opts: WriteOptions) -> LocalizeResult:
+    """Localize one input and write its score TSV and overlay video; a writer failure fails the input."""
+    from avscene.io.render import render_overlay
+    from avscene.io.writers import write_scores_tsv
+    from avscene.tasks.localize import localize_file
+
+    r = localize_file(path, loaded, opts.localize)
+    if opts.scores_tsv is not None:
+        write_scores_tsv(r, opts.scores_tsv, class_names=list(loaded.labels), force=opts.force)
+    if opts.render:
+        render_overlay(r.file, r, output_path(opts.render, Path(r.file), n_inputs=opts.n_inputs), force=opts.force)
+    return r
+
+
+def check_labels(opts: WriteOptions, loaded: LoadedModel) -> None:
+    """Refuse an unknown --label once, before any input (a usage error, not N failed inputs)."""
+    from avscene.tasks.localize import resolve_labels
+
+    resolve_labels(opts.localize.labels, (), list(loaded.labels))
+
+
 def localize_cmd(
     paths: PathsArg,
     label: Annotated[Optional[list[str]], typer.Option("--label", "-l", help="Report this class (repeatable); "
@@ -71,7 +116,7 @@ def localize_cmd(
                                                        "(filename, onset, offset, event_label).")] = None,
     scores_tsv: Annotated[Optional[Path], typer.Option(help="Write each input's audio scores for every "
                                                        "class as DIR/<name>.tsv (sed_scores_eval).")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite existing output files.")] = False,
+    force: ForceOpt = False,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
@@ -80,47 +125,51 @@ def localize_cmd(
     threshold: ThresholdOpt = None,
     edge_model: EdgeModelOpt = None,
     json_out: JsonOpt = False,
-    jsonl_out: JsonlOpt = False,
+    jsonl: JsonlOpt = None,
+    resume: ResumeOpt = False,
+    retry_failed: RetryFailedOpt = False,
+    jobs: JobsOpt = 1,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    shard: ShardOpt = None,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
     from avscene.io.writers import write_events_tsv
-    from avscene.tasks._pipeline import expand_inputs, load_model
     from avscene.tasks.classify import ClassifyOptions
-    from avscene.tasks.localize import LocalizeOptions, localize_many
+    from avscene.tasks.localize import LocalizeOptions
+    from avscene.tasks.runner import FileJob, ModelSpec
 
-    sink = Sink(mode=output_mode(json_out, jsonl_out), table=localize_table)
-    files = expand_inputs(paths)
-    if render:
-        output_path(render, files[0], n_inputs=len(files))  # refuse a bad template before any work
-    loaded = load_model(model, revision=revision, offline=offline, device=device)
+    batch = BatchOptions(jobs=jobs, timeout=timeout, shard=shard, jsonl=jsonl, resume=resume,
+                         retry_failed=retry_failed, force=force)
+    mode = output_mode(json_out, jsonl)
+    p = plan(paths, batch)
+    if render and p.files:
+        output_path(render, p.files[0], n_inputs=p.n_all)  # refuse a bad template before any work
     opts = LocalizeOptions(
         labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
         audio_all_classes=scores_tsv is not None,
         classify=ClassifyOptions(top_k=top_k, threshold=threshold,
                                  edge_model=None if edge_model is None else str(edge_model)))
-    results = _with_writers(localize_many(files, loaded, opts), render=render, scores_tsv=scores_tsv,
-                            class_names=list(loaded.labels), n_inputs=len(files), force=force)
-    drain(results, sink, total=len(files), label="localize")
-    if events_tsv is not None:
-        write_events_tsv([r for r in sink.results if r.ok], events_tsv, force=force)
-    return 1 if sink.failed else 0
+    spec = ModelSpec(model, revision=revision, offline=offline, device=device)
+    job = FileJob(localize_and_write, spec, WriteOptions(opts, render, scores_tsv, p.n_all, force), check_labels)
+    sink = Sink(mode=mode, table=localize_table, log=p.log)
+    finish = None if events_tsv is None else (
+        lambda: write_events_tsv(_all_results(p, sink), events_tsv, force=force))
+    return execute(p, job, sink, batch, label="localize", finish=finish)
 
 
-def _with_writers(results, *, render, scores_tsv, class_names, n_inputs, force) -> Iterator:
-    """Write each result's files as it arrives; a writer failure fails that input only."""
-    from avscene.errors import AvsceneError
-    from avscene.io.render import render_overlay
-    from avscene.io.writers import write_scores_tsv
-    from avscene.results import FailedInput
+def _all_results(p: Plan, sink: Sink) -> list[Any]:
+    """This run's results and, with --resume, the recorded ones, in input order (for the events TSV)."""
+    from types import SimpleNamespace
 
-    for r in results:
-        if r.ok:
-            try:
-                if scores_tsv is not None:
-                    write_scores_tsv(r, scores_tsv, class_names=class_names, force=force)
-                if render:
-                    dst = output_path(render, Path(r.file), n_inputs=n_inputs)
-                    render_overlay(r.file, r, dst, force=force)
-            except AvsceneError as e:
-                r = FailedInput(r.file, str(e))
-        yield r
+    from avscene.results import Event
+
+    new = {r.file: r for r in sink.results}
+    old = recorded(p)
+    out = []
+    for f in map(str, p.files):
+        if f in new:
+            out.append(new[f])
+        elif f in old and "error" not in old[f]:  # the fields the TSV writer reads
+            events = tuple(Event(e["label"], e["onset"], e["offset"]) for e in old[f].get("events", []))
+            out.append(SimpleNamespace(ok=True, file=f, events=events))
+    return out

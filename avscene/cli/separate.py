@@ -10,14 +10,36 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from avscene.cli._options import DeviceOpt, JsonlOpt, JsonOpt, ModelOpt, OfflineOpt, PathsArg, RevisionOpt
-from avscene.cli._output import Sink, drain, output_mode
+from avscene.cli._batch import BatchOptions, execute, plan
+from avscene.cli._options import (
+    DeviceOpt,
+    ForceOpt,
+    JobsOpt,
+    JsonlOpt,
+    JsonOpt,
+    ModelOpt,
+    OfflineOpt,
+    PathsArg,
+    ResumeOpt,
+    RetryFailedOpt,
+    RevisionOpt,
+    ShardOpt,
+    TimeoutOpt,
+)
+from avscene.cli._output import Sink, output_mode
+from avscene.tasks.runner import DEFAULT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from avscene.hub import LoadedModel
+    from avscene.results import SeparateResult
+    from avscene.tasks.separate import SeparateOptions
 
 EPILOG = """Examples:
 
@@ -25,7 +47,7 @@ EPILOG = """Examples:
 
   avscene separate clip.mp4 --threshold 0.1 --json      (label: the top predicted class)
 
-  avscene separate videos/ --label drum -o 'out/{name}.{label}.wav' --jsonl
+  avscene separate videos/ --label drum -o 'out/{name}.{label}.wav' --jsonl sep.jsonl --jobs 2
 
 Templates: {name} = input file name without extension, {label} = the class separated,
 {ext} = input extension. Default -o: '{name}.{label}.wav' in the current folder.
@@ -56,13 +78,17 @@ def fill(template: str, src: Path, label: str) -> Path:
     return Path(template.format(name=src.stem, label=label, ext=src.suffix.lstrip(".")))
 
 
-def check_templates(templates: dict[str, str], files: Sequence[Path]) -> None:
-    """Refuse, before any work, templates that are invalid or would make inputs share a file."""
+def check_templates(templates: dict[str, str], files: Sequence[Path], *, n_all: int | None = None) -> None:
+    """Refuse, before any work, templates that are invalid or would make inputs share a file.
+
+    ``n_all``: inputs of the whole run when ``files`` is one shard of it (default ``len(files)``).
+    """
     from avscene.errors import UsageError
 
+    n_all = len(files) if n_all is None else n_all
     for option, template in templates.items():
         fields = template_fields(template, option=option)
-        if len(files) > 1 and "name" not in fields:
+        if n_all > 1 and "name" not in fields:
             raise UsageError(f"{option} {template!r}: with several inputs the output needs a {{name}} "
                              "placeholder, e.g. 'out/{name}.{label}.wav'")
         suffix = fill(template, Path("x.mp4"), "x").suffix.lower()
@@ -75,7 +101,8 @@ def check_templates(templates: dict[str, str], files: Sequence[Path]) -> None:
                 raise UsageError(f"{option} {template!r}: {seen[key]} and {f} would write the same file; "
                                  "add {ext} to the template or separate them in two runs")
             seen[key] = f
-    if len(templates) == 2 and len({fill(t, files[0], "{label}").resolve() for t in templates.values()}) == 1:
+    probe = files[0] if files else Path("x.mp4")
+    if len(templates) == 2 and len({fill(t, probe, "{label}").resolve() for t in templates.values()}) == 1:
         raise UsageError("-o and --residual name the same file; give the residual another name")
 
 
@@ -104,7 +131,16 @@ def write_audio(path: Path, samples, rate: int, *, force: bool) -> Path:
     return path
 
 
-def _separate_and_write(src: Path, loaded, opts, templates: dict[str, str], *, force: bool):
+@dataclass(frozen=True)
+class WriteOptions:
+    """What a (worker) process needs to separate one input and write its files."""
+
+    separate: SeparateOptions
+    templates: dict[str, str]  # option ("-o", "--residual") → output template
+    force: bool = False  # overwrite existing files
+
+
+def separate_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) -> SeparateResult:
     """Separate one input and write its file(s); returns the result with the paths filled in."""
     import dataclasses
 
@@ -112,9 +148,10 @@ def _separate_and_write(src: Path, loaded, opts, templates: dict[str, str], *, f
 
     from avscene.tasks.separate import separate_file
 
-    if opts.label is not None:  # fail fast, before the separation work
-        _check_free([fill(t, src, opts.label) for t in templates.values()], src, force=force)
-    sep = separate_file(src, loaded, opts)
+    templates, force = opts.templates, opts.force
+    if opts.separate.label is not None:  # fail fast, before the separation work
+        _check_free([fill(t, src, opts.separate.label) for t in templates.values()], src, force=force)
+    sep = separate_file(src, loaded, opts.separate)
     r = sep.result
     out = {k: fill(t, src, r.label) for k, t in templates.items()}
     _check_free(list(out.values()), src, force=force)
@@ -126,6 +163,13 @@ def _separate_and_write(src: Path, loaded, opts, templates: dict[str, str], *, f
         write_audio(path, signals[key], r.sample_rate, force=force)
     return dataclasses.replace(r, source_path=str(out["-o"]), warnings=tuple(warnings),
                                residual_path=str(out["--residual"]) if "--residual" in out else None)
+
+
+def check_job(opts: WriteOptions, loaded: LoadedModel) -> None:
+    """Refuse a bad label or option once, before any input."""
+    from avscene.tasks.separate import check_options
+
+    check_options(opts.separate, loaded)
 
 
 def separate_table(results) -> Table:
@@ -156,27 +200,32 @@ def separate_cmd(
     divergence: Annotated[str, typer.Option(help="NMF divergence: kl (magnitude) or is (power).")] = "kl",
     output_rate: Annotated[str, typer.Option(help="model (16 kHz) or input (the input's sample "
                                              "rate).")] = "model",
-    force: Annotated[bool, typer.Option(help="Overwrite existing output files.")] = False,
+    force: ForceOpt = False,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     offline: OfflineOpt = False,
     json_out: JsonOpt = False,
-    jsonl_out: JsonlOpt = False,
+    jsonl: JsonlOpt = None,
+    resume: ResumeOpt = False,
+    retry_failed: RetryFailedOpt = False,
+    jobs: JobsOpt = 1,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    shard: ShardOpt = None,
 ) -> int:
     """Separate the sound of one class from each input (NMF components ranked by the audio network)."""
     from avscene.proposals.nmf import NMFOptions
-    from avscene.tasks._pipeline import expand_inputs, load_model, run_each
-    from avscene.tasks.separate import SeparateOptions, check_options
+    from avscene.tasks.runner import FileJob, ModelSpec
+    from avscene.tasks.separate import SeparateOptions
 
-    sink = Sink(mode=output_mode(json_out, jsonl_out), table=separate_table)
-    files = expand_inputs(paths)
+    batch = BatchOptions(jobs=jobs, timeout=timeout, shard=shard, jsonl=jsonl, resume=resume,
+                         retry_failed=retry_failed, force=force)
+    mode = output_mode(json_out, jsonl)
+    p = plan(paths, batch)
     templates = {"-o": output or DEFAULT_OUTPUT, **({"--residual": residual} if residual else {})}
-    check_templates(templates, files)
-    loaded = load_model(model, revision=revision, offline=offline, device=device)
+    check_templates(templates, p.files, n_all=p.n_all)
     opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,  # type: ignore[arg-type]
                            nmf=NMFOptions(k=components, divergence=divergence))  # type: ignore[arg-type]
-    check_options(opts, loaded)
-    results = run_each(files, lambda p: _separate_and_write(p, loaded, opts, templates, force=force))
-    drain(results, sink, total=len(files), label="separate")
-    return 1 if sink.failed else 0
+    spec = ModelSpec(model, revision=revision, offline=offline, device=device)
+    job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_job)
+    return execute(p, job, Sink(mode=mode, table=separate_table, log=p.log), batch, label="separate")

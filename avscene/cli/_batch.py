@@ -1,0 +1,153 @@
+"""The batch flags shared by ``classify``, ``localize`` and ``separate``, and one driver for them.
+
+A command builds a :class:`BatchOptions` from its flags, calls :func:`plan` (inputs,
+shard, what ``--resume`` skips), then :func:`execute` with a picklable job
+(:class:`avscene.tasks.runner.FileJob`) and its :class:`~avscene.cli._output.Sink`.
+The logic lives in :mod:`avscene.tasks.runner`; this module only wires flags and messages.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from avscene.cli._errors import EXIT_INPUT_FAILED, EXIT_OK, verbose
+
+if TYPE_CHECKING:
+    from avscene.cli._output import Sink
+    from avscene.tasks.runner import ResultLog, Setup
+
+STDOUT = "-"  # --jsonl - : the records go to stdout
+EXIT_SIGINT = 130  # 128 + SIGINT, the shell's code for a Ctrl-C
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """The batch flags of one command run."""
+
+    jobs: int = 1  # worker processes; 1: this process
+    timeout: float | None = None  # seconds per input; None or 0: no limit
+    shard: str | None = None  # "I/N": shard I of N of the sorted inputs
+    jsonl: str | None = None  # JSONL records: a file, "-" (stdout) or None
+    resume: bool = False  # skip inputs recorded in the jsonl file, append to it
+    retry_failed: bool = False  # with resume: process inputs recorded as failed again
+    force: bool = False  # overwrite outputs, and an existing jsonl file without resume
+
+
+@dataclass
+class Plan:
+    """What one run will do."""
+
+    files: list[Path]  # this shard's inputs, in order
+    n_all: int  # inputs of every shard together (output templates need {name} when > 1)
+    todo: list[Path]  # those without a record in the log: the ones processed now
+    log: ResultLog | None  # the --jsonl file, None for stdout or none
+
+
+def check_flags(batch: BatchOptions) -> None:
+    """Refuse flag combinations that cannot work (before any work)."""
+    from avscene.errors import UsageError
+
+    if batch.resume and batch.jsonl in (None, STDOUT):
+        raise UsageError("--resume continues a --jsonl FILE: give the file, e.g. --jsonl results.jsonl --resume")
+    if batch.retry_failed and not batch.resume:
+        raise UsageError("--retry-failed only applies with --resume (and --jsonl FILE)")
+
+
+def plan(paths: Sequence[Path], batch: BatchOptions) -> Plan:
+    """Expand the inputs, keep this shard, open the log and drop what it already records.
+
+    Raises:
+        UsageError: bad flags or inputs; OutputError: the --jsonl file exists without --resume/--force.
+    """
+    from avscene.tasks._pipeline import expand_inputs
+    from avscene.tasks.runner import ResultLog, parse_shard, pending_inputs, shard_inputs
+
+    check_flags(batch)
+    shard = parse_shard(batch.shard) if batch.shard else None
+    files = all_files = expand_inputs(paths)
+    if shard is not None:
+        files = shard_inputs(all_files, *shard)
+    log = None
+    if batch.jsonl not in (None, STDOUT):
+        log = ResultLog(batch.jsonl, resume=batch.resume, force=batch.force)
+    todo = pending_inputs(files, log, retry_failed=batch.retry_failed)
+    if shard is not None and not files:
+        _note(f"shard {batch.shard} has no inputs ({len(all_files)} in all)")
+    if log is not None and log.repaired:
+        _note(log.repaired)
+    if len(todo) < len(files):
+        _note(f"skipping {len(files) - len(todo)} input(s) already recorded in {batch.jsonl}")
+    return Plan(files=files, n_all=len(all_files), todo=todo, log=log)
+
+
+def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
+            finish: Callable[[], None] | None = None) -> int:
+    """Run ``job`` over the plan's inputs into ``sink``, then ``finish()``; returns the exit code.
+
+    Ctrl-C / SIGTERM stop the run: workers are terminated, atomic writes leave
+    no partial file, a line says how to resume, and the code is 130 / 143.
+    """
+    from contextlib import closing
+
+    from avscene.cli._output import drain
+    from avscene.tasks.runner import Interrupted, interrupts_raise, run_batch
+
+    on_tb = _print_traceback if verbose() else None
+    salvaged: list[Any] = []
+
+    def salvage(r: Any) -> None:  # finished by a worker ahead of its turn: its files exist, record it
+        if p.log is not None:
+            p.log.append(r.to_json())
+        salvaged.append(r)
+
+    try:
+        with interrupts_raise():
+            results = run_batch(p.todo, job, jobs=batch.jobs, timeout=batch.timeout or None, on_traceback=on_tb,
+                                on_salvage=salvage)
+            with closing(results):
+                drain(results, sink, total=len(p.todo), label=label)
+            if finish is not None:  # e.g. a file summing up every input: only after a complete run
+                finish()
+    except KeyboardInterrupt as e:
+        code, name = (e.exit_code, str(e)) if isinstance(e, Interrupted) else (EXIT_SIGINT, "SIGINT")
+        done = len(p.files) - len(p.todo) + len(sink.results) + len(salvaged)
+        hint = ("rerun the same command with --resume to continue" if p.log is not None else
+                "to continue where a run stops, give it --jsonl FILE and rerun it with --resume")
+        print(f"avscene: interrupted ({name}) after {done} of {len(p.files)} input(s); {hint}", file=sys.stderr)
+        return code
+    finally:
+        if p.log is not None:
+            p.log.close()
+    return EXIT_INPUT_FAILED if sink.failed or _recorded_failures(p) else EXIT_OK
+
+
+def _recorded_failures(p: Plan) -> int:
+    """Inputs of this run skipped because the log records them as failed (reported, exit 1)."""
+    if p.log is None:
+        return 0
+    todo = {str(f) for f in p.todo}
+    failed = [f for f in p.files if str(f) not in todo and "error" in p.log.records.get(str(f), {})]
+    if failed:
+        _note(f"{len(failed)} input(s) recorded as failed in {p.log.path} were skipped; "
+              "add --retry-failed to try them again")
+    return len(failed)
+
+
+def recorded(p: Plan) -> dict[str, dict[str, Any]]:
+    """The log's records of this plan's skipped inputs (file → record)."""
+    if p.log is None:
+        return {}
+    todo = {str(f) for f in p.todo}
+    return {str(f): p.log.records[str(f)] for f in p.files if str(f) not in todo}
+
+
+def _note(msg: str) -> None:
+    print(f"avscene: {msg}", file=sys.stderr)
+
+
+def _print_traceback(file: str, text: str) -> None:
+    print(f"avscene: traceback for {file}:\n{text.rstrip()}", file=sys.stderr)

@@ -1,0 +1,611 @@
+"""Batch runs over many inputs: shards, per-input time limits, worker processes, a resumable log.
+
+* :func:`run_batch` applies a per-input function to a list of files and yields
+  one result per input **in input order**: in this process (``jobs=1``) or in
+  ``jobs`` worker processes (``spawn``), each of which builds its function once
+  (loads the model once). A failing input becomes a
+  :class:`~avscene.results.FailedInput` and the run goes on; a worker that dies
+  (a crash in native code, the OOM killer) fails its current input and is
+  replaced.
+* **Time limit per input** (``timeout`` seconds, None: none). In this process,
+  :func:`time_limit` raises :class:`~avscene.errors.InputTimeoutError` from a
+  ``SIGALRM`` timer (Python code gets it between bytecodes: PyAV decode loops
+  return to Python between packets, but one long native call is only
+  interrupted when it returns). A worker uses the same timer, and the parent
+  kills a worker that is still busy ``HARD_KILL_MARGIN_S`` after its limit
+  (stuck in native code) and starts a new one.
+* **Shards** (:func:`shard_inputs`): shard ``I`` of ``N`` is every ``N``-th input
+  of the list sorted by path, starting with the ``I``-th, so ``N`` machines
+  running ``--shard 1/N`` … ``--shard N/N`` on the same inputs process each input
+  exactly once.
+* **Result log** (:class:`ResultLog`): a JSONL file with one complete record per
+  line, appended with one write + fsync per record; a torn last line (a hard
+  kill mid-write) is cut off when the log is reopened to resume.
+* **Interruption**: inside :func:`interrupts_raise`, ``SIGINT`` and ``SIGTERM``
+  raise :class:`Interrupted` (a ``KeyboardInterrupt``), so ``finally`` blocks
+  (atomic writes, worker shutdown) run. Workers ignore ``SIGINT`` (a terminal's
+  Ctrl-C reaches the whole process group): the parent stops them with ``SIGTERM``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from avscene.errors import AvsceneError, InputTimeoutError, OutputError, UsageError
+from avscene.results import FailedInput
+
+if TYPE_CHECKING:
+    from avscene.hub import LoadedModel
+
+DEFAULT_TIMEOUT_S = 600.0  # per input: ~300x a 10-s clip on a busy 2-core CPU (~2 s); long files need more
+TIMEOUT_REPEAT_S = 1.0  # re-raise every second, in case code under the limit swallows the first one
+HARD_KILL_MARGIN_S = 5.0  # a worker still busy this long after its own timer fired is stuck: killed
+KILL_GRACE_S = 3.0  # after SIGTERM, time a worker gets to clean up (temporary files) before SIGKILL
+SHUTDOWN_WAIT_S = 10.0  # time idle workers get to exit after the last input
+EXIT_SIGNAL_BASE = 128  # shell convention: a process ended by signal N exits with 128 + N
+
+PerInput = Callable[[Path], Any]  # one input → its result; raises AvsceneError when it fails
+Setup = Callable[[], PerInput]  # picklable; called once per process (loads the model)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while :func:`interrupts_raise` was active."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """130 for SIGINT, 143 for SIGTERM."""
+        return EXIT_SIGNAL_BASE + self.signum
+
+
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """Inside the block, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only; else a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def _deferred(*signums: int) -> Iterator[None]:
+    """Hold back ``signums`` inside the block; pending ones are delivered when it ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def timeout_message(seconds: float) -> str:
+    return (f"timed out: took longer than the time limit of {seconds:g} s per input; raise it with "
+            "--timeout SECONDS (0: no limit)")
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`~avscene.errors.InputTimeoutError` in the block once it has run ``seconds``.
+
+    A ``SIGALRM`` timer (``signal.setitimer``): the error is raised in the main
+    thread between Python bytecodes, then again every ``TIMEOUT_REPEAT_S`` until
+    the block ends (code that catches it by mistake cannot keep running
+    forever). A native call that does not return is not interrupted. An
+    enclosing limit is restored (and fires) after the block. ``None`` or
+    ``<= 0``: no limit.
+
+    Raises:
+        UsageError: a limit was asked for outside the main thread (signals only reach it).
+    """
+    if seconds is None or seconds <= 0:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise UsageError("time_limit() works in the main thread only; run the batch there, or with jobs >= 2")
+
+    def _fire(_signum: int, _frame: Any) -> None:
+        raise InputTimeoutError(timeout_message(seconds))
+
+    start = time.monotonic()
+    old_handler = signal.signal(signal.SIGALRM, _fire)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds, TIMEOUT_REPEAT_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay > 0:  # an outer limit: re-arm it with what is left of it (at least 1 ms)
+            left = max(old_delay - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, old_interval)
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` → ``(I, N)`` with ``1 <= I <= N``; raises UsageError otherwise."""
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise UsageError(f"--shard {text!r}: write I/N with 1 <= I <= N, e.g. --shard 2/8")
+    return i, n
+
+
+def shard_inputs(files: Sequence[Path], index: int, count: int) -> list[Path]:
+    """Shard ``index`` (1-based) of ``count``: the inputs at sorted positions ``index-1``, ``+count``, …
+
+    Positions are taken in the list sorted by path string (code-point order, so
+    the split does not depend on argument order or locale); the inputs kept are
+    returned in their original order. Every input is in exactly one shard, and
+    shard sizes differ by at most one.
+    """
+    if not 1 <= index <= count:
+        raise UsageError(f"shard {index}/{count}: the index must lie in 1..{count}")
+    ranked = sorted(range(len(files)), key=lambda k: str(files[k]))
+    keep = {ranked[pos] for pos in range(index - 1, len(files), count)}
+    return [f for k, f in enumerate(files) if k in keep]
+
+
+# --------------------------------------------------------------------------- result log
+
+
+class ResultLog:
+    """An append-only JSONL file of results: every line a complete JSON record with a ``"file"``.
+
+    Each record is written with one ``os.write`` (no Python buffer) and
+    ``fsync``, SIGINT/SIGTERM held back meanwhile, so an interruption never
+    leaves half a line; only a hard kill or a machine crash can tear the last
+    one, and resuming cuts it off (:attr:`repaired` says so). The file is
+    opened (created, emptied by ``force``, repaired) at the first append. It may
+    hold several records of one input (``--retry-failed``): the last one wins.
+
+    Args:
+        path: the JSONL file.
+        resume: read the records already there, and append.
+        force: without ``resume``, replace an existing file instead of refusing it.
+
+    Raises:
+        OutputError: the file exists (neither ``resume`` nor ``force``) or is a
+            folder, or a line other than the last is not a record.
+    """
+
+    def __init__(self, path: str | Path, *, resume: bool = False, force: bool = False) -> None:
+        self.path = Path(path)
+        self.records: dict[str, dict] = {}  # file → its last record
+        self.repaired: str | None = None  # the torn last line cut off at opening, if any
+        self._resume = resume
+        self._keep: int | None = None  # bytes of the existing file to keep (resume)
+        self._fd: int | None = None
+        if self.path.is_dir():
+            raise OutputError(f"{self.path} is a folder: give a file name for --jsonl")
+        if self.path.exists() and not (resume or force):
+            raise OutputError(f"{self.path} already exists; pass --resume to continue it or --force to replace it")
+        if resume and self.path.exists():
+            self._read()
+
+    def done(self, *, retry_failed: bool = False) -> set[str]:
+        """Files with a record (``retry_failed``: with a successful one only)."""
+        return {f for f, rec in self.records.items() if not (retry_failed and "error" in rec)}
+
+    def append(self, record: dict) -> None:
+        """Write one record as one line, durably (write + fsync)."""
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        with _deferred(signal.SIGINT, signal.SIGTERM):
+            fd = self._open()
+            view = memoryview(data)
+            while view:  # a regular file takes it in one write; loop in case it does not
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        self.records[str(record["file"])] = record
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ResultLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> int:
+        if self._fd is not None:
+            return self._fd
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._keep is not None and self._keep < self.path.stat().st_size:
+                os.truncate(self.path, self._keep)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if self._resume else os.O_TRUNC)
+            self._fd = os.open(self.path, flags, 0o666)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}; choose another --jsonl file") from e
+        return self._fd
+
+    def _read(self) -> None:
+        data = self.path.read_bytes()
+        keep = data.rfind(b"\n") + 1  # a last line without its newline is torn
+        lines = data[:keep].split(b"\n")[:-1]
+        for n, line in enumerate(lines, 1):
+            try:
+                rec = json.loads(line)
+                self.records[str(rec["file"])] = rec
+            except (ValueError, KeyError, TypeError) as e:
+                if n < len(lines):
+                    raise OutputError(f"{self.path}: line {n} is not a result record ({e}); remove that line "
+                                      "or start a new file") from e
+                keep -= len(line) + 1  # a last line that does not parse is torn too
+        if keep < len(data):
+            self._keep = keep
+            self.repaired = (f"{self.path}: cutting off an incomplete last line ({len(data) - keep} bytes, "
+                             "from an interrupted write)")
+
+
+# --------------------------------------------------------------------------- per input
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which checkpoint each process loads (picklable: a worker loads its own copy)."""
+
+    model: str | None = None  # local folder or Hub id; None: the bundled model
+    revision: str | None = None  # Hub revision
+    offline: bool = False  # Hugging Face cache only
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+
+    def load(self) -> LoadedModel:
+        from avscene.tasks._pipeline import load_model
+
+        return load_model(self.model, revision=self.revision, offline=self.offline, device=self.device)
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """Picklable setup of a batch over a task's per-file function: the model is loaded once per process.
+
+    ``FileJob(classify_file, ModelSpec(m), ClassifyOptions())()`` returns
+    ``path → classify_file(path, loaded=..., opts=...)``; ``localize_file`` and
+    ``separate_file`` fit too. ``fn`` and ``check`` must be module-level
+    functions (pickled by reference for worker processes).
+    """
+
+    fn: Callable[..., Any]  # fn(path, loaded=LoadedModel, opts=opts) → result
+    model: ModelSpec
+    opts: Any = None
+    check: Callable[[Any, Any], Any] | None = None  # check(opts, loaded): refuse bad options once
+
+    def __call__(self) -> PerInput:
+        import functools
+
+        loaded = self.model.load()
+        if self.check is not None:
+            self.check(self.opts, loaded)
+        return functools.partial(self.fn, loaded=loaded, opts=self.opts)
+
+
+def run_one(fn: PerInput, path: Path, *, timeout: float | None,
+            verbose: bool = False) -> tuple[Any, str | None]:
+    """``fn(path)`` under :func:`time_limit`; a failure becomes a FailedInput.
+
+    Returns:
+        ``(result or FailedInput, traceback text or None)``; the traceback only with ``verbose``.
+    """
+    import traceback
+
+    try:
+        with time_limit(timeout):
+            return fn(path), None
+    except AvsceneError as e:
+        return FailedInput(str(path), str(e)), traceback.format_exc() if verbose else None
+    except Exception as e:  # noqa: BLE001 - one bad input must not stop the others
+        msg = f"internal error ({type(e).__name__}: {e}); rerun with --verbose for the traceback"
+        return FailedInput(str(path), msg), traceback.format_exc() if verbose else None
+
+
+def run_batch(files: Sequence[Path], setup: Setup, *, jobs: int = 1, timeout: float | None = DEFAULT_TIMEOUT_S,
+              on_traceback: Callable[[str, str], None] | None = None,
+              on_salvage: Callable[[Any], None] | None = None) -> Iterator[Any]:
+    """Apply ``setup()``'s function to every file; yields one result per file, in order.
+
+    Close the generator (``contextlib.closing``) when stopping early: that stops the workers.
+
+    Args:
+        files: the inputs.
+        setup: picklable callable, called once per process, returning the
+            per-input function (which raises an ``AvsceneError`` for a bad input).
+        jobs: 1: run here; N > 1: N worker processes (at most one per input).
+        timeout: seconds per input; None or 0: no limit.
+        on_traceback: called as ``(file, traceback text)`` for each failure just
+            before it is yielded; None: no tracebacks are collected.
+        on_salvage: when the run stops early (interrupted, or closed), called
+            with each result that was finished but not yet yielded (workers run
+            ahead of the input order), e.g. to record it: its output files exist.
+
+    Raises:
+        Whatever ``setup`` raises (in a worker too): e.g. a CheckpointError.
+        AvsceneError: a worker process could not start.
+    """
+    if jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {jobs}")
+    if not files:  # nothing to do: not even the model is loaded
+        return (r for r in ())
+    if jobs == 1 or len(files) == 1:
+        return _run_here(files, setup, timeout=timeout, on_traceback=on_traceback)
+    return _run_pool(files, setup, jobs=jobs, timeout=timeout, on_traceback=on_traceback, on_salvage=on_salvage)
+
+
+def _run_here(files: Sequence[Path], setup: Setup, *, timeout: float | None,
+              on_traceback: Callable[[str, str], None] | None) -> Iterator[Any]:
+    fn = setup()
+    for path in files:
+        result, tb = run_one(fn, Path(path), timeout=timeout, verbose=on_traceback is not None)
+        if tb is not None and on_traceback is not None:
+            on_traceback(str(path), tb)
+        yield result
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+class _RemoteTraceback(Exception):
+    """A worker's traceback text, attached as ``__cause__`` of its error re-raised in the parent."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _send(conn: Any, msg: tuple) -> None:
+    """Pickle and send ``msg``; an unpicklable result or error is replaced by a plain one."""
+    import pickle
+
+    try:
+        data = pickle.dumps(msg)
+    except Exception as e:  # noqa: BLE001 - e.g. a result holding an open file
+        if msg[0] == "done":
+            msg = ("done", msg[1], FailedInput(str(msg[2].file), f"internal error: the result cannot be sent "
+                                               f"between processes ({e}); rerun with --jobs 1"), msg[3])
+        else:
+            msg = (msg[0], AvsceneError(f"{type(msg[1]).__name__}: {msg[1]}"), msg[2])
+        data = pickle.dumps(msg)
+    conn.send_bytes(data)
+
+
+def _worker_main(conn: Any, setup: Setup, threads: int, timeout: float | None, verbose: bool) -> None:
+    """A worker process: build the per-input function once, then answer ``(index, path)`` until None."""
+    import traceback
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, _raise_interrupted)  # unwind, so atomic writes remove their temp files
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by torch when it is imported here
+        os.environ.setdefault(var, str(threads))
+    if "torch" in sys.modules and os.environ["OMP_NUM_THREADS"].isdigit():  # imported by unpickling ``setup``
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    try:
+        try:
+            fn = setup()
+        except Exception as e:  # noqa: BLE001 - re-raised in the parent
+            _send(conn, ("setup_error", e, traceback.format_exc()))
+            return
+        _send(conn, ("ready",))
+        while (msg := conn.recv()) is not None:
+            index, path = msg
+            result, tb = run_one(fn, path, timeout=timeout, verbose=verbose)
+            _send(conn, ("done", index, result, tb))
+    except Interrupted as e:
+        raise SystemExit(e.exit_code) from None
+    except (EOFError, OSError):  # the parent has gone
+        return
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+@dataclass
+class _Worker:
+    process: Any  # multiprocessing Process (spawn context)
+    conn: Any  # the parent's end of its pipe
+    ready: bool = False  # setup done: the model is loaded
+    task: tuple[int, Path] | None = None  # (input index, path) being processed
+    deadline: float = math.inf  # time.monotonic() after which it is stuck: killed
+
+
+Done = tuple[int, Any, "str | None"]  # (input index, result or FailedInput, traceback text)
+
+
+class _Pool:
+    """Worker processes for :func:`_run_pool`: one input each at a time, dead or stuck ones replaced."""
+
+    def __init__(self, setup: Setup, *, size: int, timeout: float | None, verbose: bool) -> None:
+        import multiprocessing
+
+        self.ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch / CUDA threads
+        self.setup, self.size, self.verbose = setup, size, verbose
+        self.timeout = timeout if timeout and timeout > 0 else None
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.threads = max(1, cpus // size)  # torch threads per worker: no oversubscription
+        self.workers: list[_Worker] = []
+
+    def _start(self) -> None:
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_worker_main, name="avscene-worker", daemon=True,
+                                args=(child, self.setup, self.threads, self.timeout, self.verbose))
+        with _deferred(signal.SIGINT):  # inherited blocked: a Ctrl-C cannot kill it half-started
+            proc.start()
+        child.close()
+        self.workers.append(_Worker(proc, parent))
+
+    def dispatch(self, todo: deque[tuple[int, Path]]) -> None:
+        """Start workers up to the pool size while inputs wait; give each idle ready one an input."""
+        while todo and len(self.workers) < self.size:
+            self._start()
+        for w in self.workers:
+            if not (todo and w.ready and w.task is None):
+                continue
+            w.task = todo.popleft()
+            try:
+                w.conn.send(w.task)
+            except OSError:  # it has just died: the input goes back, poll() buries the worker
+                todo.appendleft(w.task)
+                w.task = None
+                continue
+            w.deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout + HARD_KILL_MARGIN_S
+
+    def poll(self) -> list[Done]:
+        """Wait for results, deaths or a deadline; returns the inputs that finished."""
+        from multiprocessing.connection import wait
+
+        deadline = min((w.deadline for w in self.workers if w.task), default=math.inf)
+        wait([h for w in self.workers for h in (w.conn, w.process.sentinel)],
+             timeout=None if deadline == math.inf else max(0.0, deadline - time.monotonic()))
+        out: list[Done] = []
+        for w in list(self.workers):
+            out.extend(self._read(w))
+            if not w.process.is_alive():
+                out.extend(self._bury(w))
+            elif w.task is not None and time.monotonic() > w.deadline:
+                index, path = w.task
+                self._stop([w])
+                out.append((index, FailedInput(str(path), timeout_message(self.timeout or 0)), None))
+        return out
+
+    def _read(self, w: _Worker) -> list[Done]:
+        msgs = []
+        try:
+            while w.conn.poll():
+                msgs.append(w.conn.recv())
+        except (EOFError, OSError):
+            pass  # it died mid-message: _bury reports its input
+        out: list[Done] = []
+        for msg in msgs:
+            if msg[0] == "setup_error":
+                raise msg[1] from _RemoteTraceback(msg[2])
+            if msg[0] == "ready":
+                w.ready = True
+            else:
+                out.append(msg[1:])
+                w.task, w.deadline = None, math.inf
+        return out
+
+    def _bury(self, w: _Worker) -> list[Done]:
+        """A worker ended on its own: fail its input (if any); before it was ready, the run fails."""
+        w.process.join()
+        self.workers.remove(w)
+        w.conn.close()
+        code = _exit_text(w.process.exitcode)
+        if not w.ready:
+            raise AvsceneError(f"a worker process ended ({code}) before loading the model; rerun with "
+                               "--jobs 1 to see why")
+        if w.task is None:
+            return []
+        return [(w.task[0], FailedInput(str(w.task[1]), f"the worker process died on this input ({code}: a "
+                                        "crash in native code, or out of memory?); try it alone with --jobs 1"),
+                 None)]
+
+    def _stop(self, workers: list[_Worker]) -> list[Done]:
+        """SIGTERM (they unwind and remove temp files), SIGKILL after ``KILL_GRACE_S``; forget them.
+
+        Returns the results they had sent but that were not read yet.
+        """
+        for w in workers:
+            if w.process.is_alive():
+                w.process.terminate()
+        end = time.monotonic() + KILL_GRACE_S
+        sent: list[Done] = []
+        for w in workers:
+            w.process.join(max(0.0, end - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            try:  # complete messages stay readable in the pipe after the worker is gone
+                while w.conn.poll():
+                    msg = w.conn.recv()
+                    sent.extend([msg[1:]] if msg[0] == "done" else [])
+            except (EOFError, OSError):
+                pass
+            self.workers.remove(w)
+            w.conn.close()
+        return sent
+
+    def close(self, *, completed: bool) -> list[Done]:
+        """After the last input, ask idle workers to exit; otherwise (interrupted) terminate them.
+
+        Returns the results that were sent but not read (an interrupted run).
+        """
+        with _deferred(signal.SIGINT, signal.SIGTERM):
+            if completed:
+                for w in self.workers:
+                    try:
+                        w.conn.send(None)
+                    except OSError:
+                        pass
+                end = time.monotonic() + SHUTDOWN_WAIT_S
+                for w in self.workers:
+                    w.process.join(max(0.0, end - time.monotonic()))
+            return self._stop(list(self.workers))
+
+
+def _run_pool(files: Sequence[Path], setup: Setup, *, jobs: int, timeout: float | None,
+              on_traceback: Callable[[str, str], None] | None,
+              on_salvage: Callable[[Any], None] | None) -> Iterator[Any]:
+    pool = _Pool(setup, size=min(jobs, len(files)), timeout=timeout, verbose=on_traceback is not None)
+    todo = deque((k, Path(f)) for k, f in enumerate(files))
+    finished: dict[int, tuple[Any, str | None]] = {}
+    completed = False
+    try:
+        for k in range(len(files)):
+            while k not in finished:  # results arrive in any order; they leave in input order
+                pool.dispatch(todo)
+                finished.update((i, (r, tb)) for i, r, tb in pool.poll())
+            result, tb = finished.pop(k)
+            if tb is not None and on_traceback is not None:
+                on_traceback(str(result.file), tb)
+            yield result
+        completed = True
+    finally:
+        finished.update((i, (r, tb)) for i, r, tb in pool.close(completed=completed))
+        if on_salvage is not None:  # stopped early: finished inputs that never got their turn
+            for k in sorted(finished):
+                on_salvage(finished[k][0])
+
+
+def pending_inputs(files: Sequence[Path], log: ResultLog | None, *, retry_failed: bool) -> list[Path]:
+    """The inputs without a record in ``log`` (all of them without a log)."""
+    if log is None:
+        return list(files)
+    done = log.done(retry_failed=retry_failed)
+    return [f for f in files if str(f) not in done]
+
+
+__all__ = ["DEFAULT_TIMEOUT_S", "FileJob", "Interrupted", "ModelSpec", "ResultLog", "interrupts_raise", "parse_shard",
+           "pending_inputs", "run_batch", "run_one", "shard_inputs", "time_limit", "timeout_message"]
