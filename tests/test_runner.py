@@ -20,7 +20,7 @@ import pytest
 
 from avscene.errors import CheckpointError, InputTimeoutError, OutputError, UsageError
 from avscene.results import FailedInput
-from avscene.tasks import runner
+from avscene.tasks import _pool, runner
 from avscene.tasks.runner import (
     FileJob,
     Interrupted,
@@ -256,7 +256,7 @@ def test_timeout_fails_one_input_and_goes_on(jobs):
 
 
 def test_stuck_worker_is_killed_and_replaced(monkeypatch):
-    monkeypatch.setattr(runner, "HARD_KILL_MARGIN_S", 0.5)
+    monkeypatch.setattr(_pool, "HARD_KILL_MARGIN_S", 0.5)
     files = paths("stuck", "a", "b", "c")
     t0 = time.monotonic()
     results = list(run_batch(files, misbehave_setup, jobs=2, timeout=LIMIT_S))
@@ -327,6 +327,30 @@ def test_interrupted_pool_salvages_results_finished_ahead(tmp_path):
     # outputs of inputs 2 and 3 exist: their results are handed over (to be recorded), in input order
     assert [r.file for r in salvaged] == [str(f) for f in files[1:]]
     assert not Path(f"{files[0]}.done").exists()
+
+
+def test_a_run_here_does_not_load_the_worker_pool():
+    """``jobs=1`` (or a single input) must not import ``_pool`` or ``multiprocessing``: a fresh interpreter checks."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pathlib import Path\nfrom avscene.tasks.runner import run_batch\n"
+            "def setup():\n    return lambda p: p.name\n"
+            "out = list(run_batch([Path('a'), Path('b')], setup, jobs=1)) + list(run_batch([Path('c')], setup, jobs=4))\n"
+            "print(out, sorted(m for m in sys.modules if m == 'avscene.tasks._pool' or m.startswith('multiprocessing')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['a', 'b', 'c'] []"
+
+
+def test_public_names_unchanged_by_the_split():
+    # what callers (cli/_batch.py, cli/*.py, users) import from the runner; the pool is reached through run_batch
+    for name in ("DEFAULT_TIMEOUT_S", "FileJob", "Interrupted", "ModelSpec", "ResultLog", "interrupts_raise",
+                 "parse_shard", "pending_inputs", "run_batch", "run_one", "shard_inputs", "time_limit",
+                 "timeout_message", "Setup", "PerInput"):
+        assert hasattr(runner, name), name
+    assert set(runner.__all__) <= set(dir(runner))
+    assert not hasattr(runner, "HARD_KILL_MARGIN_S")  # the stuck-worker test patches it in _pool
 
 
 def test_bad_jobs():

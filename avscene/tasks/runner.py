@@ -13,7 +13,8 @@
   return to Python between packets, but one long native call is only
   interrupted when it returns). A worker uses the same timer, and the parent
   kills a worker that is still busy ``HARD_KILL_MARGIN_S`` after its limit
-  (stuck in native code) and starts a new one.
+  (stuck in native code) and starts a new one. The worker pool lives in
+  :mod:`avscene.tasks._pool`, imported only when ``jobs >= 2``.
 * **Shards** (:func:`shard_inputs`): shard ``I`` of ``N`` is every ``N``-th input
   of the list sorted by path, starting with the ``I``-th, so ``N`` machines
   running ``--shard 1/N`` … ``--shard N/N`` on the same inputs process each input
@@ -30,13 +31,10 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,9 +49,6 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_S = 600.0  # per input: ~300x a 10-s clip on a busy 2-core CPU (~2 s); long files need more
 TIMEOUT_REPEAT_S = 1.0  # re-raise every second, in case code under the limit swallows the first one
-HARD_KILL_MARGIN_S = 5.0  # a worker still busy this long after its own timer fired is stuck: killed
-KILL_GRACE_S = 3.0  # after SIGTERM, time a worker gets to clean up (temporary files) before SIGKILL
-SHUTDOWN_WAIT_S = 10.0  # time idle workers get to exit after the last input
 EXIT_SIGNAL_BASE = 128  # shell convention: a process ended by signal N exits with 128 + N
 
 PerInput = Callable[[Path], Any]  # one input → its result; raises AvsceneError when it fails
@@ -359,7 +354,9 @@ def run_batch(files: Sequence[Path], setup: Setup, *, jobs: int = 1, timeout: fl
         return (r for r in ())
     if jobs == 1 or len(files) == 1:
         return _run_here(files, setup, timeout=timeout, on_traceback=on_traceback)
-    return _run_pool(files, setup, jobs=jobs, timeout=timeout, on_traceback=on_traceback, on_salvage=on_salvage)
+    from avscene.tasks._pool import run_pool  # here, so that a run in this process never loads multiprocessing
+
+    return run_pool(files, setup, jobs=jobs, timeout=timeout, on_traceback=on_traceback, on_salvage=on_salvage)
 
 
 def _run_here(files: Sequence[Path], setup: Setup, *, timeout: float | None,
@@ -370,233 +367,6 @@ def _run_here(files: Sequence[Path], setup: Setup, *, timeout: float | None,
         if tb is not None and on_traceback is not None:
             on_traceback(str(path), tb)
         yield result
-
-
-# --------------------------------------------------------------------------- worker processes
-
-
-class _RemoteTraceback(Exception):
-    """A worker's traceback text, attached as ``__cause__`` of its error re-raised in the parent."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def _send(conn: Any, msg: tuple) -> None:
-    """Pickle and send ``msg``; an unpicklable result or error is replaced by a plain one."""
-    import pickle
-
-    try:
-        data = pickle.dumps(msg)
-    except Exception as e:  # noqa: BLE001 - e.g. a result holding an open file
-        if msg[0] == "done":
-            msg = ("done", msg[1], FailedInput(str(msg[2].file), f"internal error: the result cannot be sent "
-                                               f"between processes ({e}); rerun with --jobs 1"), msg[3])
-        else:
-            msg = (msg[0], AvsceneError(f"{type(msg[1]).__name__}: {msg[1]}"), msg[2])
-        data = pickle.dumps(msg)
-    conn.send_bytes(data)
-
-
-def _worker_main(conn: Any, setup: Setup, threads: int, timeout: float | None, verbose: bool) -> None:
-    """A worker process: build the per-input function once, then answer ``(index, path)`` until None."""
-    import traceback
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, _raise_interrupted)  # unwind, so atomic writes remove their temp files
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by torch when it is imported here
-        os.environ.setdefault(var, str(threads))
-    if "torch" in sys.modules and os.environ["OMP_NUM_THREADS"].isdigit():  # imported by unpickling ``setup``
-        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    try:
-        try:
-            fn = setup()
-        except Exception as e:  # noqa: BLE001 - re-raised in the parent
-            _send(conn, ("setup_error", e, traceback.format_exc()))
-            return
-        _send(conn, ("ready",))
-        while (msg := conn.recv()) is not None:
-            index, path = msg
-            result, tb = run_one(fn, path, timeout=timeout, verbose=verbose)
-            _send(conn, ("done", index, result, tb))
-    except Interrupted as e:
-        raise SystemExit(e.exit_code) from None
-    except (EOFError, OSError):  # the parent has gone
-        return
-
-
-def _exit_text(code: int | None) -> str:
-    if code is not None and code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
-
-
-@dataclass
-class _Worker:
-    process: Any  # multiprocessing Process (spawn context)
-    conn: Any  # the parent's end of its pipe
-    ready: bool = False  # setup done: the model is loaded
-    task: tuple[int, Path] | None = None  # (input index, path) being processed
-    deadline: float = math.inf  # time.monotonic() after which it is stuck: killed
-
-
-Done = tuple[int, Any, "str | None"]  # (input index, result or FailedInput, traceback text)
-
-
-class _Pool:
-    """Worker processes for :func:`_run_pool`: one input each at a time, dead or stuck ones replaced."""
-
-    def __init__(self, setup: Setup, *, size: int, timeout: float | None, verbose: bool) -> None:
-        import multiprocessing
-
-        self.ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch / CUDA threads
-        self.setup, self.size, self.verbose = setup, size, verbose
-        self.timeout = timeout if timeout and timeout > 0 else None
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.threads = max(1, cpus // size)  # torch threads per worker: no oversubscription
-        self.workers: list[_Worker] = []
-
-    def _start(self) -> None:
-        parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_worker_main, name="avscene-worker", daemon=True,
-                                args=(child, self.setup, self.threads, self.timeout, self.verbose))
-        with _deferred(signal.SIGINT):  # inherited blocked: a Ctrl-C cannot kill it half-started
-            proc.start()
-        child.close()
-        self.workers.append(_Worker(proc, parent))
-
-    def dispatch(self, todo: deque[tuple[int, Path]]) -> None:
-        """Start workers up to the pool size while inputs wait; give each idle ready one an input."""
-        while todo and len(self.workers) < self.size:
-            self._start()
-        for w in self.workers:
-            if not (todo and w.ready and w.task is None):
-                continue
-            w.task = todo.popleft()
-            try:
-                w.conn.send(w.task)
-            except OSError:  # it has just died: the input goes back, poll() buries the worker
-                todo.appendleft(w.task)
-                w.task = None
-                continue
-            w.deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout + HARD_KILL_MARGIN_S
-
-    def poll(self) -> list[Done]:
-        """Wait for results, deaths or a deadline; returns the inputs that finished."""
-        from multiprocessing.connection import wait
-
-        deadline = min((w.deadline for w in self.workers if w.task), default=math.inf)
-        wait([h for w in self.workers for h in (w.conn, w.process.sentinel)],
-             timeout=None if deadline == math.inf else max(0.0, deadline - time.monotonic()))
-        out: list[Done] = []
-        for w in list(self.workers):
-            out.extend(self._read(w))
-            if not w.process.is_alive():
-                out.extend(self._bury(w))
-            elif w.task is not None and time.monotonic() > w.deadline:
-                index, path = w.task
-                self._stop([w])
-                out.append((index, FailedInput(str(path), timeout_message(self.timeout or 0)), None))
-        return out
-
-    def _read(self, w: _Worker) -> list[Done]:
-        msgs = []
-        try:
-            while w.conn.poll():
-                msgs.append(w.conn.recv())
-        except (EOFError, OSError):
-            pass  # it died mid-message: _bury reports its input
-        out: list[Done] = []
-        for msg in msgs:
-            if msg[0] == "setup_error":
-                raise msg[1] from _RemoteTraceback(msg[2])
-            if msg[0] == "ready":
-                w.ready = True
-            else:
-                out.append(msg[1:])
-                w.task, w.deadline = None, math.inf
-        return out
-
-    def _bury(self, w: _Worker) -> list[Done]:
-        """A worker ended on its own: fail its input (if any); before it was ready, the run fails."""
-        w.process.join()
-        self.workers.remove(w)
-        w.conn.close()
-        code = _exit_text(w.process.exitcode)
-        if not w.ready:
-            raise AvsceneError(f"a worker process ended ({code}) before loading the model; rerun with "
-                               "--jobs 1 to see why")
-        if w.task is None:
-            return []
-        return [(w.task[0], FailedInput(str(w.task[1]), f"the worker process died on this input ({code}: a "
-                                        "crash in native code, or out of memory?); try it alone with --jobs 1"),
-                 None)]
-
-    def _stop(self, workers: list[_Worker]) -> list[Done]:
-        """SIGTERM (they unwind and remove temp files), SIGKILL after ``KILL_GRACE_S``; forget them.
-
-        Returns the results they had sent but that were not read yet.
-        """
-        for w in workers:
-            if w.process.is_alive():
-                w.process.terminate()
-        end = time.monotonic() + KILL_GRACE_S
-        sent: list[Done] = []
-        for w in workers:
-            w.process.join(max(0.0, end - time.monotonic()))
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join()
-            try:  # complete messages stay readable in the pipe after the worker is gone
-                while w.conn.poll():
-                    msg = w.conn.recv()
-                    sent.extend([msg[1:]] if msg[0] == "done" else [])
-            except (EOFError, OSError):
-                pass
-            self.workers.remove(w)
-            w.conn.close()
-        return sent
-
-    def close(self, *, completed: bool) -> list[Done]:
-        """After the last input, ask idle workers to exit; otherwise (interrupted) terminate them.
-
-        Returns the results that were sent but not read (an interrupted run).
-        """
-        with _deferred(signal.SIGINT, signal.SIGTERM):
-            if completed:
-                for w in self.workers:
-                    try:
-                        w.conn.send(None)
-                    except OSError:
-                        pass
-                end = time.monotonic() + SHUTDOWN_WAIT_S
-                for w in self.workers:
-                    w.process.join(max(0.0, end - time.monotonic()))
-            return self._stop(list(self.workers))
-
-
-def _run_pool(files: Sequence[Path], setup: Setup, *, jobs: int, timeout: float | None,
-              on_traceback: Callable[[str, str], None] | None,
-              on_salvage: Callable[[Any], None] | None) -> Iterator[Any]:
-    pool = _Pool(setup, size=min(jobs, len(files)), timeout=timeout, verbose=on_traceback is not None)
-    todo = deque((k, Path(f)) for k, f in enumerate(files))
-    finished: dict[int, tuple[Any, str | None]] = {}
-    completed = False
-    try:
-        for k in range(len(files)):
-            while k not in finished:  # results arrive in any order; they leave in input order
-                pool.dispatch(todo)
-                finished.update((i, (r, tb)) for i, r, tb in pool.poll())
-            result, tb = finished.pop(k)
-            if tb is not None and on_traceback is not None:
-                on_traceback(str(result.file), tb)
-            yield result
-        completed = True
-    finally:
-        finished.update((i, (r, tb)) for i, r, tb in pool.close(completed=completed))
-        if on_salvage is not None:  # stopped early: finished inputs that never got their turn
-            for k in sorted(finished):
-                on_salvage(finished[k][0])
 
 
 def pending_inputs(files: Sequence[Path], log: ResultLog | None, *, retry_failed: bool) -> list[Path]:
