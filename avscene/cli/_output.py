@@ -48,9 +48,12 @@ class Sink:
         return sum(not r.ok for r in self.results)
 
     def add(self, r: Result) -> None:
-        if self.log is not None:  # first: the durable record
-            self.log.append(r.to_json())
-        self.results.append(r)
+        from avscene.tasks.runner import interrupts_held
+
+        with interrupts_held():  # the durable record and the count of done inputs agree
+            if self.log is not None:
+                self.log.append(r.to_json())
+            self.results.append(r)
         if not r.ok:
             msg = r.to_json()["error"]
             msg = msg if msg.startswith(r.file) else f"{r.file}: {msg}"

@@ -30,6 +30,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -97,6 +98,11 @@ def _deferred(*signums: int) -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def interrupts_held() -> contextlib.AbstractContextManager[None]:
+    """Hold back Ctrl-C and SIGTERM inside the block (bookkeeping that must not be torn in two)."""
+    return _deferred(signal.SIGINT, signal.SIGTERM)
 
 
 def timeout_message(seconds: float) -> str:
@@ -377,5 +383,5 @@ def pending_inputs(files: Sequence[Path], log: ResultLog | None, *, retry_failed
     return [f for f in files if str(f) not in done]
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "FileJob", "Interrupted", "ModelSpec", "ResultLog", "interrupts_raise", "parse_shard",
+__all__ = ["DEFAULT_TIMEOUT_S", "FileJob", "Interrupted", "ModelSpec", "ResultLog", "interrupts_held", "interrupts_raise", "parse_shard",
            "pending_inputs", "run_batch", "run_one", "shard_inputs", "time_limit", "timeout_message"]
