@@ -1,87 +1,203 @@
-"""Speed benchmark of avscene's commands (not a test): per-stage wall time, real-time factor, memory.
+"""Speed and memory benchmark of avscene's commands (not a test).
 
-    python bench/run.py [--clip examples/clips/car_ambulance_sync.mp4] [--model PATH] [--repeat 5] [--json out.json]
+    python bench/run.py [--durations 10,60,600] [--model PATH] [--repeat 3] [--jobs-clips 8]
+                        [--workdir DIR] [--json out.json]
 
-Measures, on one clip:
-* ``classify`` in a cold process (``python -m avscene classify``, wall time including imports);
-* warm ``classify`` in-process, per stage (decode, audio proposals, visual proposals, network);
-* warm ``localize`` with ``--render`` (the overlay writer);
-* warm ``separate`` (NMF + NCP scoring + reconstruction);
-* decoding alone with PyAV as the floor, and each command's ratio to it.
-Peak RSS is that of this process (``resource.getrusage``), so it bounds every warm stage.
+On generated clips (224x224, 8 fps, 16 kHz mono AAC, as avbench) of each duration:
+
+* the floor: decoding every packet of the file with FFmpeg through PyAV, nothing else;
+* each command (``classify``, ``localize --render``, ``separate --label``) in a cold process
+  of its own (``bench/_child.py``: wall time with imports, and that process's peak RSS);
+* warm, in-process: ``classify`` per stage (decode, audio proposals, visual proposals,
+  networks), ``localize``, overlay rendering, ``separate`` and NMF alone;
+* directory throughput: ``classify`` on ``--jobs-clips`` copies of the 10-s clip with
+  ``--jobs 1`` and ``--jobs 2`` (cold processes; clips per second).
+
+Every figure is printed as a table (seconds, x real time, / floor, peak MB) and written as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
+CLIP_SIZE, CLIP_FPS = (224, 224), 8  # avbench's format
+NMF_COMPONENTS = 20  # separate's default K
 
-def _median_time(fn, repeat: int) -> float:
+
+def _median(fn: Callable[[], object], repeat: int) -> float:
     times = []
-    for _ in range(repeat):
+    for _ in range(max(1, repeat)):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
+def make_clip(path: Path, seconds: float) -> Path:
+    """A synthetic clip with a moving box and a tone (``avscene.testing.media``)."""
+    from avscene.testing.media import write_video
+
+    if not path.exists():
+        write_video(path, duration=seconds, fps=CLIP_FPS, size=CLIP_SIZE, pattern="index",
+                    box=(60, 60, 140, 140), audio_rate=16000)
+    return path
+
+
+def ffmpeg_floor(path: Path) -> float:
+    """Seconds to decode every video and audio packet with PyAV (no sampling, no resampling)."""
+    import av
+
+    t0 = time.perf_counter()
+    with av.open(str(path)) as c:
+        for _ in c.decode(*c.streams):
+            pass
+    return time.perf_counter() - t0
+
+
+def cold(args: list[str], model: str | None) -> dict[str, float]:
+    """One CLI command in a fresh process: {"seconds", "peak_rss_mb", "exit_code"}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [sys.executable, str(HERE / "_child.py"), str(out), "--", *args, "--offline", "--device", "cpu"]
+        if model:
+            cmd += ["--model", model]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if not out.exists():
+            raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr[-2000:]}")
+        rec = json.loads(out.read_text())
+    return {"seconds": wall, "peak_rss_mb": rec["peak_rss_mb"], "exit_code": rec["exit_code"]}
+
+
+def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
+    """In-process (model loaded, caches warm) seconds per command and per stage."""
+    import avscene
+    from avscene.dsp.stft import stft
+    from avscene.dsp.nmf import nmf
+    from avscene.io.decode import decode
+    from avscene.io.render import render_overlay
+    from avscene.tasks._pipeline import analyse
+
+    rows: dict[str, float] = {}
+    avscene.classify(clip, model=loaded)  # warm-up
+    stages: list[dict[str, float]] = []
+    rows["classify"] = _median(lambda: stages.append(analyse(clip, loaded).timings), repeat)
+    for stage in ("decode", "audio_proposals", "visual_proposals", "network"):
+        rows[f"classify: {stage}"] = statistics.median(s[stage] for s in stages)
+    loc = avscene.localize(clip, model=loaded)
+    rows["localize"] = _median(lambda: avscene.localize(clip, model=loaded), repeat)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows["localize: render overlay"] = _median(
+            lambda: render_overlay(clip, loc, Path(tmp) / "o.mp4", force=True), 1)
+    rows["separate"] = _median(lambda: avscene.separate(clip, model=loaded, label=label), repeat)
+    import torch
+
+    audio = decode(clip, fps=1.0, sample_rate=16000).audio
+    V = torch.as_tensor(stft(audio)).abs().float()  # (F, T) magnitude
+    rows["separate: NMF alone (whole clip)"] = _median(lambda: nmf(V, k=NMF_COMPONENTS), 1)
+    return rows
+
+
+def throughput(clip: Path, n: int, model: str | None) -> dict[str, dict[str, float]]:
+    """``classify`` on ``n`` copies of ``clip`` with --jobs 1 and 2, in a cold process each.
+
+    ``clips_per_s`` counts the whole run (start-up included); ``steady_clips_per_s`` is the
+    rate between the first and the last result line, what a long directory run converges to.
+    """
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n):
+            os.symlink(clip.resolve(), Path(tmp) / f"c{i:03d}.mp4")
+        for jobs in (1, 2):
+            cmd = [sys.executable, "-m", "avscene", "classify", tmp, "--jobs", str(jobs), "--jsonl", "-",
+                   "--offline", "--device", "cpu", *(["--model", model] if model else [])]
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stamps = [time.perf_counter() - t0 for line in proc.stdout if line.strip()]
+            proc.wait()
+            wall = time.perf_counter() - t0
+            steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+            out[f"jobs {jobs}"] = {"seconds": wall, "clips_per_s": n / wall, "steady_clips_per_s": steady,
+                                   "first_result_s": stamps[0] if stamps else float("nan"),
+                                   "exit_code": proc.returncode}
+    return out
+
+
+def report(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    for d in results["clips"]:
+        t = Table("stage", "seconds", "× real time", "/ floor", "peak MB",
+                  title=f"{d['seconds']:.0f}-s clip ({d['path']})")
+        floor = d["floor_s"]
+        t.add_row("floor: FFmpeg decode (PyAV)", f"{floor:.3f}", f"{floor / d['seconds']:.4f}", "1.0", "")
+        for name, r in d["cold"].items():
+            t.add_row(f"{name} (cold process)", f"{r['seconds']:.2f}", f"{r['seconds'] / d['seconds']:.3f}",
+                      f"{r['seconds'] / floor:.1f}", f"{r['peak_rss_mb']:.0f}")
+        for name, s in d.get("warm", {}).items():
+            t.add_row(f"{name} (warm)", f"{s:.3f}", f"{s / d['seconds']:.4f}", f"{s / floor:.1f}", "")
+        con.print(t)
+    if results.get("throughput"):
+        t = Table("run", "seconds", "clips/s (all)", "first result s", "clips/s (steady)",
+                  title=f"classify, {results['jobs_clips']} clips of 10 s")
+        for name, r in results["throughput"].items():
+            t.add_row(name, f"{r['seconds']:.1f}", f"{r['clips_per_s']:.2f}", f"{r['first_result_s']:.1f}",
+                      f"{r['steady_clips_per_s']:.2f}")
+        con.print(t)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clip", default="examples/clips/car_ambulance_sync.mp4")
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--json", dest="json_out", default=None)
+    ap.add_argument("--durations", default="10,60,600", help="clip lengths in seconds, comma-separated")
+    ap.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
+    ap.add_argument("--repeat", type=int, default=3, help="warm repeats (median); 1 for clips over 60 s")
+    ap.add_argument("--jobs-clips", type=int, default=24, help="clips in the --jobs throughput run (0: skip)")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "avscene-bench")
+    ap.add_argument("--no-warm", action="store_true", help="only cold processes")
+    ap.add_argument("--json", dest="json_out", type=Path, default=None)
     args = ap.parse_args(argv)
 
     import avscene
-    from avscene.io.decode import decode, probe
-    from avscene.tasks._pipeline import analyse
+    import torch
 
-    clip = Path(args.clip)
-    duration = probe(clip).duration
-    rows: dict[str, float] = {}
-    cmd = [sys.executable, "-m", "avscene", "classify", str(clip), "--json", "--offline"]
-    if args.model:
-        cmd += ["--model", args.model]
-    rows["classify (cold process)"] = _median_time(lambda: subprocess.run(cmd, check=True, capture_output=True),
-                                                   max(1, args.repeat // 2))
-    model = avscene.load_model(args.model, device="cpu")
-    rows["decode floor (PyAV, frames + audio)"] = _median_time(lambda: decode(clip), args.repeat)
-    avscene.classify(clip, model=model)  # warm-up
-    stages: list[dict[str, float]] = []
-    rows["classify (warm)"] = _median_time(lambda: stages.append(analyse(clip, model).timings), args.repeat)
-    for stage in ("decode", "audio_proposals", "visual_proposals", "network"):
-        rows[f"  {stage}"] = statistics.median(s[stage] for s in stages)
-    from avscene.io.render import render_overlay
-
-    loc = avscene.localize(clip, model=model)
-    with tempfile.TemporaryDirectory() as tmp:
-        rows["localize (warm, without render)"] = _median_time(lambda: avscene.localize(clip, model=model),
-                                                               args.repeat)
-        rows["  render overlay"] = _median_time(
-            lambda: render_overlay(clip, loc, Path(tmp) / "o.mp4", force=True), max(1, args.repeat // 2))
-    try:
-        avscene.separate(clip, model=model)
-        rows["separate (warm)"] = _median_time(lambda: avscene.separate(clip, model=model), args.repeat)
-    except ImportError:
-        pass
-    floor = rows["decode floor (PyAV, frames + audio)"]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"clip {clip} ({duration:.1f} s), peak RSS {peak_mb:.0f} MB")
-    print(f"{'stage':40s} {'seconds':>8s} {'x real time':>11s} {'/ floor':>8s}")
-    for name, sec in rows.items():
-        print(f"{name:40s} {sec:8.3f} {sec / duration:11.3f} {sec / floor:8.1f}")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    loaded = None if args.no_warm else avscene.load_model(args.model, device="cpu")
+    label = "violin"
+    results: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "clips": [],
+                     "jobs_clips": args.jobs_clips}
+    for seconds in (float(x) for x in args.durations.split(",")):
+        clip = make_clip(args.workdir / f"bench_{seconds:g}s.mp4", seconds)
+        entry: dict = {"path": str(clip), "seconds": seconds, "floor_s": _median(lambda: ffmpeg_floor(clip), 3)}
+        with tempfile.TemporaryDirectory() as tmp:
+            entry["cold"] = {
+                "classify": cold(["classify", str(clip), "--json"], args.model),
+                "localize --render": cold(["localize", str(clip), "--json", "--render", f"{tmp}/o.mp4"], args.model),
+                "separate": cold(["separate", str(clip), "--label", label, "-o", f"{tmp}/s.wav", "--json"],
+                                 args.model),
+            }
+        if loaded is not None:
+            entry["warm"] = warm(clip, loaded, args.repeat if seconds <= 60 else 1, label)
+        results["clips"].append(entry)
+        print(f"done: {seconds:g}-s clip", file=sys.stderr)
+    if args.jobs_clips:
+        ten = make_clip(args.workdir / "bench_10s.mp4", 10.0)
+        results["throughput"] = throughput(ten, args.jobs_clips, args.model)
+    report(results)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"clip": str(clip), "duration": duration, "peak_rss_mb": peak_mb,
-                                                   "seconds": rows}, indent=2))
+        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
