@@ -10,7 +10,7 @@ import torch
 
 from avscene.errors import CheckpointError, ConfigError, UsageError
 from avscene.nn.backbones import VGGish, VisualBackbone
-from avscene.nn.model import VARIANTS, AVSceneNet, ModelConfig, ModelInput
+from avscene.nn.model import VARIANTS, AVSceneNet, ModelConfig, ModelInput, ProposalFeatures, cat_features
 
 TINY = dict(num_classes=3, audio_width=0.125, audio_fc=(32,), visual_channels=(8, 16), visual_fc=(32, 32),
             embed_dim=16)
@@ -124,6 +124,45 @@ def test_padding_does_not_change_a_bag(gen: torch.Generator):
     assert torch.allclose(padded.scores[0], alone.scores[0], atol=1e-5)
     assert torch.allclose(padded.visual_E[0, :2], alone.visual_E[0], atol=1e-5)
     assert padded.audio_E[0, 3:].abs().sum() == 0 and padded.visual_E[0, 2].abs().sum() == 0
+
+
+def _piece(x: ModelInput, audio: slice, frames: slice) -> ModelInput:
+    """The proposals ``audio`` and frames ``frames`` of every bag of ``x``."""
+    return ModelInput(audio=x.audio[:, audio], audio_segment=x.audio_segment[:, audio],
+                      images=x.images[:, frames], boxes=x.boxes[:, frames],
+                      frame_segment=x.frame_segment[:, frames])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_features_of_pieces_score_like_the_whole_bag(variant: str, gen: torch.Generator):
+    """Long files are embedded piece by piece: joined features give the whole-bag forward (eval)."""
+    net = _net(variant).eval()
+    x = _input(gen)
+    with torch.no_grad():
+        whole = net(x)
+        # three pieces along the proposals; the middle one has no frame, the last no audio
+        pieces = [_piece(x, slice(0, 2), slice(0, 1)), _piece(x, slice(2, 5), slice(1, 1)),
+                  _piece(x, slice(5, 5), slice(1, 3))]
+        pieces[1] = pieces[1]._replace(images=None, boxes=None, frame_segment=None)
+        pieces[2] = pieces[2]._replace(audio=None, audio_segment=None)
+        out = net.forward_head(cat_features([net.forward_features(p) for p in pieces]))
+    for name, t in whole._asdict().items():
+        got = getattr(out, name)
+        assert (t is None) == (got is None), name
+        if t is not None:
+            assert torch.allclose(got, t, atol=1e-5), name
+
+
+def test_forward_head_checks_what_a_variant_needs(gen: torch.Generator):
+    net = _net("sync").eval()
+    f = net.forward_features(_input(gen))
+    with pytest.raises(UsageError, match="sync variant needs frame_segment"):
+        net.forward_head(f._replace(frame_segment=None))
+    with pytest.raises(ConfigError, match="needs audio and/or images"):
+        net.forward_head(ProposalFeatures())
+    # a bag of one modality only: the other stays None
+    only = cat_features([f._replace(visual=None, frame_mask=None, frame_segment=None)])
+    assert only.visual is None and only.audio.shape == (B, P, 16)
 
 
 @pytest.mark.parametrize("variant", ["async", "wsddn"])

@@ -1,9 +1,14 @@
 """Stream-sampling helpers of :mod:`avscene.io.decode`: frame sampling at fixed instants,
-audio accumulation on the video's clock, and problem bookkeeping. No torch here."""
+audio accumulation on the video's clock, and problem bookkeeping. No torch here.
+
+Both samplers keep what they produced in buffers that the chunked reader empties
+from the front (``take_before`` / ``take``), so a long file never has to be held
+whole; :func:`avscene.io.decode.decode` simply takes everything at the end."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import av
 import numpy as np
@@ -58,16 +63,25 @@ class _Growable:
         self._a[self.n : self.n + len(x)] = x
         self.n += len(x)
 
-    def array(self) -> np.ndarray:
-        out = self._a[: self.n]
-        return out if self.n * 10 >= len(self._a) * 9 else out.copy()  # drop a big over-estimate
+    def pop_front(self, k: int) -> np.ndarray:
+        """Remove and return the first ``k`` rows, without copying them.
+
+        The rows are handed over as a view of the buffer, and the rows after them (usually
+        none or a few) are copied to a fresh buffer of the same capacity: pages of an
+        ``np.empty`` buffer that are never written cost no memory.
+        """
+        out, rest = self._a[: min(k, self.n)], self._a[k : self.n]
+        self._a = np.empty_like(self._a)
+        self._a[: len(rest)] = rest
+        self.n = len(rest)
+        return out
 
 
 class _FrameSampler:
     """Streams the frame displayed at each instant ``(k + offset) / fps``."""
 
     def __init__(self, fps: float, offset: float, origin: float, stream: av.video.VideoStream,
-                 problems: _Problems) -> None:
+                 problems: _Problems, *, buffer_s: float = MAX_PREALLOC_S) -> None:
         self._fps, self._offset, self._origin, self._problems = fps, offset, origin, problems
         rate = stream.average_rate or stream.guessed_rate
         self._k = 0
@@ -79,7 +93,7 @@ class _FrameSampler:
         self._quarter = 0  # counter-clockwise quarter turns applied to every frame
         declared = float(stream.duration * stream.time_base) if (
             stream.duration and stream.time_base) else 0.0
-        self._capacity = math.ceil(min(declared, MAX_PREALLOC_S) * fps) + 1  # for collect()
+        self._capacity = math.ceil(min(declared, buffer_s, MAX_PREALLOC_S) * fps) + 1  # for collect()
         self.stack: _Growable | None = None  # (T, H, W, 3) frames kept by collect()
         self.times: list[float] = []  # their instants
         self.seen = 0  # frames pushed
@@ -87,6 +101,24 @@ class _FrameSampler:
 
     def _instant(self) -> float:
         return (self._k + self._offset) / self._fps
+
+    @property
+    def next_instant(self) -> float:
+        """The next instant to be emitted: every earlier one has been."""
+        return self._instant()
+
+    @property
+    def frame_hw(self) -> tuple[int, int] | None:
+        """(height, width) of the frames handed out (upright), None before the first."""
+        if self._size is None:
+            return None
+        w, h = self._size
+        return (w, h) if self._quarter % 2 else (h, w)
+
+    @property
+    def clock(self) -> float:
+        """Time of the last frame pushed (s; 0 before the first)."""
+        return self._prev_t
 
     def push(self, frame: av.VideoFrame) -> list[tuple[float, np.ndarray]]:
         """Take the next decoded frame; returns the instants it closes, with their frames."""
@@ -166,20 +198,46 @@ class _FrameSampler:
             self.stack.extend(img[None])  # (1, H, W, 3)
             self.times.append(t)
 
+    def take_before(self, end: float) -> tuple[np.ndarray | None, list[float]]:
+        """Remove and return the collected frames whose instant is before ``end`` (s).
+
+        Returns:
+            ``(frames (T, H, W, 3) uint8 or None when there are none, their instants)``.
+        """
+        k = sum(1 for t in self.times if t < end)  # instants are increasing
+        if k == 0:
+            return None, []
+        times, self.times = self.times[:k], self.times[k:]
+        return self.stack.pop_front(k), times
+
 
 class _AudioAccumulator:
     """Resamples decoded audio to mono ``sample_rate`` float32, aligned to the clock."""
 
     def __init__(self, sample_rate: int, origin: float, expected_s: float | None,
-                 problems: _Problems) -> None:
+                 problems: _Problems, *, buffer_s: float = MAX_PREALLOC_S) -> None:
         self._sr, self._origin, self._problems = sample_rate, origin, problems
-        expected_s = min(max(expected_s or 0.0, 0.0), MAX_PREALLOC_S)
+        expected_s = min(max(expected_s or 0.0, 0.0), buffer_s, MAX_PREALLOC_S)
         self._buf = _Growable(round(expected_s * sample_rate) + sample_rate, (), np.float32)
+        self.taken = 0  # samples already handed out by take(); the buffer holds the ones after
         self._resampler: av.AudioResampler | None = None
         self._key: tuple | None = None  # (format, layout, rate) the resampler was built for
         self._next_t: float | None = 0.0  # s: where the next frame should start
         self._drop = 0  # output samples still to drop (audio before the clock's zero)
         self._started = False  # a frame has been pushed
+
+    @property
+    def n(self) -> int:
+        """Samples produced so far (handed out or buffered)."""
+        return self.taken + self._buf.n
+
+    def take(self, upto: int) -> np.ndarray | None:
+        """Remove and return the samples before index ``upto`` not yet taken (None: none)."""
+        k = min(upto, self.n) - self.taken
+        if k <= 0:
+            return None
+        self.taken += k
+        return self._buf.pop_front(k)
 
     def push(self, frame: av.AudioFrame) -> None:
         key = (frame.format.name, frame.layout.name, frame.sample_rate)
@@ -203,8 +261,8 @@ class _AudioAccumulator:
         """Silence up to ``t`` (a late start or a gap); or drop the audio before the zero."""
         self._drain()
         target = round(t * self._sr)
-        if target > self._buf.n:
-            self._buf.extend(np.zeros(target - self._buf.n, dtype=np.float32))
+        if target > self.n:
+            self._buf.extend(np.zeros(target - self.n, dtype=np.float32))
         elif target < 0 and not self._started:
             self._drop = -target
 
@@ -222,15 +280,89 @@ class _AudioAccumulator:
                 mono, self._drop = mono[cut:], self._drop - cut
             self._buf.extend(np.clip(mono, -1.0, 1.0))  # resampling can overshoot full scale
 
-    def finish(self, declared_end: float | None) -> np.ndarray | None:
-        """The mono signal, with codec padding past the declared end trimmed."""
+    @property
+    def started(self) -> bool:
+        """Whether any audio frame was pushed."""
+        return self._started
+
+    def close(self, declared_end: float | None) -> None:
+        """Flush the resampler and trim codec padding past the declared end.
+
+        Codec padding is at most ``PADDING_TOLERANCE_S`` past the declared end; a caller of
+        :meth:`take` keeps that many samples back until it has closed the accumulator, so
+        the trim never reaches into samples already handed out.
+        """
         self._drain()
+        if self._started and declared_end is not None:
+            excess = self.n - max(round(declared_end * self._sr), 0)
+            if 0 < excess <= PADDING_TOLERANCE_S * self._sr:
+                self._buf.n -= min(excess, self._buf.n)
+
+    def finish(self, declared_end: float | None) -> np.ndarray | None:
+        """:meth:`close`, then the samples not yet taken (all of them if none were); None: no audio."""
+        self.close(declared_end)
         if not self._started:
             return None
-        audio = self._buf.array()
-        if declared_end is not None:
-            target = max(round(declared_end * self._sr), 0)
-            excess = len(audio) - target
-            if 0 < excess <= PADDING_TOLERANCE_S * self._sr:
-                audio = audio[:target]
-        return audio
+        rest = self.take(self.n)
+        return np.zeros(0, dtype=np.float32) if rest is None else rest
+
+
+class _Cutter:
+    """Cuts the sampled frames and the audio into the windows ``[i C, (i + 1) C)``.
+
+    Yields ``(index, start, end, frames, frame_times, audio, audio_start)`` tuples for
+    :class:`avscene.io.decode.ClipChunk`. A window is cut when both streams are past its end
+    (audio by ``PADDING_TOLERANCE_S`` more, so the end trim never reaches a cut sample), or
+    when the stream furthest ahead is ``max_skew_s`` past it: then the lagging stream's
+    data for the window follows in a later chunk.
+    """
+
+    def __init__(self, sampler: _FrameSampler | None, acc: _AudioAccumulator | None, *,
+                 chunk_s: float, sample_rate: int, max_skew_s: float) -> None:
+        self.sampler, self.acc, self._c, self._sr = sampler, acc, chunk_s, sample_rate
+        self._skew = max_skew_s
+        self._hold = math.ceil(PADDING_TOLERANCE_S * sample_rate) + 1  # kept for the end trim
+        self.index = 0
+        self.frames_out = 0  # frames handed out
+
+    def _sample(self, t: float) -> float:
+        return round(t * self._sr) if math.isfinite(t) else math.inf
+
+    def _lead(self) -> float:
+        """How far (s) the stream furthest ahead has got."""
+        v = self.sampler.clock if self.sampler is not None else 0.0
+        return max(v, self.acc.n / self._sr if self.acc is not None else 0.0)
+
+    def ready(self) -> Iterator[tuple]:
+        """The windows both streams are past, or that the leading stream forces out."""
+        while True:
+            end = (self.index + 1) * self._c
+            v_done = self.sampler is None or self.sampler.next_instant >= end
+            a_done = self.acc is None or self.acc.n >= self._sample(end) + self._hold
+            if not (v_done and a_done) and self._lead() < end + self._skew:
+                return
+            hold = math.inf if self.acc is None else self.acc.n - self._hold
+            yield from self._cut(end, end, min(self._sample(end), hold))
+
+    def rest(self, duration: float) -> Iterator[tuple]:
+        """After the last packet: everything left, window by window."""
+        while True:
+            end = (self.index + 1) * self._c
+            more = (self.sampler is not None and any(t >= end for t in self.sampler.times)) or (
+                self.acc is not None and self.acc.n > self._sample(end))
+            if not more:
+                start = self.index * self._c if self.index else 0.0
+                yield from self._cut(math.inf, max(min(end, duration), start), math.inf)
+                return
+            yield from self._cut(end, end, self._sample(end))
+
+    def _cut(self, before: float, end: float, audio_upto: float) -> Iterator[tuple]:
+        """Frames before ``before`` s and audio before sample ``audio_upto``, as one chunk."""
+        frames, times = (None, []) if self.sampler is None else self.sampler.take_before(before)
+        start_sample = 0 if self.acc is None else self.acc.taken
+        audio = None if self.acc is None else self.acc.take(audio_upto)
+        index, self.index = self.index, self.index + 1
+        self.frames_out += len(times)
+        if frames is not None or audio is not None:
+            start = index * self._c if index else 0.0  # 0 * inf is NaN
+            yield index, start, end, frames, times, audio, start_sample

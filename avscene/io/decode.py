@@ -9,7 +9,9 @@ sync even when a stream starts late (leading silence is inserted) or early (samp
 before the start are dropped).
 
 Timestamps come from each stream's ``time_base`` and the frames' ``pts``, never from a
-nominal frame rate, so variable-frame-rate files work. Damaged input is decoded as far
+nominal frame rate, so variable-frame-rate files work. :func:`iter_chunks` streams a
+file in time windows with the same sampling (:func:`decode` is its one-window case),
+so a long file never has to be held whole. Damaged input is decoded as far
 as it goes: unreadable or undecodable packets are skipped and reported in
 ``MediaInfo.warnings``; :class:`~avscene.errors.DecodeError` is raised only when nothing
 usable decodes. No torch here.
@@ -27,10 +29,14 @@ import av
 import numpy as np
 
 from avscene.errors import DecodeError, UsageError
-from avscene.io._sampling import _AudioAccumulator, _FrameSampler, _Problems, _reason
+from avscene.io._sampling import _AudioAccumulator, _Cutter, _FrameSampler, _Problems, _reason
 
 TRUNCATION_WARN_S = 0.5  # s: warn when the header promises this much more than decodes
 MAX_READ_ERRORS = 32  # consecutive demuxer errors before the rest of a file is given up
+# One 60-s chunk holds 60 frames (166 MB at 1280x720 RGB) and 60 s of audio (3.8 MB):
+# long enough that per-chunk overheads vanish, short enough to bound memory on any length.
+DEFAULT_CHUNK_SECONDS = 60.0
+MAX_SKEW_S = 30.0  # s: a stream this far ahead of the other is handed out without waiting
 
 
 @dataclass(frozen=True)
@@ -252,9 +258,41 @@ def read_audio(path: str | os.PathLike, *, sample_rate: int = 16000) -> np.ndarr
     return out
 
 
+def iter_chunks(path: str | os.PathLike, *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                fps: float = 1.0, offset: float = 0.5, sample_rate: int = 16000) -> ChunkReader:
+    """Decode a file in consecutive time windows, in one pass, holding about one window at a time.
+
+    Chunk ``i`` covers ``[i * chunk_seconds, (i + 1) * chunk_seconds)``: the frames of the
+    instants ``(k + offset) / fps`` inside it and the audio samples ``[start * sr, end * sr)``,
+    sampled exactly as :func:`decode` samples the whole file (the chunks concatenated are
+    :func:`decode`'s frames and audio). The last chunk ends at the decoded duration; windows
+    without data are skipped. A stream more than ``MAX_SKEW_S`` ahead of the other (one that
+    ended early, a long gap, a badly interleaved file) is handed out without waiting, and the
+    lagging stream's data follows in later chunks: frames stay in order of instant, and each
+    chunk's audio starts where the previous one's ended (``ClipChunk.audio_start``).
+
+    Args:
+        path: any file FFmpeg reads; video-only and audio-only files work.
+        chunk_seconds: window length in seconds (``math.inf``: the whole file as one chunk).
+        fps, offset, sample_rate: as for :func:`decode`.
+
+    Returns:
+        A :class:`ChunkReader`, to iterate once; its ``info`` is set at the last chunk.
+
+    Raises:
+        DecodeError: the file cannot be opened or has no decodable stream (at once), or nothing
+            in it decodes (while iterating).
+        UsageError: an argument is invalid.
+    """
+    return ChunkReader(path, chunk_seconds=chunk_seconds, fps=fps, offset=offset,
+                       sample_rate=sample_rate)
+
+
 def decode(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.5,
            sample_rate: int = 16000) -> Clip:
     """Decode frames at ``fps`` and mono audio at ``sample_rate`` in one pass over the file.
+
+    Holds the whole file: use :func:`iter_chunks` for long ones.
 
     Args:
         path: any file FFmpeg reads; video-only and audio-only files work.
@@ -269,42 +307,133 @@ def decode(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.5,
         DecodeError: the file cannot be opened or nothing in it decodes.
         UsageError: ``fps``, ``offset`` or ``sample_rate`` is invalid.
     """
-    _check_args(fps, offset, sample_rate)
-    problems = _Problems()
-    with _open(path) as container:
-        video, audio = _streams(container, problems)
-        origin = _origin(container)
-        sampler = None if video is None else _FrameSampler(fps, offset, origin, video, problems)
-        a_end = None if audio is None else _declared_end(audio, container, origin)
-        acc = None if audio is None else _AudioAccumulator(sample_rate, origin, a_end, problems)
-        for frame in _decoded_frames(container, [s for s in (video, audio) if s], problems):
-            if isinstance(frame, av.AudioFrame):
-                acc.push(frame)
-            else:
-                sampler.collect(sampler.push(frame))
-        if sampler is not None:
-            sampler.collect(sampler.finish())
-        samples = None if acc is None else acc.finish(a_end)
+    reader = iter_chunks(path, chunk_seconds=math.inf, fps=fps, offset=offset,
+                         sample_rate=sample_rate)
+    chunks = list(reader)
+    assert len(chunks) <= 1, "an infinite window cannot end before the file does"
+    chunk = chunks[0] if chunks else None  # None: a stream decoded to nothing at all
+    audio = None if chunk is None else chunk.audio
+    if audio is None and reader.info.has_audio:  # the stream decoded, to zero samples
+        audio = np.zeros(0, dtype=np.float32)
+    return Clip(info=reader.info, frames=None if chunk is None else chunk.frames,
+                frame_times=np.zeros(0) if chunk is None else chunk.frame_times,  # (T,) float64
+                audio=audio, sample_rate=sample_rate)
+
+
+@dataclass(frozen=True)
+class ClipChunk:
+    """One time window of a file, from :func:`iter_chunks`."""
+
+    index: int  # window i = [i * chunk_seconds, (i + 1) * chunk_seconds)
+    start: float  # s
+    end: float  # s; the last chunk ends at the decoded duration
+    frames: np.ndarray | None  # (T, H, W, 3) uint8 RGB, upright; None: no frame in this chunk
+    frame_times: np.ndarray  # (T,) float64 s: the instant each frame was sampled for
+    audio: np.ndarray | None  # (n,) float32 mono in [-1, 1]; None: no audio in this chunk
+    audio_start: int  # index of audio[0] in the file's signal (chunks' audio is contiguous)
+    sample_rate: int  # Hz of ``audio``
+
+
+class ChunkReader:
+    """The :class:`ClipChunk` s of one file, from one demux pass; see :func:`iter_chunks`.
+
+    Iterate it once. ``has_video`` / ``has_audio`` tell which streams the file has (known
+    when it is opened); ``info`` is the decoded :class:`MediaInfo`, set at the last chunk.
+    Closing it (``close()``, a ``with`` block, or finishing the iteration) closes the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, chunk_seconds: float, fps: float,
+                 offset: float, sample_rate: int) -> None:
+        _check_args(fps, offset, sample_rate)
+        if not chunk_seconds > 0:  # NaN fails too; inf is one chunk
+            raise UsageError(f"chunk_seconds must be a positive number of seconds (e.g. "
+                             f"{DEFAULT_CHUNK_SECONDS:g}), got {chunk_seconds!r}")
+        self.path, self.chunk_seconds = path, float(chunk_seconds)
+        self._fps, self._offset, self._sr = fps, offset, sample_rate
+        self._problems = _Problems()
+        self._container = _open(path)
+        try:
+            self._video, self._audio = _streams(self._container, self._problems)
+        except DecodeError:
+            self._container.close()
+            raise
+        self.has_video, self.has_audio = self._video is not None, self._audio is not None
+        self.info: MediaInfo | None = None
+        self._iterated = False
+
+    def __iter__(self) -> Iterator[ClipChunk]:
+        if self._iterated:
+            raise UsageError("a ChunkReader can be iterated only once; call iter_chunks() again")
+        self._iterated = True
+        return self._chunks()
+
+    def close(self) -> None:
+        """Close the file (also done when the iteration ends)."""
+        self._container.close()
+
+    def __enter__(self) -> ChunkReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _chunks(self) -> Iterator[ClipChunk]:
+        with self._container as container:
+            origin, video, audio = _origin(container), self._video, self._audio
+            buffer_s = self.chunk_seconds + MAX_SKEW_S  # what the buffers hold at most, normally
+            sampler = None if video is None else _FrameSampler(
+                self._fps, self._offset, origin, video, self._problems, buffer_s=buffer_s)
+            a_end = None if audio is None else _declared_end(audio, container, origin)
+            acc = None if audio is None else _AudioAccumulator(
+                self._sr, origin, a_end, self._problems, buffer_s=buffer_s)
+            cut = _Cutter(sampler, acc, chunk_s=self.chunk_seconds, sample_rate=self._sr,
+                          max_skew_s=MAX_SKEW_S)
+            streams = [s for s in (video, audio) if s is not None]
+            for frame in _decoded_frames(container, streams, self._problems):
+                if isinstance(frame, av.AudioFrame):
+                    acc.push(frame)
+                else:
+                    sampler.collect(sampler.push(frame))
+                yield from map(self._chunk, cut.ready())
+            if sampler is not None:
+                sampler.collect(sampler.finish())
+            if acc is not None:
+                acc.close(a_end)
+            self.info = self._final_info(container, sampler, acc, cut)
+            yield from map(self._chunk, cut.rest(self.info.duration))
+
+    def _chunk(self, part: tuple) -> ClipChunk:
+        index, start, end, frames, times, audio, audio_start = part
+        return ClipChunk(index=index, start=start, end=end, frames=frames,
+                         frame_times=np.asarray(times, dtype=np.float64), audio=audio,
+                         audio_start=audio_start, sample_rate=self._sr)
+
+    def _final_info(self, container: av.container.InputContainer, sampler: _FrameSampler | None,
+                    acc: _AudioAccumulator | None, cut: _Cutter) -> MediaInfo:
+        got_video = sampler is not None and (cut.frames_out > 0 or bool(sampler.times))
+        got_audio = acc is not None and acc.started
+        if not (got_video or got_audio):
+            raise DecodeError(f"{self.path}: nothing could be decoded "
+                              f"({self._problems.first_reason()})")
+        ends = [sampler.end if got_video else 0.0, acc.n / self._sr if got_audio else 0.0]
         header_s = None if container.duration is None else container.duration / av.time_base
-        images = None if sampler is None or sampler.stack is None else sampler.stack.array()
-        if images is None and samples is None:
-            raise DecodeError(f"{path}: nothing could be decoded ({problems.first_reason()})")
-        ends = [0.0 if images is None else sampler.end,
-                0.0 if samples is None else len(samples) / sample_rate]
-        duration = _check_duration(max(ends), header_s, video, audio, images, samples, problems)
-        info = _info(path, video, audio, duration, None if images is None else images.shape[1:3],
-                     images is not None, samples is not None, problems)
-    times = np.asarray([] if sampler is None else sampler.times, dtype=np.float64)  # (T,)
-    return Clip(info=info, frames=images, frame_times=times, audio=samples,
-                sample_rate=sample_rate)
+        duration = _check_duration(max(ends), header_s, {"video": (self._video, got_video),
+                                                          "audio": (self._audio, got_audio)},
+                                   self._problems)
+        return _info(self.path, self._video, self._audio, duration,
+                     sampler.frame_hw if got_video else None, got_video, got_audio,
+                     self._problems)
 
 
-def _check_duration(decoded: float, header_s: float | None, video: av.stream.Stream | None,
-                    audio: av.stream.Stream | None, images: np.ndarray | None,
-                    samples: np.ndarray | None, problems: _Problems) -> float:
-    """The decoded duration (header's if nothing had a time); notes what looks truncated."""
-    for kind, stream, got in (("video", video, images), ("audio", audio, samples)):
-        if stream is not None and got is None:
+def _check_duration(decoded: float, header_s: float | None,
+                    streams: dict[str, tuple[av.stream.Stream | None, bool]],
+                    problems: _Problems) -> float:
+    """The decoded duration (header's if nothing had a time); notes what looks truncated.
+
+    ``streams`` maps "video" / "audio" to the stream (or None) and whether anything decoded.
+    """
+    for kind, (stream, got) in streams.items():
+        if stream is not None and not got:
             problems.note(f"{kind}: the stream is present but nothing in it decoded")
     if header_s is not None and header_s > decoded + TRUNCATION_WARN_S:
         problems.note(f"decoded {decoded:.2f} s of the {header_s:.2f} s the header declares; "

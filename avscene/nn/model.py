@@ -2,7 +2,8 @@
 
 Reads top to bottom: the config, the input/output tuples, then the network. The
 feature extractors live in ``backbones.py`` and the scoring heads, fusion and
-losses in ``mil.py``.
+losses in ``mil.py``. The network splits into ``forward_features`` (proposals → Z)
+and ``forward_head`` (Z → scores), as timm's models do.
 
 Variants (``ModelConfig.variant``):
 
@@ -180,6 +181,34 @@ class ModelOutput(NamedTuple):
     visual_segment_scores: Tensor | None = None  # (B, S, C) sync: visual share
 
 
+class ProposalFeatures(NamedTuple):
+    """Proposal embeddings Z of a batch of bags: ``forward_features`` → ``forward_head``.
+
+    Embedding is per proposal (in eval mode), so the features of a long file can be
+    computed piece by piece and joined with :func:`cat_features` before the MIL head.
+    """
+
+    audio: Tensor | None = None  # (B, P, d) audio proposal features
+    audio_mask: Tensor | None = None  # (B, P) bool, True = real proposal
+    audio_segment: Tensor | None = None  # (B, P) long, 1-s segment (sync)
+    visual: Tensor | None = None  # (B, T, M, d) box features
+    frame_mask: Tensor | None = None  # (B, T) bool
+    frame_segment: Tensor | None = None  # (B, T) long (sync)
+
+
+def cat_features(parts: list[ProposalFeatures]) -> ProposalFeatures:
+    """Join the features of consecutive pieces of the same bags along the proposal axis.
+
+    A piece may lack a modality (no frame or no audio in it); a modality absent from every
+    piece stays None. Masks/segments must be given for all pieces of a modality or none.
+    """
+    def cat(name: str) -> Tensor | None:
+        ts = [getattr(f, name) for f in parts if getattr(f, name) is not None]
+        return torch.cat(ts, dim=1) if ts else None  # (B, sum N_i, ...)
+
+    return ProposalFeatures(*(cat(name) for name in ProposalFeatures._fields))
+
+
 class _Bag(NamedTuple):
     z: Tensor  # (B, N, d) proposal features
     mask: Tensor  # (B, N) bool
@@ -207,10 +236,10 @@ def _check_input(x: ModelInput, *, sync: bool) -> None:
         raise UsageError(f"audio and images disagree on the batch size: {x.audio.shape[0]} vs {x.images.shape[0]}")
 
 
-def _check_aux(t: Tensor | None, shape: torch.Size, name: str, *, required: bool = False) -> None:
+def _check_aux(t: Tensor | None, shape: torch.Size | None, name: str, *, required: bool = False) -> None:
     if t is None and required:
         raise UsageError(f"the sync variant needs {name} (the 1-s segment of each proposal)")
-    if t is not None and t.shape != shape:
+    if t is not None and shape is not None and t.shape != shape:
         raise UsageError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
 
 
@@ -232,7 +261,13 @@ def _make_head(cfg: ModelConfig) -> nn.Module:
 
 
 class AVSceneNet(nn.Module):
-    """Audio-visual MIL network: ``audio``/``visual`` feature branches + one scoring head per modality."""
+    """Audio-visual MIL network: ``audio``/``visual`` feature branches + one scoring head per modality.
+
+    ``forward(x) == forward_head(forward_features(x))``. In eval mode every proposal is
+    embedded on its own, so inference on a long file embeds it piece by piece
+    (``forward_features``), joins the pieces (:func:`cat_features`) and scores the bag once
+    (``forward_head``). In training mode BatchNorm sees the whole batch: use ``forward``.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -266,38 +301,51 @@ class AVSceneNet(nn.Module):
         """Classification-stream scores A of isolated patches (used to score NCPs): (N, 96, 64) -> (N, C)."""
         return self.audio_head.classify(self.forward_audio_features(patches))  # (N, C)
 
-    def _audio_bag(self, x: ModelInput) -> _Bag:
-        B, P = x.audio.shape[:2]
-        mask = torch.ones(B, P, dtype=torch.bool, device=x.audio.device) if x.audio_mask is None \
-            else x.audio_mask.bool()
-        if bool(mask.all()):
-            z = self.forward_audio_features(x.audio.flatten(0, 1)).view(B, P, -1)  # (B, P, d)
-        elif bool(mask.any()):
-            z = _scatter_rows(self.forward_audio_features(x.audio[mask]), mask)  # (B, P, d)
-        else:
-            z = x.audio.new_zeros(B, P, self.cfg.embed_dim)
-        return _Bag(z, mask, x.audio_segment)
+    def forward_features(self, x: ModelInput) -> ProposalFeatures:
+        """Embed every proposal of ``x``: the per-proposal part of ``forward``.
 
-    def _visual_bag(self, x: ModelInput) -> _Bag:
-        B, T, M = x.boxes.shape[:3]
-        fm = torch.ones(B, T, dtype=torch.bool, device=x.images.device) if x.frame_mask is None \
-            else x.frame_mask.bool()
-        z = self.forward_visual_features(x.images, x.boxes, fm).reshape(B, T * M, -1)  # (B, T*M, d)
-        mask = fm[:, :, None].expand(B, T, M).reshape(B, T * M)  # (B, T*M)
-        seg = None if x.frame_segment is None else x.frame_segment[:, :, None].expand(B, T, M).reshape(B, T * M)
-        return _Bag(z, mask, seg)
+        A modality the input or the variant lacks gives None; masks are always filled in.
+        """
+        _check_input(x, sync=False)
+        out: dict[str, Tensor | None] = {}
+        if self.audio is not None and x.audio is not None:
+            B, P = x.audio.shape[:2]
+            mask = torch.ones(B, P, dtype=torch.bool, device=x.audio.device) if x.audio_mask is None \
+                else x.audio_mask.bool()
+            if bool(mask.all()):
+                z = self.forward_audio_features(x.audio.flatten(0, 1)).view(B, P, -1)  # (B, P, d)
+            elif bool(mask.any()):
+                z = _scatter_rows(self.forward_audio_features(x.audio[mask]), mask)  # (B, P, d)
+            else:
+                z = x.audio.new_zeros(B, P, self.cfg.embed_dim)
+            out.update(audio=z, audio_mask=mask, audio_segment=x.audio_segment)
+        if self.visual is not None and x.images is not None:
+            B, T = x.images.shape[:2]
+            fm = torch.ones(B, T, dtype=torch.bool, device=x.images.device) if x.frame_mask is None \
+                else x.frame_mask.bool()
+            z = self.forward_visual_features(x.images, x.boxes, fm)  # (B, T, M, d)
+            out.update(visual=z, frame_mask=fm, frame_segment=x.frame_segment)
+        return ProposalFeatures(**out)
 
-    def forward(self, x: ModelInput) -> ModelOutput:
-        """Score a batch of bags; see ``ModelInput`` / ``ModelOutput`` for the shapes."""
+    def forward_head(self, f: ProposalFeatures) -> ModelOutput:
+        """Score bags of proposal features (MIL heads, fusion): the bag-level part of ``forward``."""
         cfg = self.cfg
-        _check_input(x, sync=cfg.variant == "sync")
-        a = self._audio_bag(x) if self.audio is not None and x.audio is not None else None
-        v = self._visual_bag(x) if self.visual is not None and x.images is not None else None
+        a = v = None
+        if f.audio is not None and self.audio_head is not None:
+            a = _Bag(f.audio, f.audio_mask, f.audio_segment)
+        if f.visual is not None and self.visual_head is not None:
+            B, T, M = f.visual.shape[:3]
+            mask = f.frame_mask[:, :, None].expand(B, T, M).reshape(B, T * M)  # (B, T*M)
+            seg = None if f.frame_segment is None else \
+                f.frame_segment[:, :, None].expand(B, T, M).reshape(B, T * M)  # (B, T*M)
+            v = _Bag(f.visual.reshape(B, T * M, -1), mask, seg)  # (B, T*M, d)
         if a is None and v is None:
             need = " and/or ".join(m for m, u in (("audio", cfg.uses_audio), ("images+boxes", cfg.uses_visual)) if u)
             raise ConfigError(f"the {cfg.variant!r} variant needs {need} in ModelInput, but none was given")
-        vshape = None if v is None else x.boxes.shape[:3]  # (B, T, M)
+        vshape = None if v is None else f.visual.shape[:3]  # (B, T, M)
         if cfg.variant == "sync":
+            for bag, name in ((a, "audio_segment"), (v, "frame_segment")):
+                _check_aux(None if bag is None else bag.segment, None, name, required=bag is not None)
             return self._forward_sync(a, v, vshape)
         out: dict[str, Tensor] = {}
         if a is not None:
@@ -308,6 +356,11 @@ class AVSceneNet(nn.Module):
         fuse = mean_fuse if cfg.variant == "wsddn" else l2_fuse
         scores = fuse([out[k] for k in ("audio_scores", "visual_scores") if k in out]) * cfg.fused_scale
         return ModelOutput(scores=scores, **out)
+
+    def forward(self, x: ModelInput) -> ModelOutput:
+        """Score a batch of bags; see ``ModelInput`` / ``ModelOutput`` for the shapes."""
+        _check_input(x, sync=self.cfg.variant == "sync")
+        return self.forward_head(self.forward_features(x))
 
     def _forward_sync(self, a: _Bag | None, v: _Bag | None, vshape: torch.Size | None) -> ModelOutput:
         parts = [(name, bag, head) for name, bag, head in

@@ -36,6 +36,31 @@ _SEGMENT_EPS_S = 1e-9
 
 
 @dataclass(frozen=True)
+class ProposalTimes:
+    """Where each audio proposal lies in time: all that temporal outputs need of a bag."""
+
+    times: np.ndarray  # (P, 2) float64 [start, end) seconds of each proposal
+    component: np.ndarray | None = None  # (P,) int: NMF component of an NCP, -1 for a TSP; None: all TSPs
+
+    def windows(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-proposal scores → per-time-window scores, for temporal outputs. (P, C) → (W, C), (W, 2).
+
+        TSPs are their own windows. In an NCP-only bag the components of one window
+        are summed (the window's share of the bag score), in the order they appear; in a
+        mixed bag the TSPs are used. Windows come out in time order.
+        """
+        if self.component is None:
+            return scores, self.times
+        tsp = self.component < 0
+        if tsp.any():
+            return scores[tsp], self.times[tsp]
+        starts, first, which = np.unique(self.times[:, 0], return_index=True, return_inverse=True)
+        summed = np.zeros((len(starts), *scores.shape[1:]), dtype=scores.dtype)  # (W, C)
+        np.add.at(summed, which, scores)  # row order: component 0 first, as in the bag
+        return summed, self.times[first]
+
+
+@dataclass(frozen=True)
 class AudioProposals:
     """The audio proposals of one clip (TSPs here; NCP bags in ``avscene.proposals.bags``)."""
 
@@ -43,20 +68,14 @@ class AudioProposals:
     times: np.ndarray  # (P, 2) float64 [start, end) seconds of each patch
     component: np.ndarray | None = None  # (P,) int: NMF component of an NCP, -1 for a TSP; None: all TSPs
 
-    def windows(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-proposal scores → per-time-window scores, for temporal outputs. (P, C) → (W, C), (W, 2).
+    @property
+    def timing(self) -> ProposalTimes:
+        """The proposals' times without their patches."""
+        return ProposalTimes(self.times, self.component)
 
-        TSPs are their own windows. In an NCP-only bag the components of one window
-        are summed (the window's share of the bag score); in a mixed bag the TSPs are used.
-        """
-        if self.component is None:
-            return scores, self.times
-        tsp = self.component < 0
-        if tsp.any():
-            return scores[tsp], self.times[tsp]
-        K = int(self.component.max()) + 1
-        P = len(self.times) // K
-        return scores.reshape(K, P, -1).sum(axis=0), self.times[:P]  # component-major rows
+    def windows(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`ProposalTimes.windows`. (P, C) → (W, C), (W, 2)."""
+        return self.timing.windows(scores)
 
 
 def num_patches(n_samples: int, *, cfg: PreprocessConfig) -> int:
@@ -71,9 +90,10 @@ def num_patches(n_samples: int, *, cfg: PreprocessConfig) -> int:
     return max(1, -(-extra // hop_samples) + 1)  # -(-a // b) == ceil(a / b)
 
 
-def patch_times(n_patches: int, *, cfg: PreprocessConfig) -> np.ndarray:
-    """``(P, 2)`` float64 ``[start, end)`` seconds: ``[i * hop_s, i * hop_s + patch_s)``."""
-    starts = np.arange(n_patches, dtype=np.float64) * cfg.patch_hop_seconds
+def patch_times(n_patches: int, *, cfg: PreprocessConfig, first: int = 0) -> np.ndarray:
+    """``(P, 2)`` float64 ``[start, end)`` seconds of patches ``i = first .. first + P - 1``:
+    ``[i * hop_s, i * hop_s + patch_s)``."""
+    starts = np.arange(first, first + n_patches, dtype=np.float64) * cfg.patch_hop_seconds
     return np.stack([starts, starts + cfg.patch_seconds], axis=1)  # (P, 2)
 
 
@@ -133,7 +153,7 @@ def frame_patches(
         # (..., needed - patch_frames + 1, n_mels, patch_frames) -> every patch_hop-th window
         windows = views[..., ::patch_hop, :, :]  # (..., n_patches, n_mels, patch_frames)
         patches = np.swapaxes(windows, -1, -2)  # (..., n_patches, patch_frames, n_mels)
-        return np.ascontiguousarray(patches)
+        return patches.copy()  # a writable C-contiguous array (one patch would be a read-only view)
     windows = cut.unfold(-2, patch_frames, patch_hop)  # (..., n_patches, n_mels, patch_frames)
     return windows.transpose(-1, -2)  # (..., n_patches, patch_frames, n_mels)
 
@@ -142,6 +162,24 @@ def padded_length(n_patches: int, *, cfg: PreprocessConfig) -> int:
     """Samples needed for ``n_patches`` TSPs: the end of the last patch's last STFT frame."""
     frames_needed = (n_patches - 1) * cfg.patch_hop + cfg.patch_frames  # 1008 for 20 patches
     return (frames_needed - 1) * cfg.stft_hop + cfg.stft_window  # 161520 for 20 patches
+
+
+def _checked_mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``audio`` as a non-empty (N,) float numpy array, or a UsageError saying what to fix."""
+    if hasattr(audio, "detach"):  # torch.Tensor without importing torch
+        audio = audio.detach().cpu().numpy()
+    x = np.asarray(audio)
+    if x.ndim != 1 or x.shape[0] == 0:
+        raise UsageError(
+            f"audio_proposals needs non-empty mono audio of shape (N,), got shape {x.shape}; "
+            "average the channels of multi-channel audio, and skip clips without audio"
+        )
+    if not np.issubdtype(x.dtype, np.floating):
+        raise UsageError(
+            f"audio must be floating point in [-1, 1], got dtype {x.dtype}; "
+            "convert int16 PCM with x.astype(np.float32) / 32768"
+        )
+    return x
 
 
 def audio_proposals(audio: np.ndarray | torch.Tensor, *, cfg: PreprocessConfig) -> AudioProposals:
@@ -161,19 +199,7 @@ def audio_proposals(audio: np.ndarray | torch.Tensor, *, cfg: PreprocessConfig) 
     Raises:
         UsageError: if the audio is empty, not 1-D, or not floating point.
     """
-    if hasattr(audio, "detach"):  # torch.Tensor without importing torch
-        audio = audio.detach().cpu().numpy()
-    x = np.asarray(audio)
-    if x.ndim != 1 or x.shape[0] == 0:
-        raise UsageError(
-            f"audio_proposals needs non-empty mono audio of shape (N,), got shape {x.shape}; "
-            "average the channels of multi-channel audio, and skip clips without audio"
-        )
-    if not np.issubdtype(x.dtype, np.floating):
-        raise UsageError(
-            f"audio must be floating point in [-1, 1], got dtype {x.dtype}; "
-            "convert int16 PCM with x.astype(np.float32) / 32768"
-        )
+    x = _checked_mono(audio)
     n_patches = num_patches(x.shape[0], cfg=cfg)
     target = padded_length(n_patches, cfg=cfg)
     # num_patches guarantees target > N: the last patch always reaches past the end.
@@ -184,3 +210,54 @@ def audio_proposals(audio: np.ndarray | torch.Tensor, *, cfg: PreprocessConfig) 
         spec, patch_frames=cfg.patch_frames, patch_hop=cfg.patch_hop, n_patches=n_patches
     )
     return AudioProposals(patches=patches, times=patch_times(n_patches, cfg=cfg))
+
+
+class TSPStream:
+    """:func:`audio_proposals` of a waveform that arrives in consecutive pieces.
+
+    :meth:`push` returns the patches that the samples so far complete, :meth:`finish` the
+    rest (zero-padded as :func:`audio_proposals` pads). Together they are exactly
+    ``audio_proposals`` of the whole waveform: patch ``i`` starts at sample
+    ``i * patch_hop * stft_hop``, a whole number of STFT hops, so its log-mel frames are
+    computed from the same samples. Only the samples of unfinished patches are kept
+    (< 1.5 patches).
+    """
+
+    def __init__(self, *, cfg: PreprocessConfig) -> None:
+        self._cfg = cfg
+        self._hop = cfg.patch_hop * cfg.stft_hop  # 7680 samples between patch starts
+        self._span = (cfg.patch_frames - 1) * cfg.stft_hop + cfg.stft_window  # 15600 samples a patch reads
+        self._tail = np.zeros(0, dtype=np.float32)  # samples from patch `_next` on
+        self._next = 0  # index of the first patch not yet returned
+        self._seen = 0  # samples pushed
+
+    def push(self, audio: np.ndarray) -> AudioProposals | None:
+        """Add the next ``(n,)`` samples; the patches they complete, or None."""
+        new = _checked_mono(audio).astype(np.float32, copy=False)  # (n,)
+        x = np.concatenate([self._tail, new])  # (m,): unfinished patches, then the new samples
+        self._seen += len(new)
+        count = (len(x) - self._span) // self._hop + 1 if len(x) >= self._span else 0
+        if count == 0:
+            self._tail = x
+            return None
+        used = (count - 1) * self._hop + self._span
+        spec = log_mel(x[:used], cfg=self._cfg)  # ((count - 1) * 48 + 96, n_mels)
+        patches = frame_patches(spec, patch_frames=self._cfg.patch_frames,
+                                patch_hop=self._cfg.patch_hop, n_patches=count)
+        out = AudioProposals(patches=patches, times=patch_times(count, cfg=self._cfg, first=self._next))
+        self._tail, self._next = x[count * self._hop:].copy(), self._next + count
+        return out
+
+    def finish(self) -> AudioProposals | None:
+        """The remaining patches (at least one); None if no sample was pushed."""
+        if self._seen == 0:
+            return None
+        # num_patches(seen) > _next: push() only returns patches whose samples all exist
+        rest = num_patches(self._seen, cfg=self._cfg) - self._next
+        padded = np.zeros(padded_length(rest, cfg=self._cfg), dtype=np.float32)
+        padded[: len(self._tail)] = self._tail
+        spec = log_mel(padded, cfg=self._cfg)
+        patches = frame_patches(spec, patch_frames=self._cfg.patch_frames,
+                                patch_hop=self._cfg.patch_hop, n_patches=rest)
+        self._tail = np.zeros(0, dtype=np.float32)
+        return AudioProposals(patches=patches, times=patch_times(rest, cfg=self._cfg, first=self._next))

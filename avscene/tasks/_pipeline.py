@@ -2,6 +2,14 @@
 
 ``classify`` and ``localize`` both start from :func:`analyse`; they only differ
 in what they read from its :class:`Analysis`.
+
+Long files stream through in chunks of ``CHUNK_SECONDS``: each chunk is decoded
+(:func:`avscene.io.decode.iter_chunks`), cut into proposals and embedded
+(``AVSceneNet.forward_features``); only the proposal features, boxes and times are
+kept, and the MIL heads score the whole file's bag once at the end
+(``forward_head``). The result is the whole-file forward pass (to float rounding),
+and memory stays bounded whatever the duration: one chunk of frames (60 s of 720p:
+166 MB) plus 0.5 KB of features per proposal (an hour, 10 boxes a frame: 22 MB).
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -20,12 +29,20 @@ from avscene.results import FailedInput, Label, ModelRef
 
 if TYPE_CHECKING:  # torch stays out of module import
     from avscene.hub import LoadedModel
-    from avscene.io.decode import MediaInfo
-    from avscene.nn.model import ModelOutput
-    from avscene.proposals.audio import AudioProposals
+    from avscene.io.decode import ChunkReader, ClipChunk, MediaInfo
+    from avscene.nn.model import ModelConfig, ModelOutput, ProposalFeatures
+    from avscene.proposals.audio import AudioProposals, ProposalTimes
     from avscene.proposals.visual import VisualProposals
 
 DEFAULT_MODEL_NAME = "avscene-av-small"
+# Seconds decoded per chunk: at most a minute (per-chunk costs vanish), and fewer when the
+# frames are large, so that one chunk's frames at source resolution stay within
+# CHUNK_FRAME_BYTES: 60 s of 1280x720 at 1 fps is 166 MB, 1080p gets 32-s chunks, 4K 8-s ones.
+CHUNK_SECONDS = 60.0
+MIN_CHUNK_SECONDS = 4.0
+CHUNK_FRAME_BYTES = 200 * 2**20
+# Frames embedded per network call: their float input is 17 MB at 224x398 (720p resized).
+EMBED_FRAMES = 16
 MEDIA_SUFFIXES = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .flv .wmv .3gp .ogv "
     ".wav .flac .mp3 .m4a .aac .ogg .opus".split()
@@ -85,11 +102,14 @@ def model_ref(loaded: LoadedModel) -> ModelRef:
 
 @dataclass
 class Analysis:
-    """Everything one forward pass produced for one file (batch dimension removed)."""
+    """Everything one forward pass produced for one file (batch dimension removed).
+
+    No frames or audio: only what the outputs are read against (proposal times, boxes).
+    """
 
     info: MediaInfo
-    audio: AudioProposals | None
-    visual: VisualProposals | None
+    audio: ProposalTimes | None  # times (and NCP components) of the audio proposals
+    visual: VisualProposals | None  # boxes (T, M, 4), EdgeBoxes scores, frame times
     output: ModelOutput
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -103,60 +123,191 @@ class Analysis:
         return tuple(mods)
 
 
-def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = None) -> Analysis:
-    """Decode one file, compute its proposals and run the network on them."""
+def chunk_seconds_for(info: MediaInfo, *, fps: float) -> float:
+    """The chunk length for a file: ``CHUNK_SECONDS``, shorter if its frames are large."""
+    if not (info.has_video and info.width and info.height):
+        return CHUNK_SECONDS
+    per_second = info.width * info.height * 3 * fps  # bytes of sampled RGB frames per second
+    return float(min(CHUNK_SECONDS, max(MIN_CHUNK_SECONDS, CHUNK_FRAME_BYTES / per_second)))
+
+
+def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = None,
+            chunk_seconds: float | None = None) -> Analysis:
+    """Decode one file, compute its proposals and run the network on them, chunk by chunk.
+
+    Args:
+        path: the media file.
+        loaded: the model (:func:`load_model`).
+        edge_model: optional structured-edge model file for EdgeBoxes.
+        chunk_seconds: seconds decoded and embedded at a time (``math.inf``: all at once;
+            None: :func:`chunk_seconds_for` the file). Only memory and speed depend on it,
+            not the result (beyond float rounding; NCP bags are fitted per 23-s block on
+            inputs over 34.56 s, whatever the chunk).
+
+    Raises:
+        DecodeError: the file cannot be decoded.
+        UsageError: the file has none of the streams the model uses, or ``chunk_seconds`` <= 0.
+    """
     import torch
 
-    from avscene.io.decode import decode
-    from avscene.nn.inputs import single_input
-    from avscene.proposals.bags import audio_bag
-    from avscene.proposals.visual import visual_proposals
+    from avscene.io.decode import iter_chunks, probe
 
     cfg, pre = loaded.config, loaded.preprocess
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    clip = decode(path, fps=pre.fps, offset=pre.frame_offset, sample_rate=pre.sample_rate)
-    timings["decode"] = time.perf_counter() - t0
-    warnings = list(clip.info.warnings)
-
-    t0 = time.perf_counter()
-    aprops = vprops = None
-    if clip.audio is not None and cfg.uses_audio:
-        aprops = audio_bag(clip.audio, cfg=pre)
-    elif clip.audio is None and cfg.uses_audio:
-        warnings.append("no audio stream: audio scores are absent")
-    timings["audio_proposals"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if clip.frames is not None and cfg.uses_visual:
-        vprops = visual_proposals(clip.frames, clip.frame_times, cfg=pre, edge_model=edge_model)
-    elif clip.frames is None and cfg.uses_visual:
-        warnings.append("no video stream: visual scores are absent")
-    timings["visual_proposals"] = time.perf_counter() - t0
-    if aprops is None and vprops is None:
-        raise UsageError(
-            f"{path}: the model uses {'/'.join(_needed(cfg))} but the file has no such stream"
-        )
-
-    t0 = time.perf_counter()
-    x, _ = single_input(
-        patches=None if aprops is None else aprops.patches,
-        patch_times=None if aprops is None else aprops.times,
-        frames=None if vprops is None else clip.frames,
-        frame_times=None if vprops is None else vprops.times,
-        boxes=None if vprops is None else vprops.boxes,
-        image_size=pre.image_size,
-        device=next(loaded.model.parameters()).device,
-    )
-    with torch.inference_mode():
-        out = loaded.model(x)
-    out = type(out)(*[None if t is None else t[0].float().cpu() for t in out])
-    timings["network"] = time.perf_counter() - t0
-    info = clip.info
+    if chunk_seconds is None:
+        chunk_seconds = chunk_seconds_for(probe(path), fps=pre.fps)
+    with iter_chunks(path, chunk_seconds=chunk_seconds, fps=pre.fps, offset=pre.frame_offset,
+                     sample_rate=pre.sample_rate) as reader:
+        if not ((cfg.uses_audio and reader.has_audio) or (cfg.uses_visual and reader.has_video)):
+            raise UsageError(
+                f"{path}: the model uses {'/'.join(_needed(cfg))} but the file has no such stream")
+        emb = _Embedder(loaded, edge_model=edge_model, audio=cfg.uses_audio and reader.has_audio,
+                        visual=cfg.uses_visual and reader.has_video)
+        _consume(reader, emb)
+    feats, aprops, vprops = emb.result()
+    if feats is None:
+        raise UsageError(f"{path}: the model uses {'/'.join(_needed(cfg))} but none of it could "
+                         "be decoded")
+    with emb.timer("network"), torch.inference_mode():
+        out = loaded.model.forward_head(feats)
+        out = type(out)(*[None if t is None else t[0].float().cpu() for t in out])
+    info = reader.info
+    warnings = [*info.warnings, *_missing(cfg, reader, aprops, vprops)]
     if warnings != list(info.warnings):
         import dataclasses
 
         info = dataclasses.replace(info, warnings=tuple(warnings))
-    return Analysis(info=info, audio=aprops, visual=vprops, output=out, timings=timings)
+    return Analysis(info=info, audio=aprops, visual=vprops, output=out, timings=emb.timings)
+
+
+def _consume(reader: ChunkReader, emb: _Embedder) -> None:
+    """Embed every chunk, letting go of each chunk's frames before the next is decoded."""
+    chunks = iter(reader)
+    while True:
+        with emb.timer("decode"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            break
+        emb.add(chunk)
+        del chunk  # otherwise two chunks of frames would be alive while the next one decodes
+        _trim_heap()
+    emb.finish()
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc only; elsewhere a no-op).
+
+    Each chunk allocates and frees a few hundred MB in pieces of 1-30 MB (frames, tensors)
+    from several threads; glibc keeps such pieces in its arenas, and without a trim the
+    resident size creeps up by ~30 MB a chunk (measured on a 10-min 720p file).
+    """
+    import ctypes
+    import ctypes.util
+
+    global _LIBC
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        _LIBC = getattr(ctypes.CDLL(name) if name else None, "malloc_trim", False) or False
+    if _LIBC:
+        _LIBC(0)
+
+
+_LIBC = None  # malloc_trim, once looked up (False where there is none)
+
+
+def _missing(cfg: ModelConfig, reader: ChunkReader, aprops: ProposalTimes | None,
+             vprops: VisualProposals | None) -> list[str]:
+    """Warnings for a modality the model uses that the file does not give."""
+    out = []
+    for kind, used, has, got in (("audio", cfg.uses_audio, reader.has_audio, aprops),
+                                 ("video", cfg.uses_visual, reader.has_video, vprops)):
+        scores = "audio" if kind == "audio" else "visual"
+        if used and not has:
+            out.append(f"no {kind} stream: {scores} scores are absent")
+        elif used and got is None:
+            out.append(f"no {kind} could be decoded: {scores} scores are absent")
+    return out
+
+
+class _Embedder:
+    """Proposals and proposal features of successive chunks; keeps no frame or audio."""
+
+    def __init__(self, loaded: LoadedModel, *, edge_model: str | None, audio: bool, visual: bool):
+        from avscene.proposals.bags import AudioBagStream
+
+        self._loaded, self._edge_model, self._visual = loaded, edge_model, visual
+        self._bag = AudioBagStream(cfg=loaded.preprocess) if audio else None
+        self._device = next(loaded.model.parameters()).device
+        self._feats: list[ProposalFeatures] = []
+        self._audio: list[ProposalTimes] = []  # times only: patches are dropped once embedded
+        self._boxes: list[VisualProposals] = []
+        self.timings = dict.fromkeys(("decode", "audio_proposals", "visual_proposals", "network"), 0.0)
+
+    @contextmanager
+    def timer(self, key: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.timings[key] += time.perf_counter() - t0
+
+    def add(self, chunk: ClipChunk) -> None:
+        from avscene.proposals.visual import visual_proposals
+
+        aprops = vprops = None
+        if self._bag is not None and chunk.audio is not None:
+            with self.timer("audio_proposals"):
+                aprops = self._bag.push(chunk.audio)
+        if self._visual and chunk.frames is not None:
+            with self.timer("visual_proposals"):
+                vprops = visual_proposals(chunk.frames, chunk.frame_times, cfg=self._loaded.preprocess,
+                                          edge_model=self._edge_model)
+        self._embed(aprops, chunk.frames, vprops)
+
+    def finish(self) -> None:
+        if self._bag is not None:
+            with self.timer("audio_proposals"):
+                aprops = self._bag.finish()
+            self._embed(aprops, None, None)
+
+    def _embed(self, aprops: AudioProposals | None, frames: np.ndarray | None,
+               vprops: VisualProposals | None) -> None:
+        """Features of the audio proposals, then of the frames ``EMBED_FRAMES`` at a time."""
+        if aprops is not None:
+            self._features(patches=aprops.patches, patch_times=aprops.times)
+            self._audio.append(aprops.timing)
+        if vprops is not None:
+            for i in range(0, len(vprops.times), EMBED_FRAMES):
+                part = slice(i, i + EMBED_FRAMES)
+                self._features(frames=frames[part], frame_times=vprops.times[part], boxes=vprops.boxes[part])
+            self._boxes.append(vprops)
+
+    def _features(self, *, patches: np.ndarray | None = None, patch_times: np.ndarray | None = None,
+                  frames: np.ndarray | None = None, frame_times: np.ndarray | None = None,
+                  boxes: np.ndarray | None = None) -> None:
+        import torch
+
+        from avscene.nn.inputs import single_input
+
+        with self.timer("network"), torch.inference_mode():
+            x, _ = single_input(patches=patches, patch_times=patch_times, frames=frames,
+                                frame_times=frame_times, boxes=boxes,
+                                image_size=self._loaded.preprocess.image_size, device=self._device)
+            self._feats.append(self._loaded.model.forward_features(x))
+
+    def result(self) -> tuple[ProposalFeatures | None, ProposalTimes | None, VisualProposals | None]:
+        """The joined features, audio proposal times and visual proposals."""
+        from avscene.nn.model import cat_features
+        from avscene.proposals.audio import ProposalTimes
+        from avscene.proposals.visual import VisualProposals
+
+        feats = cat_features(self._feats) if self._feats else None
+        aprops = vprops = None
+        if self._audio:
+            comps = [a.component for a in self._audio]
+            aprops = ProposalTimes(np.concatenate([a.times for a in self._audio]),  # (P, 2)
+                                   None if comps[0] is None else np.concatenate(comps))
+        if self._boxes:
+            vprops = VisualProposals(*(np.concatenate([getattr(v, f) for v in self._boxes])
+                                       for f in ("boxes", "scores", "times")))  # (T, M, 4), (T, M), (T,)
+        return feats, aprops, vprops
 
 
 def _needed(cfg) -> list[str]:
