@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from avscene.dsp.overlap import chunk_bounds, chunk_weights
 from avscene.errors import UsageError
 from avscene.hub import load_pretrained
 from avscene.io.decode import read_audio
@@ -16,13 +17,7 @@ from avscene.proposals.nmf import NMFOptions
 from avscene.results import FailedInput
 from avscene.separation import enhance
 from avscene.tasks.classify import classify_file
-from avscene.tasks.separate import (
-    SeparateOptions,
-    chunk_bounds,
-    chunk_weights,
-    separate_file,
-    separate_many,
-)
+from avscene.tasks.separate import SeparateOptions, separate_file, separate_many
 from avscene.testing.media import write_video
 from avscene.testing.models import TINY_LABELS, tiny_checkpoint
 
@@ -58,8 +53,14 @@ def test_chunk_bounds_hand_example() -> None:
     # n=100, size=40, overlap=10: ceil(90/30)=3 chunks of ceil(120/3)=40, hop 30.
     assert chunk_bounds(100, size=40, overlap=10) == [(0, 40), (30, 70), (60, 100)]
     assert chunk_bounds(40, size=40, overlap=10) == [(0, 40)]
-    # n=101: 3 chunks of ceil(121/3)=41, hop 31; the last one ends at n.
-    assert chunk_bounds(101, size=41, overlap=10) == [(0, 41), (31, 72), (62, 101)]
+    # n=101, size=41: 101 > 2*41-10 = 72, so a full chunk [0, 41); the rest from 31 is
+    # 70 <= 72 samples: two chunks of ceil((70+10)/2) = 40 and 70+10-40 = 40 samples.
+    assert chunk_bounds(101, size=41, overlap=10) == [(0, 41), (31, 71), (61, 101)]
+    # n=200, size=40, overlap=8: full chunks while the rest exceeds 72: [0,40) rest 200,
+    # [32,72) rest 168, [64,104) rest 136, [96,136) rest 104, then from 128 the rest is 72:
+    # ceil(80/2) = 40 -> [128,168), [160,200).
+    assert chunk_bounds(200, size=40, overlap=8) == [(0, 40), (32, 72), (64, 104), (96, 136),
+                                                     (128, 168), (160, 200)]
 
 
 def test_chunk_bounds_properties() -> None:
@@ -72,6 +73,7 @@ def test_chunk_bounds_properties() -> None:
         assert b[0][0] == 0 and b[-1][1] == n
         assert all(0 < e - s <= size for s, e in b)
         if len(b) > 1:
+            assert all(e - s >= size / 2 for s, e in b)  # no short sliver at the end
             assert all(b[i][1] - b[i + 1][0] == overlap for i in range(len(b) - 1))  # exact overlaps
             assert all(b[i + 2][0] >= b[i][1] for i in range(len(b) - 2))  # never three at once
 

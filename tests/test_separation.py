@@ -10,7 +10,14 @@ from avscene.config import PreprocessConfig
 from avscene.dsp.mel import log_mel
 from avscene.dsp.stft import STFTOptions, istft, stft
 from avscene.errors import UsageError
-from avscene.proposals.nmf import NMFOptions, component_masks, ncp_patches, nmf_tracks
+from avscene.proposals.nmf import (
+    COMPONENT_GROUP,
+    NMFOptions,
+    component_masks,
+    masked_spectra,
+    ncp_patches,
+    nmf_tracks,
+)
 from avscene.separation import (
     component_relevance,
     component_weights,
@@ -129,6 +136,18 @@ def test_nmf_tracks_sum_to_mixture(rng: np.random.Generator) -> None:
     assert _rel_err(dec.tracks.sum(dim=0), torch.from_numpy(x)) < 1e-5
     masks = component_masks(dec.W, dec.H)
     torch.testing.assert_close(masks.sum(dim=0), torch.ones(masks.shape[1:]))
+
+
+def test_grouped_tracks_equal_the_masks_applied_one_by_one(rng: np.random.Generator) -> None:
+    # K = 6 is not a multiple of the group size: the last group is partial.
+    x = rng.uniform(-0.5, 0.5, SR).astype(np.float32)
+    dec = nmf_tracks(x, opts=NMFOptions(k=COMPONENT_GROUP + 2, max_iter=10))
+    masks = component_masks(dec.W, dec.H)  # (K, F, T), the unbatched oracle
+    for k in range(dec.W.shape[1]):
+        want = istft(masks[k] * dec.X, length=x.size)
+        torch.testing.assert_close(dec.tracks[k], want, atol=1e-6, rtol=0)
+    part = masked_spectra(dec.W, dec.H, dec.X, components=slice(2, 5))
+    torch.testing.assert_close(part, masks[2:5] * dec.X, atol=1e-6, rtol=1e-5)
 
 
 def test_nmf_options_spectrogram_power() -> None:

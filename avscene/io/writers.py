@@ -1,4 +1,4 @@
-"""File writers for ``localize`` results: atomic files, DCASE event TSVs, score TSVs.
+"""File writers: atomic files, streamed audio files, DCASE event TSVs, score TSVs.
 
 Writers take typed results (:mod:`avscene.results`) and format them; they never
 compute model numerics. Every file is written atomically (:func:`atomic_write`):
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,100 @@ def _create_temp(dest: Path) -> Path:
         os.close(fd)
         return tmp
     raise OutputError(f"cannot create a temporary file in {folder}; remove stale .*.tmp* files there")
+
+
+# --------------------------------------------------------------------------- audio files
+
+# suffix -> (soundfile format, subtype): .wav keeps float32 exactly (no clipping, so a
+# source and residual written as .wav add up to the input); .flac is 24-bit, clipped to ±1.
+AUDIO_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
+
+
+class AudioFileWriter:
+    """A mono audio file being written block by block (from :func:`atomic_audio_writer`)."""
+
+    def __init__(self, file, path: Path, *, clip: bool) -> None:  # file: soundfile.SoundFile
+        self._file, self._clip = file, clip
+        self.path = path  # the destination (the data goes to a hidden temp file until the end)
+        self.frames = 0  # samples written
+        self.peak = 0.0  # largest |sample| seen, before any clipping
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``(n,)`` float samples (clipped to ±1 for integer formats)."""
+        block = np.asarray(block, dtype=np.float32)
+        self.peak = max(self.peak, float(np.abs(block).max(initial=0.0)))
+        self._file.write(np.clip(block, -1.0, 1.0) if self._clip else block)
+        self.frames += len(block)
+
+    @property
+    def clipped(self) -> bool:
+        """Samples beyond ±1 were clipped (integer formats only)."""
+        return self._clip and self.peak > 1.0
+
+
+@contextmanager
+def atomic_audio_writer(path: str | Path, *, sample_rate: int, force: bool) -> Iterator[AudioFileWriter]:
+    """Write a mono audio file incrementally and atomically, in the format of its suffix.
+
+    The samples go to a hidden temporary file in the destination folder
+    (:func:`atomic_write`), which is renamed into place when the block exits
+    without an error and removed otherwise: a reader never sees a partial file.
+
+    Args:
+        path: destination, ``.wav`` (32-bit float) or ``.flac`` (24-bit, clipped to ±1).
+        sample_rate: Hz.
+        force: overwrite an existing destination.
+
+    Yields:
+        An :class:`AudioFileWriter`; call its ``write`` with consecutive blocks.
+
+    Raises:
+        OutputError: an unknown suffix, or the destination exists (without ``force``) or
+            cannot be written.
+    """
+    import soundfile as sf
+
+    dest = Path(path)
+    if dest.suffix.lower() not in AUDIO_FORMATS:
+        raise OutputError(f"{dest}: write audio as .wav (32-bit float) or .flac (24-bit)")
+    fmt, subtype = AUDIO_FORMATS[dest.suffix.lower()]
+    with atomic_write(dest, force=force) as tmp:
+        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=1, format=fmt, subtype=subtype) as f:
+            yield AudioFileWriter(f, dest, clip=subtype.startswith("PCM"))
+
+
+class SeparationFiles:
+    """A sink for :func:`avscene.tasks.separate.separate_stream`: source (and residual) files.
+
+    The files are named once the label and rate are known (``open``), written
+    block by block, and put in place atomically when ``stack`` closes without
+    an error (removed if it closes with one)::
+
+        with ExitStack() as stack:
+            files = SeparationFiles(stack, lambda label: (Path(f"{label}.wav"), None), force=False)
+            result = separate_stream("clip.mp4", loaded, opts, files)
+    """
+
+    def __init__(self, stack: ExitStack, name: Callable[[str], tuple[Path, Path | None]], *,
+                 force: bool) -> None:
+        self._stack, self._name, self._force = stack, name, force
+        self.source: AudioFileWriter | None = None  # set by open()
+        self.residual: AudioFileWriter | None = None  # set by open() when a residual path is named
+
+    def open(self, label: str, sample_rate: int) -> None:
+        """Name the files for ``label`` (the ``name`` callback may refuse) and open them."""
+        source_path, residual_path = self._name(label)
+        self.source = self._stack.enter_context(
+            atomic_audio_writer(source_path, sample_rate=sample_rate, force=self._force))
+        if residual_path is not None:
+            self.residual = self._stack.enter_context(
+                atomic_audio_writer(residual_path, sample_rate=sample_rate, force=self._force))
+
+    def write(self, source: np.ndarray, residual: np.ndarray) -> None:
+        """Append the next samples of both signals."""
+        self.source.write(source)
+        if self.residual is not None:
+            self.residual.write(residual)
 
 
 # --------------------------------------------------------------------------- time grid

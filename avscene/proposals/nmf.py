@@ -12,9 +12,13 @@ STFT round trip. Each track is then cut into *non-overlapping* 0.96-s log-mel
 windows (the NCPs) that the audio network scores, as in Parekh et al. (2019),
 Sec. III-D1.
 
-Memory: the masked spectra are ``K x F x T`` complex values (10 s, K = 20,
-n_fft = 1024, hop = 256: 20 x 513 x 626 complex64 = 51 MB); long recordings
-should be processed in chunks by the caller.
+Memory: the tracks are resynthesised (and their log-mel computed) in groups
+of ``COMPONENT_GROUP`` components, so the peak is that many ``F x T`` complex
+spectra and their inverse-STFT frames (30 s, 4 components, n_fft = 1024,
+hop = 256: 4 x 513 x 1876 complex64 = 31 MB, ~120 MB with the transforms'
+buffers) on top of the ``K x N`` tracks. The result is bitwise the same as
+with all ``K`` at once. Long recordings are processed in chunks by the caller
+(:mod:`avscene.tasks.separate`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from avscene.errors import UsageError
 from avscene.proposals.audio import frame_patches
 
 MASK_EPS = 1e-10  # floor of W H in the masks; spread as eps / K over the components
+# Components resynthesised together: bounds the masked spectra and transform buffers
+# (all K = 20 at once: ~600 MB for a 30-s chunk; 4 at a time: ~150 MB), same results.
+COMPONENT_GROUP = 4
 
 
 @dataclass(frozen=True)
@@ -105,13 +112,22 @@ def component_masks(W: torch.Tensor, H: torch.Tensor, *, eps: float = MASK_EPS) 
 
 
 def masked_spectra(
-    W: torch.Tensor, H: torch.Tensor, X: torch.Tensor, *, eps: float = MASK_EPS
+    W: torch.Tensor,
+    H: torch.Tensor,
+    X: torch.Tensor,
+    *,
+    eps: float = MASK_EPS,
+    components: slice = slice(None),
 ) -> torch.Tensor:
-    """``component_masks(W, H) * X`` of shape ``(K, F, T)``, complex, without a complex mask."""
+    """``component_masks(W, H)[components] * X``, complex ``(k, F, T)``, without a complex mask.
+
+    ``components`` selects the masks to apply (default all ``K``); each mask
+    still uses the whole model ``W H`` and ``eps / K`` with ``K = W.shape[1]``.
+    """
     K = W.shape[1]
     ratio = torch.view_as_real(X / (W @ H + eps))  # (F, T, 2): X / (W H + eps)
-    parts = W.T[:, :, None] * H[:, None, :] + eps / K  # (K, F, T)
-    return torch.view_as_complex(parts[..., None] * ratio)  # (K, F, T) complex
+    parts = W.T[components, :, None] * H[components, None, :] + eps / K  # (k, F, T)
+    return torch.view_as_complex(parts[..., None] * ratio)  # (k, F, T) complex
 
 
 def nmf_tracks(
@@ -146,8 +162,11 @@ def nmf_tracks(
         tol=opts.tol,
         seed=opts.seed,
     )
-    masked = masked_spectra(res.W, res.H, X)  # (K, F, T) complex
-    tracks = istft(masked, length=n, n_fft=so.n_fft, hop=so.hop, window=so.window)  # (K, N)
+    tracks = torch.empty((opts.k, n), dtype=x.dtype, device=x.device)  # (K, N)
+    for k0 in range(0, opts.k, COMPONENT_GROUP):
+        group = slice(k0, k0 + COMPONENT_GROUP)
+        masked = masked_spectra(res.W, res.H, X, components=group)  # (g, F, T) complex
+        tracks[group] = istft(masked, length=n, n_fft=so.n_fft, hop=so.hop, window=so.window)  # (g, N)
     return NMFTracks(W=res.W, H=res.H, X=X, tracks=tracks, n_iter=res.n_iter)
 
 
@@ -186,11 +205,14 @@ def ncp_patches(tracks: torch.Tensor, *, cfg: PreprocessConfig) -> tuple[torch.T
     n_win = num_ncp_windows(n, cfg=cfg)
     frames_needed = n_win * cfg.patch_frames
     target = (frames_needed - 1) * cfg.stft_hop + cfg.stft_window  # last frame ends here
-    padded = torch.nn.functional.pad(tracks, (0, target - n))  # (K, target)
-    spec = log_mel_torch(padded, cfg=cfg)  # (K, frames_needed, n_mels)
-    patches = frame_patches(
-        spec, patch_frames=cfg.patch_frames, patch_hop=cfg.patch_frames, n_patches=n_win
-    )  # (K, P, patch_frames, n_mels)
+    groups = []
+    for k0 in range(0, n_comp, COMPONENT_GROUP):  # bounds the log-mel buffers; same values
+        padded = torch.nn.functional.pad(tracks[k0:k0 + COMPONENT_GROUP], (0, target - n))  # (g, target)
+        spec = log_mel_torch(padded, cfg=cfg)  # (g, frames_needed, n_mels)
+        groups.append(frame_patches(
+            spec, patch_frames=cfg.patch_frames, patch_hop=cfg.patch_frames, n_patches=n_win
+        ))  # (g, P, patch_frames, n_mels)
+    patches = torch.cat(groups)  # (K, P, patch_frames, n_mels)
     starts = np.arange(n_win, dtype=np.float64) * cfg.patch_seconds
     times = np.stack([starts, starts + cfg.patch_seconds], axis=1)  # (P, 2)
     return patches, times

@@ -5,72 +5,92 @@ model's 16 kHz) → NMF with ``K`` components → component tracks → their
 non-overlapping 0.96-s log-mel windows (NCPs) → the audio network's
 classification scores ``β`` → relevance ``α_k = max_t β_{k,t}`` → min–max
 scaled ``α'`` → soft weights (``α'``) or hard ones (``α' >= τ``) → Wiener-like
-mask → source and residual (the maths is in :mod:`avscene.separation`).
+mask → source and residual (the maths is in :mod:`avscene.separation`, the
+per-chunk numerics in :mod:`avscene.tasks.separate_chunks`).
 
 **Label.** Given (``SeparateOptions.label``), or, when it is None, predicted:
 the classifier runs on the whole file (every stream the model and the file
 have) and its top class is separated. ``SeparateResult.label_source`` says
-which (``"given"`` / ``"predicted"``).
+which (``"given"`` / ``"predicted"``). The classifier decodes the file once
+(:func:`avscene.tasks._pipeline.analyse`) and the separation streams the audio
+again: the second, audio-only decode costs little (0.04 s for a 10-s AAC clip
+whose separation takes ~2.6 s) and keeps the separation's memory independent
+of the length.
 
-**Long inputs.** Nothing is cut off. The audio is split into chunks of at most
-``chunk_seconds`` (30 s) of equal length that overlap by ``crossfade_seconds``
-(1 s). NMF is fitted to each chunk on its own (``K`` components, same seed), the
-components of a chunk are ranked among themselves (min–max per chunk), and the
-chunk outputs are joined by overlap-add with complementary raised-cosine fades
-(``sin²`` in, ``cos²`` out) across each overlap. Time and memory grow linearly
-with the length: one chunk's ``K x F x T`` masked spectra exist at a time
-(30 s, K = 20: ~150 MB) rather than ``K x N`` for the whole file, and each
-stretch of audio gets its own K components. The fades sum to one and each
-chunk's source + residual is that chunk, so the joined source + residual is the
-mixture (to float rounding) at any length. A clip up to ``chunk_seconds`` is
-one chunk, processed exactly as :func:`avscene.separation.enhance` does.
+**Long inputs: NMF per chunk.** Nothing is cut off, and an input of any length
+is separated in bounded memory. The audio is streamed from the file
+(:class:`avscene.io.audio_stream.AudioReader`) and cut into chunks of at most
+``chunk_seconds`` (30 s) overlapping by ``crossfade_seconds`` (1 s)
+(:func:`avscene.dsp.overlap.chunk_bounds`: full chunks from the start, the
+remainder split into two nearly equal ones, so no chunk is shorter than half
+a chunk). NMF is fitted to each chunk on its own (``K`` components, same
+seed): each stretch of audio gets its own ``K`` spectral templates, which is
+also what a recording whose sources change over an hour needs. Each chunk's
+components are scored and ranked among themselves (``α`` and the min–max
+``α'`` per chunk), and the report keeps them per chunk: ``SeparateResult.alpha``
+has one row of ``K`` values per entry of ``chunks``. The chunk outputs are
+joined by overlap-add with complementary raised-cosine fades (``sin²`` in,
+``cos²`` out) across each overlap. The fades sum to one and each chunk's
+source + residual is that chunk, so the joined source + residual is the
+mixture (to float rounding) at any length, and the output has exactly the
+input's length. Time grows linearly with the length; memory does not: one
+chunk's decomposition (30 s, K = 20: a peak of ~0.4-0.5 GB above the loaded
+model) and two chunks of input exist at a time, and the output goes to a sink
+block by block (:class:`avscene.io.writers.SeparationFiles` writes files as it
+goes). Measured on 2 busy CPU cores with the bundled model: 10 min of audio in
+79 s, 1 h in 558 s (125 chunks), peak RSS 1.05 and 1.15 GB (0.65 GB of it is
+torch and the model).
+A clip up to ``chunk_seconds`` is one chunk, processed exactly as
+:func:`avscene.separation.enhance` does.
 
 **Output rate.** ``"model"``: 16-kHz signals. ``"input"``: the audio is decoded
 at the file's own rate, a 16-kHz copy (``scipy.signal.resample_poly``:
-polyphase, Kaiser-windowed FIR) is separated, the source is resampled back the
-same way and the residual is ``input - source``, so source + residual is still
-the input, and what lies above 8 kHz (which the model cannot hear) goes to the
-residual. Multi-channel audio is averaged to mono in both cases.
+polyphase, Kaiser-windowed FIR; streamed exactly by
+:class:`avscene.dsp.overlap.StreamResampler`) is separated, the source is
+resampled back the same way and the residual is ``input - source``, so source
++ residual is still the input, and what lies above 8 kHz (which the model
+cannot hear) goes to the residual. Multi-channel audio is averaged to mono in
+both cases.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from avscene.dsp.nmf import DIVERGENCES
-from avscene.dsp.stft import STFTOptions
 from avscene.errors import UsageError
-from avscene.proposals.nmf import NMFOptions, NMFTracks, ncp_patches, nmf_tracks
+from avscene.proposals.nmf import NMFOptions
 from avscene.results import FailedInput, SeparateResult
-from avscene.separation import (
-    KEPT_WEIGHT,
-    Enhancement,
-    component_relevance,
-    component_weights,
-    reconstruct,
-    scale_alpha,
-)
+from avscene.separation import Enhancement
 from avscene.tasks._pipeline import analyse, expand_inputs, model_ref, ranked_labels, run_each
+from avscene.tasks.separate_chunks import (  # re-exported: the numerics' public names (see __all__)
+    ChunkedSeparator,
+    ScoredComponents,
+    SeparationSink,
+    enhance_scored,
+    pump_input_rate,
+    pump_model_rate,
+    score_components,
+)
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
+    from avscene.io.audio_stream import AudioReader
 
-CHUNK_SECONDS = 30.0  # longest stretch one NMF models; 30 s x K=20 masked spectra ~ 150 MB
+__all__ = [
+    "CHUNK_SECONDS", "CROSSFADE_SECONDS", "ChunkedSeparator", "ScoredComponents", "SeparateOptions",
+    "Separation", "SeparationSink", "check_options", "enhance_scored", "pump_input_rate", "pump_model_rate",
+    "score_components", "separate_audio", "separate_file", "separate_many", "separate_stream",
+]
+
+CHUNK_SECONDS = 30.0  # longest stretch one NMF models; 30 s x K=20 peaks at ~0.4-0.5 GB
 CROSSFADE_SECONDS = 1.0  # overlap of consecutive chunks, cross-faded
 MIN_CHUNK_SECONDS = 2.0  # at least two 0.96-s NCP windows per chunk, so ranking has a time axis
-SCORE_BATCH = 512  # NCP patches per network call: bounds activation memory, not the result
-# Torch intra-op threads for the NMF on a CPU. Its ops are small (513 x T x K) and many, so
-# threads mostly add synchronisation: on a 2-core machine busy with another job, a 10-s
-# clip took 0.47 s with 1 thread and 1.1-4.4 s with 2.
-NMF_CPU_THREADS = 1
 OUTPUT_RATES = ("model", "input")
 
 
@@ -111,14 +131,6 @@ class Separation:
         return self.result.to_json()
 
 
-@dataclass(frozen=True)
-class ScoredComponents:
-    """NMF components of one mixture, with the network's score of every NCP window."""
-
-    dec: NMFTracks  # W (F, K), H (K, T), X (F, T), tracks (K, N)
-    scores: torch.Tensor  # (K, P, C): classification score of class c on window p of track k
-
-
 # --------------------------------------------------------------------------- options
 
 
@@ -141,7 +153,8 @@ def check_options(opts: SeparateOptions, loaded: LoadedModel) -> int | None:
     if opts.nmf.k < 1:
         raise UsageError(f"--components must be >= 1, got {opts.nmf.k}")
     if not opts.chunk_seconds >= MIN_CHUNK_SECONDS:
-        raise UsageError(f"chunk_seconds must be >= {MIN_CHUNK_SECONDS}, got {opts.chunk_seconds}")
+        raise UsageError(f"chunk_seconds must be >= {MIN_CHUNK_SECONDS}, got {opts.chunk_seconds}; "
+                         f"the default is {CHUNK_SECONDS}")
     if not 0.0 <= opts.crossfade_seconds <= opts.chunk_seconds / 4:
         raise UsageError(f"crossfade_seconds must be in [0, chunk_seconds / 4] = [0, {opts.chunk_seconds / 4}], "
                          f"got {opts.crossfade_seconds}")
@@ -152,108 +165,15 @@ def check_options(opts: SeparateOptions, loaded: LoadedModel) -> int | None:
     return loaded.labels.index(opts.label)
 
 
-# --------------------------------------------------------------------------- numerics
+def _separator(loaded: LoadedModel, class_index: int, opts: SeparateOptions) -> ChunkedSeparator:
+    """The chunked separator of ``opts``, chunk sizes in samples at the model's rate."""
+    sr = loaded.preprocess.sample_rate
+    size, overlap = round(opts.chunk_seconds * sr), round(opts.crossfade_seconds * sr)
+    return ChunkedSeparator(loaded, class_index, nmf=opts.nmf, threshold=opts.threshold,
+                            size=size, overlap=min(overlap, size // 4))
 
 
-def score_components(audio: np.ndarray | torch.Tensor, loaded: LoadedModel, nmf: NMFOptions) -> ScoredComponents:
-    """NMF of a mono mixture at the model's rate and the scores of all its NCP windows.
-
-    The scores of every class come out of one pass, so several classes or
-    thresholds can be tried on one decomposition (:func:`enhance_scored`).
-    Runs on the model's device.
-
-    Args:
-        audio: ``(N,)`` mono float mixture at ``loaded.preprocess.sample_rate``.
-        loaded: the model; its ``score_audio_patches`` scores the NCPs.
-        nmf: NMF options.
-
-    Returns:
-        The decomposition and ``scores`` (K, P, C).
-    """
-    device = next(loaded.model.parameters()).device
-    with _cpu_threads(device, NMF_CPU_THREADS):
-        dec = nmf_tracks(audio, opts=nmf, device=device)
-    patches, _ = ncp_patches(dec.tracks, cfg=loaded.preprocess)  # (K, P, 96, 64)
-    n_comp, n_win = patches.shape[:2]
-    flat = patches.reshape(n_comp * n_win, *patches.shape[2:]).float()  # (K*P, 96, 64)
-    with torch.no_grad():
-        parts = [loaded.model.score_audio_patches(flat[i:i + SCORE_BATCH])  # (b, C)
-                 for i in range(0, flat.shape[0], SCORE_BATCH)]
-    scores = torch.cat(parts).float().reshape(n_comp, n_win, -1)  # (K, P, C)
-    return ScoredComponents(dec=dec, scores=scores)
-
-
-@contextmanager
-def _cpu_threads(device: torch.device, n: int) -> Iterator[None]:
-    """At most ``n`` torch intra-op threads inside the block when computing on the CPU (restored after)."""
-    before = torch.get_num_threads()
-    if device.type != "cpu" or before <= n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def enhance_scored(sc: ScoredComponents, class_index: int, *, threshold: float | None,
-                   stft_opts: STFTOptions = STFTOptions()) -> Enhancement:
-    """Rank the components of ``sc`` for one class and resynthesise source and residual.
-
-    The same steps as :func:`avscene.separation.enhance`, from precomputed scores.
-
-    Args:
-        sc: decomposition and scores from :func:`score_components`.
-        class_index: column of the target class.
-        threshold: None for soft weights, else the hard threshold τ in [0, 1].
-        stft_opts: the STFT of the decomposition (``NMFOptions.stft_opts``).
-    """
-    W, H, X = sc.dec.W, sc.dec.H, sc.dec.X
-    beta = sc.scores[:, :, class_index].to(dtype=W.dtype, device=W.device)  # (K, P)
-    alpha = component_relevance(beta)  # (K,)
-    alpha_scaled = scale_alpha(alpha)
-    weights = component_weights(alpha_scaled, threshold=threshold)
-    source, residual = reconstruct(W, H, X, weights, length=sc.dec.tracks.shape[1], stft_opts=stft_opts)
-    return Enhancement(source=source, residual=residual, alpha=alpha, alpha_scaled=alpha_scaled,
-                       weights=weights, kept=weights >= KEPT_WEIGHT, beta=beta)
-
-
-def chunk_bounds(n: int, *, size: int, overlap: int) -> list[tuple[int, int]]:
-    """Split ``n`` samples into equal chunks of at most ``size`` overlapping by ``overlap``.
-
-    One chunk ``[(0, n)]`` when ``n <= size``. Otherwise ``c = ceil((n - o) / (size - o))``
-    chunks of length ``L = ceil((n + (c - 1) o) / c) <= size`` starting every ``L - o``
-    samples; the last one ends at ``n`` (it may be up to ``c - 1`` samples shorter).
-    Consecutive chunks share exactly ``o`` samples; needs ``o <= size / 4``.
-    """
-    if n <= size:
-        return [(0, n)]
-    count = math.ceil((n - overlap) / (size - overlap))
-    length = math.ceil((n + (count - 1) * overlap) / count)
-    hop = length - overlap
-    return [(i * hop, min(i * hop + length, n)) for i in range(count)]
-
-
-def _fade_in(length: int) -> np.ndarray:
-    """Raised-cosine ramp ``sin²(π/2 · (i + ½) / length)``, (length,); ``1 - ramp`` is the fade-out."""
-    t = (np.arange(length) + 0.5) / length
-    return np.sin(0.5 * np.pi * t) ** 2
-
-
-def chunk_weights(bounds: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-    """Overlap-add weights of each chunk (float64, one array per chunk); they sum to one everywhere."""
-    out = []
-    for i, (a, b) in enumerate(bounds):
-        w = np.ones(b - a)
-        if i > 0:
-            n_in = bounds[i - 1][1] - a  # samples shared with the previous chunk
-            w[:n_in] = _fade_in(n_in)
-        if i < len(bounds) - 1:
-            n_out = b - bounds[i + 1][0]  # samples shared with the next chunk
-            w[len(w) - n_out:] = 1.0 - _fade_in(n_out)
-        out.append(w)
-    return out
+# --------------------------------------------------------------------------- arrays
 
 
 def separate_audio(audio: np.ndarray, loaded: LoadedModel, class_index: int, opts: SeparateOptions,
@@ -264,48 +184,16 @@ def separate_audio(audio: np.ndarray, loaded: LoadedModel, class_index: int, opt
         audio: ``(N,)`` float mixture at ``loaded.preprocess.sample_rate``.
         loaded: the model.
         class_index: target class.
-        opts: threshold, NMF and chunking options.
+        opts: threshold, NMF and chunking options (label and output rate are not used).
 
     Returns:
-        ``(source, residual, bounds, enhancements)``: two ``(N,)`` float32
-        signals summing to ``audio``, the chunks' ``[start, end)`` samples and
-        each chunk's ranking.
+        ``(source, residual, bounds, rankings)``: two ``(N,)`` float32 signals
+        summing to ``audio``, the chunks' ``[start, end)`` samples and each
+        chunk's ranking (:class:`~avscene.separation.Enhancement` without signals).
     """
-    sr = loaded.preprocess.sample_rate
-    audio = np.asarray(audio, dtype=np.float32)
-    bounds = chunk_bounds(len(audio), size=round(opts.chunk_seconds * sr),
-                          overlap=round(opts.crossfade_seconds * sr))
-    source = np.zeros(len(audio), dtype=np.float64)
-    residual = np.zeros(len(audio), dtype=np.float64)
-    rankings = []
-    for (a, b), w in zip(bounds, chunk_weights(bounds)):
-        sc = score_components(audio[a:b], loaded, opts.nmf)
-        e = enhance_scored(sc, class_index, threshold=opts.threshold, stft_opts=opts.nmf.stft_opts)
-        source[a:b] += w * e.source.double().cpu().numpy()
-        residual[a:b] += w * e.residual.double().cpu().numpy()
-        rankings.append(_drop_signals(e))
-    return source.astype(np.float32), residual.astype(np.float32), bounds, rankings
-
-
-def _drop_signals(e: Enhancement) -> Enhancement:
-    """The ranking of a chunk without its signals (they are already added up), on the CPU."""
-    empty = torch.empty(0)
-    return Enhancement(source=empty, residual=empty, alpha=e.alpha.cpu(), alpha_scaled=e.alpha_scaled.cpu(),
-                       weights=e.weights.cpu(), kept=e.kept.cpu(), beta=e.beta.cpu())
-
-
-def resample(x: np.ndarray, rate_in: int, rate_out: int, *, length: int | None = None) -> np.ndarray:
-    """Polyphase resampling (``scipy.signal.resample_poly``) to ``rate_out``; float32 ``(length,)``.
-
-    ``length`` (default ``ceil(N · rate_out / rate_in)``) trims or zero-pads the result.
-    """
-    from scipy.signal import resample_poly
-
-    g = math.gcd(rate_in, rate_out)
-    n_out = math.ceil(len(x) * rate_out / rate_in) if length is None else length
-    y = x if rate_in == rate_out else resample_poly(np.asarray(x, np.float64), rate_out // g, rate_in // g)
-    y = np.asarray(y[:n_out], dtype=np.float32)
-    return np.pad(y, (0, n_out - len(y)))
+    sep = _separator(loaded, class_index, opts)
+    out = np.concatenate([sep.push(np.asarray(audio, dtype=np.float32)), sep.finish()], axis=1)  # (2, N)
+    return out[0], out[1], sep.bounds, sep.rankings
 
 
 # --------------------------------------------------------------------------- files
@@ -320,7 +208,7 @@ class _ChosenLabel:
     warnings: tuple[str, ...]
 
 
-def _choose_label(path: str | Path, loaded: LoadedModel, opts: SeparateOptions, given: int | None) -> _ChosenLabel:
+def _choose_label(path: str | Path, loaded: LoadedModel, given: int | None) -> _ChosenLabel:
     """The given label, or the classifier's top class on the whole file."""
     if given is not None:
         return _ChosenLabel(loaded.labels[given], given, "given", None, ())
@@ -334,32 +222,101 @@ def _choose_label(path: str | Path, loaded: LoadedModel, opts: SeparateOptions, 
     return _ChosenLabel(top.label, loaded.labels.index(top.label), "predicted", top.score, tuple(warnings))
 
 
-def _read(path: str | Path, loaded: LoadedModel, opts: SeparateOptions,
-          ) -> tuple[np.ndarray, np.ndarray | None, int, tuple[str, ...]]:
-    """``(audio at the model rate, audio at the input rate or None, output rate, warnings)``."""
-    from avscene.io.decode import probe, read_audio
+def _flat_warnings(bounds: list[tuple[int, int]], ranks: list[Enhancement], sr: int) -> list[str]:
+    """Stretches whose components all scored the same: ranking is impossible, the source is the mixture."""
+    flat = [(a, b) for (a, b), e in zip(bounds, ranks) if bool((e.alpha == e.alpha[0]).all())]
+    runs: list[list[int]] = []  # consecutive flat chunks merged: [start, end] samples
+    for a, b in flat:
+        if runs and a <= runs[-1][1]:
+            runs[-1][1] = b
+        else:
+            runs.append([a, b])
+    return [f"{a / sr:.1f}-{b / sr:.1f} s: every NMF component scored the same for this class, so the "
+            "source there is the unchanged mixture" for a, b in runs]
+
+
+def _open_audio(path: str | Path, loaded: LoadedModel, opts: SeparateOptions) -> tuple[AudioReader, int]:
+    """The audio stream to separate and its output rate (the model's, or the file's own)."""
+    from avscene.io.audio_stream import AudioReader
+    from avscene.io.decode import probe
 
     info = probe(path)
     if not info.has_audio:
         raise UsageError(f"{path}: the file has no audio stream, so there is nothing to separate "
                          "(a silent video?)")
     sr = loaded.preprocess.sample_rate
-    native_rate = info.audio_rate or sr
-    if opts.output_rate == "input" and native_rate != sr:
-        native = read_audio(path, sample_rate=native_rate)
-        return resample(native, native_rate, sr), native, native_rate, info.warnings
-    return read_audio(path, sample_rate=sr), None, sr, info.warnings
+    rate = info.audio_rate if opts.output_rate == "input" and info.audio_rate else sr
+    return AudioReader(path, sample_rate=rate), rate
 
 
-def _flat_warnings(bounds: list[tuple[int, int]], ranks: list[Enhancement], sr: int) -> list[str]:
-    """Chunks whose components all scored the same: ranking is impossible, the source is the mixture."""
-    return [f"{a / sr:.1f}-{b / sr:.1f} s: every NMF component scored the same for this class, so the "
-            "source there is the unchanged mixture"
-            for (a, b), e in zip(bounds, ranks) if bool((e.alpha == e.alpha[0]).all())]
+def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions | None,
+                    sink: SeparationSink) -> SeparateResult:
+    """Separate the sound of one class from one file into ``sink``, in bounded memory.
+
+    The audio is decoded, separated chunk by chunk and handed to ``sink`` as it
+    goes (see "Long inputs" in the module docstring); nothing of the whole
+    signal is held.
+
+    Args:
+        path: any media file with an audio stream.
+        loaded: a model with an audio network (:func:`avscene.tasks._pipeline.load_model`).
+        opts: label, threshold, NMF, output rate and chunking (defaults: label
+            predicted, soft mask, K = 20 KL-NMF, 16-kHz output, 30-s chunks).
+        sink: receives ``open(label, rate)`` once, then every block of source and residual.
+
+    Returns:
+        The :class:`~avscene.results.SeparateResult` (``source_path`` / ``residual_path`` unset).
+
+    Raises:
+        UsageError: an unknown label or bad option, or a file without audio.
+        DecodeError: the file cannot be decoded.
+    """
+    opts = opts or SeparateOptions()
+    given = check_options(opts, loaded)
+    reader, rate = _open_audio(path, loaded, opts)
+    with reader:
+        chosen = _choose_label(path, loaded, given)
+        sink.open(chosen.name, rate)
+        sep = _separator(loaded, chosen.index, opts)
+        sr = loaded.preprocess.sample_rate
+        if rate == sr:
+            n = pump_model_rate(reader.blocks(), sep, sink)
+        else:
+            n = pump_input_rate(reader.blocks(), sep, rate, sr, sink)
+        read_warnings = reader.warnings
+    rows = lambda t: tuple(tuple(v.tolist()) for v in t)  # noqa: E731 - (n_chunks, K) nested tuples
+    ranks = sep.rankings
+    return SeparateResult(
+        file=str(path), label=chosen.name, label_source=chosen.source, label_score=chosen.score,
+        k=opts.nmf.k, threshold=opts.threshold,
+        chunks=tuple((a / sr, b / sr) for a, b in sep.bounds),
+        alpha=rows([e.alpha for e in ranks]), alpha_scaled=rows([e.alpha_scaled for e in ranks]),
+        kept=rows([e.kept for e in ranks]),
+        sample_rate=rate, duration=n / rate, model=model_ref(loaded),
+        warnings=tuple(dict.fromkeys([*read_warnings, *chosen.warnings, *_flat_warnings(sep.bounds, ranks, sr)])),
+    )
+
+
+class _ArraySink:
+    """Collects the separated signals in memory (for :func:`separate_file`)."""
+
+    def __init__(self) -> None:
+        self.source: list[np.ndarray] = []
+        self.residual: list[np.ndarray] = []
+
+    def open(self, label: str, sample_rate: int) -> None:
+        pass
+
+    def write(self, source: np.ndarray, residual: np.ndarray) -> None:
+        self.source.append(np.asarray(source, dtype=np.float32))
+        self.residual.append(np.asarray(residual, dtype=np.float32))
 
 
 def separate_file(path: str | Path, loaded: LoadedModel, opts: SeparateOptions | None = None) -> Separation:
-    """Separate the sound of one class from one file (video or audio-only).
+    """Separate the sound of one class from one file (video or audio-only), in memory.
+
+    The signals are returned as arrays (two float32 copies of the input's
+    length); for long files prefer :func:`separate_stream` with a file sink.
 
     Args:
         path: any media file with an audio stream.
@@ -375,26 +332,12 @@ def separate_file(path: str | Path, loaded: LoadedModel, opts: SeparateOptions |
         UsageError: an unknown label or bad option, or a file without audio.
         DecodeError: the file cannot be decoded.
     """
-    opts = opts or SeparateOptions()
-    given = check_options(opts, loaded)
-    audio, native, rate, warnings = _read(path, loaded, opts)
-    chosen = _choose_label(path, loaded, opts, given)
-    source, residual, bounds, ranks = separate_audio(audio, loaded, chosen.index, opts)
-    if native is not None:  # back to the input rate; the residual takes what the model cannot hear
-        source = resample(source, loaded.preprocess.sample_rate, rate, length=len(native))
-        residual = native - source
-    sr = loaded.preprocess.sample_rate
-    rows = lambda t: tuple(tuple(v.tolist()) for v in t)  # noqa: E731 - (n_chunks, K) nested tuples
-    result = SeparateResult(
-        file=str(path), label=chosen.name, label_source=chosen.source, label_score=chosen.score,
-        k=opts.nmf.k, threshold=opts.threshold,
-        chunks=tuple((a / sr, b / sr) for a, b in bounds),
-        alpha=rows([e.alpha for e in ranks]), alpha_scaled=rows([e.alpha_scaled for e in ranks]),
-        kept=rows([e.kept for e in ranks]),
-        sample_rate=rate, duration=len(source) / rate, model=model_ref(loaded),
-        warnings=tuple(dict.fromkeys([*warnings, *chosen.warnings, *_flat_warnings(bounds, ranks, sr)])),
-    )
-    return Separation(result=result, source=source, residual=residual.astype(np.float32))
+    sink = _ArraySink()
+    result = separate_stream(path, loaded, opts, sink)
+    source = np.concatenate(sink.source) if sink.source else np.zeros(0, dtype=np.float32)
+    sink.source.clear()  # free the blocks before the second copy
+    residual = np.concatenate(sink.residual) if sink.residual else np.zeros(0, dtype=np.float32)
+    return Separation(result=result, source=source, residual=residual)
 
 
 def separate_many(paths: Iterable[str | Path], loaded: LoadedModel, opts: SeparateOptions | None = None,
