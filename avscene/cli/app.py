@@ -61,7 +61,7 @@ def command(fn: Callable[..., int], name: str, epilog: str | None = None) -> Non
 
 
 def _register() -> None:
-    from avscene.cli import classify, download, evaluate, evaluate_sep, localize, separate, train
+    from avscene.cli import classify, doctor, download, evaluate, evaluate_sep, localize, separate, train
 
     command(classify.classify_cmd, "classify", classify.EPILOG)
     command(localize.localize_cmd, "localize", localize.EPILOG)
@@ -70,10 +70,7 @@ def _register() -> None:
     command(download.download_cmd, "download", download.EPILOG)
     command(separate.separate_cmd, "separate", separate.EPILOG)
     command(evaluate_sep.evaluate_sep_cmd, "evaluate-separation", evaluate_sep.EPILOG)
-    if importlib.util.find_spec("avscene.cli.doctor") is not None:  # written alongside; optional until it lands
-        from avscene.cli import doctor
-
-        command(doctor.doctor_cmd, "doctor", doctor.EPILOG)
+    command(doctor.doctor_cmd, "doctor", doctor.EPILOG)
 
 
 _register()
