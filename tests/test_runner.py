@@ -433,3 +433,17 @@ def test_append_is_durable_across_a_hard_kill(tmp_path):
     proc.wait()
     recs = lines(path)
     assert len(recs) >= 10 and [r["file"] for r in recs] == [f"f{k}" for k in range(len(recs))]
+
+
+def test_input_limit_adds_the_media_duration_from_the_header(tmp_path):
+    """A long file gets a longer limit: base + 1 s per media second; unreadable or no limit as documented."""
+    from avscene.tasks.runner import MEDIA_TIME_FACTOR, input_limit
+    from avscene.testing.media import write_video
+
+    clip = write_video(tmp_path / "three.mp4", duration=3.0, fps=8)
+    limit = input_limit(clip, 10.0)
+    assert limit == pytest.approx(10.0 + MEDIA_TIME_FACTOR * 3.0, abs=0.2)  # AAC/H.264 header rounding
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    assert input_limit(junk, 10.0) == 10.0
+    assert input_limit(clip, 0) is None and input_limit(clip, None) is None

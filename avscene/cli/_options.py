@@ -54,7 +54,8 @@ JobsOpt = Annotated[
 ]
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", min=0.0, metavar="SECONDS", help="Time limit per input: an input that takes "
+    typer.Option("--timeout", min=0.0, metavar="SECONDS", help="Time limit per input: this many seconds "
+                 "plus one second per second of media (from the file's header); an input that takes "
                  "longer fails and the run goes on. 0: no limit."),
 ]
 ShardOpt = Annotated[

@@ -55,7 +55,6 @@ Templates: {name} = input file name without extension, {label} = the class separ
 
 DEFAULT_OUTPUT = "{name}.{label}.wav"
 TEMPLATE_FIELDS = ("name", "label", "ext")
-AUDIO_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}  # suffix -> soundfile format, subtype
 
 
 def template_fields(template: str, *, option: str) -> set[str]:
@@ -84,6 +83,7 @@ def check_templates(templates: dict[str, str], files: Sequence[Path], *, n_all: 
     ``n_all``: inputs of the whole run when ``files`` is one shard of it (default ``len(files)``).
     """
     from avscene.errors import UsageError
+    from avscene.io.writers import AUDIO_FORMATS
 
     n_all = len(files) if n_all is None else n_all
     for option, template in templates.items():
@@ -92,7 +92,7 @@ def check_templates(templates: dict[str, str], files: Sequence[Path], *, n_all: 
             raise UsageError(f"{option} {template!r}: with several inputs the output needs a {{name}} "
                              "placeholder, e.g. 'out/{name}.{label}.wav'")
         suffix = fill(template, Path("x.mp4"), "x").suffix.lower()
-        if suffix not in AUDIO_FORMATS:
+        if suffix not in AUDIO_FORMATS:  # avscene.io.writers: .wav float32, .flac 24-bit
             raise UsageError(f"{option} {template!r}: write .wav (32-bit float) or .flac (24-bit)")
         seen: dict[Path, Path] = {}
         for f in files:  # "{label}" kept literal: the label of an input may be predicted later
@@ -117,20 +117,6 @@ def _check_free(paths: Sequence[Path], src: Path, *, force: bool) -> None:
             raise OutputError(f"{p} already exists; pass --force to overwrite it")
 
 
-def write_audio(path: Path, samples, rate: int, *, force: bool) -> Path:
-    """Write mono ``samples`` atomically in the format of the suffix (see the module docstring)."""
-    import numpy as np
-    import soundfile as sf
-
-    from avscene.io.writers import atomic_write
-
-    fmt, subtype = AUDIO_FORMATS[path.suffix.lower()]
-    data = samples if fmt == "WAV" else np.clip(samples, -1.0, 1.0)
-    with atomic_write(path, force=force) as tmp:
-        sf.write(tmp, data, rate, format=fmt, subtype=subtype)
-    return path
-
-
 @dataclass(frozen=True)
 class WriteOptions:
     """What a (worker) process needs to separate one input and write its files."""
@@ -141,28 +127,35 @@ class WriteOptions:
 
 
 def separate_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) -> SeparateResult:
-    """Separate one input and write its file(s); returns the result with the paths filled in."""
+    """Separate one input, streaming its file(s) to disk; returns the result with the paths filled in.
+
+    The outputs are written chunk by chunk to temporary names and renamed into place
+    only when the whole input is done, so memory does not grow with the input's
+    length and a failure leaves no partial file.
+    """
     import dataclasses
+    from contextlib import ExitStack
 
-    import numpy as np
-
-    from avscene.tasks.separate import separate_file
+    from avscene.io.writers import SeparationFiles
+    from avscene.tasks.separate import separate_stream
 
     templates, force = opts.templates, opts.force
     if opts.separate.label is not None:  # fail fast, before the separation work
         _check_free([fill(t, src, opts.separate.label) for t in templates.values()], src, force=force)
-    sep = separate_file(src, loaded, opts.separate)
-    r = sep.result
-    out = {k: fill(t, src, r.label) for k, t in templates.items()}
-    _check_free(list(out.values()), src, force=force)
-    warnings = list(r.warnings)
-    signals = {"-o": sep.source, "--residual": sep.residual}
-    for key, path in out.items():
-        if path.suffix.lower() == ".flac" and np.abs(signals[key]).max(initial=0.0) > 1.0:
-            warnings.append(f"{path}: samples beyond ±1 were clipped (write .wav to keep them)")
-        write_audio(path, signals[key], r.sample_rate, force=force)
-    return dataclasses.replace(r, source_path=str(out["-o"]), warnings=tuple(warnings),
-                               residual_path=str(out["--residual"]) if "--residual" in out else None)
+    named: dict[str, Path] = {}
+
+    def name(label: str) -> tuple[Path, Path | None]:
+        named.update({k: fill(t, src, label) for k, t in templates.items()})
+        _check_free(list(named.values()), src, force=force)
+        return named["-o"], named.get("--residual")
+
+    with ExitStack() as stack:
+        files = SeparationFiles(stack, name, force=force)
+        r = separate_stream(src, loaded, opts.separate, files)
+    clipped = [f"{w.path}: samples beyond ±1 were clipped (write .wav to keep them)"
+               for w in (files.source, files.residual) if w is not None and w.clipped]
+    return dataclasses.replace(r, source_path=str(named["-o"]), warnings=(*r.warnings, *clipped),
+                               residual_path=str(named["--residual"]) if "--residual" in named else None)
 
 
 def check_job(opts: WriteOptions, loaded: LoadedModel) -> None:
@@ -200,6 +193,9 @@ def separate_cmd(
     divergence: Annotated[str, typer.Option(help="NMF divergence: kl (magnitude) or is (power).")] = "kl",
     output_rate: Annotated[str, typer.Option(help="model (16 kHz) or input (the input's sample "
                                              "rate).")] = "model",
+    chunk_seconds: Annotated[float, typer.Option(min=2.0, help="Longer inputs are separated in chunks "
+                                                 "of this length (one NMF each), cross-faded over 1 s; "
+                                                 "memory does not grow with the input.")] = 30.0,
     force: ForceOpt = False,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
@@ -225,7 +221,8 @@ def separate_cmd(
     templates = {"-o": output or DEFAULT_OUTPUT, **({"--residual": residual} if residual else {})}
     check_templates(templates, p.files, n_all=p.n_all)
     opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,  # type: ignore[arg-type]
-                           nmf=NMFOptions(k=components, divergence=divergence))  # type: ignore[arg-type]
+                           nmf=NMFOptions(k=components, divergence=divergence),  # type: ignore[arg-type]
+                           chunk_seconds=chunk_seconds)
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
     job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_job)
     return execute(p, job, Sink(mode=mode, table=separate_table, log=p.log), batch, label="separate")

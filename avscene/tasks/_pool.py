@@ -29,7 +29,9 @@ from typing import Any
 
 from avscene.errors import AvsceneError
 from avscene.results import FailedInput
-from avscene.tasks.runner import Interrupted, Setup, _deferred, _raise_interrupted, run_one, timeout_message
+from avscene.tasks.runner import (
+    Interrupted, Setup, _deferred, _raise_interrupted, input_limit, run_one, timeout_message,
+)
 
 HARD_KILL_MARGIN_S = 5.0  # a worker still busy this long after its own timer fired is stuck: killed
 KILL_GRACE_S = 3.0  # after SIGTERM, time a worker gets to clean up (temporary files) before SIGKILL
@@ -98,6 +100,7 @@ class _Worker:
     conn: Any  # the parent's end of its pipe
     ready: bool = False  # setup done: the model is loaded
     task: tuple[int, Path] | None = None  # (input index, path) being processed
+    limit: float | None = None  # the current input's time limit (runner.input_limit)
     deadline: float = math.inf  # time.monotonic() after which it is stuck: killed
 
 
@@ -140,7 +143,8 @@ class _Pool:
                 todo.appendleft(w.task)
                 w.task = None
                 continue
-            w.deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout + HARD_KILL_MARGIN_S
+            w.limit = input_limit(Path(w.task[1]), self.timeout)  # the worker applies the same limit
+            w.deadline = math.inf if w.limit is None else time.monotonic() + w.limit + HARD_KILL_MARGIN_S
 
     def poll(self) -> list[Done]:
         """Wait for results, deaths or a deadline; returns the inputs that finished."""
@@ -157,7 +161,7 @@ class _Pool:
             elif w.task is not None and time.monotonic() > w.deadline:
                 index, path = w.task
                 self._stop([w])
-                out.append((index, FailedInput(str(path), timeout_message(self.timeout or 0)), None))
+                out.append((index, FailedInput(str(path), timeout_message(w.limit or 0)), None))
         return out
 
     def _read(self, w: _Worker) -> list[Done]:

@@ -48,7 +48,10 @@ from avscene.results import FailedInput
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
 
-DEFAULT_TIMEOUT_S = 600.0  # per input: ~300x a 10-s clip on a busy 2-core CPU (~2 s); long files need more
+DEFAULT_TIMEOUT_S = 120.0  # base allowance per input (~60x a 10-s clip on a busy 2-core CPU)
+# ... plus this many seconds per second of media (header duration): classify/localize run at
+# ~0.1x and separate at ~0.16x real time on 2 CPU cores, so a 1-h file gets 3,720 s (~6x headroom)
+MEDIA_TIME_FACTOR = 1.0
 TIMEOUT_REPEAT_S = 1.0  # re-raise every second, in case code under the limit swallows the first one
 EXIT_SIGNAL_BASE = 128  # shell convention: a process ended by signal N exits with 128 + N
 
@@ -106,8 +109,28 @@ def interrupts_held() -> contextlib.AbstractContextManager[None]:
 
 
 def timeout_message(seconds: float) -> str:
-    return (f"timed out: took longer than the time limit of {seconds:g} s per input; raise it with "
-            "--timeout SECONDS (0: no limit)")
+    return (f"timed out: took longer than the time limit of {seconds:g} s for this input; raise it with "
+            "--timeout SECONDS (the base per input, 0: no limit)")
+
+
+def input_limit(path: Path, timeout: float | None) -> float | None:
+    """One input's time limit: ``timeout`` + ``MEDIA_TIME_FACTOR`` x its duration from the header.
+
+    The header is read under the base limit; an unreadable one counts as 0 s (the
+    per-input function then reports why the file cannot be read). None: no limit.
+    """
+    import math
+
+    if not timeout or timeout <= 0:
+        return None
+    from avscene.io.decode import probe
+
+    try:
+        with time_limit(timeout):
+            duration = float(probe(path).duration or 0.0)
+    except Exception:  # noqa: BLE001 - any unreadable header: no media allowance
+        duration = 0.0
+    return timeout + MEDIA_TIME_FACTOR * (duration if math.isfinite(duration) and duration > 0 else 0.0)
 
 
 @contextmanager
@@ -322,7 +345,7 @@ def run_one(fn: PerInput, path: Path, *, timeout: float | None,
     import traceback
 
     try:
-        with time_limit(timeout):
+        with time_limit(input_limit(path, timeout)):
             return fn(path), None
     except AvsceneError as e:
         return FailedInput(str(path), str(e)), traceback.format_exc() if verbose else None
@@ -383,5 +406,5 @@ def pending_inputs(files: Sequence[Path], log: ResultLog | None, *, retry_failed
     return [f for f in files if str(f) not in done]
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "FileJob", "Interrupted", "ModelSpec", "ResultLog", "interrupts_held", "interrupts_raise", "parse_shard",
+__all__ = ["DEFAULT_TIMEOUT_S", "FileJob", "Interrupted", "ModelSpec", "ResultLog", "input_limit", "interrupts_held", "interrupts_raise", "parse_shard",
            "pending_inputs", "run_batch", "run_one", "shard_inputs", "time_limit", "timeout_message"]
