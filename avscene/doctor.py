@@ -30,11 +30,6 @@ REQUIRED_DECODERS = {"h264": "H.264 video", "aac": "AAC audio"}  # what avbench-
 FFMPEG_LIBRARIES = ("libavcodec", "libavformat", "libavutil", "libswresample", "libswscale")
 # torchvision 0.N pairs with torch 2.(N - 15): 0.15 <-> 2.0, ..., 0.26 <-> 2.11.
 TORCHVISION_MINOR_OFFSET = 15
-# The reference model.yml.gz of opencv_extra (testdata/cv/ximgproc) publishes no checksum;
-# doctor prints the file's SHA-256 so users can compare copies.
-EDGE_MODEL_URL = "https://github.com/opencv/opencv_extra/raw/4.x/testdata/cv/ximgproc/model.yml.gz"
-# Nodes OpenCV's StructuredEdgeDetection reads; numberOfTrees divides, so 0 crashes the process.
-EDGE_MODEL_NODES = ("childs", "featureIds", "thresholds", "edgeBoundaries", "edgeBins")
 CACHE_SIZE_MAX_FILES = 100_000  # stop counting the HF cache size after this many files
 HASH_CHUNK = 1 << 20  # bytes read at a time for SHA-256
 TRUTHY = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's reading of boolean env variables
@@ -303,41 +298,14 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _cv_message(e: BaseException) -> str:
-    """The useful part of an OpenCV error: ``(-212:Parsing error) ...`` without file and line."""
-    cause = e.__cause__ if isinstance(e, SystemError) and e.__cause__ is not None else e
-    text = str(getattr(cause, "msg", cause)).strip()
-    return text.split("error: ", 1)[-1]
-
-
-def _edge_model_problem(path: Path) -> str | None:
-    """Why OpenCV cannot use ``path`` as a structured-edge model, checked before loading it.
-
-    ``createStructuredEdgeDetection`` divides by ``options.numberOfTrees``, so a YAML file
-    without it kills the process (SIGFPE) instead of raising: read the nodes first.
-    """
-    import cv2
-
-    if path.stat().st_size == 0:
-        return "empty file (0 bytes)"
-    try:
-        fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-    except (cv2.error, SystemError) as e:  # SystemError: the binding's wrapping of some cv2.errors
-        return f"not an OpenCV YAML/XML file ({_cv_message(e)})"
-    try:
-        if not fs.isOpened():
-            return "OpenCV cannot open it"
-        trees = fs.getNode("options").getNode("numberOfTrees")
-        if trees.empty() or not trees.isInt() or int(trees.real()) <= 0:
-            return "no options.numberOfTrees: not a structured-edge model"
-        missing = [n for n in EDGE_MODEL_NODES if fs.getNode(n).empty()]
-        return f"missing node(s) {missing}: not a structured-edge model" if missing else None
-    finally:
-        fs.release()
-
-
 def check_edge_model(path: str | Path) -> Check:
-    """A structured-edge model file (``--edge-model``): readable, its SHA-256, loadable by OpenCV."""
+    """A structured-edge model file (``--edge-model``): readable, its SHA-256, loadable by OpenCV.
+
+    The reference model.yml.gz of opencv_extra publishes no checksum: the SHA-256 is printed
+    so that users can compare copies.
+    """
+    from avscene.proposals.visual import EDGE_MODEL_URL, edge_model_problem
+
     path = Path(path)
     fix = f"download OpenCV's model.yml.gz ({EDGE_MODEL_URL}) and pass its path, or drop --edge-model"
     if not path.is_file():
@@ -346,14 +314,7 @@ def check_edge_model(path: str | Path) -> Check:
         digest = sha256_of(path)
     except OSError as e:
         return Check("edge-model", False, f"{path}: cannot read it ({e.strerror or e})", fix)
-    problem = _edge_model_problem(path)
-    if problem is None:
-        import cv2
-
-        try:
-            cv2.ximgproc.createStructuredEdgeDetection(str(path))
-        except cv2.error as e:
-            problem = f"OpenCV cannot load it ({_cv_message(e)})"
+    problem = edge_model_problem(path)  # reads the nodes first: a bad file could crash OpenCV
     detail = f"{path}: sha256 {digest} (opencv_extra publishes no checksum to compare with)"
     if problem:
         return Check("edge-model", False, f"{detail}; {problem}", fix)

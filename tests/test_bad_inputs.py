@@ -34,7 +34,7 @@ COMMANDS = ("classify", "localize", "separate")
 CLIP = {"duration": 1.0, "fps": 8, "size": (64, 48), "box": (16, 8, 48, 40)}
 SEPARATE_LABEL = "violin"  # one of conftest.TINY_LABELS: the random model predicts nothing reliably
 HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
-MANY_CHANNELS = 12  # > 8: more planes than an AVFrame's data pointers
+MANY_CHANNELS = 12  # 8 or more crashed PyAV 18 (planar frames built with a plane too many)
 
 
 @pytest.fixture(autouse=True)
@@ -198,14 +198,9 @@ def test_failing_input_does_not_stop_the_others(capsys, tiny_model_dir, media, t
 
 # ---- inputs that partly decode: a result, with a warning saying what was skipped ------------
 
-XFAIL_SEPARATE_TRUNCATION = pytest.mark.xfail(strict=True, reason=(
-    "separate reads audio with io/audio_stream.AudioReader, which does not compare the decoded "
-    "duration with the header's (decode.py's TRUNCATION_WARN_S check): a truncated input gives a "
-    "shorter output and no warning"))
 # What each command reports: separate reads only the audio, so damage to the video is no concern of it.
 PARTLY_DECODABLE = [
-    *[pytest.param(c, "truncated_fs", r"decoded 0\.\d+ s of the 1\.00 s .*truncated", id=f"truncated-{c}",
-                   marks=[XFAIL_SEPARATE_TRUNCATION] if c == "separate" else [])
+    *[pytest.param(c, "truncated_fs", r"decoded 0\.\d+ s of the 1\.00 s .*truncated", id=f"truncated-{c}")
       for c in COMMANDS],
     *[pytest.param(c, "overwritten", r"undecodable packets: \d+ skipped", id=f"overwritten-{c}")
       for c in COMMANDS],
@@ -251,14 +246,7 @@ def test_odd_input(capsys, tiny_model_dir, media, tmp_path, command, name):
         assert res["duration"] == pytest.approx(0.2 if name == "short" else 1.0, abs=0.05)
 
 
-XFAIL_ONE_PIXEL = pytest.mark.xfail(strict=True, reason=(
-    "proposals/visual.edge_boxes rejects frames under 2x2 with a UsageError meant for programmers "
-    "('expected an RGB frame ... decode frames with avscene.io.decode'), which fails the whole input "
-    "although its audio is fine"))
-
-
-@pytest.mark.parametrize("command", [pytest.param("classify", marks=XFAIL_ONE_PIXEL),
-                                     pytest.param("localize", marks=XFAIL_ONE_PIXEL), "separate"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_one_pixel_video(capsys, tiny_model_dir, media, tmp_path, command):
     # A 1x1 video is valid: the audio still gives a result, and the video is used or skipped with a
     # warning that says so.
@@ -268,15 +256,26 @@ def test_one_pixel_video(capsys, tiny_model_dir, media, tmp_path, command):
     (res,) = r.results()
     res = res.get("classification", res)
     assert res["file"] == str(path)
-    if command != "separate" and "visual" not in res["modalities"]:
-        assert any(re.search(r"video|frame", w) for w in res["warnings"]), res["warnings"]
+    if command != "separate":  # separate reads only the audio
+        assert res["modalities"] == ["audio"]
+        assert any(re.search(r"video skipped: its frames are 1x1 px", w) for w in res["warnings"]), res["warnings"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SIGSEGV: io/_sampling._AudioAccumulator and io/audio_stream._Mixdown resample to planar 'fltp' "
-    "keeping the input layout; PyAV 18 builds planar frames of more than 8 channels wrongly (more "
-    "planes than channels) and to_ndarray() reads freed memory. Resampling to packed 'flt' and "
-    "reshaping (n, C) avoids it"))
+@pytest.fixture(scope="module")
+def visual_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from avscene.testing.models import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny_visual") / "tiny", variant="visual", seed=0)
+
+
+@pytest.mark.parametrize("command", ["classify", "localize"])
+def test_one_pixel_video_with_a_visual_only_model(capsys, visual_model_dir, media, tmp_path, command):
+    # Nothing the model uses is left: a per-input failure that says why, not a programmer's error.
+    path = media["one_pixel"]
+    r = run(capsys, command, path, "-m", visual_model_dir, out_dir=tmp_path)
+    check_failed_input(r, path, r"uses video, and the video's frames are 1x1 px, smaller than the 2x2 px")
+
+
 @pytest.mark.parametrize("command", ["classify", "separate"])
 def test_many_channel_audio(tiny_model_dir, tmp_path, command):
     # In a subprocess: if decoding goes wrong, it kills the interpreter (SIGSEGV).

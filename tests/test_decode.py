@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import soundfile
 
 from avscene.errors import DecodeError, UsageError
+from avscene.io.audio_stream import AudioReader
 from avscene.io.decode import decode, iter_frames, probe, read_audio
-from avscene.testing.media import has_encoders, nearest_index, write_audio, write_video
+from avscene.testing.media import has_encoders, nearest_index, truncate_file, write_audio, write_video
 
 SR = 16000
 TONE_HZ = 440.0
@@ -117,6 +120,28 @@ def test_stereo_44k_is_averaged_and_resampled(tmp_path, amps, expected_amp):
     # resampling keeps time: sample i is the tone at i / 16000 s
     n = np.arange(len(audio))
     ideal = expected_amp * np.sin(2 * np.pi * TONE_HZ * n / SR)
+    np.testing.assert_allclose(audio[SR // 4 : -SR // 4], ideal[SR // 4 : -SR // 4], atol=2e-3)
+
+
+@needs("pcm_s16le")
+@pytest.mark.parametrize("channels", [6, 8, 12, 24])
+def test_many_channels_are_averaged(tmp_path, channels):
+    # 8 channels and more crashed the interpreter (planar frames of PyAV 18); test_bad_inputs runs the
+    # CLI on them in a subprocess. Here the values: at the file's own rate every decoder must give
+    # the mean of the channels soundfile reads; resampled, the mean of the amplitudes.
+    amps = np.linspace(0.05, 0.9, channels)
+    path = write_audio(tmp_path / "many.wav", duration=1.0, sample_rate=SR, channels=channels,
+                       amplitude=amps.tolist())
+    want = soundfile.read(path, dtype="float64")[0].mean(axis=1)  # (N, C) -> (N,)
+    with AudioReader(path) as reader:
+        streamed = np.concatenate(list(reader.blocks(3000)))
+    for got in (read_audio(path), decode(path).audio, streamed):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    path48 = write_audio(tmp_path / "many48.wav", duration=1.0, sample_rate=48000, channels=channels,
+                         amplitude=amps.tolist())
+    audio = read_audio(path48)
+    ideal = amps.mean() * np.sin(2 * np.pi * TONE_HZ * np.arange(SR) / SR)
     np.testing.assert_allclose(audio[SR // 4 : -SR // 4], ideal[SR // 4 : -SR // 4], atol=2e-3)
 
 
@@ -328,6 +353,40 @@ def test_truncated_mkv_decodes_the_beginning(tmp_path):
     assert 1 <= len(clip.frames) < 3 and 0 < len(clip.audio) < 3 * SR
     assert [nearest_index(f[:, :32], 24) for f in clip.frames] == [4, 12][: len(clip.frames)]
     assert any("truncated" in w for w in clip.info.warnings)
+
+
+@needs("libx264", "aac", "flac")
+@pytest.mark.parametrize("name", ["v.mp4", "v.mkv", "a.flac"])
+def test_audio_reader_notes_truncation_as_decode_does(tmp_path, name):
+    # decode()'s rule and message, for the audio: mp4 and flac declare the audio stream's own
+    # duration; mkv only the container's, so there the video's packets count as reached.
+    if name.endswith(".flac"):
+        whole = write_audio(tmp_path / name, duration=3.0)
+    else:  # mp4: the index first, or nothing opens once the end is cut off
+        whole = write_video(tmp_path / name, duration=3.0, pattern="index_noise", faststart=name == "v.mp4")
+    cut = truncate_file(whole, tmp_path / f"cut_{name}", fraction=0.5)
+    with AudioReader(cut) as reader:
+        n = len(np.concatenate(list(reader.blocks())))
+        warnings = reader.warnings
+    assert n < 2 * SR
+    truncated = r"decoded (\d\.\d\d) s of the 3\.\d\d s the header declares; the file may be truncated"
+    (said,) = [float(m[1]) for w in warnings if (m := re.fullmatch(truncated, w))]
+    assert said >= round(n / SR, 2)  # the audio, or further where the video's packets reach (mkv)
+    assert any(re.fullmatch(truncated, w) for w in decode(cut).info.warnings)
+    with AudioReader(whole) as reader:
+        list(reader.blocks())
+        assert reader.warnings == ()
+
+
+@needs("libx264", "aac")
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_audio_reader_does_not_take_a_longer_video_for_truncation(tmp_path, suffix):
+    # 1 s of audio, frames up to 3 s: the header's ~3 s is the video's (mkv declares no stream durations).
+    path = write_video(tmp_path / f"v{suffix}", duration=1.0, frame_times=[0.0, 1.0, 2.0, 3.0])
+    with AudioReader(path) as reader:
+        n = len(np.concatenate(list(reader.blocks())))
+        assert reader.warnings == ()
+    assert n == pytest.approx(SR, abs=1024)  # mkv keeps AAC's last partial frame
 
 
 @needs("libx264", "aac")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -11,14 +14,16 @@ import torch
 
 from avscene.config import PreprocessConfig
 from avscene.dsp.mel import log_mel
-from avscene.errors import ConfigError, UsageError
+from avscene.errors import UsageError
 from avscene.proposals.audio import audio_proposals, frame_patches, patch_segments
 from avscene.proposals.visual import (
     edge_boxes,
+    edge_model_problem,
     edge_orientation,
     edges_nms,
     fallback_boxes,
     gradient_edges,
+    validate_edge_model,
     visual_proposals,
 )
 
@@ -205,9 +210,59 @@ def test_orientation_and_nms_match_opencv(tmp_path: Path, rng: np.random.Generat
     np.testing.assert_array_equal(edges_nms(edges, expected_o), expected_nms)
 
 
-def test_unreadable_edge_model_raises_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="structured edge model"):
-        edge_boxes(np.zeros((32, 32, 3), np.uint8), edge_model=str(tmp_path / "missing.yml.gz"))
+def test_missing_edge_model_is_a_usage_error(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yml.gz"
+    with pytest.raises(UsageError, match=r"missing\.yml\.gz'?: no such file; pass the path of OpenCV's"):
+        edge_boxes(np.zeros((32, 32, 3), np.uint8), edge_model=str(missing))
+    assert edge_model_problem(missing) == "no such file"
+
+
+def _without(node: str) -> str:
+    """STUB_SED_MODEL less one top-level node (and its list item)."""
+    lines = STUB_SED_MODEL.splitlines(keepends=True)
+    i = lines.index(f"{node}:\n")
+    return "".join(lines[:i] + lines[i + 2:])
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("", "empty file (0 bytes)"),
+    ("this is a video, honest", "not an OpenCV YAML/XML file"),
+    (STUB_SED_MODEL.replace("numberOfTrees: 1", "numberOfTrees: 0"),
+     "no options.numberOfTrees: not an OpenCV structured-edge model"),
+    (_without("edgeBins"), "missing node(s) ['edgeBins']: not an OpenCV structured-edge model"),
+])
+def test_edge_model_problems(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "model.yml"
+    path.write_text(text)
+    assert (edge_model_problem(path) or "").startswith(problem)
+    with pytest.raises(UsageError, match=re.escape(f"model.yml': {problem}")):
+        validate_edge_model(path)
+
+
+def test_edge_model_without_trees_fails_cleanly_instead_of_sigfpe(tmp_path: Path) -> None:
+    # OpenCV divides by options.numberOfTrees: building this model kills the process (SIGFPE).
+    # In a subprocess, so that a regression fails this test instead of the whole run.
+    path = tmp_path / "model.yml"
+    path.write_text("%YAML:1.0\n---\nfoo: 1\n")
+    code = ("import sys, numpy as np; from avscene.errors import UsageError; "
+            "from avscene.proposals.visual import edge_boxes\n"
+            "try: edge_boxes(np.zeros((32, 32, 3), np.uint8), edge_model=sys.argv[1])\n"
+            "except UsageError as e: print(e)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-500:]}"
+    assert "no options.numberOfTrees: not an OpenCV structured-edge model" in proc.stdout
+
+
+def test_valid_edge_model_is_used_and_reloaded_when_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "stub.yml"
+    path.write_text(STUB_SED_MODEL)
+    assert edge_model_problem(path) is None
+    frame = rectangle_frame(60, 80, (20, 10, 60, 50))
+    boxes, scores = edge_boxes(frame, max_boxes=4, edge_model=str(path))
+    assert boxes.shape == (4, 4) and scores.shape == (4,)
+    path.write_text(_without("childs"))  # same path, new content: not the cached detector
+    with pytest.raises(UsageError, match=re.escape("missing node(s) ['childs']")):
+        edge_boxes(frame, max_boxes=4, edge_model=str(path))
 
 
 def test_visual_proposals_shapes() -> None:

@@ -18,6 +18,7 @@ GAP_TOLERANCE_S = 0.05  # s: an audio timestamp jump above this is filled with s
 PADDING_TOLERANCE_S = 0.25  # s: decoded audio beyond the declared end trimmed as codec
 #                             padding (AAC adds <= 1024 samples: 0.128 s at 8 kHz)
 MAX_PREALLOC_S = 3600.0  # s: buffers are sized from the header up to an hour, then grow
+TRUNCATION_WARN_S = 0.5  # s: warn when the header promises this much more than decodes
 
 
 def _reason(exc: Exception) -> str:
@@ -39,12 +40,37 @@ class _Problems:
         count, reason = self._errors.get(what, (0, _reason(exc)))
         self._errors[what] = (count + 1, reason)
 
+    def check_truncation(self, decoded_s: float, header_s: float | None) -> None:
+        """Note a file that decoded ``TRUNCATION_WARN_S`` less than its header declares."""
+        if header_s is not None and header_s > decoded_s + TRUNCATION_WARN_S:
+            self.note(f"decoded {decoded_s:.2f} s of the {header_s:.2f} s the header declares; "
+                      "the file may be truncated")
+
     def first_reason(self) -> str:
         return next(iter(self._errors.values()), (0, "no frames"))[1]
 
     def messages(self) -> tuple[str, ...]:
         errs = [f"{what}: {n} skipped ({reason})" for what, (n, reason) in self._errors.items()]
         return (*self._notes, *errs)
+
+
+class _PacketReach:
+    """How far (s on the clock) the packets of streams that are read but not decoded reach.
+
+    Lets an audio-only reader judge truncation as :func:`avscene.io.decode.decode` does, by
+    the furthest stream, without decoding the video (its packets are read anyway).
+    """
+
+    def __init__(self, streams: list[av.stream.Stream], origin: float) -> None:
+        self.streams, self._origin = streams, origin
+        self.indices = frozenset(st.index for st in streams)
+        self.end = 0.0
+
+    def see(self, packet: av.Packet) -> None:
+        t = packet.pts if packet.pts is not None else packet.dts
+        if t is not None and packet.time_base is not None:  # flush packets have neither
+            end = float((t + (packet.duration or 0)) * packet.time_base) - self._origin
+            self.end = max(self.end, end)
 
 
 class _Growable:
@@ -211,6 +237,31 @@ class _FrameSampler:
         return self.stack.pop_front(k), times
 
 
+def _resampler(frame: av.AudioFrame, sample_rate: int) -> av.AudioResampler:
+    """A resampler from ``frame``'s format to packed float32 at ``sample_rate``, same channels.
+
+    The channels are kept and averaged by :func:`_mono`: FFmpeg's own downmix weights
+    them by 1/sqrt(2), not 1/C. Packed, not planar: PyAV 18 builds planar frames of 8 or
+    more channels with a plane too many, and reading them crashes the interpreter.
+    """
+    return av.AudioResampler(format="flt", layout=frame.layout, rate=sample_rate)
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """The channel mean of a packed float32 frame from :func:`_resampler`, (n,) float32."""
+    channels = frame.layout.nb_channels
+    x = frame.to_ndarray().reshape(-1, channels)  # (1, n * C) -> (n, C): packed, channel fastest
+    if channels == 1:
+        return x[:, 0]
+    # Channel by channel, in order: bit for bit np.mean over the rows of planar (C, n) data, and
+    # for stereo 6x faster than .mean(axis=1) over (n, C) (2.4 vs 14 us per 1024-sample frame).
+    mono = x[:, 0].copy()  # (n,)
+    for c in range(1, channels):
+        mono += x[:, c]
+    mono /= np.float32(channels)
+    return mono
+
+
 class _AudioAccumulator:
     """Resamples decoded audio to mono ``sample_rate`` float32, aligned to the clock."""
 
@@ -250,9 +301,7 @@ class _AudioAccumulator:
         self._started = True
         if key != self._key:  # PyAV's resampler cannot change input format mid-stream
             self._drain()
-            # Keep the channels through the resampler and average them ourselves:
-            # FFmpeg's own downmix weights channels by 1/sqrt(2), not 1/C.
-            self._resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=self._sr)
+            self._resampler = _resampler(frame, self._sr)
             self._key = key
         self._write(self._resampler.resample(frame))
         self._next_t = None if t is None else t + frame.samples / frame.sample_rate
@@ -273,8 +322,7 @@ class _AudioAccumulator:
 
     def _write(self, frames: list[av.AudioFrame]) -> None:
         for f in frames:
-            x = f.to_ndarray()  # (C, n) float32 planar
-            mono = x.mean(axis=0, dtype=np.float32) if x.shape[0] > 1 else x[0]  # (n,)
+            mono = _mono(f)  # (n,)
             if self._drop:
                 cut = min(self._drop, len(mono))
                 mono, self._drop = mono[cut:], self._drop - cut

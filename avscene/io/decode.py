@@ -29,9 +29,15 @@ import av
 import numpy as np
 
 from avscene.errors import DecodeError, UsageError
-from avscene.io._sampling import _AudioAccumulator, _Cutter, _FrameSampler, _Problems, _reason
+from avscene.io._sampling import (
+    _AudioAccumulator,
+    _Cutter,
+    _FrameSampler,
+    _PacketReach,
+    _Problems,
+    _reason,
+)
 
-TRUNCATION_WARN_S = 0.5  # s: warn when the header promises this much more than decodes
 MAX_READ_ERRORS = 32  # consecutive demuxer errors before the rest of a file is given up
 # One 60-s chunk holds 60 frames (166 MB at 1280x720 RGB) and 60 s of audio (3.8 MB):
 # long enough that per-chunk overheads vanish, short enough to bound memory on any length.
@@ -114,10 +120,14 @@ def _declared_end(stream: av.stream.Stream, container: av.container.InputContain
     return None
 
 
-def _decoded_frames(container: av.container.InputContainer, streams: list,
-                    problems: _Problems) -> Iterator[av.VideoFrame | av.AudioFrame]:
-    """Every frame of ``streams`` in file order; bad packets are skipped and counted."""
-    demuxer, failures = container.demux(streams), 0
+def _decoded_frames(container: av.container.InputContainer, streams: list, problems: _Problems,
+                    skim: _PacketReach | None = None) -> Iterator[av.VideoFrame | av.AudioFrame]:
+    """Every frame of ``streams`` in file order; bad packets are skipped and counted.
+
+    The packets of ``skim.streams`` are read too, not decoded: ``skim`` notes how far they reach.
+    """
+    read = streams if skim is None else [*streams, *skim.streams]
+    demuxer, failures = container.demux(read), 0
     while True:
         try:
             packet = next(demuxer)
@@ -128,9 +138,12 @@ def _decoded_frames(container: av.container.InputContainer, streams: list,
             failures += 1
             if failures > MAX_READ_ERRORS:
                 break
-            demuxer = container.demux(streams)  # av_read_frame resumes after the bad spot
+            demuxer = container.demux(read)  # av_read_frame resumes after the bad spot
             continue
         failures = 0
+        if skim is not None and packet.stream_index in skim.indices:
+            skim.see(packet)
+            continue
         try:
             frames = packet.decode()
         except (av.error.FFmpegError, ValueError) as e:
@@ -416,10 +429,9 @@ class ChunkReader:
             raise DecodeError(f"{self.path}: nothing could be decoded "
                               f"({self._problems.first_reason()})")
         ends = [sampler.end if got_video else 0.0, acc.n / self._sr if got_audio else 0.0]
+        streams = {"video": (self._video, got_video), "audio": (self._audio, got_audio)}
         header_s = None if container.duration is None else container.duration / av.time_base
-        duration = _check_duration(max(ends), header_s, {"video": (self._video, got_video),
-                                                          "audio": (self._audio, got_audio)},
-                                   self._problems)
+        duration = _check_duration(max(ends), header_s, streams, self._problems)
         return _info(self.path, self._video, self._audio, duration,
                      sampler.frame_hw if got_video else None, got_video, got_audio,
                      self._problems)
@@ -435,9 +447,7 @@ def _check_duration(decoded: float, header_s: float | None,
     for kind, (stream, got) in streams.items():
         if stream is not None and not got:
             problems.note(f"{kind}: the stream is present but nothing in it decoded")
-    if header_s is not None and header_s > decoded + TRUNCATION_WARN_S:
-        problems.note(f"decoded {decoded:.2f} s of the {header_s:.2f} s the header declares; "
-                      "the file may be truncated")
+    problems.check_truncation(decoded, header_s)
     return decoded if decoded > 0 or not header_s else header_s
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from avscene.errors import AvsceneError, UsageError
 from avscene.results import FailedInput, Label, ModelRef
+from avscene.tasks._memory import release_free_memory
 
 if TYPE_CHECKING:  # torch stays out of module import
     from avscene.hub import LoadedModel
@@ -164,6 +165,9 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
                         visual=cfg.uses_visual and reader.has_video)
         _consume(reader, emb)
     feats, aprops, vprops = emb.result()
+    if feats is None and emb.skipped_video is not None:
+        raise UsageError(f"{path}: the model uses {'/'.join(_needed(cfg))}, and the video's "
+                         f"{emb.skipped_video}; use a file whose video is at least that size")
     if feats is None:
         raise UsageError(f"{path}: the model uses {'/'.join(_needed(cfg))} but none of it could "
                          "be decoded")
@@ -171,7 +175,7 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
         out = loaded.model.forward_head(feats)
         out = type(out)(*[None if t is None else t[0].float().cpu() for t in out])
     info = reader.info
-    warnings = [*info.warnings, *_missing(cfg, reader, aprops, vprops)]
+    warnings = [*info.warnings, *_missing(cfg, reader, aprops, vprops, emb.skipped_video)]
     if warnings != list(info.warnings):
         import dataclasses
 
@@ -189,39 +193,22 @@ def _consume(reader: ChunkReader, emb: _Embedder) -> None:
             break
         emb.add(chunk)
         del chunk  # otherwise two chunks of frames would be alive while the next one decodes
-        _trim_heap()
+        # Each chunk frees a few hundred MB in 1-30 MB pieces from several threads: without a
+        # trim the resident size crept up by ~30 MB a chunk (a 10-min 720p file).
+        release_free_memory()
     emb.finish()
 
 
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS (glibc only; elsewhere a no-op).
-
-    Each chunk allocates and frees a few hundred MB in pieces of 1-30 MB (frames, tensors)
-    from several threads; glibc keeps such pieces in its arenas, and without a trim the
-    resident size creeps up by ~30 MB a chunk (measured on a 10-min 720p file).
-    """
-    import ctypes
-    import ctypes.util
-
-    global _LIBC
-    if _LIBC is None:
-        name = ctypes.util.find_library("c")
-        _LIBC = getattr(ctypes.CDLL(name) if name else None, "malloc_trim", False) or False
-    if _LIBC:
-        _LIBC(0)
-
-
-_LIBC = None  # malloc_trim, once looked up (False where there is none)
-
-
 def _missing(cfg: ModelConfig, reader: ChunkReader, aprops: ProposalTimes | None,
-             vprops: VisualProposals | None) -> list[str]:
+             vprops: VisualProposals | None, skipped_video: str | None) -> list[str]:
     """Warnings for a modality the model uses that the file does not give."""
     out = []
     for kind, used, has, got in (("audio", cfg.uses_audio, reader.has_audio, aprops),
                                  ("video", cfg.uses_visual, reader.has_video, vprops)):
         scores = "audio" if kind == "audio" else "visual"
-        if used and not has:
+        if used and kind == "video" and skipped_video is not None:
+            out.append(f"video skipped: its {skipped_video}; visual scores are absent")
+        elif used and not has:
             out.append(f"no {kind} stream: {scores} scores are absent")
         elif used and got is None:
             out.append(f"no {kind} could be decoded: {scores} scores are absent")
@@ -240,6 +227,7 @@ class _Embedder:
         self._feats: list[ProposalFeatures] = []
         self._audio: list[ProposalTimes] = []  # times only: patches are dropped once embedded
         self._boxes: list[VisualProposals] = []
+        self.skipped_video: str | None = None  # why the video was left out: _too_small()
         self.timings = dict.fromkeys(("decode", "audio_proposals", "visual_proposals", "network"), 0.0)
 
     @contextmanager
@@ -255,6 +243,9 @@ class _Embedder:
         if self._bag is not None and chunk.audio is not None:
             with self.timer("audio_proposals"):
                 aprops = self._bag.push(chunk.audio)
+        if self._visual and chunk.frames is not None:
+            self.skipped_video = _too_small(chunk.frames)
+            self._visual = self.skipped_video is None
         if self._visual and chunk.frames is not None:
             with self.timer("visual_proposals"):
                 vprops = visual_proposals(chunk.frames, chunk.frame_times, cfg=self._loaded.preprocess,
@@ -308,6 +299,21 @@ class _Embedder:
             vprops = VisualProposals(*(np.concatenate([getattr(v, f) for v in self._boxes])
                                        for f in ("boxes", "scores", "times")))  # (T, M, 4), (T, M), (T,)
         return feats, aprops, vprops
+
+
+def _too_small(frames: np.ndarray) -> str | None:
+    """Why frames (T, H, W, 3) are too small for region proposals; None when they are not.
+
+    The first chunk with frames decides: the decoder scales every later frame to the size
+    of the first.
+    """
+    from avscene.proposals.visual import MIN_FRAME_SIDE
+
+    _, height, width, _ = frames.shape  # (T, H, W, 3)
+    if min(height, width) >= MIN_FRAME_SIDE:
+        return None
+    return (f"frames are {width}x{height} px, smaller than the {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} px "
+            "that region proposals need")
 
 
 def _needed(cfg) -> list[str]:
