@@ -233,3 +233,16 @@ def test_console_script_and_module_entry_points(tiny_model_dir, clips):
                           capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 2
     assert "exclusive" in proc.stderr
+
+
+def test_bad_edge_model_file_is_one_usage_error_before_any_input(tiny_model_dir, clips, tmp_path, capsys) -> None:
+    """A YAML file that is not a structured-edge model is refused up front (exit 2), not per input."""
+    from avscene.cli.app import main
+
+    bad = tmp_path / "model.yml"
+    bad.write_text("%YAML:1.0\n---\nfoo: 1\n")
+    code = main(["classify", str(clips["av"]), str(clips["av"]), "-m", str(tiny_model_dir),
+                 "--edge-model", str(bad), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert "numberOfTrees" in err and str(bad) in err and "Traceback" not in err

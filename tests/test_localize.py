@@ -135,7 +135,7 @@ def test_cli_localize_json_tsv_and_render(tiny_model_dir: Path, clips: dict, tmp
     assert header[:2] == ["onset", "offset"] and set(header[2:]) == set(LABELS)
     assert out_video.stat().st_size > 0
     # an existing overlay is not overwritten without --force: that input fails, exit code 1
-    code = main(["localize", str(clips["av"]), "-m", str(tiny_model_dir), "--render", str(out_video), "--jsonl"])
+    code = main(["localize", str(clips["av"]), "-m", str(tiny_model_dir), "--render", str(out_video), "--jsonl", "-"])
     _, err = capsys.readouterr()
     assert code == 1 and "--force" in err
 

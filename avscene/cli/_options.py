@@ -72,9 +72,21 @@ ThresholdOpt = Annotated[
     typer.Option("--threshold", help="Score above which a label is predicted "
                  "(default: the model's, 0 for hinge-trained models)."),
 ]
+def _check_edge_model(path: Optional[Path]) -> Optional[Path]:
+    """Refuse a file OpenCV cannot use as a structured-edge model once, before any input."""
+    if path is not None:
+        from avscene.proposals.visual import edge_model_problem
+
+        problem = edge_model_problem(path)
+        if problem is not None:
+            raise typer.BadParameter(f"{path}: {problem}")
+    return path
+
+
 EdgeModelOpt = Annotated[
     Optional[Path],
     typer.Option("--edge-model", exists=True, dir_okay=False,
+                 callback=_check_edge_model,
                  help="Structured-edge model file (model.yml.gz) for EdgeBoxes; default: gradient edges."),
 ]
 ReportJsonOutOpt = Annotated[

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from avscene.cli._options import EdgeModelOpt, JsonOpt
+from avscene.cli._options import JsonOpt
 
 EPILOG = """Examples:
 
@@ -35,7 +39,15 @@ def doctor_table(checks) -> Table:
     return t
 
 
-def doctor_cmd(json_out: JsonOpt = False, edge_model: EdgeModelOpt = None) -> int:
+# doctor reports a bad model file as a failed check, so its option is not validated up front
+DoctorEdgeModelOpt = Annotated[
+    Optional[Path],
+    typer.Option("--edge-model", exists=True, dir_okay=False,
+                 help="Also check this structured-edge model file (model.yml.gz) and print its SHA-256."),
+]
+
+
+def doctor_cmd(json_out: JsonOpt = False, edge_model: DoctorEdgeModelOpt = None) -> int:
     """Check that avscene can decode videos, load its model and write files here."""
     from avscene.doctor import exit_code, run_checks
 
