@@ -61,12 +61,19 @@ def _send(conn: Any, msg: tuple) -> None:
     conn.send_bytes(data)
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    """A worker's SIGTERM: unwind once; a second SIGTERM must not cut the unwinding (the removal
+    of temporary files) short, so it is ignored (the parent SIGKILLs after ``KILL_GRACE_S``)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _raise_interrupted(signum, frame)
+
+
 def _worker_main(conn: Any, setup: Setup, threads: int, timeout: float | None, verbose: bool) -> None:
     """A worker process: build the per-input function once, then answer ``(index, path)`` until None."""
     import traceback
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, _raise_interrupted)  # unwind, so atomic writes remove their temp files
+    signal.signal(signal.SIGTERM, _terminated)  # unwind, so atomic writes remove their temp files
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by torch when it is imported here
         os.environ.setdefault(var, str(threads))
     if "torch" in sys.modules and os.environ["OMP_NUM_THREADS"].isdigit():  # imported by unpickling ``setup``
