@@ -276,3 +276,28 @@ def test_config_properties():
     assert props["visual"] == (False, True, "hinge", 0.0)
     assert props["wsddn"] == (True, True, "bce", 0.5)
     assert props["async"] == props["sync"] == props["onestream"] == (True, True, "hinge", 0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_plain_torch_roi_align_matches_torchvision(seed: int) -> None:
+    """avscene.nn.roi.roi_align == torchvision.ops.roi_align(aligned=True), values and gradients,
+    including boxes reaching outside the map (the zero / border-clamp rules) and degenerate boxes."""
+    from torchvision.ops import roi_align as tv_roi_align
+
+    from avscene.nn.roi import roi_align
+
+    g = torch.Generator().manual_seed(seed)
+    N, C, H, W, K = 3, 5, 11, 14, 40
+    fmap = torch.randn(N, C, H, W, generator=g, dtype=torch.float64, requires_grad=True)
+    corners = torch.rand(K, 4, generator=g, dtype=torch.float64) * torch.tensor([W * 8 + 40.0, H * 8 + 40.0] * 2) - 20
+    x0, x1 = corners[:, 0].minimum(corners[:, 2]), corners[:, 0].maximum(corners[:, 2])
+    y0, y1 = corners[:, 1].minimum(corners[:, 3]), corners[:, 1].maximum(corners[:, 3])
+    x1[:3] = x0[:3]  # zero-width boxes
+    rois = torch.stack([torch.randint(0, N, (K,), generator=g).double(), x0, y0, x1, y1], dim=1)
+    ref = tv_roi_align(fmap, rois, output_size=6, spatial_scale=1 / 8, sampling_ratio=2, aligned=True)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), fmap)
+    got = roi_align(fmap, rois, output_size=6, spatial_scale=1 / 8, sampling_ratio=2)
+    (g_got,) = torch.autograd.grad(got.square().sum(), fmap)
+    assert got.shape == (K, C, 6, 6)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-9)
