@@ -19,6 +19,21 @@ import time
 T_START = time.perf_counter()
 
 
+def _peak_kib() -> int:
+    """This process's peak RSS in KiB: ``VmHWM`` (reset by exec), else ``ru_maxrss``.
+
+    On Linux ``ru_maxrss`` survives ``execve``: a child of a large process would report
+    its parent's size at fork time, so the high-water mark of the new address space is used.
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB; macOS: bytes
+
+
 def main(argv: list[str]) -> int:
     out, rest = argv[0], argv[argv.index("--") + 1 :]
     from avscene.cli.app import main as cli_main
@@ -29,7 +44,7 @@ def main(argv: list[str]) -> int:
             code = cli_main(rest)
         except SystemExit as e:  # typer/click exit
             code = int(e.code or 0)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
+    peak_kb = _peak_kib()
     with open(out, "w") as f:
         json.dump({"exit_code": code, "seconds": time.perf_counter() - T_START,
                    "peak_rss_mb": peak_kb / 1024}, f)
