@@ -254,3 +254,17 @@ def test_ctrl_c_with_workers(tmp_path, tiny_model_dir, clips):
     assert "interrupted (SIGINT)" in err and "Traceback" not in err
     assert 1 <= len(records(log)) < 8
     assert not [pid for pid in workers if running(pid)]
+
+
+@pytest.mark.slow
+def test_example_directory_script_records_each_file_once_and_resumes(media, tmp_path, tiny_model_dir):
+    """examples/classify_dir.sh: one record per input; a rerun skips what is recorded (no duplicates)."""
+    script = Path(__file__).resolve().parent.parent / "examples" / "classify_dir.sh"
+    out = tmp_path / "labels.jsonl"
+    env = {**ENV, "AVSCENE_MODEL": str(tiny_model_dir), "PATH": f"{Path(sys.executable).parent}:{ENV['PATH']}"}
+    for run in range(2):
+        proc = subprocess.run(["bash", str(script), str(media), str(out)], env=env, text=True,
+                              capture_output=True, timeout=WAIT_S)
+        assert proc.returncode == 0, proc.stderr
+        assert len(records(out)) == 3  # av.mp4, audio_only.wav, video_only.mp4
+        assert ("already recorded" in proc.stderr) == (run == 1)
