@@ -14,36 +14,10 @@ import pytest
 
 from avscene import doctor
 from avscene.doctor import Check, exit_code, run_checks
+from avscene.testing.models import MINI_EDGE_MODEL_YAML as MINI_EDGE_MODEL
 
 ALL_CHECKS = ["python", "pyav", "decoders", "opencv", "torch", "torchvision", "torchaudio", "model",
               "hf-cache", "hf-settings", "temp-dir"]
-# A minimal structured-edge model: every node OpenCV reads, one one-node tree. Loads, detects nothing.
-MINI_EDGE_MODEL = """%YAML:1.0
----
-options:
-   stride: 2
-   shrinkNumber: 2
-   patchSize: 32
-   patchInnerSize: 16
-   numberOfGradientOrientations: 4
-   gradientSmoothingRadius: 0
-   regFeatureSmoothingRadius: 2
-   ssFeatureSmoothingRadius: 8
-   gradientNormalizationRadius: 4
-   selfsimilarityGridSize: 5
-   numberOfTrees: 1
-   numberOfTreesToEvaluate: 1
-childs:
-   - [ 0 ]
-featureIds:
-   - [ 0 ]
-thresholds:
-   - [ 0. ]
-edgeBoundaries:
-   - [ 0, 0 ]
-edgeBins:
-   - [ 0 ]
-"""
 # Valid YAML that is not an edge model: OpenCV divides by the absent numberOfTrees (SIGFPE).
 NOT_AN_EDGE_MODEL = "%YAML:1.0\n---\nfoo: 1\n"
 

@@ -16,6 +16,7 @@ from avscene.config import PreprocessConfig
 from avscene.dsp.mel import log_mel
 from avscene.errors import UsageError
 from avscene.proposals.audio import audio_proposals, frame_patches, patch_segments
+from avscene.testing.models import MINI_EDGE_MODEL_YAML as STUB_SED_MODEL
 from avscene.proposals.visual import (
     edge_boxes,
     edge_model_problem,
@@ -169,31 +170,6 @@ def test_gradient_edges_range_and_flat_frame() -> None:
     assert not gradient_edges(np.full((64, 64, 3), 77, np.uint8)).any()
 
 
-STUB_SED_MODEL = """%YAML:1.0
-options:
-   stride: 2
-   shrinkNumber: 2
-   patchSize: 32
-   patchInnerSize: 16
-   numberOfGradientOrientations: 4
-   gradientSmoothingRadius: 0
-   regFeatureSmoothingRadius: 2
-   ssFeatureSmoothingRadius: 8
-   gradientNormalizationRadius: 4
-   selfsimilarityGridSize: 5
-   numberOfTrees: 1
-   numberOfTreesToEvaluate: 1
-childs:
-   - [ 0 ]
-featureIds:
-   - [ 0 ]
-thresholds:
-   - [ 0. ]
-edgeBoundaries:
-   - [ 0, 0 ]
-edgeBins:
-   - [ 0 ]
-"""
 
 
 def test_orientation_and_nms_match_opencv(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -90,3 +90,33 @@ def tiny_input(
         boxes=torch.cat([corner, corner + extent], dim=-1),  # (B, T, M, 4)
         frame_segment=torch.arange(frames).expand(batch, frames),
     )
+
+
+# A minimal OpenCV structured-edge model file: every node OpenCV reads, one one-node tree.
+# It loads and detects nothing: for tests of --edge-model handling without the real model.
+MINI_EDGE_MODEL_YAML = """%YAML:1.0
+---
+options:
+   stride: 2
+   shrinkNumber: 2
+   patchSize: 32
+   patchInnerSize: 16
+   numberOfGradientOrientations: 4
+   gradientSmoothingRadius: 0
+   regFeatureSmoothingRadius: 2
+   ssFeatureSmoothingRadius: 8
+   gradientNormalizationRadius: 4
+   selfsimilarityGridSize: 5
+   numberOfTrees: 1
+   numberOfTreesToEvaluate: 1
+childs:
+   - [ 0 ]
+featureIds:
+   - [ 0 ]
+thresholds:
+   - [ 0. ]
+edgeBoundaries:
+   - [ 0, 0 ]
+edgeBins:
+   - [ 0 ]
+"""
