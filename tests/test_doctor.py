@@ -60,9 +60,11 @@ def test_all_checks_pass_here(tiny_as_bundled, monkeypatch, tmp_path):
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     checks = run_checks(cache_dir=tmp_path / "hf")
     assert [c.name for c in checks] == ALL_CHECKS
-    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
-    assert all(c.fix == "" for c in checks)
+    # required checks pass on a working install; advisory ones (e.g. a torchaudio that does not
+    # match torch) may warn without failing doctor
+    assert all(c.ok for c in checks if c.required), [c for c in checks if not c.ok]
     assert exit_code(checks) == 0
+    assert all(c.fix == "" for c in checks if c.ok)
     by_name = {c.name: c for c in checks}
     import av
     import torch
