@@ -52,13 +52,13 @@ def test_chunks_partition_what_decode_returns(clip: Path, chunk_seconds: float) 
 
 def test_a_stream_that_ends_early_does_not_hold_the_other(tmp_path: Path, monkeypatch) -> None:
     """Audio stops at 2 s, video runs to 12 s: frames are handed out without waiting for audio."""
-    import avscene.io.decode as decode_module
+    import avscene.io.chunks as chunks_module
 
     path = write_video(tmp_path / "short_audio.mkv", duration=2.0, audio_codec="flac",
                        frame_times=[k / 8 for k in range(96)])  # 12 s of video at 8 fps
     whole = decode(path)
     assert len(whole.frame_times) == 12 and len(whole.audio) == 2 * SR
-    monkeypatch.setattr(decode_module, "MAX_SKEW_S", 2.0)
+    monkeypatch.setattr(chunks_module, "MAX_SKEW_S", 2.0)
     chunks = list(iter_chunks(path, chunk_seconds=1.0))
     # without the skew rule the last chunk would hold the 10 frames after the audio's end
     assert max(len(c.frame_times) for c in chunks) <= 1 + 2 + 1  # a window, the skew, one early
