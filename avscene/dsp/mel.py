@@ -141,14 +141,20 @@ def num_frames(n_samples: int, *, cfg: PreprocessConfig) -> int:
     return 1 + (n_samples - cfg.stft_window) // cfg.stft_hop
 
 
-def _as_mono_numpy(audio: np.ndarray | torch.Tensor) -> np.ndarray:
+def as_mono_float32(audio: np.ndarray | torch.Tensor, *, caller: str = "log_mel",
+                    allow_empty: bool = True) -> np.ndarray:
+    """``audio`` as a (N,) float32 numpy array, or a UsageError naming ``caller`` and the fix.
+
+    Accepts numpy arrays and torch tensors (converted without importing torch).
+    """
     if hasattr(audio, "detach"):  # a torch.Tensor, converted without importing torch
         audio = audio.detach().cpu().numpy()
     x = np.asarray(audio)
-    if x.ndim != 1:
+    if x.ndim != 1 or (x.shape[0] == 0 and not allow_empty):
         raise UsageError(
-            f"log_mel expects mono audio of shape (N,), got shape {x.shape}; "
-            "average the channels first (or use log_mel_torch for batches)"
+            f"{caller} needs {'' if allow_empty else 'non-empty '}mono audio of shape (N,), got shape "
+            f"{x.shape}; average the channels of multi-channel audio"
+            + ("" if allow_empty else ", and skip clips without audio")
         )
     if not np.issubdtype(x.dtype, np.floating):
         raise UsageError(
@@ -175,7 +181,7 @@ def log_mel(audio: np.ndarray | torch.Tensor, *, cfg: PreprocessConfig) -> np.nd
         ConfigError: if ``cfg`` is inconsistent.
     """
     _check_config(cfg)
-    x = _as_mono_numpy(audio)
+    x = as_mono_float32(audio)
     n_frames = num_frames(x.shape[0], cfg=cfg)
     if n_frames == 0:
         return np.zeros((0, cfg.n_mels), dtype=np.float32)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avscene.config import PreprocessConfig
-from avscene.dsp.mel import log_mel
+from avscene.dsp.mel import as_mono_float32, log_mel
 from avscene.errors import UsageError
 
 if TYPE_CHECKING:
@@ -164,24 +164,6 @@ def padded_length(n_patches: int, *, cfg: PreprocessConfig) -> int:
     return (frames_needed - 1) * cfg.stft_hop + cfg.stft_window  # 161520 for 20 patches
 
 
-def _checked_mono(audio: np.ndarray | torch.Tensor) -> np.ndarray:
-    """``audio`` as a non-empty (N,) float numpy array, or a UsageError saying what to fix."""
-    if hasattr(audio, "detach"):  # torch.Tensor without importing torch
-        audio = audio.detach().cpu().numpy()
-    x = np.asarray(audio)
-    if x.ndim != 1 or x.shape[0] == 0:
-        raise UsageError(
-            f"audio_proposals needs non-empty mono audio of shape (N,), got shape {x.shape}; "
-            "average the channels of multi-channel audio, and skip clips without audio"
-        )
-    if not np.issubdtype(x.dtype, np.floating):
-        raise UsageError(
-            f"audio must be floating point in [-1, 1], got dtype {x.dtype}; "
-            "convert int16 PCM with x.astype(np.float32) / 32768"
-        )
-    return x
-
-
 def audio_proposals(audio: np.ndarray | torch.Tensor, *, cfg: PreprocessConfig) -> AudioProposals:
     """Temporal segment proposals of a mono clip.
 
@@ -199,7 +181,7 @@ def audio_proposals(audio: np.ndarray | torch.Tensor, *, cfg: PreprocessConfig) 
     Raises:
         UsageError: if the audio is empty, not 1-D, or not floating point.
     """
-    x = _checked_mono(audio)
+    x = as_mono_float32(audio, caller="audio_proposals", allow_empty=False)
     n_patches = num_patches(x.shape[0], cfg=cfg)
     target = padded_length(n_patches, cfg=cfg)
     # num_patches guarantees target > N: the last patch always reaches past the end.
@@ -233,7 +215,7 @@ class TSPStream:
 
     def push(self, audio: np.ndarray) -> AudioProposals | None:
         """Add the next ``(n,)`` samples; the patches they complete, or None."""
-        new = _checked_mono(audio).astype(np.float32, copy=False)  # (n,)
+        new = as_mono_float32(audio, caller="audio_proposals", allow_empty=False)  # (n,)
         x = np.concatenate([self._tail, new])  # (m,): unfinished patches, then the new samples
         self._seen += len(new)
         count = (len(x) - self._span) // self._hop + 1 if len(x) >= self._span else 0
