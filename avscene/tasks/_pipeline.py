@@ -358,14 +358,12 @@ T = TypeVar("T")
 def run_each(paths: Iterable[Path], fn: Callable[[Path], T]) -> Iterator[T | FailedInput]:
     """Apply ``fn`` to each path; a failure becomes a ``FailedInput`` and the loop goes on.
 
-    ``AVSCENE_DEBUG=1`` re-raises unexpected exceptions with their traceback.
+    ``AVSCENE_DEBUG=1`` re-raises unexpected exceptions with their traceback. The same
+    per-input handling as the batch runner (:func:`avscene.tasks.runner.run_one`), without a
+    time limit.
     """
+    from avscene.tasks.runner import run_one
+
+    debug = bool(os.environ.get("AVSCENE_DEBUG"))
     for p in paths:
-        try:
-            yield fn(p)
-        except AvsceneError as e:
-            yield FailedInput(str(p), str(e))
-        except Exception as e:  # noqa: BLE001 - one bad input must not stop the others
-            if os.environ.get("AVSCENE_DEBUG"):
-                raise
-            yield FailedInput(str(p), f"internal error ({type(e).__name__}: {e}); rerun with AVSCENE_DEBUG=1")
+        yield run_one(fn, Path(p), timeout=None, reraise_unexpected=debug)[0]

@@ -335,9 +335,12 @@ class FileJob:
         return functools.partial(self.fn, loaded=loaded, opts=self.opts)
 
 
-def run_one(fn: PerInput, path: Path, *, timeout: float | None,
-            verbose: bool = False) -> tuple[Any, str | None]:
+def run_one(fn: PerInput, path: Path, *, timeout: float | None, verbose: bool = False,
+            reraise_unexpected: bool = False) -> tuple[Any, str | None]:
     """``fn(path)`` under :func:`time_limit`; a failure becomes a FailedInput.
+
+    ``reraise_unexpected``: an exception that is not an ``AvsceneError`` propagates (library
+    callers debugging with ``AVSCENE_DEBUG=1``) instead of becoming an "internal error".
 
     Returns:
         ``(result or FailedInput, traceback text or None)``; the traceback only with ``verbose``.
@@ -350,7 +353,10 @@ def run_one(fn: PerInput, path: Path, *, timeout: float | None,
     except AvsceneError as e:
         return FailedInput(str(path), str(e)), traceback.format_exc() if verbose else None
     except Exception as e:  # noqa: BLE001 - one bad input must not stop the others
-        msg = f"internal error ({type(e).__name__}: {e}); rerun with --verbose for the traceback"
+        if reraise_unexpected:
+            raise
+        msg = (f"internal error ({type(e).__name__}: {e}); rerun with --verbose (or AVSCENE_DEBUG=1) "
+               "for the traceback")
         return FailedInput(str(path), msg), traceback.format_exc() if verbose else None
 
 
