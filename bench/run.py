@@ -87,7 +87,7 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
     import avscene
     from avscene.dsp.stft import stft
     from avscene.dsp.nmf import nmf
-    from avscene.io.decode import decode
+    from avscene.io.decode import read_audio
     from avscene.io.render import render_overlay
     from avscene.tasks._pipeline import analyse
 
@@ -105,7 +105,7 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
     rows["separate"] = _median(lambda: avscene.separate(clip, model=loaded, label=label), repeat)
     import torch
 
-    audio = decode(clip, fps=1.0, sample_rate=16000).audio
+    audio = read_audio(clip, sample_rate=16000)  # audio only: the frames are not needed here
     V = torch.as_tensor(stft(audio)).abs().float()  # (F, T) magnitude
     rows["separate: NMF alone (whole clip)"] = _median(lambda: nmf(V, k=NMF_COMPONENTS), 1)
     return rows
