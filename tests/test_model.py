@@ -11,6 +11,7 @@ import torch
 from avscene.errors import CheckpointError, ConfigError, UsageError
 from avscene.nn.backbones import VGGish, VisualBackbone
 from avscene.nn.model import VARIANTS, AVSceneNet, ModelConfig, ModelInput, ProposalFeatures, cat_features
+from avscene.nn.mil import hinge_loss, l2_normalise
 
 TINY = dict(num_classes=3, audio_width=0.125, audio_fc=(32,), visual_channels=(8, 16), visual_fc=(32, 32),
             embed_dim=16)
@@ -93,6 +94,28 @@ def test_audio_only_input_gives_normalised_audio_scores(gen: torch.Generator):
     assert torch.allclose(alone.scores, s / norm * s.shape[1] ** 0.5, atol=1e-6)
     assert torch.allclose(alone.audio_scores, both.audio_scores, atol=1e-5)
     assert alone.visual_scores is None and alone.visual_E is None
+
+
+@pytest.mark.parametrize("scale", [1.0, 7.75])
+def test_score_scale_multiplies_the_normalised_scores(gen: torch.Generator, scale: float):
+    x = _input(gen)
+    with torch.no_grad():
+        default = _net("async").eval()(x)
+        scaled = _net("async", score_scale=scale).eval()(x)
+    unit = [s / s.pow(2).sum(dim=1, keepdim=True).sqrt() for s in (default.audio_scores, default.visual_scores)]
+    assert torch.allclose(scaled.scores, (unit[0] + unit[1]) * scale, atol=1e-5)
+    assert torch.allclose(default.scores, (unit[0] + unit[1]) * default.scores.shape[1] ** 0.5, atol=1e-5)
+
+
+def test_single_modality_meets_the_margin_at_sqrt_c_only_with_all_scores_at_one():
+    """Why the small preset scales by more than sqrt(C): a unit vector times sqrt(C) has
+    sum of squares C, so every |score| >= 1 forces every |score| == 1 exactly."""
+    C = 15
+    y = torch.tensor([1.0] + [0.0] * (C - 1))[None]
+    peaked = torch.tensor([2.0] + [-1.0] * (C - 1))[None]  # confident, but not exactly +-1
+    for_scale = lambda k: hinge_loss(l2_normalise(peaked) * k, y)  # noqa: E731
+    assert for_scale(C ** 0.5) > 0.01  # the negatives sit at -sqrt(15/18) > -1
+    assert for_scale(7.75) == 0.0
 
 
 def test_missing_needed_modality_raises(gen: torch.Generator):

@@ -44,7 +44,10 @@ FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
 PRESETS: dict[str, dict[str, dict]] = {
     "small": {
         "model": {"audio_width": 0.125, "audio_fc": [256], "audio_norm": True,
-                  "visual_channels": [24, 48, 96, 96], "visual_fc": [256, 256], "embed_dim": 128},
+                  "visual_channels": [24, 48, 96, 96], "visual_fc": [256, 256], "embed_dim": 128,
+                  # ~2 sqrt(15): at sqrt(C) one modality alone meets the hinge margin only when
+                  # every score is exactly +-1, and the audio/visual variants stall (README)
+                  "score_scale": 7.75},
         "preprocess": {"image_size": 160},
     },
     "vggish": {
@@ -301,7 +304,7 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
             if improved:
                 checkpointing.save_model(tr.model, out, class_names=tr.class_names, pre=tr.pre,
                                          training={**cfg.to_dict(), "best_epoch": epoch,
-                                                   "val_micro_f1": best})
+                                                   "val_micro_f1": best, "processes": tr.world})
             checkpointing.save_resume(out / "last", tr.model, opt, sched,
                                       {"epoch": epoch, "best": best, "best_epoch": best_epoch,
                                        "best_loss": best_loss})
