@@ -113,9 +113,8 @@ the sampled frames where the object is visible (pointing game: the top box's cen
 ground-truth box; CorLoc: IoU ≥ 0.5). All at the paper's decision threshold 0 (for the bundled
 model, {threshold_note}). "train min" is wall time on the 2-core CPU; some runs shared it with
 a second run, so the minutes are not comparable between rows. The variants other than the
-bundled one were trained for the comparison only; each row names its schedule and the
-`config.json` of its run its settings (rows made before the `small` preset's score scale of
-7.75 use √15 ≈ 3.87).
+bundled one were trained for the comparison only, with the same settings unless the row
+names another schedule (`config.json` of each run has the rest).
 
 | variant | micro-F1 | micro-F1 (async clips) | SED F1 | SED ER | pointing | CorLoc | best epoch / run | train min |
 |---|---|---|---|---|---|---|---|---|
