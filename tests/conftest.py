@@ -29,6 +29,20 @@ def _one_torch_thread():
 
 
 @pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """An empty folder with mode 0o500 (restored afterwards); skips where permissions are not enforced."""
+    import os
+
+    if not hasattr(os, "geteuid") or os.geteuid() == 0:
+        pytest.skip("root (or this platform) writes into read-only folders")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    yield folder
+    folder.chmod(0o700)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     """A freshly seeded generator for each test."""
     return np.random.default_rng(0)
