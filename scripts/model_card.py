@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("runs", type=Path)
     ap.add_argument("best")
     ap.add_argument("out", type=Path)
-    ap.add_argument("--sep", type=Path, default=None, help="evaluate-separation JSON to summarise")
+    ap.add_argument("--sep", type=Path, default=None, help="the text report of avscene evaluate-separation, copied into the card")
     ap.add_argument("--processes", type=int, default=None,
                     help="training processes, for runs that predate its record in config.json")
     args = ap.parse_args()
