@@ -1,6 +1,6 @@
 """Write the bundled model's folder and card from a training run and its evaluations.
 
-    python scripts/model_card.py RUNS_DIR BEST_VARIANT models/avscene-av-small [--sep SEP_JSON]
+    python scripts/model_card.py RUNS_DIR BEST_VARIANT models/avscene-av-small [--sep SEP_REPORT.txt]
 
 Copies ``config.json`` and ``model.safetensors`` of ``RUNS_DIR/BEST_VARIANT`` and writes a
 ``README.md`` card with the variant comparison read from ``RUNS_DIR/*/eval_val*.json``
