@@ -2,9 +2,12 @@
 
 Augmentation targets what changes between recordings, so that a model trained on
 one collection generalises to others: level, pitch/tempo and noise of the audio,
-alignment of the audio windows, mirror image, lighting and colour saturation of
-the frames. It never moves information across the weak labels (no mixing of
-clips), so bags stay correctly labelled.
+alignment of the audio windows, timbre (a random smooth equaliser curve, so that
+other samples of the same instrument still match), mirror image, lighting and
+colour saturation of the frames. Bag mixing (``mix_bags``) combines two clips
+into one bag whose labels are exactly the union of theirs, which is what a
+multiple-instance bag means: it teaches overlapping sources and keeps every
+bag correctly labelled.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class AugmentOptions:
     noise_snr_db: tuple[float, float] = (10.0, 40.0)  # white noise added at this SNR range
     noise_prob: float = 0.5  # probability of adding noise
     shift_s: float = 0.48  # random start offset of the audio windows, seconds
+    eq_db: float = 9.0  # random equaliser: smooth gain curve within ±eq_db over log frequency
+    eq_points: int = 6  # control points of that curve (log-spaced, 50 Hz to Nyquist)
     freq_mask: int = 8  # SpecAugment: one band mask of up to this many mel bands per bag
     flip_prob: float = 0.5  # horizontal mirror of frames and boxes
     brightness: float = 0.3  # multiplicative brightness in [1 - b, 1 + b]
@@ -46,12 +51,60 @@ def augment_audio(audio: np.ndarray, rng: np.random.Generator, opts: AugmentOpti
         x = np.interp(np.arange(n_out) * factor, np.arange(len(x)), x).astype(np.float32)
     if opts.shift_s > 0:
         x = x[int(rng.uniform(0, opts.shift_s) * sr):]
+    if opts.eq_db > 0:
+        x = random_eq(x, rng, max_db=opts.eq_db, points=opts.eq_points, sr=sr)
     x = x * np.float32(10 ** (rng.uniform(-opts.gain_db, opts.gain_db) / 20))
     if rng.random() < opts.noise_prob:
         rms = float(np.sqrt(np.mean(x**2)) + 1e-8)
         snr = rng.uniform(*opts.noise_snr_db)
         x = x + rng.standard_normal(len(x)).astype(np.float32) * np.float32(rms / 10 ** (snr / 20))
     return np.clip(x, -1.0, 1.0)
+
+
+def eq_curve(freqs: np.ndarray, gains_db: np.ndarray, *, sr: int) -> np.ndarray:
+    """Linear gain at ``freqs`` (Hz) of a curve through ``gains_db`` at log-spaced points 50 Hz..sr/2."""
+    anchors = np.geomspace(50.0, sr / 2, len(gains_db))
+    db = np.interp(np.log(np.maximum(freqs, 1.0)), np.log(anchors), gains_db)
+    return (10 ** (db / 20)).astype(np.float32)
+
+
+def random_eq(audio: np.ndarray, rng: np.random.Generator, *, max_db: float, points: int,
+              sr: int) -> np.ndarray:
+    """Filter by a random smooth equaliser curve (zero phase, FFT domain). (N,) → (N,).
+
+    The curve changes the spectral envelope (timbre) and leaves the pitch and timing, which
+    carry the class, alone. ``max_db = 0`` is the identity.
+    """
+    if max_db <= 0 or len(audio) < 2:
+        return audio
+    gains = rng.uniform(-max_db, max_db, points)
+    spec = np.fft.rfft(audio)
+    spec *= eq_curve(np.fft.rfftfreq(len(audio), 1 / sr), gains, sr=sr)
+    return np.fft.irfft(spec, n=len(audio)).astype(np.float32)
+
+
+def mix_bags(a: CachedClip, b: CachedClip, rng: np.random.Generator, *, level_db: float = 6.0) -> CachedClip:
+    """One bag holding two clips: audio summed (``b`` at ±level_db relative gain, the sum
+    scaled back into [-1, 1] if it clips), frames and their boxes concatenated in time.
+    The bag's labels are the union of both clips' labels (the caller's business)."""
+    audio = None
+    if a.audio is not None and b.audio is not None:
+        n = max(len(a.audio), len(b.audio))
+        audio = np.zeros(n, np.float32)
+        audio[: len(a.audio)] += a.audio
+        audio[: len(b.audio)] += b.audio * np.float32(10 ** (rng.uniform(-level_db, level_db) / 20))
+        peak = float(np.abs(audio).max(initial=0.0))
+        if peak > 1.0:
+            audio /= np.float32(peak)
+    frames = boxes = times = None
+    if a.frames is not None and b.frames is not None and a.frames.shape[1:] == b.frames.shape[1:] \
+            and a.boxes.shape[1:] == b.boxes.shape[1:]:
+        frames = np.concatenate([a.frames, b.frames])
+        boxes = np.concatenate([a.boxes, b.boxes])
+        times = np.concatenate([a.frame_times, b.frame_times])
+    elif a.frames is not None:
+        frames, boxes, times = a.frames, a.boxes, a.frame_times
+    return CachedClip(audio=audio if audio is not None else a.audio, frames=frames, boxes=boxes, frame_times=times)
 
 
 def augment_frames(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,

@@ -23,7 +23,7 @@ from avscene.errors import ConfigError
 from avscene.nn.model import AVSceneNet, ModelConfig
 from avscene.proposals.bags import AUDIO_PROPOSAL_TYPES
 from avscene.train import checkpointing
-from avscene.train.augment import AugmentOptions, clip_tensors, collate
+from avscene.train.augment import AugmentOptions, clip_tensors, collate, mix_bags
 from avscene.train.data import (
     BalancedBatchSampler,
     CachedClip,
@@ -78,6 +78,8 @@ class TrainConfig:
     seed: int = 0
     balance: bool = True  # label-first balanced batches (the paper's sampler)
     augment: bool = True
+    mix_prob: float = 0.0  # bag mixing: probability that a training bag gets a second clip (labels: union)
+    aux_loss: float = 0.0  # weight of each modality's own loss beside the fused one (0: off)
     cache_dir: str | None = None  # None: $AVSCENE_CACHE or ~/.cache/avscene
     workers: int = 2  # processes preparing the cache
     init_audio: str | None = None  # VGGish state dict (safetensors or .pth)
@@ -210,6 +212,21 @@ class Trainer:
         x = collate(bags, use_audio=self.mcfg.uses_audio, use_visual=self.mcfg.uses_visual)
         return type(x)(*[None if t is None else t.to(self.cfg.device) for t in x])
 
+    def _mixed(self, clips: list[CachedClip], y: torch.Tensor,
+               rng: np.random.Generator | None) -> tuple[list[CachedClip], torch.Tensor]:
+        """Bag mixing: each bag, with probability ``mix_prob``, gets a random second training
+        clip; its target becomes the union of both label sets."""
+        if rng is None or self.cfg.mix_prob <= 0:
+            return clips, y
+        y_all = targets(self.train_ex, self.class_names)
+        clips, y = list(clips), y.clone()
+        for i in range(len(clips)):
+            if rng.random() < self.cfg.mix_prob:
+                j = int(rng.integers(len(self.train_clips)))
+                clips[i] = mix_bags(clips[i], self.train_clips[j], rng)
+                y[i] = torch.maximum(y[i], torch.from_numpy(y_all[j]).to(y.dtype))
+        return clips, y
+
     def train_epoch(self, epoch: int, net, opt, loss_fn, step: Callable[[], None] | None = None) -> float:
         net.train()
         checkpointing.eval_frozen(self.model, self.cfg.freeze)
@@ -221,8 +238,10 @@ class Trainer:
         for b, batch in enumerate(self._batches(epoch)):
             mine = batch[self.rank :: self.world]
             rng = np.random.default_rng([self.cfg.seed, epoch, b, self.rank]) if self.cfg.augment else None
-            x = self._input([self.train_clips[i] for i in mine], rng)
-            loss = loss_fn(net(x).scores, y_all[mine].to(self.cfg.device))
+            clips, y = self._mixed([self.train_clips[i] for i in mine], y_all[mine], rng)
+            x = self._input(clips, rng)
+            loss = training_loss(net(x), y.to(self.cfg.device), loss_fn, scale=self.mcfg.fused_scale,
+                                 aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -325,6 +344,23 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
     return TrainSummary(output=str(out), best_epoch=best_epoch, best_val_f1=float(best),
                         epochs_run=epoch + 1 - start_epoch, seconds=time.perf_counter() - t_start,
                         class_names=tuple(tr.class_names))
+
+
+def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0.0,
+                  wsddn: bool = False) -> torch.Tensor:
+    """The fused loss, plus ``aux`` times the mean of each modality's own loss (its scores
+    ℓ2-normalised and scaled as in the fusion; WSDDN's probabilities as they are), so that
+    neither stream can lean on the other."""
+    from avscene.nn.mil import l2_normalise
+
+    loss = loss_fn(out.scores, y)
+    if aux <= 0:
+        return loss
+    own = [s if wsddn else l2_normalise(s) * scale for s in (out.audio_scores, out.visual_scores)
+           if s is not None]
+    if len(own) < 2:  # one modality: its own loss is the fused one
+        return loss
+    return loss + aux * torch.stack([loss_fn(s, y) for s in own]).mean()
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
