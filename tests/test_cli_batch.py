@@ -268,3 +268,16 @@ def test_example_directory_script_records_each_file_once_and_resumes(media, tmp_
         assert proc.returncode == 0, proc.stderr
         assert len(records(out)) == 3  # av.mp4, audio_only.wav, video_only.mp4
         assert ("already recorded" in proc.stderr) == (run == 1)
+
+
+@pytest.mark.parametrize("columns", ["20", "80", "300"])
+def test_table_never_folds_a_long_path_when_piped(capsys, monkeypatch, tiny_model_dir, clips, tmp_path, columns):
+    """The table's file cell holds the whole path on one line, whatever COLUMNS and the path length."""
+    deep = tmp_path.joinpath(*["a_rather_long_folder_name"] * 6)
+    deep.mkdir(parents=True)
+    clip = deep / "some_clip_with_a_long_name.mp4"
+    shutil.copyfile(clips["av"], clip)
+    monkeypatch.setenv("COLUMNS", columns)
+    code, out, err = run(capsys, "classify", clip, "-m", tiny_model_dir)
+    assert code == 0, err
+    assert any(str(clip) in line for line in out.splitlines())

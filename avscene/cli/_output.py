@@ -29,6 +29,9 @@ class Result(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
+PIPE_WIDTH = 10_000  # table width when stdout is not a terminal (wide enough for any path)
+
+
 class Sink:
     """Collects results and renders them in the chosen mode."""
 
@@ -41,6 +44,8 @@ class Sink:
         self.log = log  # the --jsonl FILE, if any
         self.results: list[Result] = []
         self.out = Console(soft_wrap=True)
+        if not self.out.is_terminal:  # a pipe or a file: never fold cells at an assumed width
+            self.out.width = PIPE_WIDTH
         self.err = Console(stderr=True, soft_wrap=True)
 
     @property

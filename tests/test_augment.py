@@ -1,0 +1,69 @@
+"""Training augmentations: shapes, identities, label sets, and the auxiliary loss."""
+
+import numpy as np
+import torch
+
+from avscene.nn.mil import hinge_loss, l2_normalise
+from avscene.nn.model import ModelOutput
+from avscene.train.augment import eq_curve, mix_bags, random_eq
+from avscene.train.data import CachedClip
+from avscene.train.loop import training_loss
+
+SR = 16000
+
+
+def test_random_eq_of_zero_db_is_the_identity():
+    x = np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    assert random_eq(x, np.random.default_rng(1), max_db=0, points=6, sr=SR) is x
+
+
+def test_random_eq_keeps_length_dtype_and_scales_a_tone_by_the_curve():
+    rng = np.random.default_rng(3)
+    t = np.arange(SR) / SR
+    x = np.sin(2 * np.pi * 1000 * t).astype(np.float32)  # 1000 cycles in 1 s: an exact FFT bin
+    y = random_eq(x, rng, max_db=9.0, points=6, sr=SR)
+    assert y.shape == x.shape and y.dtype == np.float32
+    gains = np.random.default_rng(3).uniform(-9.0, 9.0, 6)  # the draw random_eq made
+    expected = float(eq_curve(np.array([1000.0]), gains, sr=SR)[0])
+    ratio = np.sqrt(np.mean(y**2) / np.mean(x**2))
+    assert abs(ratio - expected) < 1e-3
+    assert 10 ** (-9 / 20) - 1e-6 <= expected <= 10 ** (9 / 20) + 1e-6
+
+
+def test_eq_curve_passes_through_its_control_points():
+    gains = np.array([-6.0, 0.0, 3.0, 9.0])
+    anchors = np.geomspace(50.0, SR / 2, 4)
+    np.testing.assert_allclose(20 * np.log10(eq_curve(anchors, gains, sr=SR)), gains, atol=1e-4)
+
+
+def _clip(n_audio, value, t_frames):
+    frames = np.full((t_frames, 3, 8, 8), value, np.uint8)
+    boxes = np.tile(np.array([0, 0, 4, 4], np.float32), (t_frames, 2, 1))
+    return CachedClip(audio=np.full(n_audio, value / 255, np.float32), frames=frames, boxes=boxes,
+                      frame_times=np.arange(t_frames) + 0.5)
+
+
+def test_mix_bags_sums_audio_within_range_and_appends_frames():
+    a, b = _clip(1000, 100, 3), _clip(800, 200, 2)
+    m = mix_bags(a, b, np.random.default_rng(0), level_db=0.0)  # 0 dB: plain sum
+    assert m.audio.shape == (1000,) and np.abs(m.audio).max() <= 1.0
+    # the sum clips (100+200)/255 > 1 over the overlap, so it is scaled back to peak 1
+    np.testing.assert_allclose(m.audio[:800], 1.0, atol=1e-6)
+    np.testing.assert_allclose(m.audio[800:], (100 / 255) / ((300) / 255), atol=1e-6)
+    assert m.frames.shape == (5, 3, 8, 8) and m.boxes.shape == (5, 2, 4) and m.frame_times.shape == (5,)
+    assert (m.frames[:3] == 100).all() and (m.frames[3:] == 200).all()
+
+
+def test_training_loss_adds_each_modalitys_own_hinge_loss():
+    torch.manual_seed(0)
+    a, v = torch.randn(4, 5), torch.randn(4, 5)
+    y = (torch.rand(4, 5) > 0.5).float()
+    fused = (l2_normalise(a) + l2_normalise(v)) * 3.0
+    out = ModelOutput(scores=fused, audio_scores=a, visual_scores=v)
+    base = training_loss(out, y, hinge_loss, scale=3.0, aux=0.0)
+    assert torch.isclose(base, hinge_loss(fused, y))
+    with_aux = training_loss(out, y, hinge_loss, scale=3.0, aux=0.5)
+    own = (hinge_loss(l2_normalise(a) * 3.0, y) + hinge_loss(l2_normalise(v) * 3.0, y)) / 2
+    assert torch.isclose(with_aux, base + 0.5 * own)
+    one = ModelOutput(scores=fused, audio_scores=a)  # one modality: nothing to add
+    assert torch.isclose(training_loss(one, y, hinge_loss, scale=3.0, aux=0.5), hinge_loss(fused, y))
