@@ -471,3 +471,42 @@ def test_library_loops_share_the_runner_failure_handling(monkeypatch, tmp_path):
     monkeypatch.setenv("AVSCENE_DEBUG", "1")
     with pytest.raises(KeyError):
         list(run_each([tmp_path / "bug"], fn))
+
+
+class _SignalFromAnotherThread(ResultLog):
+    """A result log whose first append asks a thread started beforehand (unmasked, like
+    rich's refresh thread) to send SIGTERM to the process, and waits until it has: the kernel
+    delivers the signal to that thread, and Python runs the handler in the main thread in
+    the middle of the held section."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.go, self.sent = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread.start()
+
+    def _send(self) -> None:
+        self.go.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+        self.sent.set()
+
+    def append(self, record: dict) -> None:
+        super().append(record)
+        if not self.go.is_set():
+            self.go.set()
+            self.sent.wait()
+            for _ in range(1000):  # bytecodes: the main thread runs pending handlers between them
+                pass
+
+
+def test_sigterm_in_another_thread_never_tears_the_log_from_the_count(tmp_path):
+    from avscene.cli._output import Sink
+
+    with _SignalFromAnotherThread(tmp_path / "r.jsonl") as log:
+        sink = Sink(mode="jsonl", log=log)
+        with pytest.raises(Interrupted) as info, interrupts_raise():
+            for i in range(3):
+                sink.add(FailedInput(file=f"f{i}", error="x"))
+        assert info.value.signum == signal.SIGTERM
+    recorded = (tmp_path / "r.jsonl").read_text().splitlines()
+    assert len(recorded) == len(sink.results) == 1  # what the log holds is what was counted

@@ -75,7 +75,24 @@ class Interrupted(KeyboardInterrupt):
         return EXIT_SIGNAL_BASE + self.signum
 
 
+class _Hold:
+    """Process-wide bookkeeping of held sections (signal handlers always run in the main thread).
+
+    Masking signals with ``pthread_sigmask`` covers only the calling thread: a signal that the
+    kernel hands to another thread (rich's refresh thread, say) still makes Python run the
+    handler in the main thread, in the middle of the section. So the handler itself checks
+    this state: inside a held section it only records the signal, and the section raises it
+    when it ends, at a point where the bookkeeping is whole.
+    """
+
+    depth = 0
+    pending: int | None = None
+
+
 def _raise_interrupted(signum: int, _frame: Any) -> None:
+    if _Hold.depth:
+        _Hold.pending = signum  # raised by the held section when it ends
+        return
     raise Interrupted(signum)
 
 
@@ -89,18 +106,28 @@ def interrupts_raise() -> Iterator[None]:
     try:
         yield
     finally:
+        _Hold.pending = None
         for s, handler in old.items():
             signal.signal(s, handler)
 
 
 @contextmanager
 def _deferred(*signums: int) -> Iterator[None]:
-    """Hold back ``signums`` inside the block; pending ones are delivered when it ends."""
+    """Hold back ``signums`` inside the block; a pending one is raised (as :class:`Interrupted`,
+    under :func:`interrupts_raise`) or delivered when the outermost held block ends."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    _Hold.depth += 1
     try:
         yield
+    except Interrupted:
+        _Hold.pending = None  # already on its way out
+        raise
     finally:
+        _Hold.depth -= 1
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    if _Hold.depth == 0 and _Hold.pending is not None:
+        signum, _Hold.pending = _Hold.pending, None
+        raise Interrupted(signum)
 
 
 def interrupts_held() -> contextlib.AbstractContextManager[None]:
