@@ -220,3 +220,32 @@ def test_scores_tsv_overwrite_protection_and_bad_names(tmp_path):
     with pytest.raises(OutputError, match="at least one class"):
         write_scores_tsv(r, tmp_path, class_names=[], force=True)
     assert Path(path).read_text() == before
+
+
+def _dead_pid() -> int:
+    """The PID of a child that has exited and been reaped (so no process has it now)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_rerun_removes_stale_temporaries_of_its_output_and_nothing_else(tmp_path):
+    import os
+
+    from avscene.io.writers import atomic_write_bytes
+
+    dest = tmp_path / "violin.wav"
+    stale = tmp_path / f".violin.tmp-{_dead_pid()}-0123abcd.wav"  # left by a killed writer
+    live = tmp_path / f".violin.tmp-{os.getppid()}-89abcdef.wav"  # a writer still running
+    other = tmp_path / f".flute.tmp-{_dead_pid()}-0123abcd.wav"  # another output's
+    mine = tmp_path / ".violin.tmp-keep.wav"  # a user's file that only looks similar
+    for f in (stale, live, other, mine):
+        f.write_bytes(b"x")
+    atomic_write_bytes(dest, b"data", force=False)
+    assert dest.read_bytes() == b"data"
+    assert not stale.exists()
+    assert live.exists() and other.exists() and mine.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (dest, live, other, mine))

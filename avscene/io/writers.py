@@ -27,6 +27,7 @@ Formats:
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -55,7 +56,7 @@ def atomic_write(path: str | Path, *, force: bool) -> Iterator[Path]:
 
     The temporary file lives in the destination's folder (so the final
     ``os.replace`` is atomic) under a hidden name that keeps the extension,
-    ``.<stem>.tmp<random><suffix>``, so encoders that pick their format from
+    ``.<stem>.tmp-<pid>-<random><suffix>``, so encoders that pick their format from
     the extension work. It exists (empty) when yielded. On any exception,
     ``KeyboardInterrupt`` included, it is removed and the destination is
     untouched. Missing parent folders are created.
@@ -113,11 +114,53 @@ def _check_destination(dest: Path, *, force: bool) -> None:
                           "choose another output location") from e
 
 
+def _temp_pattern(dest: Path) -> re.Pattern[str]:
+    """The names ``_create_temp`` gives temporaries of ``dest``; group 1 is the writer's PID."""
+    return re.compile(rf"\.{re.escape(dest.stem)}\.tmp-(\d+)-[0-9a-f]{{8}}{re.escape(dest.suffix)}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, someone else's
+        return True
+    return True
+
+
+def remove_stale_temps(dest: Path) -> list[Path]:
+    """Remove the temporaries of ``dest`` left by writers that died (``kill -9``, power loss).
+
+    Only files named exactly as ``_create_temp`` names them for this destination, owned by
+    this user, whose writing process no longer exists: a live writer's file (another run on
+    the same output) and anybody else's files are left alone. Returns what was removed.
+    """
+    pattern, removed = _temp_pattern(dest), []
+    try:
+        entries = list(os.scandir(dest.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or int(m.group(1)) == os.getpid() or _process_alive(int(m.group(1))):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass  # gone already, or not ours to remove
+    return removed
+
+
 def _create_temp(dest: Path) -> Path:
-    """Create an empty hidden temp file beside ``dest`` (mode 0666 minus the umask)."""
+    """Create an empty hidden temp file beside ``dest`` (mode 0666 minus the umask), after
+    removing the stale temporaries of earlier writers of ``dest`` that died."""
     folder = dest.parent
+    remove_stale_temps(dest)
     for _ in range(100):
-        tmp = folder / f".{dest.stem}.tmp{secrets.token_hex(4)}{dest.suffix}"
+        tmp = folder / f".{dest.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{dest.suffix}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
