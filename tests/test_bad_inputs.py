@@ -359,3 +359,24 @@ def test_bad_checkpoint(capsys, broken_models, media, tmp_path, command, kind, p
     model = broken_models[kind]
     r = run(capsys, command, media["good"], "-m", model, *label_args(command), out_dir=tmp_path)
     check_usage_error(r, "checkpoint error", str(model), problem)
+
+
+@pytest.mark.parametrize("command", ["classify", "separate"])
+def test_a_stream_header_followed_by_random_bytes_is_not_media(capsys, tiny_model_dir, tmp_path, command):
+    """FFmpeg takes the file for MP3 and 'decodes' a few ms from a frame or two among many
+    bad packets: that is a per-input error (exit 1, one line), not confident labels."""
+    import numpy as np
+
+    from avscene.testing.media import write_audio
+
+    path = write_audio(tmp_path / "x.mp3", duration=4.0)
+    data = bytearray(path.read_bytes())
+    data[400:] = np.random.default_rng(0).bytes(len(data) - 400)  # all but the first packets
+    path.write_bytes(bytes(data))
+    extra = ["-o", str(tmp_path / "{name}.{label}.wav"), "--label", "violin"] if command == "separate" else []
+    code = main([command, str(path), "-m", str(tiny_model_dir), *extra])
+    _, err = capsys.readouterr()
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("avscene: failed:")]
+    assert len(lines) == 1 and "not a media file" in lines[0] and "Traceback" not in err
+    assert not list(tmp_path.glob("*.wav"))

@@ -25,12 +25,20 @@ def _reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
+# A file of which fewer seconds than this decode, with at least as many undecodable packets as
+# good ones, is not media: FFmpeg's probing accepts some random byte strings as a stream and
+# "decodes" a few ms from them. Real short clips decode without errors, and damaged real files
+# still yield seconds of media, so neither is caught by this rule.
+GARBAGE_MAX_S = 1.0
+
+
 class _Problems:
     """Collects what went wrong while decoding, summarised as one line per kind."""
 
     def __init__(self) -> None:
         self._notes: list[str] = []
         self._errors: dict[str, tuple[int, str]] = {}  # what -> (count, first reason)
+        self.decoded_packets = 0  # packets that decoded without an error
 
     def note(self, message: str) -> None:
         if message not in self._notes:
@@ -45,6 +53,15 @@ class _Problems:
         if header_s is not None and header_s > decoded_s + TRUNCATION_WARN_S:
             self.note(f"decoded {decoded_s:.2f} s of the {header_s:.2f} s the header declares; "
                       "the file may be truncated")
+
+    @property
+    def failed_packets(self) -> int:
+        return sum(n for n, _ in self._errors.values())
+
+    def looks_like_noise(self, decoded_s: float) -> bool:
+        """Whether what decoded is a decoder's accident rather than media (see ``GARBAGE_MAX_S``):
+        under ``GARBAGE_MAX_S`` seconds decoded, and no more good packets than bad ones."""
+        return decoded_s < GARBAGE_MAX_S and 0 < self.failed_packets >= self.decoded_packets
 
     def first_reason(self) -> str:
         return next(iter(self._errors.values()), (0, "no frames"))[1]

@@ -120,6 +120,10 @@ class AudioReader:
         if not acc.started:
             raise DecodeError(f"{self.path}: no audio could be decoded "
                               f"({self._problems.first_reason()})")
+        if self._problems.looks_like_noise(acc.n / self.sample_rate):
+            raise DecodeError(f"{self.path}: not a media file: {self._problems.failed_packets} undecodable "
+                              f"packet(s) against {self._problems.decoded_packets} good ones, "
+                              f"{acc.n / self.sample_rate:.2f} s decoded ({self._problems.first_reason()})")
         self._problems.check_truncation(max(acc.n / self.sample_rate, reach.end), self._end)
         while (block := acc.take(acc.taken + size)) is not None:
             yield block

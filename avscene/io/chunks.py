@@ -129,6 +129,8 @@ def _decoded_frames(container: av.container.InputContainer, streams: list, probl
         except (av.error.FFmpegError, ValueError) as e:
             problems.error(f"{packet.stream.type}: undecodable packets", e)
             continue
+        if frames:
+            problems.decoded_packets += 1
         yield from frames
     problems.note("gave up reading after repeated errors; the rest of the file is skipped")
     for s in streams:
@@ -284,6 +286,10 @@ class ChunkReader:
             raise DecodeError(f"{self.path}: nothing could be decoded "
                               f"({self._problems.first_reason()})")
         ends = [sampler.end if got_video else 0.0, acc.n / self._sr if got_audio else 0.0]
+        if self._problems.looks_like_noise(max(ends)):
+            raise DecodeError(f"{self.path}: not a media file: {self._problems.failed_packets} undecodable "
+                              f"packet(s) against {self._problems.decoded_packets} good ones, "
+                              f"{max(ends):.2f} s decoded ({self._problems.first_reason()})")
         streams = {"video": (self._video, got_video), "audio": (self._audio, got_audio)}
         header_s = None if container.duration is None else container.duration / av.time_base
         duration = _check_duration(max(ends), header_s, streams, self._problems)
