@@ -20,6 +20,9 @@ train() {  # run dir, then avscene train options
 evaluate() {  # run dir
   avscene evaluate "$AVBENCH/val/labels.csv" --model "$1" --json-out "$1/eval_val.json" --force
   avscene evaluate "$AVBENCH/val/labels.csv" --model "$1" --mode async --json-out "$1/eval_val_async.json" --force
+  # recorded differently (other SoundFont, backgrounds, ambience): evaluation only, never selection
+  avscene evaluate "$AVBENCH/val_shift/labels.csv" --model "$1" --json-out "$1/eval_val_shift.json" --force
+  avscene evaluate "$AVBENCH/val_shift/labels.csv" --model "$1" --mode async --json-out "$1/eval_val_shift_async.json" --force
 }
 for variant in ${VARIANTS:-async sync audio visual}; do
   train "$RUNS/${variant}_$EPOCHS" --variant "$variant" --epochs "$EPOCHS" --patience 8
