@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ import avscene
 from avscene.cli.app import main
 
 CONTRACT_KEYS = {"file", "duration", "modalities", "labels", "predicted", "threshold", "model", "warnings"}
-HELP_WALL_LIMIT_S = 1.0  # `--help` must stay fast: no torch import
 NONE_MARKER = "—"  # what the table shows when no class is predicted
 ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}  # wide table, one thread
 
@@ -194,22 +192,12 @@ def console_script() -> str:
     return str(script)
 
 
-def best_wall(cmd: list[str], *, tries: int = 2) -> tuple[float, subprocess.CompletedProcess]:
-    """Shortest wall time of ``tries`` runs (the box is shared: one slow start is not the code's fault)."""
-    best, proc = float("inf"), None
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
-        best = min(best, time.perf_counter() - t0)
-    return best, proc
-
-
 @pytest.mark.parametrize("args", [["--help"], ["classify", "--help"]])
-def test_help_is_fast(args):
-    wall, proc = best_wall([console_script(), *args])
+def test_help_runs_from_the_console_script(args):
+    """(How fast it is lives in bench/; that it never imports torch is tested below.)"""
+    proc = subprocess.run([console_script(), *args], capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Usage" in proc.stdout
-    assert wall < HELP_WALL_LIMIT_S, f"avscene {' '.join(args)} took {wall:.2f} s"
 
 
 @pytest.mark.parametrize("code", [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,19 +145,14 @@ def test_different_seed_different_weights(toy, cache_dir, tmp_path):
                             tmp_path / "b" / "last" / "model.safetensors")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes(toy, cache_dir, tmp_path):
     from avscene.hub import load_pretrained
 
     out = tmp_path / "ddp"
     opts = [f"--model-opt={k}={json.dumps(v)}" for k, v in TINY_MODEL.items()]
     opts += [f"--pre-opt={k}={v}" for k, v in TINY_PRE.items()]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--standalone",  # torchrun binds a free port itself: no check-then-use race
            "-m", "avscene", "train", str(toy), "-o", str(out), "--val", str(toy), "--epochs", "2",
            "--batch-size", "4", "--lr", "3e-3", "--no-augment", "--workers", "1", "--cache-dir", str(cache_dir),
            "--device", "cpu", *opts]
