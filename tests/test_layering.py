@@ -30,7 +30,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 UPPER_LAYERS = ("avscene.io", "avscene.dsp", "avscene.proposals", "avscene.nn", "avscene.hub", "avscene.tasks",
                 "avscene.train", "avscene.cli")
-for _base in ("avscene.results", "avscene.errors", "avscene.config"):  # the bottom: imported by all
+for _base in ("avscene.results", "avscene.errors", "avscene.config", "avscene.timing"):  # the bottom: imported by all
     FORBIDDEN[_base] = UPPER_LAYERS
 CLI_IMPORTERS = ("avscene.cli", "avscene.__main__")  # the only modules that may import avscene.cli
 PURE_LAYERS = ("avscene.dsp", "avscene.proposals")  # no torch modules here: arrays in, arrays out

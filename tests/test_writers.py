@@ -15,10 +15,10 @@ from avscene.io.writers import (
     atomic_write,
     atomic_write_bytes,
     atomic_write_text,
-    segment_timestamps,
     write_events_tsv,
     write_scores_tsv,
 )
+from avscene.timing import segment_timestamps
 from avscene.results import (
     AudioSegment,
     ClassifyResult,

@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 
 from avscene.errors import DecodeError, UsageError
-from avscene.io.writers import atomic_write, segment_timestamps
+from avscene.io.writers import atomic_write
+from avscene.timing import segment_timestamps
 from avscene.results import AudioSegment, BoxDetection, LocalizeResult
 
 ALPHA_MIN = 0.15  # opacity of a class's weakest box (paper, Fig. 7)

@@ -37,6 +37,7 @@ import numpy as np
 
 from avscene.errors import OutputError
 from avscene.results import AudioSegment, FailedInput, LocalizeResult
+from avscene.timing import segment_timestamps
 
 EVENTS_HEADER = ("filename", "onset", "offset", "event_label")  # DCASE 2019+ task 4
 TIME_DECIMALS = 3  # ms resolution for every time written
@@ -270,36 +271,6 @@ class SeparationFiles:
 # --------------------------------------------------------------------------- time grid
 
 
-def segment_timestamps(starts: Sequence[float], ends: Sequence[float], duration: float) -> np.ndarray:
-    """Boundaries of the non-overlapping spans that overlapping windows stand for. (P,) → (P+1,).
-
-    Window ``i`` of ``[s_i, e_i)`` with hop ``h = s_1 - s_0`` stands for its
-    middle ``[s_i + (e_i - s_i - h)/2, … + h)`` (the central 0.48 s of a
-    0.96-s window with a 0.48-s hop); the first span starts at 0 and the last
-    ends at ``duration``, so span ``i`` is ``[ts[i], ts[i+1])`` and the spans
-    tile ``[0, duration]``. This is the convention of ``avscene.tasks.localize``
-    for events. Boundaries are clipped to ``[0, duration]`` and kept
-    non-decreasing, so a span can be empty (zero length) but never negative.
-
-    Args:
-        starts: (P,) window start times in seconds, increasing.
-        ends: (P,) window end times in seconds.
-        duration: clip duration in seconds.
-
-    Returns:
-        (P+1,) float64 boundaries; ``ts[0] == 0`` and ``ts[-1] == duration``.
-    """
-    s = np.asarray(starts, dtype=np.float64)
-    e = np.asarray(ends, dtype=np.float64)
-    if len(s) == 0:
-        return np.array([0.0, max(duration, 0.0)])
-    hop = s[1] - s[0] if len(s) > 1 else e[0] - s[0]
-    lead = (e[0] - s[0] - hop) / 2  # 0.24 s for 0.96-s windows, 0.48-s hop
-    ts = np.concatenate([[0.0], s[1:] + lead, [duration]])  # (P+1,)
-    ts = np.clip(ts, 0.0, max(duration, 0.0))
-    return np.maximum.accumulate(ts)
-
-
 # --------------------------------------------------------------------------- TSV writers
 
 
@@ -384,7 +355,7 @@ def write_scores_tsv(result: LocalizeResult, directory: str | Path, *, class_nam
     ``offset`` and one per name in ``class_names`` (in that order). Audio
     windows overlap (0.96 s, 0.48-s hop), but the format needs contiguous
     non-overlapping rows, so row ``i`` is the span window ``i`` stands for
-    (:func:`segment_timestamps`: its central 0.48 s; the first row starts at 0
+    (:func:`avscene.timing.segment_timestamps`: its central 0.48 s; the first row starts at 0
     and the last ends at the clip's duration) and holds the window's
     ``AudioSegment.score`` (the localisation-weighted score ``E``).
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avscene.errors import UsageError
-from avscene.io.writers import segment_timestamps
+from avscene.timing import segment_timestamps
 from avscene.results import AudioSegment, BoxDetection, Event, FailedInput, LocalizeResult, Timing
 from avscene.tasks._pipeline import Analysis, analyse, expand_inputs, run_each
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
@@ -48,7 +48,7 @@ class LocalizeOptions:
 def window_spans(times: np.ndarray, duration: float) -> np.ndarray:
     """The non-overlapping part of the timeline each audio window stands for. (P, 2) → (P, 2).
 
-    See ``avscene.io.writers.segment_timestamps`` (the same grid is written to score TSVs).
+    See ``avscene.timing.segment_timestamps`` (the same grid is written to score TSVs).
     """
     times = np.asarray(times, dtype=np.float64).reshape(-1, 2)
     b = segment_timestamps(times[:, 0], times[:, 1], duration)  # (P+1,)
