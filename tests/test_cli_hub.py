@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from avscene.testing.hubserver import HubServer
+from hubserver import HubServer
 
 REPO = "avscene-test/tiny-cli"
 

@@ -1,6 +1,6 @@
 """Tests of avscene.hub: checkpoint files, strict loading, and the Hub download path.
 
-The Hub tests run huggingface_hub for real against ``avscene.testing.hubserver``, a
+The Hub tests run huggingface_hub for real against ``tests/hubserver.py``, a
 loopback HTTP server speaking the Hub's download API, with a fresh cache per test.
 """
 
@@ -31,7 +31,7 @@ from avscene.hub import (
     save_pretrained,
 )
 from avscene.hub_card import card_text
-from avscene.testing.hubserver import HubServer, use_endpoint
+from hubserver import HubServer, use_endpoint
 from avscene.testing.models import tiny_checkpoint, tiny_config, tiny_input, tiny_model, tiny_preprocess
 
 REPO = "avscene-test/tiny"
