@@ -192,3 +192,19 @@ def test_metrics_modules_do_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_micro_prf_pools_counts_and_says_what_undefined_is():
+    import math
+
+    from avscene.train.metrics import micro_prf
+
+    y = np.array([[1, 0, 1], [0, 1, 0]], bool)
+    p = np.array([[1, 1, 0], [0, 1, 0]], bool)  # TP 2, FP 1, FN 1
+    assert micro_prf(y, p) == pytest.approx((2 / 3, 2 / 3, 4 / 6))
+    none = np.zeros_like(y)
+    prec, rec, f1 = micro_prf(y, none)  # nothing predicted: precision undefined, recall 0, F1 0
+    assert math.isnan(prec) and rec == 0.0 and f1 == 0.0
+    assert micro_prf(y, none, undefined=0.0) == (0.0, 0.0, 0.0)
+    assert micro_prf(none, none, undefined=0.0) == (0.0, 0.0, 0.0)
+    assert all(math.isnan(v) for v in micro_prf(none, none))

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from avscene.train.metrics import micro_prf
+
 THRESHOLD_GRID = np.round(np.arange(-2.0, 1.0 + 1e-9, 0.05), 2)  # hinge scores: margin ±1
 
 
 def micro_f1_at(scores: np.ndarray, y: np.ndarray, threshold: float) -> float:
-    pred = scores > threshold
-    tp = float((pred & y).sum())
-    return 2 * tp / max(float(pred.sum() + y.sum()), 1.0)
+    """Micro-F1 of ``scores > threshold`` against ``y`` (0 when undefined)."""
+    return micro_prf(y, scores > threshold, undefined=0.0)[2]
 
 
 def best_threshold(scores: np.ndarray, y: np.ndarray, *, default: float,

@@ -35,6 +35,7 @@ from avscene.train.data import (
     targets,
     warm_cache,
 )
+from avscene.train.metrics import micro_prf
 
 FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
 
@@ -141,13 +142,6 @@ def split_examples(examples: list[Example], frac: float, seed: int) -> tuple[lis
     train = [e for i, e in enumerate(examples) if i not in held]
     val = [e for i, e in enumerate(examples) if i in held]
     return train, val
-
-
-def micro_f1(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    tp = float((pred & y).sum())
-    p = tp / max(int(pred.sum()), 1)
-    r = tp / max(int(y.sum()), 1)
-    return (2 * p * r / max(p + r, 1e-12)), p, r
 
 
 class Trainer:
@@ -261,7 +255,7 @@ class Trainer:
     def validate(self, loss_fn, *, batch: int = 16) -> dict[str, float]:
         s, y = self.holdout_scores(batch=batch)
         pred = (s.numpy() > self.mcfg.decision_threshold)
-        f1, p, r = micro_f1(pred, y > 0)
+        p, r, f1 = micro_prf(y > 0, pred, undefined=0.0)
         return {"val_loss": float(loss_fn(s, torch.from_numpy(y))), "val_micro_f1": f1,
                 "val_precision": p, "val_recall": r}
 

@@ -113,6 +113,20 @@ class ClassificationMetrics:
         }
 
 
+def micro_prf(y_true: np.ndarray, y_pred: np.ndarray, *, undefined: float = math.nan) -> tuple[float, float, float]:
+    """Micro precision, recall and F1 of (N, C) 0/1 labels and predictions (the definitions of
+    :func:`classification_metrics`). An undefined ratio (nothing predicted, nothing present) is
+    ``undefined``: ``nan`` for reports, ``0.0`` for model selection and threshold search, where
+    "predicts nothing" must compare as the worst score rather than not at all."""
+    t, p = np.asarray(y_true, bool), np.asarray(y_pred, bool)
+    TP, FP, FN = int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum())
+
+    def ratio(num: int, den: int) -> float:
+        return float(num) / den if den else undefined
+
+    return ratio(TP, TP + FP), ratio(TP, TP + FN), ratio(2 * TP, 2 * TP + FP + FN)
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> ClassificationMetrics:
     """Micro/macro precision, recall and F1 and subset accuracy of multi-label predictions.
 
@@ -159,12 +173,12 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
         for c, name in enumerate(class_names)
     )
     scored = [c.f1 for c in classes if c.support > 0]
-    TP, FP, FN = int(tp.sum()), int(fp.sum()), int(fn.sum())
+    micro_p, micro_r, micro_f = micro_prf(y_true, y_pred)
     n = y_true.shape[0]
     return ClassificationMetrics(
-        micro_precision=safe_ratio(TP, TP + FP),
-        micro_recall=safe_ratio(TP, TP + FN),
-        micro_f1=safe_ratio(2 * TP, 2 * TP + FP + FN),
+        micro_precision=micro_p,
+        micro_recall=micro_r,
+        micro_f1=micro_f,
         macro_f1=float(np.mean(scored)) if scored else math.nan,
         accuracy=safe_ratio(int((y_true == y_pred).all(axis=1).sum()), n),
         n_samples=n,
