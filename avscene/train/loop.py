@@ -7,6 +7,7 @@ batch, gradients are averaged by DDP, and only rank 0 writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from avscene.nn.model import AVSceneNet, ModelConfig
 from avscene.proposals.bags import AUDIO_PROPOSAL_TYPES
 from avscene.train import checkpointing
 from avscene.train.augment import AugmentOptions, clip_tensors, collate, mix_bags
+from avscene.train.calibrate import best_threshold, micro_f1_at
 from avscene.train.data import (
     BalancedBatchSampler,
     CachedClip,
@@ -328,8 +330,6 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
             log(f"stopping: no better validation micro-F1 for {cfg.patience} epochs")
             break
     if tr.rank == 0 and cfg.calibrate and best_epoch >= 0:
-        from avscene.train.calibrate import calibrate_run
-
         calibrate_run(out, log=log)
     if tr.world > 1:
         torch.distributed.barrier()
@@ -355,6 +355,31 @@ def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0
     if len(own) < 2:  # one modality: its own loss is the fused one
         return loss
     return loss + aux * torch.stack([loss_fn(s, y) for s in own]).mean()
+
+
+def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> float:
+    """Recompute the run's held-out split, score it with the saved best model, store the threshold."""
+    from avscene.hub import CONFIG_NAME, load_pretrained, read_config
+
+    run = Path(run)
+    config = read_config(run)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    tcfg = TrainConfig(**{k: v for k, v in config.get("training", {}).items() if k in names})
+    tr = Trainer(dataclasses.replace(tcfg, resume=False, init_audio=None, init_visual=None), log=log)
+    tr.val_clips = [tr.cache.get(e.path) for e in tr.val_ex]
+    loaded = load_pretrained(str(run), device=tcfg.device)
+    tr.model, tr.mcfg = loaded.model, dataclasses.replace(loaded.config, threshold=None)
+    scores, y = tr.holdout_scores()
+    default = tr.mcfg.decision_threshold
+    t = best_threshold(scores.numpy(), y > 0, default=default)
+    log(f"calibrated threshold {t:+.2f} on {len(y)} held-out clips: micro-F1 "
+        f"{micro_f1_at(scores.numpy(), y > 0, default):.3f} at {default:+.2f} → "
+        f"{micro_f1_at(scores.numpy(), y > 0, t):.3f}")
+    config["model"]["threshold"] = t
+    tmp = run / f".{CONFIG_NAME}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, run / CONFIG_NAME)
+    return t
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
