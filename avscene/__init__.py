@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def load_model(model: str | Path | None = None, *, revision: str | None = None, offline: bool = False,
                device: str = "auto") -> LoadedModel:
     """Load a checkpoint: None = the bundled model, a local folder, or a Hub repo id ``org/name``."""
-    from avscene.tasks._pipeline import load_model as _load
+    from avscene.tasks.models import load_model as _load
 
     return _load(model, revision=revision, offline=offline, device=device)
 

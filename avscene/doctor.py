@@ -196,7 +196,7 @@ def check_bundled_model() -> Check:
 
     fix = "reinstall avscene (pip install --force-reinstall avscene), or unset AVSCENE_MODEL"
     try:
-        from avscene.tasks._pipeline import default_model_path
+        from avscene.tasks.models import default_model_path
 
         path = default_model_path()
     except AvsceneError as e:

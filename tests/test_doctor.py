@@ -187,12 +187,12 @@ def test_corrupted_model(monkeypatch, tiny_model_dir, tmp_path):
 
 def test_model_not_installed(monkeypatch, tmp_path):
     from avscene.errors import AvsceneError
-    from avscene.tasks import _pipeline
+    from avscene.tasks import models
 
     def not_installed():
         raise AvsceneError("the bundled model avscene-av-small is not installed; reinstall avscene or pass --model")
 
-    monkeypatch.setattr(_pipeline, "default_model_path", not_installed)
+    monkeypatch.setattr(models, "default_model_path", not_installed)
     c = doctor.check_bundled_model()
     _failed(c, fix="reinstall avscene")
     assert "not installed" in c.detail

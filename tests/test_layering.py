@@ -27,6 +27,18 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "avscene.proposals": ("avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli", "avscene.io"),
     "avscene.io": ("avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli"),
     "avscene.tasks": ("avscene.train", "avscene.cli"),
+    # NCP source enhancement: signal maths over dsp/proposals, below the tasks that run it
+    "avscene.separation": ("avscene.io", "avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli",
+                           "avscene.hub", "avscene.doctor"),
+    # the model card text: reads configs, never loads, runs or trains anything
+    "avscene.hub_card": ("avscene.io", "avscene.tasks", "avscene.train", "avscene.cli", "avscene.hub",
+                         "avscene.doctor"),
+    "avscene.train": ("avscene.cli",),
+    "avscene.hub": ("avscene.tasks", "avscene.train", "avscene.cli", "avscene.doctor"),
+    # checks the installation through the library; the CLI only renders its report
+    "avscene.doctor": ("avscene.train", "avscene.cli"),
+    # tiny models and generated media for tests: built from the library, never from its front ends
+    "avscene.testing": ("avscene.tasks", "avscene.train", "avscene.cli", "avscene.doctor"),
 }
 UPPER_LAYERS = ("avscene.io", "avscene.dsp", "avscene.proposals", "avscene.nn", "avscene.hub", "avscene.tasks",
                 "avscene.train", "avscene.cli")
@@ -41,6 +53,7 @@ class Import:
     module: str  # absolute dotted name of what is imported
     line: int
     top_level: bool  # executed at module import (not inside a function, not under TYPE_CHECKING)
+    type_only: bool = False  # under ``if TYPE_CHECKING:``: never executed
 
 
 def module_name(path: Path) -> str:
@@ -67,29 +80,30 @@ def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def imports_of(path: Path, source: str | None = None) -> list[Import]:
+def imports_of(path: Path, source: str | None = None, module: str | None = None) -> list[Import]:
     """Every import of the module at ``path`` (read unless ``source`` is given), as absolute names
     (``from a import b`` gives both ``a`` and ``a.b``)."""
-    module = module_name(path)
+    module = module or module_name(path)
     is_package = path.name == "__init__.py"
     found: list[Import] = []
 
-    def visit(node: ast.AST, top: bool) -> None:
+    def visit(node: ast.AST, top: bool, typing_only: bool) -> None:
         if isinstance(node, ast.Import):
-            found.extend(Import(a.name, node.lineno, top) for a in node.names)
+            found.extend(Import(a.name, node.lineno, top, typing_only) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = _absolute(node, module, is_package)
-            found.append(Import(base, node.lineno, top))
-            found.extend(Import(f"{base}.{a.name}", node.lineno, top) for a in node.names if a.name != "*")
+            found.append(Import(base, node.lineno, top, typing_only))
+            found.extend(Import(f"{base}.{a.name}", node.lineno, top, typing_only)
+                         for a in node.names if a.name != "*")
         inner = top and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
         for field, value in ast.iter_fields(node):
             children = value if isinstance(value, list) else [value]
             lazy = isinstance(node, ast.If) and field == "body" and _is_type_checking(node.test)
             for child in children:
                 if isinstance(child, ast.AST):
-                    visit(child, inner and not lazy)
+                    visit(child, inner and not lazy, typing_only or lazy)
 
-    visit(ast.parse(path.read_text() if source is None else source, filename=str(path)), True)
+    visit(ast.parse(path.read_text() if source is None else source, filename=str(path)), True, False)
     return found
 
 
@@ -184,3 +198,91 @@ def test_import_avscene_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def import_graph(modules: dict[str, Path], sources: dict[str, str] | None = None) -> dict[str, set[str]]:
+    """module -> the avscene modules it imports when run, wherever the import is (lazy ones
+    inside functions included; ``if TYPE_CHECKING:`` ones, never executed, left out).
+
+    ``from a import b`` is an edge to ``a.b`` when that is a module, else to ``a``."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for imp in imports_of(path, None if sources is None else sources.get(name), name):
+            if not within(imp.module, PACKAGE) or imp.type_only:
+                continue
+            target = imp.module
+            while target not in modules and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target in modules and target != name:
+                edges.add(target)
+        graph[name] = edges
+    # ``from a import b`` also yields ``a``: drop it when ``a.b`` was the real target
+    for name, path in modules.items():
+        for imp in imports_of(path, None if sources is None else sources.get(name), name):
+            if imp.module in modules and imp.module in graph[name] and any(
+                    t.startswith(imp.module + ".") for t in graph[name]) and modules[imp.module].name == "__init__.py":
+                graph[name].discard(imp.module)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_lazy_imports_included():
+    found = cycles(import_graph(MODULES))
+    assert not found, "import cycles (lazy imports count too):\n" + "\n".join("  " + " <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_finds_a_cycle_it_is_given(tmp_path):
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    for p in (a, b, c):
+        p.write_text("")
+    modules = {"avscene.fake_a": a, "avscene.fake_b": b, "avscene.fake_c": c}
+    sources = {"avscene.fake_a": "import avscene.fake_b\n",
+               "avscene.fake_b": "def f():\n    from avscene.fake_a import x\n",  # lazy, still a cycle
+               "avscene.fake_c": "import avscene.fake_a\n"}
+    graph = import_graph(modules, sources)
+    assert cycles(graph) == [["avscene.fake_a", "avscene.fake_b"]]
+    sources["avscene.fake_b"] = ""
+    assert cycles(import_graph(modules, sources)) == []
+
+
+def test_every_top_level_module_has_a_rule():
+    """A new top-level module or package must say where it sits (the CLI and the package's
+    own entry points sit on top and import what they need)."""
+    top = {".".join(name.split(".")[:2]) for name in MODULES if name != PACKAGE}
+    exempt = {"avscene.__main__", "avscene.cli"}
+    assert sorted(top - exempt - set(FORBIDDEN)) == []

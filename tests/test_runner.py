@@ -20,7 +20,7 @@ import pytest
 
 from avscene.errors import CheckpointError, InputTimeoutError, OutputError, UsageError
 from avscene.results import FailedInput
-from avscene.tasks import _pool, runner
+from avscene.tasks import _pool, limits, runner
 from avscene.tasks.runner import (
     FileJob,
     Interrupted,
@@ -162,7 +162,7 @@ def test_no_limit(seconds):
 
 
 def test_time_limit_repeats_when_swallowed(monkeypatch):
-    monkeypatch.setattr(runner, "TIMEOUT_REPEAT_S", 0.2)
+    monkeypatch.setattr(limits, "TIMEOUT_REPEAT_S", 0.2)
     swallowed = 0
     t0 = time.monotonic()
     with pytest.raises(InputTimeoutError):
@@ -437,7 +437,7 @@ def test_append_is_durable_across_a_hard_kill(tmp_path):
 
 def test_input_limit_adds_the_media_duration_from_the_header(tmp_path):
     """A long file gets a longer limit: base + 1 s per media second; unreadable or no limit as documented."""
-    from avscene.tasks.runner import MEDIA_TIME_FACTOR, input_limit
+    from avscene.tasks.limits import MEDIA_TIME_FACTOR, input_limit
     from avscene.testing.media import write_video
 
     clip = write_video(tmp_path / "three.mp4", duration=3.0, fps=8)

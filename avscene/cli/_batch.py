@@ -63,7 +63,7 @@ def plan(paths: Sequence[Path], batch: BatchOptions) -> Plan:
     Raises:
         UsageError: bad flags or inputs; OutputError: the --jsonl file exists without --resume/--force.
     """
-    from avscene.tasks._pipeline import expand_inputs
+    from avscene.tasks.inputs import expand_inputs
     from avscene.tasks.runner import ResultLog, parse_shard, pending_inputs, shard_inputs
 
     check_flags(batch)

@@ -53,7 +53,7 @@ class Sink:
         return sum(not r.ok for r in self.results)
 
     def add(self, r: Result) -> None:
-        from avscene.tasks.runner import interrupts_held
+        from avscene.tasks.limits import interrupts_held
 
         with interrupts_held():  # the durable record and the count of done inputs agree
             if self.log is not None:

@@ -68,7 +68,7 @@ def evaluate_cmd(
     from rich.console import Console
     from rich.progress import Progress
 
-    from avscene.tasks._pipeline import load_model
+    from avscene.tasks.models import load_model
     from avscene.train.evaluate import evaluate
 
     check_report_path(json_out, force=force)

@@ -65,7 +65,7 @@ def evaluate_sep_cmd(
     from rich.progress import Progress
 
     from avscene.proposals.nmf import NMFOptions
-    from avscene.tasks._pipeline import load_model
+    from avscene.tasks.models import load_model
     from avscene.train.evaluate_sep import evaluate_separation, load_or_learn_dictionaries
 
     check_report_path(json_out, force=force)

@@ -74,7 +74,7 @@ def train_cmd(
     """Train a model from video-level labels only; writes a Hub-format checkpoint folder."""
     from rich.console import Console
 
-    from avscene.tasks._pipeline import resolve_device
+    from avscene.tasks.models import resolve_device
     from avscene.train.loop import TrainConfig, fit
 
     cfg = TrainConfig(

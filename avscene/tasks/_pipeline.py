@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from avscene.errors import AvsceneError, UsageError
-from avscene.results import FailedInput, Label, ModelRef
+from avscene.errors import UsageError
+from avscene.results import FailedInput, Label
 from avscene.tasks._memory import release_free_memory
 
 if TYPE_CHECKING:  # torch stays out of module import
@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # torch stays out of module import
     from avscene.proposals.audio import AudioProposals, ProposalTimes
     from avscene.proposals.visual import VisualProposals
 
-DEFAULT_MODEL_NAME = "avscene-av-small"
 # Seconds decoded per chunk: at most a minute (per-chunk costs vanish), and fewer when the
 # frames are large, so that one chunk's frames at source resolution stay within
 # CHUNK_FRAME_BYTES: 60 s of 1280x720 at 1 fps is 166 MB, 1080p gets 32-s chunks, 4K 8-s ones.
@@ -44,63 +43,6 @@ MIN_CHUNK_SECONDS = 4.0
 CHUNK_FRAME_BYTES = 200 * 2**20
 # Frames embedded per network call: their float input is 17 MB at 224x398 (720p resized).
 EMBED_FRAMES = 16
-MEDIA_SUFFIXES = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .flv .wmv .3gp .ogv "
-    ".wav .flac .mp3 .m4a .aac .ogg .opus".split()
-)
-
-
-def default_model_path() -> Path:
-    """The bundled model: ``$AVSCENE_MODEL`` if set, else the copy installed with the package."""
-    env = os.environ.get("AVSCENE_MODEL")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent.parent
-    for cand in (here / "bundled" / DEFAULT_MODEL_NAME, here.parent / "models" / DEFAULT_MODEL_NAME):
-        if (cand / "config.json").is_file():
-            return cand
-    raise AvsceneError(
-        f"the bundled model {DEFAULT_MODEL_NAME} is not installed; reinstall avscene or pass --model"
-    )
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → cuda, then mps, then cpu; otherwise checks the device exists."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("--device mps: MPS is not available here; use --device cpu or auto")
-    if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
-def load_model(
-    model: str | Path | None = None,
-    *,
-    revision: str | None = None,
-    offline: bool = False,
-    device: str = "auto",
-) -> LoadedModel:
-    """Load a checkpoint (local folder or Hub ``org/name``); None loads the bundled model."""
-    from avscene.hub import load_pretrained
-
-    target = str(default_model_path()) if model is None else str(model)
-    return load_pretrained(target, revision=revision, offline=offline, device=resolve_device(device))
-
-
-def model_ref(loaded: LoadedModel) -> ModelRef:
-    return ModelRef(id=loaded.model_id, revision=loaded.revision)
-
-
 @dataclass
 class Analysis:
     """Everything one forward pass produced for one file (batch dimension removed).
@@ -138,7 +80,7 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
 
     Args:
         path: the media file.
-        loaded: the model (:func:`load_model`).
+        loaded: the model (:func:`avscene.tasks.models.load_model`).
         edge_model: optional structured-edge model file for EdgeBoxes.
         chunk_seconds: seconds decoded and embedded at a time (``math.inf``: all at once;
             None: :func:`chunk_seconds_for` the file). Only memory and speed depend on it,
@@ -333,25 +275,6 @@ def predicted_labels(ranked: tuple[Label, ...], *, threshold: float, top_k: int 
     return tuple(picked if top_k is None else picked[:top_k])
 
 
-def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, directories recursed into (media suffixes only), sorted, de-duplicated.
-
-    A path that does not exist stays in the list: it becomes a ``FailedInput``
-    when processed, so it is reported with the others.
-    """
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES)
-            if not found:
-                raise UsageError(f"{p}: directory contains no media files ({', '.join(sorted(MEDIA_SUFFIXES)[:6])}, …)")
-            out.extend(found)
-        else:
-            out.append(p)
-    seen: set[Path] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
-
-
 T = TypeVar("T")
 
 
@@ -359,10 +282,10 @@ def run_each(paths: Iterable[Path], fn: Callable[[Path], T]) -> Iterator[T | Fai
     """Apply ``fn`` to each path; a failure becomes a ``FailedInput`` and the loop goes on.
 
     ``AVSCENE_DEBUG=1`` re-raises unexpected exceptions with their traceback. The same
-    per-input handling as the batch runner (:func:`avscene.tasks.runner.run_one`), without a
+    per-input handling as the batch runner (:func:`avscene.tasks.limits.run_one`), without a
     time limit.
     """
-    from avscene.tasks.runner import run_one
+    from avscene.tasks.limits import run_one
 
     debug = bool(os.environ.get("AVSCENE_DEBUG"))
     for p in paths:

@@ -29,8 +29,8 @@ from typing import Any
 
 from avscene.errors import AvsceneError
 from avscene.results import FailedInput
-from avscene.tasks.runner import (
-    Interrupted, Setup, _deferred, _raise_interrupted, input_limit, run_one, timeout_message,
+from avscene.tasks.limits import (
+    Interrupted, Setup, hold_signals, input_limit, raise_interrupted, run_one, timeout_message,
 )
 
 HARD_KILL_MARGIN_S = 5.0  # a worker still busy this long after its own timer fired is stuck: killed
@@ -65,7 +65,7 @@ def _terminated(signum: int, frame: Any) -> None:
     """A worker's SIGTERM: unwind once; a second SIGTERM must not cut the unwinding (the removal
     of temporary files) short, so it is ignored (the parent SIGKILLs after ``KILL_GRACE_S``)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _raise_interrupted(signum, frame)
+    raise_interrupted(signum, frame)
 
 
 def _worker_main(conn: Any, setup: Setup, threads: int, timeout: float | None, verbose: bool) -> None:
@@ -107,7 +107,7 @@ class _Worker:
     conn: Any  # the parent's end of its pipe
     ready: bool = False  # setup done: the model is loaded
     task: tuple[int, Path] | None = None  # (input index, path) being processed
-    limit: float | None = None  # the current input's time limit (runner.input_limit)
+    limit: float | None = None  # the current input's time limit (limits.input_limit)
     deadline: float = math.inf  # time.monotonic() after which it is stuck: killed
 
 
@@ -131,7 +131,7 @@ class _Pool:
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=_worker_main, name="avscene-worker", daemon=True,
                                 args=(child, self.setup, self.threads, self.timeout, self.verbose))
-        with _deferred(signal.SIGINT):  # inherited blocked: a Ctrl-C cannot kill it half-started
+        with hold_signals(signal.SIGINT):  # inherited blocked: a Ctrl-C cannot kill it half-started
             proc.start()
         child.close()
         self.workers.append(_Worker(proc, parent))
@@ -234,7 +234,7 @@ class _Pool:
 
         Returns the results that were sent but not read (an interrupted run).
         """
-        with _deferred(signal.SIGINT, signal.SIGTERM):
+        with hold_signals(signal.SIGINT, signal.SIGTERM):
             if completed:
                 for w in self.workers:
                     try:

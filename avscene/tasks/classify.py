@@ -8,15 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avscene.results import ClassifyResult, FailedInput
-from avscene.tasks._pipeline import (
-    Analysis,
-    analyse,
-    expand_inputs,
-    model_ref,
-    predicted_labels,
-    ranked_labels,
-    run_each,
-)
+from avscene.tasks._pipeline import Analysis, analyse, predicted_labels, ranked_labels, run_each
+from avscene.tasks.inputs import expand_inputs
+from avscene.tasks.models import model_ref
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel

@@ -26,7 +26,8 @@ import numpy as np
 from avscene.errors import UsageError
 from avscene.timing import segment_timestamps
 from avscene.results import AudioSegment, BoxDetection, Event, FailedInput, LocalizeResult, Timing
-from avscene.tasks._pipeline import Analysis, analyse, expand_inputs, run_each
+from avscene.tasks._pipeline import Analysis, analyse, run_each
+from avscene.tasks.inputs import expand_inputs
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
 
 if TYPE_CHECKING:

@@ -67,7 +67,9 @@ from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
 from avscene.results import FailedInput, SeparateResult
 from avscene.separation import Enhancement
-from avscene.tasks._pipeline import analyse, expand_inputs, model_ref, ranked_labels, run_each
+from avscene.tasks._pipeline import analyse, ranked_labels, run_each
+from avscene.tasks.inputs import expand_inputs
+from avscene.tasks.models import model_ref
 from avscene.tasks.separate_chunks import (  # re-exported: the numerics' public names (see __all__)
     ChunkedSeparator,
     ScoredComponents,
@@ -259,7 +261,7 @@ def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions
 
     Args:
         path: any media file with an audio stream.
-        loaded: a model with an audio network (:func:`avscene.tasks._pipeline.load_model`).
+        loaded: a model with an audio network (:func:`avscene.tasks.models.load_model`).
         opts: label, threshold, NMF, output rate and chunking (defaults: label
             predicted, soft mask, K = 20 KL-NMF, 16-kHz output, 30-s chunks).
         sink: receives ``open(label, rate)`` once, then every block of source and residual.
@@ -320,7 +322,7 @@ def separate_file(path: str | Path, loaded: LoadedModel, opts: SeparateOptions |
 
     Args:
         path: any media file with an audio stream.
-        loaded: a model with an audio network (:func:`avscene.tasks._pipeline.load_model`).
+        loaded: a model with an audio network (:func:`avscene.tasks.models.load_model`).
         opts: label, threshold, NMF, output rate and chunking (defaults: label
             predicted, soft mask, K = 20 KL-NMF, 16-kHz output).
 
