@@ -256,3 +256,25 @@ def test_visual_proposals_rejects_bad_input() -> None:
         visual_proposals(np.zeros((2, 8, 8), np.uint8), np.zeros(2), cfg=CFG)
     with pytest.raises(UsageError, match="uint8"):
         edge_boxes(np.zeros((8, 8, 3), np.float32))
+
+
+def test_visual_proposals_are_the_same_on_any_number_of_threads() -> None:
+    """Frames run concurrently; each frame's boxes equal those of the one-thread loop, in order."""
+    from avscene.io.decode import decode
+
+    clip = decode(Path(__file__).resolve().parent.parent / "examples" / "clips" / "car_ambulance_sync.mp4")
+    cfg = PreprocessConfig(boxes_per_frame=10)
+    one = visual_proposals(clip.frames, clip.frame_times, cfg=cfg, threads=1)
+    for n in (2, 4):
+        many = visual_proposals(clip.frames, clip.frame_times, cfg=cfg, threads=n)
+        np.testing.assert_array_equal(many.boxes, one.boxes)
+        np.testing.assert_array_equal(many.scores, one.scores)
+    expected = np.stack([edge_boxes(f, max_boxes=10)[0] for f in clip.frames])  # frame by frame
+    np.testing.assert_array_equal(one.boxes, expected)
+    assert len({tuple(b[0]) for b in one.boxes}) > 1  # real frames: not all the same boxes
+
+
+def test_a_failing_frame_fails_the_threaded_call() -> None:
+    frames = np.zeros((3, 40, 40, 3), np.uint8)
+    with pytest.raises(UsageError, match="max_boxes"):
+        visual_proposals(frames, np.arange(3) + 0.5, cfg=PreprocessConfig(boxes_per_frame=0), threads=2)

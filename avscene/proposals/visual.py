@@ -25,6 +25,8 @@ IoU 0.5, and some box centre falls inside the object in 0.91 of the cases.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -43,6 +45,7 @@ from avscene.proposals.edge_model import (  # noqa: F401
 # EdgeBoxes runs on the frame resized so its long side lies in [EDGE_MIN_SIDE, EDGE_MAX_SIDE]:
 # 224x224 stays as is, 1280x720 -> 320x180 (bounds the cost), 112x112 -> 224x224.
 EDGE_MIN_SIDE = 224  # px: the visual CNN's input size; smaller frames are upscaled
+MAX_PROPOSAL_THREADS = 8  # frames proposed at once, at most (bounded by the CPUs as well)
 EDGE_MAX_SIDE = 320  # px: larger frames are downscaled
 GRADIENT_SMOOTH_RADIUS = 4  # triangle radius before the gradient (Dollar's edgeBoxes.m fallback)
 ORIENTATION_RADIUS = 4  # computeOrientation smoothing (SED gradientNormalizationRadius)
@@ -325,8 +328,19 @@ def edge_boxes(
     return boxes.astype(np.float32), scores.astype(np.float32)
 
 
+def proposal_threads() -> int:
+    """Threads for EdgeBoxes: the CPUs this process may run on, at most ``MAX_PROPOSAL_THREADS``.
+    (OpenCV releases the GIL inside its calls, so frames run truly in parallel.)"""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_PROPOSAL_THREADS))
+
+
 def visual_proposals(
-    frames: np.ndarray, times: np.ndarray, *, cfg: PreprocessConfig, edge_model: str | None = None
+    frames: np.ndarray, times: np.ndarray, *, cfg: PreprocessConfig, edge_model: str | None = None,
+    threads: int | None = None,
 ) -> VisualProposals:
     """EdgeBoxes proposals of every sampled frame of a clip.
 
@@ -335,6 +349,8 @@ def visual_proposals(
         times: ``(T,)`` seconds of each frame (``Clip.frame_times``).
         cfg: Preprocessing parameters; ``cfg.boxes_per_frame`` is M.
         edge_model: Optional Structured Edge Detection model path.
+        threads: frames processed at once (None: :func:`proposal_threads`). Frames are
+            independent, so the result is the same for any number.
 
     Returns:
         :class:`VisualProposals` with boxes ``(T, M, 4)`` and scores ``(T, M)``.
@@ -352,6 +368,15 @@ def visual_proposals(
     m = cfg.boxes_per_frame
     boxes = np.zeros((len(frames), m, 4), dtype=np.float32)  # (T, M, 4)
     scores = np.zeros((len(frames), m), dtype=np.float32)  # (T, M)
-    for t, frame in enumerate(frames):
-        boxes[t], scores[t] = edge_boxes(frame, max_boxes=m, edge_model=edge_model)
+    n = min(len(frames), threads or proposal_threads())
+
+    def one(t: int) -> None:
+        boxes[t], scores[t] = edge_boxes(frames[t], max_boxes=m, edge_model=edge_model)
+
+    if n <= 1:
+        for t in range(len(frames)):
+            one(t)
+    else:
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="edgeboxes") as pool:
+            list(pool.map(one, range(len(frames))))  # list(): re-raises a frame's error here
     return VisualProposals(boxes=boxes, scores=scores, times=times)
