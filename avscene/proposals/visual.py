@@ -329,12 +329,18 @@ def edge_boxes(
 
 
 def proposal_threads() -> int:
-    """Threads for EdgeBoxes: the CPUs this process may run on, at most ``MAX_PROPOSAL_THREADS``.
-    (OpenCV releases the GIL inside its calls, so frames run truly in parallel.)"""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
+    """Threads for EdgeBoxes: ``OMP_NUM_THREADS`` when set (the process's thread budget, which
+    ``--jobs N`` workers get as cores / N), else the CPUs this process may run on; at most
+    ``MAX_PROPOSAL_THREADS``. (OpenCV releases the GIL inside its calls, so frames run truly
+    in parallel.)"""
+    budget = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if budget.isdigit() and int(budget) > 0:
+        cpus = int(budget)
+    else:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
     return max(1, min(cpus, MAX_PROPOSAL_THREADS))
 
 
