@@ -13,6 +13,16 @@ huggingface_hub 2.4) when they are pointed at it with ``HF_ENDPOINT`` (set befor
   (``X-Repo-Commit``, ``ETag``, ``Content-Length``) and bytes, with single-range
   ``Range: bytes=N-`` support for resumed downloads.
 
+And the endpoints ``create_repo``, ``create_branch`` and ``upload_folder`` (``create_commit``)
+use, so that publishing can be tested for real:
+
+* ``POST /api/validate-yaml``: the model card's metadata is accepted.
+* ``POST /api/repos/create``: a new empty repo (``main`` at an empty commit); 409 if it exists.
+* ``POST /api/models/{repo_id}/branch/{branch}``: a branch at ``main``'s commit; 409 if it exists.
+* ``POST /api/models/{repo_id}/preupload/{revision}``: every file ``regular`` (sent inline).
+* ``POST /api/models/{repo_id}/commit/{revision}``: the NDJSON commit (header, base64 ``file``
+  and ``deletedFile`` lines) applied on top of the revision, which then points at it.
+
 Unknown repos, revisions and files get a 404 carrying the Hub's ``X-Error-Code``
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``), so huggingface_hub raises
 its own typed errors. Every request is logged in :attr:`HubServer.requests`, so a
@@ -21,6 +31,7 @@ test can assert that offline mode made none.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -39,13 +50,14 @@ _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _API_RE = re.compile(rf"^/api/models/{_REPO}(?:/(?P<kind>revision|tree)/(?P<rev>[^/]+)(?P<sub>/.*)?)?$")
 _RESOLVE_RE = re.compile(rf"^/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 _RANGE_RE = re.compile(r"^bytes=(?P<start>\d+)-(?P<end>\d*)$")
+_WRITE_RE = re.compile(rf"^/api/models/{_REPO}/(?P<kind>preupload|commit|branch)/(?P<rev>[^/]+)$")
 
 
 @dataclass(frozen=True)
 class RequestRecord:
     """One request the server received."""
 
-    method: str  # "GET" or "HEAD"
+    method: str  # "GET", "HEAD" or "POST"
     path: str  # URL path, still percent-encoded, without the query string
 
 
@@ -53,6 +65,8 @@ class RequestRecord:
 class _Repo:
     refs: dict[str, str] = field(default_factory=dict)  # branch/tag name -> commit sha
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit sha -> files
+    private: bool = False
+    messages: dict[str, str] = field(default_factory=dict)  # commit sha -> commit summary
 
     def commit_for(self, revision: str) -> str | None:
         if revision in self.commits:
@@ -104,6 +118,62 @@ class HubServer:
             repo.commits[commit] = content
             repo.refs[revision] = commit
         return commit
+
+    def repo(self, repo_id: str) -> _Repo | None:
+        """A snapshot of ``repo_id`` (refs, commits, private flag, messages), None if absent."""
+        import copy
+
+        with self._lock:
+            repo = self._repos.get(repo_id)
+            return None if repo is None else copy.deepcopy(repo)
+
+    def _create_repo(self, repo_id: str, *, private: bool) -> bool:
+        """False if it exists already."""
+        with self._lock:
+            if repo_id in self._repos:
+                return False
+            commit = hashlib.sha1(f"{repo_id}@init".encode()).hexdigest()
+            self._repos[repo_id] = _Repo(refs={"main": commit}, commits={commit: {}}, private=private)
+            return True
+
+    def _create_branch(self, repo_id: str, branch: str) -> str | None:
+        """None when created, else the Hub error code."""
+        with self._lock:
+            repo = self._repos.get(repo_id)
+            if repo is None:
+                return "RepoNotFound"
+            if branch in repo.refs:
+                return "Conflict"
+            repo.refs[branch] = repo.refs["main"]
+            return None
+
+    def _commit(self, repo_id: str, revision: str, ops: list[dict]) -> str:
+        """Apply NDJSON commit lines on ``revision``; returns the new sha or an error code."""
+        with self._lock:
+            repo = self._repos.get(repo_id)
+            if repo is None:
+                return "RepoNotFound"
+            parent = repo.commit_for(revision)
+            if parent is None or revision not in repo.refs:
+                return "RevisionNotFound"
+            files = dict(repo.commits[parent])
+            summary = ""
+            for op in ops:
+                value = op.get("value", {})
+                if op.get("key") == "header":
+                    summary = value.get("summary", "")
+                elif op.get("key") == "file":
+                    files[value["path"]] = base64.b64decode(value["content"])
+                elif op.get("key") == "deletedFile":
+                    files.pop(value["path"], None)
+            digest = hashlib.sha1(parent.encode())
+            for name in sorted(files):
+                digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+            commit = digest.hexdigest()
+            repo.commits[commit] = files
+            repo.refs[revision] = commit
+            repo.messages[commit] = summary
+            return commit
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -200,6 +270,59 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._dispatch(send_body=True)
 
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        path = urlsplit(self.path).path
+        self.server.hub._record("POST", path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        hub = self.server.hub
+        if path == "/api/repos/create":
+            req = json.loads(body or b"{}")
+            repo_id = f"{req.get('organization')}/{req['name']}" if req.get("organization") else req["name"]
+            private = bool(req.get("private")) or req.get("visibility") == "private"  # older / newer clients
+            if not hub._create_repo(repo_id, private=private):
+                self._error(409, "Conflict", f"You already created this model repo: {repo_id}",
+                            extra={"url": f"{hub.url}/{repo_id}"})  # the Hub's 409 carries the url
+                return
+            self._json({"url": f"{hub.url}/{repo_id}", "name": repo_id, "id": repo_id})
+        elif path == "/api/validate-yaml":  # the model card's metadata, checked before a commit
+            self._json({"errors": [], "warnings": []})
+        elif m := _WRITE_RE.match(path):
+            self._write(unquote(m["repo"]), m["kind"], unquote(m["rev"]), body)
+        else:
+            self._error(404, "RepoNotFound", f"no route for POST {path}")
+
+    def _write(self, repo_id: str, kind: str, revision: str, body: bytes) -> None:
+        hub = self.server.hub
+        if kind == "branch":
+            code = hub._create_branch(repo_id, revision)
+            if code is None:
+                self._json({})
+            else:
+                self._error(409 if code == "Conflict" else 404, code, f"{repo_id}: branch {revision}: {code}")
+        elif kind == "preupload":
+            if isinstance(found := hub._lookup(repo_id, revision), str):
+                self._error(404, found, f"{repo_id}@{revision}: {found}")
+                return
+            files = json.loads(body or b"{}").get("files", [])
+            self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                  for f in files]})
+        else:
+            ops = [json.loads(line) for line in body.splitlines() if line.strip()]
+            commit = hub._commit(repo_id, revision, ops)
+            if len(commit) != 40:
+                self._error(404, commit, f"{repo_id}@{revision}: {commit}")
+                return
+            self._json({"commitUrl": f"{hub.url}/{repo_id}/commit/{commit}", "commitOid": commit,
+                        "pullRequestUrl": None})
+
+    def _json(self, body: object) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def _dispatch(self, *, send_body: bool) -> None:
         path = urlsplit(self.path).path
         self.server.hub._record(self.command, path)
@@ -263,8 +386,9 @@ class _Handler(BaseHTTPRequestHandler):
         if send_body:
             self.wfile.write(data[start:])
 
-    def _error(self, status: int, code: str, message: str, *, commit: str | None = None) -> None:
-        payload = json.dumps({"error": message}).encode()
+    def _error(self, status: int, code: str, message: str, *, commit: str | None = None,
+               extra: dict | None = None) -> None:
+        payload = json.dumps({"error": message, **(extra or {})}).encode()
         self.send_response(status)
         self.send_header("X-Error-Code", code)
         self.send_header("X-Error-Message", message)

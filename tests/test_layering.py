@@ -35,6 +35,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                          "avscene.doctor"),
     "avscene.train": ("avscene.cli",),
     "avscene.hub": ("avscene.tasks", "avscene.train", "avscene.cli", "avscene.doctor"),
+    "avscene.hub_push": ("avscene.tasks", "avscene.train", "avscene.cli", "avscene.doctor"),
     # checks the installation through the library; the CLI only renders its report
     "avscene.doctor": ("avscene.train", "avscene.cli"),
     # tiny models and generated media for tests: built from the library, never from its front ends

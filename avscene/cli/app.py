@@ -61,13 +61,16 @@ def command(fn: Callable[..., int], name: str, epilog: str | None = None) -> Non
 
 
 def _register() -> None:
-    from avscene.cli import classify, doctor, download, evaluate, evaluate_sep, localize, separate, train
+    from avscene.cli import (
+        classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, upload,
+    )
 
     command(classify.classify_cmd, "classify", classify.EPILOG)
     command(localize.localize_cmd, "localize", localize.EPILOG)
     command(train.train_cmd, "train", train.EPILOG)
     command(evaluate.evaluate_cmd, "evaluate", evaluate.EPILOG)
     command(download.download_cmd, "download", download.EPILOG)
+    command(upload.upload_cmd, "upload", upload.EPILOG)
     command(separate.separate_cmd, "separate", separate.EPILOG)
     command(evaluate_sep.evaluate_sep_cmd, "evaluate-separation", evaluate_sep.EPILOG)
     command(doctor.doctor_cmd, "doctor", doctor.EPILOG)
