@@ -18,7 +18,7 @@ use ``avscene.tasks.classify.classify_many`` and friends, which yield a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 __all__ = ["classify", "load_model", "localize", "separate", "__version__"]
@@ -26,6 +26,9 @@ __all__ = ["classify", "load_model", "localize", "separate", "__version__"]
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
     from avscene.results import ClassifyResult, LocalizeResult
+    from avscene.tasks.separate import Separation
+
+    ModelLike = LoadedModel | str | Path | None  # a loaded model, a folder or Hub id, None: bundled
 
 
 def load_model(model: str | Path | None = None, *, revision: str | None = None, offline: bool = False,
@@ -36,13 +39,13 @@ def load_model(model: str | Path | None = None, *, revision: str | None = None, 
     return _load(model, revision=revision, offline=offline, device=device)
 
 
-def _model(model: Any) -> LoadedModel:
+def _model(model: ModelLike) -> LoadedModel:
     from avscene.hub import LoadedModel
 
     return model if isinstance(model, LoadedModel) else load_model(model)
 
 
-def classify(path: str | Path, *, model: Any = None, top_k: int | None = None,
+def classify(path: str | Path, *, model: ModelLike = None, top_k: int | None = None,
              threshold: float | None = None) -> ClassifyResult:
     """Video-level labels of one file (see ``avscene.results.ClassifyResult``)."""
     from avscene.tasks.classify import ClassifyOptions, classify_file
@@ -50,7 +53,7 @@ def classify(path: str | Path, *, model: Any = None, top_k: int | None = None,
     return classify_file(path, _model(model), ClassifyOptions(top_k=top_k, threshold=threshold))
 
 
-def localize(path: str | Path, *, model: Any = None, labels: list[str] | tuple[str, ...] = (),
+def localize(path: str | Path, *, model: ModelLike = None, labels: list[str] | tuple[str, ...] = (),
              boxes: int = 1) -> LocalizeResult:
     """Boxes, audio scores, events and timing of one file (see ``avscene.results.LocalizeResult``)."""
     from avscene.tasks.localize import LocalizeOptions, localize_file
@@ -58,7 +61,7 @@ def localize(path: str | Path, *, model: Any = None, labels: list[str] | tuple[s
     return localize_file(path, _model(model), LocalizeOptions(labels=tuple(labels), boxes=boxes))
 
 
-def separate(path: str | Path, *, model: Any = None, label: str | None = None, threshold: float | None = None):
+def separate(path: str | Path, *, model: ModelLike = None, label: str | None = None, threshold: float | None = None) -> Separation:
     """Separate the audio of ``label`` (None: the top predicted class) from the rest of the mixture."""
     from avscene.tasks.separate import SeparateOptions, separate_file
 

@@ -268,3 +268,8 @@ class SeparateResult:
             "model": self.model.to_json(),
             "warnings": list(self.warnings),
         }
+
+
+# What one input of a task gives: its result, or the FailedInput that stands for it.
+TaskResult = ClassifyResult | LocalizeResult | SeparateResult
+InputResult = TaskResult | FailedInput

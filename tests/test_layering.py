@@ -287,3 +287,17 @@ def test_every_top_level_module_has_a_rule():
     top = {".".join(name.split(".")[:2]) for name in MODULES if name != PACKAGE}
     exempt = {"avscene.__main__", "avscene.cli"}
     assert sorted(top - exempt - set(FORBIDDEN)) == []
+
+
+def test_the_public_api_is_typed_without_any():
+    """The Python API says what it takes and returns (annotations are strings here)."""
+    import inspect
+
+    from avscene.tasks import runner
+
+    for fn in (avscene.load_model, avscene.classify, avscene.localize, avscene.separate, runner.run_batch,
+               runner.run_one):
+        sig = inspect.signature(fn)
+        annotations = [p.annotation for p in sig.parameters.values()] + [sig.return_annotation]
+        assert inspect.Signature.empty not in annotations[-1:], f"{fn.__name__} has no return type"
+        assert not any("Any" in str(a) for a in annotations), f"{fn.__name__}: {sig}"

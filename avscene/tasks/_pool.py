@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from avscene.errors import AvsceneError
-from avscene.results import FailedInput
+from avscene.results import FailedInput, InputResult
 from avscene.tasks.limits import (
     Interrupted, Setup, hold_signals, input_limit, raise_interrupted, run_one, timeout_message,
 )
@@ -249,7 +249,7 @@ class _Pool:
 
 def run_pool(files: Sequence[Path], setup: Setup, *, jobs: int, timeout: float | None,
              on_traceback: Callable[[str, str], None] | None,
-             on_salvage: Callable[[Any], None] | None) -> Iterator[Any]:
+             on_salvage: Callable[[InputResult], None] | None) -> Iterator[InputResult]:
     """``setup()``'s function over ``files`` in ``min(jobs, len(files))`` workers; yields results in input order.
 
     Args:

@@ -23,10 +23,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from avscene.errors import AvsceneError, InputTimeoutError, UsageError
-from avscene.results import FailedInput
+from avscene.results import FailedInput, TaskResult
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 120.0  # base allowance per input (~60x a 10-s clip on a busy 2-core CPU)
 # ... plus this many seconds per second of media (header duration): classify/localize run at
@@ -35,7 +37,7 @@ MEDIA_TIME_FACTOR = 1.0
 TIMEOUT_REPEAT_S = 1.0  # re-raise every second, in case code under the limit swallows the first one
 EXIT_SIGNAL_BASE = 128  # shell convention: a process ended by signal N exits with 128 + N
 
-PerInput = Callable[[Path], Any]  # one input → its result; raises AvsceneError when it fails
+PerInput = Callable[[Path], TaskResult]  # one input → its result; raises AvsceneError when it fails
 Setup = Callable[[], PerInput]  # picklable; called once per process (loads the model)
 
 
@@ -176,8 +178,8 @@ def time_limit(seconds: float | None) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, left, old_interval)
 
 
-def run_one(fn: PerInput, path: Path, *, timeout: float | None, verbose: bool = False,
-            reraise_unexpected: bool = False) -> tuple[Any, str | None]:
+def run_one(fn: Callable[[Path], T], path: Path, *, timeout: float | None, verbose: bool = False,
+            reraise_unexpected: bool = False) -> tuple[T | FailedInput, str | None]:
     """``fn(path)`` under :func:`time_limit`; a failure becomes a FailedInput.
 
     ``reraise_unexpected``: an exception that is not an ``AvsceneError`` propagates (library

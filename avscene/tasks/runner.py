@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avscene.errors import OutputError, UsageError
+from avscene.results import InputResult, TaskResult
 from avscene.tasks.limits import (  # re-exported: the batch API's names
     DEFAULT_TIMEOUT_S,
     Interrupted,
@@ -53,6 +54,11 @@ from avscene.tasks.limits import (  # re-exported: the batch API's names
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
+    from avscene.tasks.classify import ClassifyOptions
+    from avscene.tasks.localize import LocalizeOptions
+    from avscene.tasks.separate import SeparateOptions
+
+    TaskOptions = ClassifyOptions | LocalizeOptions | SeparateOptions
 
 # --------------------------------------------------------------------------- shards
 
@@ -206,10 +212,10 @@ class FileJob:
     functions (pickled by reference for worker processes).
     """
 
-    fn: Callable[..., Any]  # fn(path, loaded=LoadedModel, opts=opts) → result
+    fn: Callable[..., TaskResult]  # fn(path, loaded=LoadedModel, opts=opts) → result
     model: ModelSpec
-    opts: Any = None
-    check: Callable[[Any, Any], Any] | None = None  # check(opts, loaded): refuse bad options once
+    opts: TaskOptions | None = None
+    check: Callable[[Any, LoadedModel], None] | None = None  # check(opts, loaded): refuse bad options once
 
     def __call__(self) -> PerInput:
         import functools
@@ -222,7 +228,7 @@ class FileJob:
 
 def run_batch(files: Sequence[Path], setup: Setup, *, jobs: int = 1, timeout: float | None = DEFAULT_TIMEOUT_S,
               on_traceback: Callable[[str, str], None] | None = None,
-              on_salvage: Callable[[Any], None] | None = None) -> Iterator[Any]:
+              on_salvage: Callable[[InputResult], None] | None = None) -> Iterator[InputResult]:
     """Apply ``setup()``'s function to every file; yields one result per file, in order.
 
     Close the generator (``contextlib.closing``) when stopping early: that stops the workers.
@@ -255,7 +261,7 @@ def run_batch(files: Sequence[Path], setup: Setup, *, jobs: int = 1, timeout: fl
 
 
 def _run_here(files: Sequence[Path], setup: Setup, *, timeout: float | None,
-              on_traceback: Callable[[str, str], None] | None) -> Iterator[Any]:
+              on_traceback: Callable[[str, str], None] | None) -> Iterator[InputResult]:
     fn = setup()
     for path in files:
         result, tb = run_one(fn, Path(path), timeout=timeout, verbose=on_traceback is not None)
