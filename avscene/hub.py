@@ -29,14 +29,17 @@ from avscene.errors import CheckpointError, ConfigError, OutputError, UsageError
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from avscene.dictionary import Dictionaries
+
     from avscene.nn.model import AVSceneNet, ModelConfig
 
 FORMAT_VERSION = 1  # bump when config.json changes incompatibly; readers accept <= this
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)  # all a download fetches from a repo
-CONFIG_KEYS = ("format_version", "model", "labels", "preprocess", "training")
+DICTIONARIES_NAME = "dictionaries.safetensors"  # optional: supervised-NMF dictionaries (separate --method dictionary)
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, DICTIONARIES_NAME)  # all a download fetches from a repo
+CONFIG_KEYS = ("format_version", "model", "labels", "preprocess", "training", "separation")
 REQUIRED_CONFIG_KEYS = ("format_version", "model", "labels", "preprocess")
 # The Hub's ``org/name`` form; anything else that is not an existing folder is a typo.
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -66,6 +69,7 @@ class LoadedModel:
     revision: str | None  # requested revision, None for the default
     folder: Path  # folder the files were read from
     commit: str | None = None  # Hub commit sha the weights came from; None for a local folder
+    dictionaries: Dictionaries | None = None  # supervised-NMF dictionaries, if the checkpoint has them
 
 
 # --- low level: files --------------------------------------------------------------
@@ -423,7 +427,58 @@ def load_pretrained(
     return LoadedModel(
         model=model, config=cfg, labels=labels, preprocess=preprocess,
         model_id=model_id_or_path, revision=revision, folder=folder, commit=resolved.commit,
+        dictionaries=load_dictionaries(folder, raw, labels),
     )
+
+
+def load_dictionaries(folder: Path, config: dict, labels: Sequence[str]) -> Dictionaries | None:
+    """The dictionaries ``config.json`` declares under ``separation.dictionary`` (None if none),
+    read strictly from ``dictionaries.safetensors``.
+
+    Raises:
+        CheckpointError: declared but missing, unreadable, or not matching the labels.
+    """
+    meta = (config.get("separation") or {}).get("dictionary")
+    if meta is None:
+        return None
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from avscene.dictionary import Dictionaries
+
+    path = Path(folder) / DICTIONARIES_NAME
+    where = f"{Path(folder) / CONFIG_NAME}"
+    if not isinstance(meta, dict) or not {"n_fft", "hop", "class_atoms", "background_atoms"} <= set(meta):
+        raise CheckpointError(f"{where}: separation.dictionary needs n_fft, hop, class_atoms and background_atoms")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing but {CONFIG_NAME} declares dictionaries; re-download the "
+                              "checkpoint or run `avscene train-dictionaries` again")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {path} ({e}); re-download or retrain the dictionaries") from e
+    return Dictionaries.from_tensors(tensors, meta, labels, source=str(path))
+
+
+def save_dictionaries(folder: str | Path, dicts: Dictionaries) -> Path:
+    """Add ``dicts`` to the checkpoint in ``folder``: ``dictionaries.safetensors`` and the
+    ``separation.dictionary`` entry of ``config.json``, each written atomically (the weights
+    first, so a config never names a file that is not there)."""
+    from safetensors.torch import save_file
+
+    from avscene.io.writers import atomic_write, atomic_write_text
+
+    folder = Path(folder)
+    config = read_config(folder)
+    unknown = sorted(set(dicts.classes) - set(config["labels"]))
+    if unknown:
+        raise CheckpointError(f"dictionaries for {unknown}, which are not labels of {folder}")
+    with atomic_write(folder / DICTIONARIES_NAME, force=True) as tmp:
+        save_file(dicts.tensors(), str(tmp))
+        default_file_mode(tmp)  # safetensors creates it 0600
+    config["separation"] = {**(config.get("separation") or {}), "dictionary": dicts.meta()}
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
+    return folder / DICTIONARIES_NAME
 
 
 def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], *, name: str) -> None:

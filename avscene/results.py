@@ -215,8 +215,9 @@ class SeparateResult:
          "label": str,                          # the class that was separated
          "label_source": "given" | "predicted", # --label, or the classifier's top class
          "label_score": float|null,             # the classifier's score of a predicted label
-         "k": int,                              # NMF components per chunk
-         "threshold": float|null,               # hard-mask τ on the scaled relevance; null: soft
+         "method": "ncp" | "dictionary",        # NCP ranking (the paper) or supervised NMF
+         "k": int,                              # NMF components per chunk (dictionary: class + background atoms)
+         "threshold": float|null,               # ncp: hard-mask τ on the scaled relevance; null: soft
          "chunks": [[start, end], ...],         # seconds; one NMF per chunk (inputs up to 30 s: one)
          "alpha": [[float, ...], ...],          # per chunk, per component: α_k = max_t β_{k,t}
          "alpha_scaled": [[float, ...], ...],   # per chunk: α' in [0, 1] (min–max)
@@ -226,8 +227,8 @@ class SeparateResult:
          "model": {"id": str, "revision": str|null},
          "warnings": [str, ...]}
 
-    ``alpha``, ``alpha_scaled`` and ``kept`` have one row of ``k`` values per
-    entry of ``chunks``.
+    With ``method: "ncp"``, ``alpha``, ``alpha_scaled`` and ``kept`` have one row of ``k``
+    values per entry of ``chunks``; with ``"dictionary"`` they are empty (nothing is ranked).
     """
 
     file: str
@@ -246,6 +247,7 @@ class SeparateResult:
     source_path: str | None = None
     residual_path: str | None = None
     warnings: tuple[str, ...] = ()
+    method: str = "ncp"  # "ncp" | "dictionary"
 
     ok = True
 
@@ -255,6 +257,7 @@ class SeparateResult:
             "label": self.label,
             "label_source": self.label_source,
             "label_score": None if self.label_score is None else _r(self.label_score),
+            "method": self.method,
             "k": self.k,
             "threshold": self.threshold,
             "chunks": [[_r(a, 3), _r(b, 3)] for a, b in self.chunks],

@@ -28,6 +28,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "avscene.io": ("avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli"),
     "avscene.tasks": ("avscene.train", "avscene.cli"),
     # NCP source enhancement: signal maths over dsp/proposals, below the tasks that run it
+    "avscene.dictionary": ("avscene.io", "avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli",
+                           "avscene.hub", "avscene.doctor"),
     "avscene.separation": ("avscene.io", "avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli",
                            "avscene.hub", "avscene.doctor"),
     # the model card text: reads configs, never loads, runs or trains anything

@@ -88,14 +88,6 @@ def test_oracle_weights_on_exact_sources(rng) -> None:
     np.testing.assert_array_equal(sb.oracle_weights(tracks, s, s + n), [1.0, 0.0, 1.0])
 
 
-def test_dictionaries_round_trip(tmp_path, rng) -> None:
-    d = sb.Dictionaries(classes={"x": rng.random((5, 2))}, background=rng.random((5, 3)), n_fft=8, hop=2)
-    back = sb.Dictionaries.load(d.save(tmp_path / "d.npz"))
-    np.testing.assert_array_equal(back.classes["x"], d.classes["x"])
-    np.testing.assert_array_equal(back.background, d.background)
-    assert (back.n_fft, back.hop) == (8, 2)
-
-
 # ----------------------------------------------------------------------------- methods on the toy
 
 

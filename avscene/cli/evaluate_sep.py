@@ -25,7 +25,8 @@ EPILOG = """Examples:
 
   avscene evaluate-separation ../shared/avbench/val/sep --limit 6 --json-out sep.json
 
-  avscene evaluate-separation SEP_DIR --dictionaries dicts.npz   (learnt once, then reused)
+  avscene train-dictionaries runs/av ../shared/avbench/train/labels.csv   (once: the supervised-NMF
+  avscene evaluate-separation SEP_DIR --model runs/av                      baseline then uses them)
 """
 
 
@@ -52,10 +53,9 @@ def evaluate_sep_cmd(
     offline: OfflineOpt = False,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N mixtures.")] = None,
     components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components.")] = 20,
-    dictionaries: Annotated[Optional[Path], typer.Option(help="Supervised-NMF dictionaries (.npz): loaded "
-                                                         "if the file exists, else learnt and saved there.")] = None,
-    train_manifest: Annotated[Optional[Path], typer.Option(help="Training labels.csv for the dictionaries "
-                                                           "(default: SEP_DIR/../../train/labels.csv).")] = None,
+    train_manifest: Annotated[Optional[Path], typer.Option(help="Training labels.csv for the dictionaries when "
+                                                           "the model has none (default: SEP_DIR/../../train/"
+                                                           "labels.csv).")] = None,
     json_out: ReportJsonOutOpt = None,
     json_flag: ReportJsonOpt = False,
     force: ReportForceOpt = False,
@@ -66,15 +66,15 @@ def evaluate_sep_cmd(
 
     from avscene.proposals.nmf import NMFOptions
     from avscene.tasks.models import load_model
-    from avscene.train.evaluate_sep import evaluate_separation, load_or_learn_dictionaries
+    from avscene.train.evaluate_sep import dictionaries_for, evaluate_separation
 
     check_report_path(json_out, force=force)
     loaded = load_model(model, revision=revision, offline=offline, device=device)
     manifest = train_manifest or Path(sep_dir).resolve().parent.parent / "train" / "labels.csv"
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("dictionaries", total=None)
-        dicts = load_or_learn_dictionaries(sep_dir, manifest, path=dictionaries, limit=limit,
-                                           progress=lambda d, n: bar.update(task, completed=d, total=n))
+        dicts = dictionaries_for(loaded, sep_dir, manifest, limit=limit,
+                                 progress=lambda d, n: bar.update(task, completed=d, total=n))
         bar.update(task, description="separate", completed=0, total=None)
         rep = evaluate_separation(loaded, sep_dir, dictionaries=dicts, nmf=NMFOptions(k=components), limit=limit,
                                   progress=lambda d, n: bar.update(task, completed=d, total=n))

@@ -166,13 +166,14 @@ def check_job(opts: WriteOptions, loaded: LoadedModel) -> None:
 
 
 def separate_table(results) -> Table:
-    t = Table("file", "label", "kept", "source", "residual")
+    t = Table("file", "label", "method", "source", "residual")
     for i in (0, 3, 4):
         t.columns[i].overflow = "fold"
     for r in results:
         kept = sum(sum(row) for row in r.kept)
         label = r.label if r.label_source == "given" else f"{r.label} (predicted)"
-        t.add_row(r.file, label, f"{kept}/{r.k * len(r.kept)}", r.source_path or "—", r.residual_path or "—")
+        how = f"ncp, {kept}/{r.k * len(r.kept)} kept" if r.method == "ncp" else r.method
+        t.add_row(r.file, label, how, r.source_path or "—", r.residual_path or "—")
     return t
 
 
@@ -189,7 +190,10 @@ def separate_cmd(
                                                        help="Hard mask: keep the components whose scaled "
                                                        "relevance is >= this (the paper: 0.1). "
                                                        "Default: soft mask.")] = None,
-    components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components.")] = 20,
+    method: Annotated[str, typer.Option(help="auto (dictionary when the model has dictionaries, else ncp), "
+                                        "dictionary (supervised NMF: `avscene train-dictionaries`) or ncp "
+                                        "(the paper's ranking of NMF components).")] = "auto",
+    components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components (ncp).")] = 20,
     divergence: Annotated[str, typer.Option(help="NMF divergence: kl (magnitude) or is (power).")] = "kl",
     output_rate: Annotated[str, typer.Option(help="model (16 kHz) or input (the input's sample "
                                              "rate).")] = "model",
@@ -222,7 +226,7 @@ def separate_cmd(
     check_templates(templates, p.files, n_all=p.n_all)
     opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,  # type: ignore[arg-type]
                            nmf=NMFOptions(k=components, divergence=divergence),  # type: ignore[arg-type]
-                           chunk_seconds=chunk_seconds)
+                           chunk_seconds=chunk_seconds, method=method)  # type: ignore[arg-type]
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
     job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_job)
     return execute(p, job, Sink(mode=mode, table=separate_table, log=p.log), batch, label="separate")

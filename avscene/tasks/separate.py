@@ -1,4 +1,10 @@
-"""``separate``: the sound of one class in a file, by ranking NMF components.
+"""``separate``: the sound of one class in a file, by ranking NMF components or with dictionaries.
+
+Two methods share everything below but the per-chunk numerics (``SeparateOptions.method``):
+``"ncp"``, the paper's (described here), and ``"dictionary"``, supervised NMF with the class
+and background dictionaries the checkpoint carries (:mod:`avscene.dictionary`, learnt from
+weakly labelled training clips by ``avscene train-dictionaries``). ``"auto"`` uses the
+dictionaries when the model has them and no ``threshold`` is asked for.
 
 Parekh et al. (2019), Sec. III-D1. Per file: decode the audio (mono, at the
 model's 16 kHz) → NMF with ``K`` components → component tracks → their
@@ -94,6 +100,7 @@ CHUNK_SECONDS = 30.0  # longest stretch one NMF models; 30 s x K=20 peaks at ~0.
 CROSSFADE_SECONDS = 1.0  # overlap of consecutive chunks, cross-faded
 MIN_CHUNK_SECONDS = 2.0  # at least two 0.96-s NCP windows per chunk, so ranking has a time axis
 OUTPUT_RATES = ("model", "input")
+METHODS = ("auto", "dictionary", "ncp")  # auto: dictionary when the model has dictionaries, else ncp
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,29 @@ class SeparateOptions:
     output_rate: Literal["model", "input"] = "model"
     chunk_seconds: float = CHUNK_SECONDS  # longest chunk fitted by one NMF (see "Long inputs")
     crossfade_seconds: float = CROSSFADE_SECONDS  # overlap of consecutive chunks; <= chunk_seconds / 4
+    # "ncp": the paper's ranking of NMF components by the audio network; "dictionary": supervised
+    # NMF with the checkpoint's class dictionaries (``avscene train-dictionaries``); "auto": the
+    # dictionaries when the model has them (they separate better on avbench), else ncp.
+    method: Literal["auto", "dictionary", "ncp"] = "auto"
+
+
+def resolve_method(opts: SeparateOptions, loaded: LoadedModel) -> str:
+    """The method ``opts`` asks for with this model: "dictionary" or "ncp".
+
+    Raises:
+        UsageError: an unknown method, or "dictionary" with a model that has none.
+    """
+    if opts.method not in METHODS:
+        raise UsageError(f"unknown separation method {opts.method!r}: use one of {list(METHODS)}")
+    if opts.method == "auto":  # a --threshold is the NCP ranking's option: asking for it picks ncp
+        return "ncp" if loaded.dictionaries is None or opts.threshold is not None else "dictionary"
+    if opts.method == "dictionary" and loaded.dictionaries is None:
+        raise UsageError(f"the model {loaded.model_id} has no dictionaries: add them with `avscene "
+                         "train-dictionaries MODEL labels.csv`, or use --method ncp")
+    if opts.method == "dictionary" and opts.threshold is not None:
+        raise UsageError("--threshold applies to --method ncp (it thresholds the ranking of NMF components); "
+                         "drop it, or use --method ncp")
+    return opts.method
 
 
 @dataclass(frozen=True)
@@ -160,6 +190,7 @@ def check_options(opts: SeparateOptions, loaded: LoadedModel) -> int | None:
     if not 0.0 <= opts.crossfade_seconds <= opts.chunk_seconds / 4:
         raise UsageError(f"crossfade_seconds must be in [0, chunk_seconds / 4] = [0, {opts.chunk_seconds / 4}], "
                          f"got {opts.crossfade_seconds}")
+    resolve_method(opts, loaded)
     if opts.label is None:
         return None
     if opts.label not in loaded.labels:
@@ -171,8 +202,9 @@ def _separator(loaded: LoadedModel, class_index: int, opts: SeparateOptions) -> 
     """The chunked separator of ``opts``, chunk sizes in samples at the model's rate."""
     sr = loaded.preprocess.sample_rate
     size, overlap = round(opts.chunk_seconds * sr), round(opts.crossfade_seconds * sr)
+    dicts = loaded.dictionaries if resolve_method(opts, loaded) == "dictionary" else None
     return ChunkedSeparator(loaded, class_index, nmf=opts.nmf, threshold=opts.threshold,
-                            size=size, overlap=min(overlap, size // 4))
+                            size=size, overlap=min(overlap, size // 4), dictionaries=dicts)
 
 
 # --------------------------------------------------------------------------- arrays
@@ -290,7 +322,7 @@ def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions
     ranks = sep.rankings
     return SeparateResult(
         file=str(path), label=chosen.name, label_source=chosen.source, label_score=chosen.score,
-        k=opts.nmf.k, threshold=opts.threshold,
+        method=sep.method, k=sep.components, threshold=opts.threshold if sep.method == "ncp" else None,
         chunks=tuple((a / sr, b / sr) for a, b in sep.bounds),
         alpha=rows([e.alpha for e in ranks]), alpha_scaled=rows([e.alpha_scaled for e in ranks]),
         kept=rows([e.kept for e in ranks]),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from avscene.dictionary import Dictionaries, separate_with_dictionaries
 from avscene.dsp.overlap import OverlapAdd, StreamResampler, chunk_weight, ready_chunks
 from avscene.dsp.stft import STFTOptions
 from avscene.proposals.nmf import NMFOptions, NMFTracks, ncp_patches, nmf_tracks
@@ -151,8 +152,13 @@ class ChunkedSeparator:
     """
 
     def __init__(self, loaded: LoadedModel, class_index: int, *, nmf: NMFOptions, threshold: float | None,
-                 size: int, overlap: int) -> None:
+                 size: int, overlap: int, dictionaries: Dictionaries | None = None) -> None:
         self._loaded, self._class, self._nmf, self._threshold = loaded, class_index, nmf, threshold
+        self._dicts = dictionaries  # given: supervised NMF with them, instead of ranking NCPs
+        self.method = "ncp" if dictionaries is None else "dictionary"
+        # NMF components per chunk: K, or the label's and the background's atoms
+        self.components = nmf.k if dictionaries is None else (
+            dictionaries.classes[loaded.labels[class_index]].shape[1] + dictionaries.background.shape[1])
         self._size, self._overlap = size, overlap
         self._buf = np.zeros(0, dtype=np.float32)  # input samples [self._next, self._n)
         self._next = 0  # first sample of the next chunk
@@ -185,15 +191,20 @@ class ChunkedSeparator:
 
     def _separate(self, a: int, b: int, *, last: bool) -> None:
         x = self._buf[a - self._next:b - self._next]
-        sc = score_components(x, self._loaded, self._nmf)
-        e = enhance_scored(sc, self._class, threshold=self._threshold, stft_opts=self._nmf.stft_opts)
         w = chunk_weight(b - a, fade_in_len=self._overlap if a > 0 else 0,
                          fade_out_len=0 if last else self._overlap)
-        both = torch.stack([e.source, e.residual]).double().cpu().numpy()  # (2, b - a)
+        if self._dicts is not None:
+            source, residual = separate_with_dictionaries(x, self._dicts, self._loaded.labels[self._class])
+            both = np.stack([source, residual]).astype(np.float64)  # (2, b - a)
+        else:
+            sc = score_components(x, self._loaded, self._nmf)
+            e = enhance_scored(sc, self._class, threshold=self._threshold, stft_opts=self._nmf.stft_opts)
+            both = torch.stack([e.source, e.residual]).double().cpu().numpy()  # (2, b - a)
+            self.rankings.append(_drop_signals(e))
+            del sc, e
         self._ola.add(a, w * both)
         self.bounds.append((a, b))
-        self.rankings.append(_drop_signals(e))
-        del sc, e, both
+        del both
         # Chunks' buffers of varying sizes fragment glibc's arenas: untrimmed, the RSS of a
         # 1-hour separation crept from 1.0 to 1.7 GB; trimmed, it stays flat.
         release_free_memory()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from avscene.dictionary import Dictionaries
 from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
 from avscene.tasks._pipeline import analyse, ranked_labels
@@ -50,7 +51,6 @@ MIXTURE = "mixture"
 ORACLE = "oracle"
 METHODS = (*[f"avscene {s}, {m}" for m in MODES for s, _ in AVSCENE_SETTINGS],
            SUPERVISED, MEL_ACTIVE, MEL_BEST, MIXTURE, ORACLE)
-MAX_CLIPS_PER_CLASS = 16  # single-label training clips per class for the dictionaries
 
 
 @dataclass(frozen=True)
@@ -132,58 +132,25 @@ def read_sep_manifest(sep_dir: str | Path, *, limit: int | None = None) -> list[
     return items[:limit] if limit is not None else items
 
 
-def _single_label_clips(manifest: Path) -> dict[str, list[Path]]:
-    """Class -> clips of a training ``labels.csv`` labelled with that class alone (file order)."""
-    from avscene.train.data import read_manifest
-
-    out: dict[str, list[Path]] = {}
-    for ex in read_manifest(manifest):
-        if len(ex.labels) == 1:
-            out.setdefault(ex.labels[0], []).append(ex.path)
-    return out
-
-
-def load_or_learn_dictionaries(sep_dir: str | Path, manifest: str | Path, *, path: str | Path | None = None,
-                               limit: int | None = None,
-                               progress: Callable[[int, int], None] | None = None) -> sb.Dictionaries:
-    """Supervised-NMF dictionaries for the classes of the separation set.
-
-    Loaded from ``path`` if it exists (and holds every class needed); otherwise
-    learnt from at most ``MAX_CLIPS_PER_CLASS`` single-label clips per class of
-    ``manifest`` (every class feeds the background dictionary) and saved to
-    ``path`` when given.
-    """
-    from avscene.io.decode import read_audio
+def dictionaries_for(loaded: LoadedModel, sep_dir: str | Path, manifest: str | Path, *, limit: int | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> Dictionaries:
+    """The supervised-NMF dictionaries for the classes of the separation set: the model's own
+    (``avscene train-dictionaries``) when it has them all, else learnt now from the single-label
+    clips of the training ``manifest`` (:func:`avscene.train.dictionaries.learn_from_manifest`)."""
+    from avscene.train.dictionaries import learn_from_manifest
 
     needed = sorted({it.label for it in read_sep_manifest(sep_dir, limit=limit)})
-    if path is not None and Path(path).is_file():
-        dicts = sb.Dictionaries.load(path)
-        lacking = [c for c in needed if c not in dicts.classes]
-        if lacking:
-            raise UsageError(f"{path} has no dictionary for {lacking}; delete it to learn them again")
-        return dicts
-    if not Path(manifest).is_file():
-        raise UsageError(f"training manifest {manifest} not found; pass --train-manifest")
-    clips = {c: ps[:MAX_CLIPS_PER_CLASS] for c, ps in _single_label_clips(Path(manifest)).items()}
-    total, done, audio = sum(map(len, clips.values())), 0, {}
-    for c, paths in clips.items():
-        audio[c] = []
-        for p in paths:
-            audio[c].append(read_audio(p))
-            done += 1
-            if progress:
-                progress(done, total)
-    dicts = sb.learn_dictionaries(audio, classes=needed)
-    if path is not None:
-        dicts.save(path)
-    return dicts
+    own = loaded.dictionaries
+    if own is not None and set(needed) <= set(own.classes):
+        return own
+    return learn_from_manifest(manifest, needed, progress=progress)
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
     return np.pad(x[:n], (0, max(0, n - len(x))))
 
 
-def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dictionaries: sb.Dictionaries | None,
+def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dictionaries: Dictionaries | None,
                      nmf: NMFOptions) -> MixtureScores:
     """Score every method on one mixture (one decode, one NMF, one scoring pass)."""
     import soundfile as sf
@@ -228,7 +195,7 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else -math.inf
 
 
-def evaluate_separation(loaded: LoadedModel, sep_dir: str | Path, *, dictionaries: sb.Dictionaries | None = None,
+def evaluate_separation(loaded: LoadedModel, sep_dir: str | Path, *, dictionaries: Dictionaries | None = None,
                         nmf: NMFOptions = NMFOptions(), limit: int | None = None,
                         progress: Callable[[int, int], None] | None = None) -> SeparationReport:
     """Evaluate avscene and the baselines on every mixture of ``sep_dir`` (or the first ``limit``).

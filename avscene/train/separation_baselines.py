@@ -49,177 +49,29 @@ magnitude and resynthesise with Wiener-like masks of the complex mixture STFT
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from avscene.dsp.mel import mel_filterbank
-from avscene.dsp.stft import SAMPLE_RATE, STFTOptions, stft
-from avscene.errors import UsageError
+from avscene.dsp.stft import SAMPLE_RATE, STFTOptions
 from avscene.proposals.nmf import NMFTracks
+from avscene.dictionary import (  # noqa: F401 - supervised NMF lives in the library (separate --method dictionary)
+    BACKGROUND_ATOMS,
+    CLASS_ATOMS,
+    Dictionaries,
+    kl_nmf,
+    learn_dictionaries,
+    magnitude,
+    quiet_frames,
+    supervised_nmf,
+)
 from avscene.separation import reconstruct
 
-CLASS_ATOMS = 16  # spectral atoms per class dictionary
-BACKGROUND_ATOMS = 16  # atoms of the shared background dictionary
-BACKGROUND_QUANTILE = 0.2  # quietest fraction of each training clip's frames taken as background
-MAX_FRAMES = 6000  # frames per dictionary fit (evenly subsampled): ~100 s of audio at a 16-ms hop
-LEARN_ITER = 150  # KL multiplicative updates when learning a dictionary
-FIT_ITER = 200  # KL updates of the activations of a test mixture
-NMF_EPS = 1e-10  # floor of denominators in the updates
 MFCC_BANDS = 40  # mel bands of the MFCCs of the bases
 MFCC_COEFFS = 13  # cepstral coefficients kept, c1..c13 (c0, the level, is dropped)
 MEL_FMIN, MEL_FMAX = 20.0, 8000.0  # Hz, the band the MFCCs look at
 VARIABILITY_FLOOR = 1e-12  # floor of the mean activation in the coefficient of variation
-
-
-# --------------------------------------------------------------------------- KL-NMF with fixed atoms
-
-
-def kl_nmf(V: torch.Tensor, *, k_free: int, W_fixed: torch.Tensor | None = None, n_iter: int,
-           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """KL-NMF ``V ≈ [W_free, W_fixed] H`` where only ``W_free`` and ``H`` are learnt.
-
-    Lee & Seung multiplicative updates; the free columns are renormalised to
-    sum to one after each iteration (the scale moves into ``H``), the fixed
-    ones are used as given. ``k_free = 0`` fits the activations only.
-
-    Args:
-        V: ``(F, T)`` nonnegative data.
-        k_free: number of atoms to learn.
-        W_fixed: ``(F, J)`` atoms kept fixed, or None.
-        n_iter: number of iterations.
-        seed: seed of the uniform initialisation.
-
-    Returns:
-        ``(W, H)``: ``W`` (F, k_free + J) with the free atoms first, ``H`` (k_free + J, T).
-    """
-    n_f, n_t = V.shape
-    fixed = V.new_zeros(n_f, 0) if W_fixed is None else W_fixed.to(V)
-    k = k_free + fixed.shape[1]
-    if k < 1:
-        raise UsageError("kl_nmf needs at least one atom (k_free or W_fixed)")
-    gen = torch.Generator().manual_seed(seed)
-    free = torch.rand(n_f, k_free, generator=gen, dtype=V.dtype).to(V.device) + 1e-2  # (F, K_free)
-    free = free / free.sum(dim=0)
-    H = torch.rand(k, n_t, generator=gen, dtype=V.dtype).to(V.device) + 1e-2  # (K, T)
-    H = H * float(V.mean()) * n_f / (k * float(H.mean()))  # E[(W H)_ft] ~ mean(V): columns of W sum to 1
-    for _ in range(n_iter):
-        W = torch.cat([free, fixed], dim=1)  # (F, K)
-        H = H * (W.T @ (V / (W @ H + NMF_EPS))) / (W.sum(dim=0)[:, None] + NMF_EPS)
-        if k_free:
-            Hf = H[:k_free]  # (K_free, T)
-            free = free * ((V / (W @ H + NMF_EPS)) @ Hf.T) / (Hf.sum(dim=1)[None, :] + NMF_EPS)
-            norms = free.sum(dim=0).clamp_min(NMF_EPS)  # (K_free,)
-            free = free / norms
-            H = torch.cat([H[:k_free] * norms[:, None], H[k_free:]])
-    return torch.cat([free, fixed], dim=1), H
-
-
-def magnitude(audio: np.ndarray | torch.Tensor, stft_opts: STFTOptions = STFTOptions()) -> torch.Tensor:
-    """``|X|`` (F, T) float32 of a mono signal with the separation STFT."""
-    x = torch.as_tensor(np.asarray(audio, dtype=np.float32))
-    return stft(x, n_fft=stft_opts.n_fft, hop=stft_opts.hop, window=stft_opts.window).abs()
-
-
-def _subsample(frames: torch.Tensor, max_frames: int) -> torch.Tensor:
-    """At most ``max_frames`` columns of ``frames`` (F, T), evenly spaced (deterministic)."""
-    if frames.shape[1] <= max_frames:
-        return frames
-    idx = torch.linspace(0, frames.shape[1] - 1, max_frames).round().long()
-    return frames[:, idx]
-
-
-def quiet_frames(spec: torch.Tensor, quantile: float = BACKGROUND_QUANTILE) -> torch.Tensor:
-    """The frames of ``spec`` (F, T) whose energy is among the lowest ``quantile`` fraction (F, T')."""
-    energy = (spec**2).sum(dim=0)  # (T,)
-    n = max(1, int(round(quantile * spec.shape[1])))
-    return spec[:, torch.argsort(energy)[:n].sort().values]
-
-
-# --------------------------------------------------------------------------- supervised NMF
-
-
-@dataclass(frozen=True)
-class Dictionaries:
-    """Supervised-NMF dictionaries; every matrix ``(F, atoms)`` with columns summing to one."""
-
-    classes: dict[str, np.ndarray]  # class name -> (F, CLASS_ATOMS)
-    background: np.ndarray  # (F, BACKGROUND_ATOMS)
-    n_fft: int
-    hop: int
-
-    def save(self, path: str | Path) -> Path:
-        """Write an ``.npz`` (``background``, ``class:<name>``, ``n_fft``, ``hop``)."""
-        from avscene.io.writers import atomic_write
-
-        arrays = {"background": self.background, "n_fft": np.array(self.n_fft), "hop": np.array(self.hop),
-                  **{f"class:{k}": v for k, v in self.classes.items()}}
-        with atomic_write(path, force=True) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Dictionaries:
-        """Read a file written by :meth:`save`."""
-        with np.load(path) as z:
-            if "background" not in z.files:
-                raise UsageError(f"{path} is not a dictionaries file (no 'background'); delete it to relearn")
-            classes = {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith("class:")}
-            return cls(classes=classes, background=z["background"], n_fft=int(z["n_fft"]), hop=int(z["hop"]))
-
-
-def learn_dictionaries(
-    audio_by_class: Mapping[str, Sequence[np.ndarray]],
-    *,
-    classes: Sequence[str] | None = None,
-    class_atoms: int = CLASS_ATOMS,
-    background_atoms: int = BACKGROUND_ATOMS,
-    stft_opts: STFTOptions = STFTOptions(),
-    seed: int = 0,
-) -> Dictionaries:
-    """Learn the background dictionary and one dictionary per class (see the module docstring).
-
-    Args:
-        audio_by_class: class name -> mono 16-kHz training signals of that class
-            alone (single-label clips). All of them feed the background dictionary.
-        classes: the classes to learn dictionaries for (default: all keys).
-        class_atoms: atoms per class dictionary.
-        background_atoms: atoms of the background dictionary.
-        stft_opts: the separation STFT.
-        seed: NMF initialisation seed.
-    """
-    specs = {c: [magnitude(a, stft_opts) for a in clips] for c, clips in audio_by_class.items()}
-    quiet = [quiet_frames(s) for clips in specs.values() for s in clips]
-    if not quiet:
-        raise UsageError("no training audio to learn dictionaries from")
-    background, _ = kl_nmf(_subsample(torch.cat(quiet, dim=1), MAX_FRAMES), k_free=background_atoms,
-                           n_iter=LEARN_ITER, seed=seed)
-    out = {}
-    for c in classes or list(specs):
-        if not specs.get(c):
-            raise UsageError(f"no training clip of class {c!r} alone: cannot learn its dictionary")
-        V = _subsample(torch.cat(specs[c], dim=1), MAX_FRAMES)  # (F, T')
-        W, _ = kl_nmf(V, k_free=class_atoms, W_fixed=background, n_iter=LEARN_ITER, seed=seed)
-        out[c] = W[:, :class_atoms].numpy()
-    return Dictionaries(classes=out, background=background.numpy(), n_fft=stft_opts.n_fft, hop=stft_opts.hop)
-
-
-def supervised_nmf(mixture: np.ndarray, dicts: Dictionaries, label: str, *, n_iter: int = FIT_ITER) -> np.ndarray:
-    """The source of ``label`` in ``mixture`` (N,) by supervised NMF with ``[W_label, W_background]`` fixed."""
-    if label not in dicts.classes:
-        raise UsageError(f"no dictionary for class {label!r}; learnt: {sorted(dicts.classes)}")
-    so = STFTOptions(n_fft=dicts.n_fft, hop=dicts.hop)
-    x = torch.as_tensor(np.asarray(mixture, dtype=np.float32))
-    X = stft(x, n_fft=so.n_fft, hop=so.hop, window=so.window)  # (F, T)
-    W = torch.as_tensor(np.concatenate([dicts.classes[label], dicts.background], axis=1), dtype=torch.float32)
-    W, H = kl_nmf(X.abs(), k_free=0, W_fixed=W, n_iter=n_iter)
-    weights = torch.zeros(W.shape[1])
-    weights[: dicts.classes[label].shape[1]] = 1.0
-    source, _ = reconstruct(W, H, X, weights, length=len(x), stft_opts=so)
-    return source.numpy()
 
 
 # --------------------------------------------------------------------------- NMF Mel-clustering
