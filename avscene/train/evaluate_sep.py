@@ -44,13 +44,14 @@ if TYPE_CHECKING:
 
 AVSCENE_SETTINGS = (("soft", None), ("τ=0.1", 0.1), ("τ=0.2", 0.2))  # (name, threshold)
 MODES = ("label known", "label unknown")
-SUPERVISED = "supervised NMF"
+SUPERVISED = "supervised NMF"  # = avscene --method dictionary with the label known
+DICTIONARY_UNKNOWN = "avscene dictionary, label unknown"  # --method dictionary, the predicted label
 MEL_ACTIVE = "NMF Mel-clustering (activity rule)"
 MEL_BEST = "NMF Mel-clustering (best cluster)"
 MIXTURE = "mixture"
 ORACLE = "oracle"
 METHODS = (*[f"avscene {s}, {m}" for m in MODES for s, _ in AVSCENE_SETTINGS],
-           SUPERVISED, MEL_ACTIVE, MEL_BEST, MIXTURE, ORACLE)
+           SUPERVISED, DICTIONARY_UNKNOWN, MEL_ACTIVE, MEL_BEST, MIXTURE, ORACLE)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def dictionaries_for(loaded: LoadedModel, sep_dir: str | Path, manifest: str | P
     own = loaded.dictionaries
     if own is not None and set(needed) <= set(own.classes):
         return own
-    return learn_from_manifest(manifest, needed, progress=progress)
+    # every label, not only the set's: "label unknown" separates whatever class is predicted
+    return learn_from_manifest(manifest, list(loaded.labels), progress=progress)
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
@@ -178,6 +180,8 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
             est[f"avscene {name}, {mode}"] = e.source.cpu().numpy()
     if dictionaries is not None:
         est[SUPERVISED] = sb.supervised_nmf(mix, dictionaries, item.label)
+        est[DICTIONARY_UNKNOWN] = (est[SUPERVISED] if predicted == item.label
+                                   else sb.supervised_nmf(mix, dictionaries, predicted))
     clusters, active = sb.mel_clustering(sc.dec, seed=nmf.seed, stft_opts=nmf.stft_opts)
     est[MEL_ACTIVE] = clusters[active]
     est[MEL_BEST] = max(clusters, key=lambda c: _finite(sdr(c, ref)))
