@@ -1,6 +1,7 @@
 """Write the bundled model's folder and card from a training run and its evaluations.
 
-    python scripts/model_card.py RUNS_DIR BEST_VARIANT models/avscene-av-small [--sep SEP_REPORT.txt]
+    python scripts/model_card.py RUNS_DIR BEST_VARIANT models/avscene-av-small
+    python scripts/model_card.py --update-separation models/avscene-av-small --sep VAL.txt --sep-shift SHIFT.txt
 
 Copies ``config.json`` and ``model.safetensors`` of ``RUNS_DIR/BEST_VARIANT`` and writes a
 ``README.md`` card with the variant comparison read from ``RUNS_DIR/*/eval_val*.json``
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
+
+SEP_START, SEP_END = "\n## Separation", "\n## Limitations"
 
 VARIANT_NAMES = {"async": "AV two-stream (async)", "sync": "AV two-stream, synchronous", "audio": "audio only",
                  "visual": "visual only", "onestream": "AV one-stream (log-sum-exp)", "wsddn": "WSDDN-type"}
@@ -39,15 +43,50 @@ def _row(name: str, run: Path) -> str | None:
             f"{best['epoch'] + 1}/{len(log)} | {sum(r['seconds'] for r in log) / 60:.0f} |")
 
 
+def separation_section(val: Path | None, shift: Path | None) -> str:
+    """The card's separation section: the text reports of ``avscene evaluate-separation`` on
+    val/sep and val_shift/sep, copied (a machine path in them is cut to its last part)."""
+    parts = []
+    for name, report in (("val/sep", val), ("val_shift/sep (recorded differently)", shift)):
+        if report is not None:
+            text = re.sub(r"(?:/[^/\s]+)+/([^/\s]+)", r"\1", report.read_text())
+            parts.append(f"### {name}\n\n```\n{text.rstrip()}\n```\n")
+    if not parts:
+        return ""
+    return ("\n## Separation\n\n`avscene separate` uses `--method dictionary` (the row *supervised NMF*, "
+            "label known; *avscene dictionary, label unknown* with the predicted label) with this "
+            "model, whose dictionaries were learnt from single-label training clips by `avscene "
+            "train-dictionaries`; the *avscene soft / τ* rows are the paper's NCP ranking "
+            "(`--method ncp`).\n\n" + "\n".join(parts))
+
+
+def update_separation(folder: Path, val: Path | None, shift: Path | None) -> None:
+    """Replace the separation section of ``folder/README.md`` (or add it before the limitations)."""
+    card = (folder / "README.md").read_text()
+    end = card.index(SEP_END)
+    start = card.find(SEP_START)
+    start = end if start < 0 or start > end else start
+    (folder / "README.md").write_text(card[:start] + separation_section(val, shift) + card[end:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("runs", type=Path)
-    ap.add_argument("best")
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--sep", type=Path, default=None, help="the text report of avscene evaluate-separation, copied into the card")
+    ap.add_argument("runs", type=Path, nargs="?")
+    ap.add_argument("best", nargs="?")
+    ap.add_argument("out", type=Path, nargs="?")
+    ap.add_argument("--sep", type=Path, default=None, help="the text report of avscene evaluate-separation "
+                    "on val/sep, copied into the card")
+    ap.add_argument("--sep-shift", type=Path, default=None, help="the same on val_shift/sep")
+    ap.add_argument("--update-separation", type=Path, default=None, metavar="MODEL_DIR",
+                    help="only rewrite the separation section of MODEL_DIR/README.md")
     ap.add_argument("--processes", type=int, default=None,
                     help="training processes, for runs that predate its record in config.json")
     args = ap.parse_args()
+    if args.update_separation is not None:
+        update_separation(args.update_separation, args.sep, args.sep_shift)
+        return
+    if args.out is None:
+        ap.error("give RUNS_DIR BEST_VARIANT OUT_DIR, or --update-separation MODEL_DIR")
     src = args.runs / args.best
     args.out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
@@ -69,7 +108,7 @@ def main() -> None:
     card = CARD.format(
         variant=cfg["model"]["variant"], run=args.best, threshold_note=threshold_note, how=how, command=command, labels=", ".join(cfg["labels"]), size=f"{size_mb:.1f}",
         model=json.dumps(cfg["model"]), pre=json.dumps(cfg["preprocess"]), rows="\n".join(rows),
-        sep="" if args.sep is None else "\n## Separation (val/sep)\n\n```\n" + args.sep.read_text() + "\n```\n")
+        sep=separation_section(args.sep, args.sep_shift))
     (args.out / "README.md").write_text(card)
 
 

@@ -37,7 +37,9 @@ def report_tables(rep) -> list[Table]:
     cols = [*[f"{s:+g} dB" for s in rep.snrs], "all"]
     tables = []
     for metric, name in (("sdr", "SDR"), ("si_sdr", "SI-SDR")):
-        t = Table("method", *cols, title=f"mean {name} (dB), {rep.n_mixtures} mixtures, model {rep.model['id']}")
+        # a local model is named by its folder: reports (and model cards quoting them) carry no machine path
+        model = Path(rep.model["id"]).name if Path(rep.model["id"]).is_dir() else rep.model["id"]
+        t = Table("method", *cols, title=f"mean {name} (dB), {rep.n_mixtures} mixtures, model {model}")
         for row in format_rows(rep, metric):
             t.add_row(*row)
         tables.append(t)
