@@ -32,13 +32,15 @@ if TYPE_CHECKING:
     from avscene.dictionary import Dictionaries
 
     from avscene.nn.model import AVSceneNet, ModelConfig
+    from avscene.nn.separator import MaskNet
 
 FORMAT_VERSION = 1  # bump when config.json changes incompatibly; readers accept <= this
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 DICTIONARIES_NAME = "dictionaries.safetensors"  # optional: supervised-NMF dictionaries (separate --method dictionary)
-HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, DICTIONARIES_NAME)  # all a download fetches from a repo
+SEPARATOR_NAME = "separator.safetensors"  # optional: the mask network's weights (separate --method mask)
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, DICTIONARIES_NAME, SEPARATOR_NAME)  # all a download fetches from a repo
 CONFIG_KEYS = ("format_version", "model", "labels", "preprocess", "training", "separation")
 REQUIRED_CONFIG_KEYS = ("format_version", "model", "labels", "preprocess")
 # The Hub's ``org/name`` form; anything else that is not an existing folder is a typo.
@@ -70,6 +72,7 @@ class LoadedModel:
     folder: Path  # folder the files were read from
     commit: str | None = None  # Hub commit sha the weights came from; None for a local folder
     dictionaries: Dictionaries | None = None  # supervised-NMF dictionaries, if the checkpoint has them
+    separator: MaskNet | None = None  # the separation mask network (eval mode, on the device), if any
 
 
 # --- low level: files --------------------------------------------------------------
@@ -428,6 +431,7 @@ def load_pretrained(
         model=model, config=cfg, labels=labels, preprocess=preprocess,
         model_id=model_id_or_path, revision=revision, folder=folder, commit=resolved.commit,
         dictionaries=load_dictionaries(folder, raw, labels),
+        separator=load_separator(folder, raw, labels, device=device),
     )
 
 
@@ -479,6 +483,65 @@ def save_dictionaries(folder: str | Path, dicts: Dictionaries) -> Path:
     config["separation"] = {**(config.get("separation") or {}), "dictionary": dicts.meta()}
     atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
     return folder / DICTIONARIES_NAME
+
+
+def load_separator(folder: Path, config: dict, labels: Sequence[str], *, device: str = "cpu") -> MaskNet | None:
+    """The mask network ``config.json`` declares under ``separation.mask`` (None if none), loaded
+    strictly from ``separator.safetensors`` (every tensor's name and shape checked first).
+
+    Raises:
+        CheckpointError: declared but missing, unreadable, or not matching its config or the labels.
+    """
+    meta = (config.get("separation") or {}).get("mask")
+    if meta is None:
+        return None
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from avscene.nn.separator import MaskNet, SeparatorConfig
+
+    path = Path(folder) / SEPARATOR_NAME
+    where = f"{Path(folder) / CONFIG_NAME}"
+    try:
+        cfg = SeparatorConfig.from_dict((meta or {}).get("network") or {})
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{where}: invalid separation.mask.network: {e}") from e
+    if cfg.num_classes != len(labels):
+        raise CheckpointError(f"{where}: the separator has {cfg.num_classes} classes, the model {len(labels)} labels")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing but {CONFIG_NAME} declares a separator; re-download the "
+                              "checkpoint or run `avscene train-separator` again")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {path} ({e}); re-download or retrain the separator") from e
+    net = MaskNet(cfg)
+    check_state_dict(net.state_dict(), state, name=str(path))
+    net.load_state_dict(state, strict=True)
+    return net.to(device).eval()
+
+
+def save_separator(folder: str | Path, net: MaskNet, training: dict | None = None) -> Path:
+    """Add the mask network to the checkpoint in ``folder``: ``separator.safetensors`` and the
+    ``separation.mask`` entry of ``config.json`` (its shape and how it was trained), each written
+    atomically, the weights first."""
+    from safetensors.torch import save_file
+
+    from avscene.io.writers import atomic_write, atomic_write_text
+
+    folder = Path(folder)
+    config = read_config(folder)
+    if net.cfg.num_classes != len(config["labels"]):
+        raise CheckpointError(f"the separator has {net.cfg.num_classes} classes, {folder} has "
+                              f"{len(config['labels'])} labels")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_write(folder / SEPARATOR_NAME, force=True) as tmp:
+        save_file(state, str(tmp))
+        default_file_mode(tmp)  # safetensors creates it 0600
+    entry = {"network": net.cfg.to_dict(), "training": training or {}}
+    config["separation"] = {**(config.get("separation") or {}), "mask": entry}
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
+    return folder / SEPARATOR_NAME
 
 
 def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], *, name: str) -> None:

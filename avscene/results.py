@@ -215,8 +215,9 @@ class SeparateResult:
          "label": str,                          # the class that was separated
          "label_source": "given" | "predicted", # --label, or the classifier's top class
          "label_score": float|null,             # the classifier's score of a predicted label
-         "method": "ncp" | "dictionary",        # NCP ranking (the paper) or supervised NMF
-         "k": int,                              # NMF components per chunk (dictionary: class + background atoms)
+         "method": "mask" | "dictionary" | "ncp",  # mask network, supervised NMF, or NCP ranking (the paper)
+         "k": int|null,                         # NMF components per chunk (dictionary: class + background
+                                                # atoms); null for the mask network
          "threshold": float|null,               # ncp: hard-mask τ on the scaled relevance; null: soft
          "chunks": [[start, end], ...],         # seconds; one NMF per chunk (inputs up to 30 s: one)
          "alpha": [[float, ...], ...],          # per chunk, per component: α_k = max_t β_{k,t}
@@ -228,13 +229,14 @@ class SeparateResult:
          "warnings": [str, ...]}
 
     With ``method: "ncp"``, ``alpha``, ``alpha_scaled`` and ``kept`` have one row of ``k``
-    values per entry of ``chunks``; with ``"dictionary"`` they are empty (nothing is ranked).
+    values per entry of ``chunks``; with ``"dictionary"`` and ``"mask"`` they are empty (nothing
+    is ranked).
     """
 
     file: str
     label: str
     label_source: str  # "given" | "predicted"
-    k: int
+    k: int | None  # None: the mask network (no NMF)
     threshold: float | None
     chunks: tuple[tuple[float, float], ...]  # (n_chunks,) [start, end) seconds
     alpha: tuple[tuple[float, ...], ...]  # (n_chunks, k)
@@ -247,7 +249,7 @@ class SeparateResult:
     source_path: str | None = None
     residual_path: str | None = None
     warnings: tuple[str, ...] = ()
-    method: str = "ncp"  # "ncp" | "dictionary"
+    method: str = "ncp"  # "mask" | "dictionary" | "ncp"
 
     ok = True
 

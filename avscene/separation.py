@@ -11,8 +11,9 @@ Given a mixture, its NMF components ``w_k h_k`` and the audio network's score
 
 Because the source and residual masks sum to one, ``source + residual`` is the
 mixture up to the STFT round trip. Pure functions: no I/O, no model loading;
-the network enters only through the ``score_patches`` callable of
-:func:`enhance`. Everything runs on the device of the input tensors.
+the network enters through the scores it gave (``avscene.tasks.separate_chunks``
+runs the NMF, scores the NCPs and calls these), or, for :func:`separate_with_mask`,
+through a mask-predicting callable. Everything runs on the device of the input tensors.
 """
 
 from __future__ import annotations
@@ -23,17 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from avscene.config import PreprocessConfig
-from avscene.dsp.stft import STFTOptions, istft
+from avscene.dsp.stft import STFTOptions, istft, stft
 from avscene.errors import UsageError
-from avscene.proposals.nmf import MASK_EPS, NMFOptions, ncp_patches, nmf_tracks
+from avscene.proposals.nmf import MASK_EPS
 
 KEPT_WEIGHT = 0.5  # a component counts as "kept" when its weight is at least this
 
 
 @dataclass(frozen=True)
 class Enhancement:
-    """Result of :func:`enhance` for one mixture and one target class."""
+    """The NCP separation of one mixture for one target class: signals and ranking."""
 
     source: torch.Tensor  # (N,) enhanced target source
     residual: torch.Tensor  # (N,) everything else; source + residual ≈ mixture
@@ -79,6 +79,12 @@ def scale_alpha(alpha: torch.Tensor) -> torch.Tensor:
     return (alpha - lo) / (hi - lo)
 
 
+def check_threshold(threshold: float | None, *, option: str = "threshold") -> None:
+    """Raise UsageError unless ``threshold`` is None or a scaled relevance τ in [0, 1]."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"{option} must be in [0, 1] (scaled relevance), got {threshold}; e.g. 0.1")
+
+
 def component_weights(alpha_scaled: torch.Tensor, *, threshold: float | None) -> torch.Tensor:
     """Mask weights of the components.
 
@@ -96,11 +102,40 @@ def component_weights(alpha_scaled: torch.Tensor, *, threshold: float | None) ->
     """
     if threshold is None:
         return alpha_scaled.clone()
-    if not 0.0 <= threshold <= 1.0:
-        raise UsageError(
-            f"threshold must be in [0, 1] (scaled relevance), got {threshold}; e.g. 0.1"
-        )
+    check_threshold(threshold)
     return (alpha_scaled >= threshold).to(alpha_scaled.dtype)
+
+
+def separate_with_mask(
+    audio: np.ndarray | torch.Tensor,
+    predict_mask: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    stft_opts: STFTOptions = STFTOptions(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Source and residual of a mono signal with a mask predicted from its magnitude.
+
+    ``source = istft(mask ⊙ X)`` and ``residual = audio - source``, so the two add up to
+    the input exactly (in float32).
+
+    Args:
+        audio: ``(N,)`` mono signal.
+        predict_mask: maps the magnitude ``|X|`` (F, T) to a mask in [0, 1] of the same shape
+            (``separate --method mask``: the checkpoint's mask network for one class).
+        stft_opts: the separation STFT the mask is defined on.
+
+    Returns:
+        ``(source, residual)``, each ``(N,)`` float32.
+    """
+    x = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+    so = stft_opts
+    X = stft(x, n_fft=so.n_fft, hop=so.hop, window=so.window)  # (F, T)
+    with torch.no_grad():
+        mask = torch.as_tensor(predict_mask(X.abs())).to(X.device)
+    if mask.shape != X.shape:
+        raise UsageError(f"predict_mask returned shape {tuple(mask.shape)} for a magnitude of shape {tuple(X.shape)}")
+    source = istft(mask.clamp(0, 1) * X, length=x.shape[0], n_fft=so.n_fft, hop=so.hop, window=so.window)
+    source = source.cpu().numpy().astype(np.float32)
+    return source, (x.cpu().numpy() - source).astype(np.float32)
 
 
 def reconstruct(
@@ -145,80 +180,3 @@ def reconstruct(
     so = stft_opts
     out = istft(spec, length=length, n_fft=so.n_fft, hop=so.hop, window=so.window)  # (2, N)
     return out[0], out[1]  # (N,), (N,)
-
-
-def _target_scores(
-    patches: torch.Tensor, score_patches: Callable[[torch.Tensor], torch.Tensor], class_index: int
-) -> torch.Tensor:
-    """β (K, P): one batched call of the scorer on all K·P patches."""
-    n_comp, n_win, n_frames, n_mels = patches.shape
-    # The network's input contract is float32 log-mel, whatever dtype the NMF ran in.
-    flat = patches.reshape(n_comp * n_win, n_frames, n_mels).float()  # (K*P, 96, 64)
-    scores = torch.as_tensor(score_patches(flat))
-    if scores.ndim != 2 or scores.shape[0] != flat.shape[0]:
-        raise UsageError(
-            f"score_patches must return scores of shape (n, C) = ({flat.shape[0]}, C) for "
-            f"{flat.shape[0]} patches, got {tuple(scores.shape)}"
-        )
-    if not -scores.shape[1] <= class_index < scores.shape[1]:
-        raise UsageError(f"class_index {class_index} is out of range for {scores.shape[1]} classes")
-    return scores[:, class_index].reshape(n_comp, n_win)  # (K, P)
-
-
-def enhance(
-    audio: np.ndarray | torch.Tensor,
-    score_patches: Callable[[torch.Tensor], torch.Tensor],
-    class_index: int,
-    *,
-    cfg: PreprocessConfig,
-    opts: NMFOptions = NMFOptions(),
-    threshold: float | None = None,
-    device: torch.device | str | None = None,
-) -> Enhancement:
-    """Enhance the source of one class in a mono mixture.
-
-    NMF → component tracks → NCP log-mel patches → target-class scores β →
-    relevances α → weights → masked resynthesis. The whole signal is processed
-    at once (memory grows as ``K x N``).
-
-    Args:
-        audio: mono mixture ``(N,)`` at ``cfg.sample_rate``.
-        score_patches: maps float32 log-mel patches ``(n, 96, 64)`` (on ``device``) to
-            class scores ``(n, C)``; called once with all ``K·P`` patches.
-        class_index: column of the target class in the scores.
-        cfg: preprocessing parameters (log-mel of the NCPs).
-        opts: NMF options.
-        threshold: ``None`` for soft weights, else the hard threshold τ.
-        device: where to compute; ``None`` keeps the tensor's device.
-
-    Returns:
-        :class:`Enhancement` with the source, residual and the ranking.
-
-    Raises:
-        UsageError: on bad audio, a threshold outside [0, 1], scores of the
-            wrong shape or an out-of-range ``class_index``.
-    """
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise UsageError(
-            f"threshold must be in [0, 1] (scaled relevance), got {threshold}; e.g. 0.1"
-        )
-    dec = nmf_tracks(audio, opts=opts, device=device)
-    patches, _ = ncp_patches(dec.tracks, cfg=cfg)  # (K, P, 96, 64)
-    with torch.no_grad():
-        beta = _target_scores(patches, score_patches, class_index)
-        beta = beta.to(dtype=dec.W.dtype, device=dec.W.device)  # (K, P)
-    alpha = component_relevance(beta)  # (K,)
-    alpha_scaled = scale_alpha(alpha)
-    weights = component_weights(alpha_scaled, threshold=threshold)
-    source, residual = reconstruct(
-        dec.W, dec.H, dec.X, weights, length=dec.tracks.shape[1], stft_opts=opts.stft_opts
-    )
-    return Enhancement(
-        source=source,
-        residual=residual,
-        alpha=alpha,
-        alpha_scaled=alpha_scaled,
-        weights=weights,
-        kept=weights >= KEPT_WEIGHT,
-        beta=beta,
-    )

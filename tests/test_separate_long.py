@@ -28,9 +28,9 @@ from avscene.io.audio_stream import AudioReader
 from avscene.io.decode import read_audio
 from avscene.io.writers import SeparationFiles, atomic_audio_writer
 from avscene.proposals.nmf import NMFOptions
-from avscene.separation import enhance
 from avscene.tasks.separate import (
     ChunkedSeparator,
+    NCPStrategy,
     SeparateOptions,
     pump_model_rate,
     separate_audio,
@@ -173,16 +173,6 @@ def test_atomic_audio_writer_streams_and_cleans_up(tmp_path: Path, rng: np.rando
 # ----------------------------------------------------------------------------- chunked separation
 
 
-def test_one_chunk_is_exactly_the_whole_clip_enhancement(loaded) -> None:
-    x = _mix(5 * SR + 77)  # shorter than the 8-s chunk
-    source, residual, bounds, ranks = separate_audio(x, loaded, 0, LONG)
-    want = enhance(x, lambda p: loaded.model.score_audio_patches(p), 0, cfg=loaded.preprocess, opts=FAST_NMF)
-    assert bounds == [(0, len(x))] and len(ranks) == 1
-    np.testing.assert_array_equal(source, want.source.numpy())
-    np.testing.assert_array_equal(residual, want.residual.numpy())
-    torch.testing.assert_close(ranks[0].alpha, want.alpha, rtol=0, atol=0)
-
-
 def test_multi_chunk_adds_up_and_keeps_the_length(loaded) -> None:
     x = _mix(25 * SR + 1, seed=2)  # odd length, 4 chunks
     source, residual, bounds, ranks = separate_audio(x, loaded, 1, LONG)
@@ -191,15 +181,15 @@ def test_multi_chunk_adds_up_and_keeps_the_length(loaded) -> None:
     np.testing.assert_allclose(source + residual, x, atol=1e-5)
     # Away from the cross-fades, the output is that chunk's own separation.
     a, b = bounds[1]
-    own = enhance(x[a:b], lambda p: loaded.model.score_audio_patches(p), 1, cfg=loaded.preprocess, opts=FAST_NMF)
+    own = separate_audio(x[a:b], loaded, 1, LONG)[0]  # that stretch alone: one chunk
     inner = slice(bounds[0][1] - a, bounds[2][0] - a)  # [8 s, 14 s) of the file
-    np.testing.assert_allclose(source[a:b][inner], own.source.numpy()[inner], atol=1e-6)
+    np.testing.assert_allclose(source[a:b][inner], own[inner], atol=1e-6)
 
 
 def test_output_does_not_depend_on_the_block_sizes(loaded, rng: np.random.Generator) -> None:
     x = _mix(19 * SR + 3, seed=4)
     whole, _, bounds, _ = separate_audio(x, loaded, 2, LONG)
-    sep = ChunkedSeparator(loaded, 2, nmf=FAST_NMF, threshold=None, size=8 * SR, overlap=SR)
+    sep = ChunkedSeparator(NCPStrategy(loaded, 2, nmf=FAST_NMF, threshold=None), size=8 * SR, overlap=SR)
     cuts = np.sort(rng.integers(0, len(x), 9))
     parts = [sep.push(p) for p in np.split(x, cuts)] + [sep.finish()]
     np.testing.assert_array_equal(np.concatenate(parts, axis=1)[0], whole)
@@ -224,7 +214,7 @@ def test_streaming_output_lags_the_input_by_at_most_two_chunks(loaded) -> None:
             pulled[0] += len(x[i:i + block])
             yield x[i:i + block]
 
-    sep = ChunkedSeparator(loaded, 0, nmf=FAST_NMF, threshold=None, size=size, overlap=overlap)
+    sep = ChunkedSeparator(NCPStrategy(loaded, 0, nmf=FAST_NMF, threshold=None), size=size, overlap=overlap)
     assert pump_model_rate(blocks(), sep, Sink()) == len(x)
     assert len(written) >= 3  # written as it went (after each full chunk), not all at the end
 
@@ -258,7 +248,7 @@ def _band_model() -> SimpleNamespace:
             energy = patches.exp()  # (n, 96, 64)
             return torch.stack([energy[:, :, b].mean(dim=(1, 2)) for b in bands], dim=1)  # (n, 2)
 
-    return SimpleNamespace(model=Bands(), preprocess=PreprocessConfig(), dictionaries=None)
+    return SimpleNamespace(model=Bands(), preprocess=PreprocessConfig(), dictionaries=None, separator=None)
 
 
 # ----------------------------------------------------------------------------- files

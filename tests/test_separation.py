@@ -19,15 +19,23 @@ from avscene.proposals.nmf import (
     nmf_tracks,
 )
 from avscene.separation import (
+    Enhancement,
     component_relevance,
     component_weights,
-    enhance,
     reconstruct,
     scale_alpha,
 )
+from avscene.tasks.separate_chunks import enhance_scored, score_with
 
 SR = 16000
 CFG = PreprocessConfig()
+
+
+def enhance(mix, scorer, class_index: int, *, cfg: PreprocessConfig, opts: NMFOptions,
+            threshold: float | None = None) -> Enhancement:
+    """The NCP method on one stretch of audio, with any scorer: what ``separate --method ncp`` runs per chunk."""
+    sc = score_with(mix, scorer, cfg=cfg, nmf=opts)
+    return enhance_scored(sc, class_index, threshold=threshold, stft_opts=opts.stft_opts)
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -62,13 +62,15 @@ def command(fn: Callable[..., int], name: str, epilog: str | None = None) -> Non
 
 def _register() -> None:
     from avscene.cli import (
-        classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, train_dictionaries, upload,
+        classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, train_dictionaries,
+        train_separator, upload,
     )
 
     command(classify.classify_cmd, "classify", classify.EPILOG)
     command(localize.localize_cmd, "localize", localize.EPILOG)
     command(train.train_cmd, "train", train.EPILOG)
     command(train_dictionaries.train_dictionaries_cmd, "train-dictionaries", train_dictionaries.EPILOG)
+    command(train_separator.train_separator_cmd, "train-separator", train_separator.EPILOG)
     command(evaluate.evaluate_cmd, "evaluate", evaluate.EPILOG)
     command(download.download_cmd, "download", download.EPILOG)
     command(upload.upload_cmd, "upload", upload.EPILOG)

@@ -190,9 +190,11 @@ def separate_cmd(
                                                        help="Hard mask: keep the components whose scaled "
                                                        "relevance is >= this (the paper: 0.1). "
                                                        "Default: soft mask.")] = None,
-    method: Annotated[str, typer.Option(help="auto (dictionary when the model has dictionaries, else ncp), "
-                                        "dictionary (supervised NMF: `avscene train-dictionaries`) or ncp "
-                                        "(the paper's ranking of NMF components).")] = "auto",
+    method: Annotated[str, typer.Option(help="auto (the best the model carries: mask, else dictionary, "
+                                        "else ncp; ncp whenever --threshold is given), mask (the "
+                                        "separation network: `avscene train-separator`), dictionary "
+                                        "(supervised NMF: `avscene train-dictionaries`) or ncp (the "
+                                        "paper's ranking of NMF components).")] = "auto",
     components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components (ncp).")] = 20,
     divergence: Annotated[str, typer.Option(help="NMF divergence: kl (magnitude) or is (power).")] = "kl",
     output_rate: Annotated[str, typer.Option(help="model (16 kHz) or input (the input's sample "
@@ -213,7 +215,7 @@ def separate_cmd(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     shard: ShardOpt = None,
 ) -> int:
-    """Separate the sound of one class from each input (NMF components ranked by the audio network)."""
+    """Separate the sound of one class from each input (mask network, dictionaries, or NMF components ranked by the audio network)."""
     from avscene.proposals.nmf import NMFOptions
     from avscene.tasks.runner import FileJob, ModelSpec
     from avscene.tasks.separate import SeparateOptions

@@ -49,16 +49,17 @@ def _check_chunking(size: int, overlap: int) -> None:
                          f"overlap {overlap}; use a shorter cross-fade or longer chunks")
 
 
-def _split_tail(start: int, rest: int, *, size: int, overlap: int) -> list[tuple[int, int]]:
+def _split_tail(start: int, rest: int, *, size: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
     """The last one or two chunks of ``rest <= 2·size - overlap`` samples from ``start``."""
     if rest <= size:
         return [(start, start + rest)]
     first = math.ceil((rest + overlap) / 2)  # <= size since rest + overlap <= 2 size
+    first = min(size, math.ceil(first / align) * align)  # size and overlap are multiples of align
     return [(start, start + first), (start + first - overlap, start + rest)]
 
 
 def ready_chunks(start: int, available: int, *, size: int, overlap: int,
-                 final: bool) -> list[tuple[int, int]]:
+                 final: bool, align: int = 1) -> list[tuple[int, int]]:
     """Chunks that are decided once ``available`` samples from ``start`` are known.
 
     Args:
@@ -67,19 +68,24 @@ def ready_chunks(start: int, available: int, *, size: int, overlap: int,
         size: longest chunk, samples.
         overlap: samples shared by consecutive chunks, ``<= size // 4``.
         final: the signal ends after ``available`` samples (lay down the last chunks too).
+        align: every chunk starts at a multiple of this from 0 (an STFT hop, so a chunk's frames
+            fall on the whole signal's frame grid); ``size`` and ``overlap`` must be multiples of it.
 
     Returns:
         ``[start, end)`` sample bounds; when not ``final``, the next chunk starts at
         the last one's end minus ``overlap`` (or at ``start`` if none is ready).
     """
     _check_chunking(size, overlap)
+    if align < 1 or size % align or overlap % align or start % align:
+        raise UsageError(f"chunk alignment {align} must divide the size {size}, the overlap {overlap} "
+                         f"and the start {start}")
     hop = size - overlap
     out = []
     while available > 2 * size - overlap:  # what follows this chunk is more than one chunk
         out.append((start, start + size))
         start, available = start + hop, available - hop
     if final and available > 0:
-        out += _split_tail(start, available, size=size, overlap=overlap)
+        out += _split_tail(start, available, size=size, overlap=overlap, align=align)
     return out
 
 

@@ -46,8 +46,7 @@ block by block (:class:`avscene.io.writers.SeparationFiles` writes files as it
 goes). Measured on 2 busy CPU cores with the bundled model: 10 min of audio in
 79 s, 1 h in 558 s (125 chunks), peak RSS 1.05 and 1.15 GB (0.65 GB of it is
 torch and the model).
-A clip up to ``chunk_seconds`` is one chunk, processed exactly as
-:func:`avscene.separation.enhance` does.
+A clip up to ``chunk_seconds`` is one chunk.
 
 **Output rate.** ``"model"``: 16-kHz signals. ``"input"``: the audio is decoded
 at the file's own rate, a 16-kHz copy (``scipy.signal.resample_poly``:
@@ -72,12 +71,16 @@ from avscene.dsp.nmf import DIVERGENCES
 from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
 from avscene.results import FailedInput, SeparateResult
-from avscene.separation import Enhancement
+from avscene.separation import Enhancement, check_threshold
 from avscene.tasks._pipeline import analyse, ranked_labels, run_each
 from avscene.tasks.inputs import expand_inputs
 from avscene.tasks.models import model_ref
 from avscene.tasks.separate_chunks import (  # re-exported: the numerics' public names (see __all__)
     ChunkedSeparator,
+    ChunkStrategy,
+    DictionaryStrategy,
+    MaskStrategy,
+    NCPStrategy,
     ScoredComponents,
     SeparationSink,
     enhance_scored,
@@ -91,7 +94,8 @@ if TYPE_CHECKING:
     from avscene.io.audio_stream import AudioReader
 
 __all__ = [
-    "CHUNK_SECONDS", "CROSSFADE_SECONDS", "ChunkedSeparator", "ScoredComponents", "SeparateOptions",
+    "CHUNK_SECONDS", "CROSSFADE_SECONDS", "ChunkStrategy", "ChunkedSeparator", "DictionaryStrategy", "MaskStrategy",
+    "NCPStrategy", "ScoredComponents", "SeparateOptions",
     "Separation", "SeparationSink", "check_options", "enhance_scored", "pump_input_rate", "pump_model_rate",
     "score_components", "separate_audio", "separate_file", "separate_many", "separate_stream",
 ]
@@ -100,7 +104,7 @@ CHUNK_SECONDS = 30.0  # longest stretch one NMF models; 30 s x K=20 peaks at ~0.
 CROSSFADE_SECONDS = 1.0  # overlap of consecutive chunks, cross-faded
 MIN_CHUNK_SECONDS = 2.0  # at least two 0.96-s NCP windows per chunk, so ranking has a time axis
 OUTPUT_RATES = ("model", "input")
-METHODS = ("auto", "dictionary", "ncp")  # auto: dictionary when the model has dictionaries, else ncp
+METHODS = ("auto", "mask", "dictionary", "ncp")  # auto: the best the model carries (mask > dictionary > ncp)
 
 
 @dataclass(frozen=True)
@@ -116,28 +120,35 @@ class SeparateOptions:
     output_rate: Literal["model", "input"] = "model"
     chunk_seconds: float = CHUNK_SECONDS  # longest chunk fitted by one NMF (see "Long inputs")
     crossfade_seconds: float = CROSSFADE_SECONDS  # overlap of consecutive chunks; <= chunk_seconds / 4
-    # "ncp": the paper's ranking of NMF components by the audio network; "dictionary": supervised
-    # NMF with the checkpoint's class dictionaries (``avscene train-dictionaries``); "auto": the
-    # dictionaries when the model has them (they separate better on avbench), else ncp.
-    method: Literal["auto", "dictionary", "ncp"] = "auto"
+    # "mask": the checkpoint's mask network (``avscene train-separator``); "dictionary": supervised
+    # NMF with its class dictionaries (``avscene train-dictionaries``); "ncp": the paper's ranking of
+    # NMF components by the audio network; "auto": the first of these the model carries, in this
+    # order (the order of their SDR on avbench), or ncp whenever a threshold is given.
+    method: Literal["auto", "mask", "dictionary", "ncp"] = "auto"
 
 
 def resolve_method(opts: SeparateOptions, loaded: LoadedModel) -> str:
-    """The method ``opts`` asks for with this model: "dictionary" or "ncp".
+    """The method ``opts`` asks for with this model: "mask", "dictionary" or "ncp".
 
     Raises:
-        UsageError: an unknown method, or "dictionary" with a model that has none.
+        UsageError: an unknown method, a method whose weights the model lacks, or a
+            threshold with a method that ranks nothing.
     """
     if opts.method not in METHODS:
         raise UsageError(f"unknown separation method {opts.method!r}: use one of {list(METHODS)}")
     if opts.method == "auto":  # a --threshold is the NCP ranking's option: asking for it picks ncp
-        return "ncp" if loaded.dictionaries is None or opts.threshold is not None else "dictionary"
+        if opts.threshold is not None:
+            return "ncp"
+        return "mask" if loaded.separator is not None else "dictionary" if loaded.dictionaries is not None else "ncp"
+    if opts.method == "mask" and loaded.separator is None:
+        raise UsageError(f"the model {loaded.model_id} has no separator network: train one with `avscene "
+                         "train-separator MODEL labels.csv`, or use --method dictionary / ncp")
     if opts.method == "dictionary" and loaded.dictionaries is None:
         raise UsageError(f"the model {loaded.model_id} has no dictionaries: add them with `avscene "
                          "train-dictionaries MODEL labels.csv`, or use --method ncp")
-    if opts.method == "dictionary" and opts.threshold is not None:
-        raise UsageError("--threshold applies to --method ncp (it thresholds the ranking of NMF components); "
-                         "drop it, or use --method ncp")
+    if opts.method != "ncp" and opts.threshold is not None:
+        raise UsageError(f"--threshold applies to --method ncp (it thresholds the ranking of NMF components), "
+                         f"not to {opts.method}; drop it, or use --method ncp")
     return opts.method
 
 
@@ -176,8 +187,7 @@ def check_options(opts: SeparateOptions, loaded: LoadedModel) -> int | None:
     if not loaded.config.uses_audio:
         raise UsageError(f"the model {loaded.model_id} ({loaded.config.variant}) has no audio network; "
                          "separation needs an audio or audio-visual model")
-    if opts.threshold is not None and not 0.0 <= opts.threshold <= 1.0:
-        raise UsageError(f"--threshold must be in [0, 1] (scaled relevance), got {opts.threshold}; e.g. 0.1")
+    check_threshold(opts.threshold, option="--threshold")
     if opts.output_rate not in OUTPUT_RATES:
         raise UsageError(f"unknown output rate {opts.output_rate!r}: use one of {list(OUTPUT_RATES)}")
     if opts.nmf.divergence not in DIVERGENCES:
@@ -202,9 +212,17 @@ def _separator(loaded: LoadedModel, class_index: int, opts: SeparateOptions) -> 
     """The chunked separator of ``opts``, chunk sizes in samples at the model's rate."""
     sr = loaded.preprocess.sample_rate
     size, overlap = round(opts.chunk_seconds * sr), round(opts.crossfade_seconds * sr)
-    dicts = loaded.dictionaries if resolve_method(opts, loaded) == "dictionary" else None
-    return ChunkedSeparator(loaded, class_index, nmf=opts.nmf, threshold=opts.threshold,
-                            size=size, overlap=min(overlap, size // 4), dictionaries=dicts)
+    method = resolve_method(opts, loaded)
+    strategy: ChunkStrategy
+    if method == "mask":
+        assert loaded.separator is not None  # resolve_method checked it
+        strategy = MaskStrategy(loaded.separator, class_index)
+    elif method == "dictionary":
+        assert loaded.dictionaries is not None
+        strategy = DictionaryStrategy(loaded.dictionaries, loaded.labels[class_index])
+    else:
+        strategy = NCPStrategy(loaded, class_index, nmf=opts.nmf, threshold=opts.threshold)
+    return ChunkedSeparator(strategy, size=size, overlap=min(overlap, size // 4))
 
 
 # --------------------------------------------------------------------------- arrays

@@ -1,7 +1,9 @@
-"""The numerics of ``separate``: NMF components scored by the model, chunk by chunk.
+"""The numerics of ``separate``: one strategy per method, applied chunk by chunk.
 
-:func:`score_components` and :func:`enhance_scored` separate one stretch of
-audio (one NMF); :class:`ChunkedSeparator` feeds a stream of 16-kHz blocks
+A chunk of audio is separated by one of three strategies: :class:`NCPStrategy`
+(the paper's: :func:`score_components` and :func:`enhance_scored`, one NMF and its
+ranking), :class:`DictionaryStrategy` (supervised NMF) or :class:`MaskStrategy`
+(the mask network). :class:`ChunkedSeparator` feeds a stream of 16-kHz blocks
 through them one chunk at a time (bounds and cross-fades from
 :mod:`avscene.dsp.overlap`) and hands back the finished source and residual
 samples as soon as no later chunk can touch them; :func:`pump_model_rate` and
@@ -13,7 +15,7 @@ the method and the file-level API.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -21,7 +23,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from avscene.config import PreprocessConfig
 from avscene.dictionary import Dictionaries, separate_with_dictionaries
+from avscene.errors import UsageError
 from avscene.dsp.overlap import OverlapAdd, StreamResampler, chunk_weight, ready_chunks
 from avscene.dsp.stft import STFTOptions
 from avscene.proposals.nmf import NMFOptions, NMFTracks, ncp_patches, nmf_tracks
@@ -32,11 +36,13 @@ from avscene.separation import (
     component_weights,
     reconstruct,
     scale_alpha,
+    separate_with_mask,
 )
 from avscene.tasks._memory import release_free_memory
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
+    from avscene.nn.separator import MaskNet
 
 # NCP patches per network call: bounds the activation memory, not the result (the
 # scores are bitwise the same). The bundled model's audio network takes ~0.35 MB of
@@ -82,14 +88,31 @@ def score_components(audio: np.ndarray | torch.Tensor, loaded: LoadedModel, nmf:
         The decomposition and ``scores`` (K, P, C).
     """
     device = next(loaded.model.parameters()).device
+    return score_with(audio, loaded.model.score_audio_patches, cfg=loaded.preprocess, nmf=nmf, device=device)
+
+
+def score_with(audio: np.ndarray | torch.Tensor, score_patches: Callable[[torch.Tensor], torch.Tensor], *,
+               cfg: PreprocessConfig, nmf: NMFOptions, device: torch.device | str = "cpu") -> ScoredComponents:
+    """:func:`score_components` with any scorer: float32 log-mel patches (n, 96, 64) on ``device``
+    -> class scores (n, C), called on at most ``SCORE_BATCH`` patches at a time.
+
+    Raises:
+        UsageError: the scorer returns scores of another shape than (n, C).
+    """
+    device = torch.device(device)
     with _cpu_threads(device, NMF_CPU_THREADS):
         dec = nmf_tracks(audio, opts=nmf, device=device)
-    patches, _ = ncp_patches(dec.tracks, cfg=loaded.preprocess)  # (K, P, 96, 64)
+    patches, _ = ncp_patches(dec.tracks, cfg=cfg)  # (K, P, 96, 64)
     n_comp, n_win = patches.shape[:2]
     flat = patches.reshape(n_comp * n_win, *patches.shape[2:]).float()  # (K*P, 96, 64)
+    parts = []
     with torch.no_grad():
-        parts = [loaded.model.score_audio_patches(flat[i:i + SCORE_BATCH])  # (b, C)
-                 for i in range(0, flat.shape[0], SCORE_BATCH)]
+        for i in range(0, flat.shape[0], SCORE_BATCH):
+            part = torch.as_tensor(score_patches(flat[i:i + SCORE_BATCH]))  # (b, C)
+            if part.ndim != 2 or part.shape[0] != min(SCORE_BATCH, flat.shape[0] - i):
+                raise UsageError(f"the scorer must return scores of shape (n, C) for n patches, got "
+                                 f"{tuple(part.shape)} for {min(SCORE_BATCH, flat.shape[0] - i)}")
+            parts.append(part)
     scores = torch.cat(parts).float().reshape(n_comp, n_win, -1)  # (K, P, C)
     return ScoredComponents(dec=dec, scores=scores)
 
@@ -112,7 +135,8 @@ def enhance_scored(sc: ScoredComponents, class_index: int, *, threshold: float |
                    stft_opts: STFTOptions = STFTOptions()) -> Enhancement:
     """Rank the components of ``sc`` for one class and resynthesise source and residual.
 
-    The same steps as :func:`avscene.separation.enhance`, from precomputed scores.
+    Relevance ``α_k = max_t β_{k,t}``, min–max scaling, soft or hard weights and the
+    masked resynthesis (:mod:`avscene.separation`).
 
     Args:
         sc: decomposition and scores from :func:`score_components`.
@@ -121,6 +145,8 @@ def enhance_scored(sc: ScoredComponents, class_index: int, *, threshold: float |
         stft_opts: the STFT of the decomposition (``NMFOptions.stft_opts``).
     """
     W, H, X = sc.dec.W, sc.dec.H, sc.dec.X
+    if not -sc.scores.shape[2] <= class_index < sc.scores.shape[2]:
+        raise UsageError(f"class_index {class_index} is out of range for {sc.scores.shape[2]} classes")
     beta = sc.scores[:, :, class_index].to(dtype=W.dtype, device=W.device)  # (K, P)
     alpha = component_relevance(beta)  # (K,)
     alpha_scaled = scale_alpha(alpha)
@@ -137,28 +163,95 @@ def _drop_signals(e: Enhancement) -> Enhancement:
                        weights=e.weights.cpu(), kept=e.kept.cpu(), beta=e.beta.cpu())
 
 
+class ChunkStrategy(Protocol):
+    """How one chunk of mono audio at the model's rate is separated: one of the methods."""
+
+    method: str  # "ncp" | "dictionary" | "mask"
+    components: int | None  # NMF components per chunk; None for the mask network
+    align: int  # chunks start at multiples of this (1: anywhere)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
+        """``(2, n)`` float64 source and residual of ``x`` (n,), and the chunk's ranking (ncp only)."""
+
+
+class NCPStrategy:
+    """The paper's method: NMF of the chunk, its components ranked by the audio network."""
+
+    method = "ncp"
+    align = 1
+
+    def __init__(self, loaded: LoadedModel, class_index: int, *, nmf: NMFOptions, threshold: float | None) -> None:
+        self._loaded, self._class, self._nmf, self._threshold = loaded, class_index, nmf, threshold
+        self.components: int | None = nmf.k
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
+        sc = score_components(x, self._loaded, self._nmf)
+        e = enhance_scored(sc, self._class, threshold=self._threshold, stft_opts=self._nmf.stft_opts)
+        both = torch.stack([e.source, e.residual]).double().cpu().numpy()  # (2, n)
+        return both, _drop_signals(e)
+
+
+class DictionaryStrategy:
+    """Supervised NMF with the checkpoint's class and background dictionaries."""
+
+    method = "dictionary"
+    align = 1
+
+    def __init__(self, dicts: Dictionaries, label: str) -> None:
+        self._dicts, self._label = dicts, label
+        self.components: int | None = dicts.classes[label].shape[1] + dicts.background.shape[1]
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
+        source, residual = separate_with_dictionaries(x, self._dicts, self._label)
+        return np.stack([source, residual]).astype(np.float64), None
+
+
+class MaskStrategy:
+    """The checkpoint's mask network (:mod:`avscene.nn.separator`), conditioned on the class."""
+
+    method = "mask"
+    components: int | None = None
+
+    def __init__(self, net: MaskNet, class_index: int) -> None:
+        self._net, self._class = net, class_index
+        self._stft = STFTOptions(n_fft=net.cfg.n_fft, hop=net.cfg.hop)
+        # Chunks on the STFT's frame grid: with a finite receptive field (MaskNet.receptive_frames)
+        # a chunk's masks then equal the unchunked ones away from its cross-faded edges.
+        self.align = net.cfg.hop
+
+    def _mask(self, magnitude: torch.Tensor) -> torch.Tensor:
+        device = next(self._net.parameters()).device
+        index = torch.tensor([self._class], device=device)
+        return self._net(magnitude.to(device)[None], index)[0]  # (F, T)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
+        source, residual = separate_with_mask(x, self._mask, stft_opts=self._stft)
+        return np.stack([source, residual]).astype(np.float64), None
+
+
 class ChunkedSeparator:
-    """Separate one class from a stream of mono blocks at the model's rate, one NMF per chunk.
+    """Separate one class from a stream of mono blocks at the model's rate, one chunk at a time.
 
     :meth:`push` the blocks in order, then call :meth:`finish`; each returns the
     ``(2, m)`` float32 samples (source, residual) that became final, so their
     concatenation has the length of the input and source + residual is the
-    input. Memory: at most ``2·size - overlap`` input samples and one chunk's
-    decomposition at a time.
+    input. Each chunk is separated by ``strategy`` on its own and the chunks are
+    cross-faded. Memory: at most ``2·size - overlap`` input samples and one
+    chunk's separation at a time.
 
     Attributes:
         bounds: ``[start, end)`` samples of each chunk separated so far.
-        rankings: each chunk's ranking (:class:`~avscene.separation.Enhancement` without signals).
+        rankings: each chunk's ranking (:class:`~avscene.separation.Enhancement` without
+            signals); empty for the methods that rank nothing.
     """
 
-    def __init__(self, loaded: LoadedModel, class_index: int, *, nmf: NMFOptions, threshold: float | None,
-                 size: int, overlap: int, dictionaries: Dictionaries | None = None) -> None:
-        self._loaded, self._class, self._nmf, self._threshold = loaded, class_index, nmf, threshold
-        self._dicts = dictionaries  # given: supervised NMF with them, instead of ranking NCPs
-        self.method = "ncp" if dictionaries is None else "dictionary"
-        # NMF components per chunk: K, or the label's and the background's atoms
-        self.components = nmf.k if dictionaries is None else (
-            dictionaries.classes[loaded.labels[class_index]].shape[1] + dictionaries.background.shape[1])
+    def __init__(self, strategy: ChunkStrategy, *, size: int, overlap: int) -> None:
+        align = strategy.align  # size down, overlap up to multiples of it (at most size // 4)
+        size = max(align, size // align * align)
+        overlap = min(-(-overlap // align) * align, size // 4 // align * align)
+        self._strategy = strategy
+        self.method = strategy.method
+        self.components = strategy.components
         self._size, self._overlap = size, overlap
         self._buf = np.zeros(0, dtype=np.float32)  # input samples [self._next, self._n)
         self._next = 0  # first sample of the next chunk
@@ -179,7 +272,7 @@ class ChunkedSeparator:
 
     def _run(self, *, final: bool) -> np.ndarray:
         chunks = ready_chunks(self._next, self._n - self._next, size=self._size, overlap=self._overlap,
-                              final=final)
+                              final=final, align=self._strategy.align)
         for i, (a, b) in enumerate(chunks):
             self._separate(a, b, last=final and i == len(chunks) - 1)
         if final:
@@ -193,15 +286,9 @@ class ChunkedSeparator:
         x = self._buf[a - self._next:b - self._next]
         w = chunk_weight(b - a, fade_in_len=self._overlap if a > 0 else 0,
                          fade_out_len=0 if last else self._overlap)
-        if self._dicts is not None:
-            source, residual = separate_with_dictionaries(x, self._dicts, self._loaded.labels[self._class])
-            both = np.stack([source, residual]).astype(np.float64)  # (2, b - a)
-        else:
-            sc = score_components(x, self._loaded, self._nmf)
-            e = enhance_scored(sc, self._class, threshold=self._threshold, stft_opts=self._nmf.stft_opts)
-            both = torch.stack([e.source, e.residual]).double().cpu().numpy()  # (2, b - a)
-            self.rankings.append(_drop_signals(e))
-            del sc, e
+        both, ranking = self._strategy(x)  # (2, b - a)
+        if ranking is not None:
+            self.rankings.append(ranking)
         self._ola.add(a, w * both)
         self.bounds.append((a, b))
         del both

@@ -8,6 +8,8 @@ separated and each estimate is scored against the clean stem with BSS Eval SDR
 
 Methods (rows of the table):
 
+* the mask network (``separate --method mask``), label known and unknown, when the
+  model carries one (``avscene train-separator``);
 * avscene with soft masks, τ = 0.1 and τ = 0.2, each with the label known (the
   stem's class) and unknown (the classifier's top class on the clip, audio and
   video); one NMF per mixture (same K and seed) and one scoring pass serve all
@@ -34,23 +36,26 @@ from avscene.dictionary import Dictionaries
 from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
 from avscene.tasks._pipeline import analyse, ranked_labels
-from avscene.tasks.separate import enhance_scored, score_components
+from avscene.tasks.separate import MaskStrategy, enhance_scored, score_components
 from avscene.train import separation_baselines as sb
 from avscene.train.metrics import json_float
 from avscene.train.metrics_sep import SeparationScores, separation_scores, sdr
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
+    from avscene.nn.separator import MaskNet
 
 AVSCENE_SETTINGS = (("soft", None), ("τ=0.1", 0.1), ("τ=0.2", 0.2))  # (name, threshold)
 MODES = ("label known", "label unknown")
+MASK_KNOWN = "avscene mask network, label known"  # --method mask
+MASK_UNKNOWN = "avscene mask network, label unknown"
 SUPERVISED = "supervised NMF"  # = avscene --method dictionary with the label known
 DICTIONARY_UNKNOWN = "avscene dictionary, label unknown"  # --method dictionary, the predicted label
 MEL_ACTIVE = "NMF Mel-clustering (activity rule)"
 MEL_BEST = "NMF Mel-clustering (best cluster)"
 MIXTURE = "mixture"
 ORACLE = "oracle"
-METHODS = (*[f"avscene {s}, {m}" for m in MODES for s, _ in AVSCENE_SETTINGS],
+METHODS = (MASK_KNOWN, MASK_UNKNOWN, *[f"avscene {s}, {m}" for m in MODES for s, _ in AVSCENE_SETTINGS],
            SUPERVISED, DICTIONARY_UNKNOWN, MEL_ACTIVE, MEL_BEST, MIXTURE, ORACLE)
 
 
@@ -178,6 +183,10 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
                 continue
             e = enhance_scored(sc, loaded.labels.index(label), threshold=thr, stft_opts=nmf.stft_opts)
             est[f"avscene {name}, {mode}"] = e.source.cpu().numpy()
+    if loaded.separator is not None:
+        est[MASK_KNOWN] = mask_separate(mix, loaded.separator, loaded.labels.index(item.label))
+        est[MASK_UNKNOWN] = (est[MASK_KNOWN] if predicted == item.label
+                             else mask_separate(mix, loaded.separator, loaded.labels.index(predicted)))
     if dictionaries is not None:
         est[SUPERVISED] = sb.supervised_nmf(mix, dictionaries, item.label)
         est[DICTIONARY_UNKNOWN] = (est[SUPERVISED] if predicted == item.label
@@ -193,6 +202,12 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
             scored[id(est[m])] = separation_scores(est[m], ref)
     scores = {m: scored[id(est[m])] for m in METHODS if m in est}
     return MixtureScores(item.mixture, item.label, predicted, item.snr_db, scores)
+
+
+def mask_separate(mixture: np.ndarray, net: MaskNet, class_index: int) -> np.ndarray:
+    """The mask network's estimate of one class in ``mixture`` (N,): what ``separate --method mask`` writes
+    for an input of one chunk."""
+    return MaskStrategy(net, class_index)(np.asarray(mixture, dtype=np.float32))[0][0]
 
 
 def _finite(x: float) -> float:

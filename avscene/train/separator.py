@@ -1,0 +1,512 @@
+"""Train the mask network of ``separate --method mask`` from video-level labels only.
+
+No clean stem, timestamp or box is used: the supervision is exactly the rest of
+avscene's (a training clip's ``labels.csv`` row). Mix-and-separate (Zhao et al.,
+*The Sound of Pixels*, 2018) with anchors chosen by the weak detector (Kong et al.,
+2020):
+
+1. **Where each class sounds.** The checkpoint's audio MIL network scores every
+   0.96-s window (50 % overlap) of every single-label training clip for its label.
+   Per clip the scores are min–max scaled; windows at or above ``ACTIVE_LEVEL`` are
+   where the class is active (*anchors*), windows at or below ``QUIET_LEVEL`` hold
+   background only. A clip whose scores hardly vary (a silent event) gives neither.
+2. **Mixtures made on the fly.** A target segment (``segment_seconds``) is cut from an
+   anchor of class ``c``; a background-only segment of *another* clip is added at a
+   random target-to-background ratio, and with probability ``other_prob`` an anchor
+   of a class that is not ``c``. Each source gets its own random speed (pitch and
+   tempo) and equaliser curve first (:mod:`avscene.train.augment`), so the network
+   hears other timbres than the training SoundFont's, and the whole mixture a random
+   level.
+3. **Handling the background inside the target.** The target segment still holds its
+   own clip's background (SNR -5 to 15 dB in avbench). The added background is made
+   louder than that on average (``snr_background`` reaches down to -10 dB), and the
+   network cannot tell one background from another, so the cheapest answer it can
+   learn is to suppress background-like energy wherever it is: the estimate of class
+   ``c`` loses the background that came with its anchor too. ``MixOptions(
+   background_prob=0)`` turns this off (plain mix-and-separate) for comparison.
+4. **Loss.** Magnitude-weighted L1 between the mask and the ideal ratio mask
+   ``min(|T| / |M|, 1)`` (:func:`mask_loss`), zero exactly at the ideal mask.
+
+The hold-out (every ``HOLDOUT_EVERY``-th training clip, never trained on) gives
+fixed mixtures built the same way; their SDR against the target is logged, never
+used to choose a step: the weights saved are the last step's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from avscene.errors import UsageError
+from avscene.train.augment import random_eq
+
+if TYPE_CHECKING:
+    from avscene.hub import LoadedModel
+    from avscene.nn.separator import MaskNet
+
+SAMPLE_RATE = 16000
+ACTIVE_LEVEL = 0.6  # scaled window score at or above which the clip's class is active
+QUIET_LEVEL = 0.15  # at or below which the window holds background only
+MIN_SCORE_RANGE = 0.5  # clips whose window scores vary less than this (score units) are skipped
+HOLDOUT_EVERY = 10  # every 10th training clip (manifest order) is held out
+EPS = 1e-8
+
+
+# --------------------------------------------------------------------------- activity
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``[start, end)`` samples of clip ``clip`` in a :class:`TrainingPool`."""
+
+    clip: int
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def activity_runs(scores: np.ndarray, times: np.ndarray, *, sr: int = SAMPLE_RATE,
+                  active: float = ACTIVE_LEVEL, quiet: float = QUIET_LEVEL,
+                  min_range: float = MIN_SCORE_RANGE) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Where a clip's class is active and where nothing is, from its window scores.
+
+    Args:
+        scores: ``(W,)`` the class's score on each window, in time order.
+        times: ``(W, 2)`` ``[start, end)`` seconds of the windows.
+        sr: sample rate of the returned bounds.
+        active, quiet: levels of the min–max scaled scores (see the module docstring).
+        min_range: below this spread of the raw scores the clip has no usable contrast.
+
+    Returns:
+        ``(active_runs, quiet_runs)``: merged ``[start, end)`` sample ranges, in time order.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1 or len(scores) != len(times):
+        raise UsageError("activity_runs: scores (W,) and times (W, 2) must have the same length")
+    if len(scores) == 0 or float(scores.max() - scores.min()) < min_range:
+        return [], []
+    scaled = (scores - scores.min()) / (scores.max() - scores.min())
+
+    def runs(keep: np.ndarray) -> list[tuple[int, int]]:
+        out: list[list[int]] = []
+        for (a, b), k in zip(times, keep):
+            if not k:
+                continue
+            a, b = int(round(a * sr)), int(round(b * sr))
+            if out and a <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], b)
+            else:
+                out.append([a, b])
+        return [(a, b) for a, b in out]
+
+    return runs(scaled >= active), runs(scaled <= quiet)
+
+
+def _clip_out(runs: list[tuple[int, int]], other: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``runs`` minus the samples covered by ``other`` (the overlap of adjacent windows)."""
+    out = []
+    for a, b in runs:
+        pieces = [(a, b)]
+        for c, d in other:
+            pieces = [q for (x, y) in pieces for q in ((x, min(y, c)), (max(x, d), y)) if q[1] > q[0]]
+        out.extend(pieces)
+    return out
+
+
+@dataclass
+class TrainingPool:
+    """Decoded training audio and where each class (or nothing) sounds in it."""
+
+    audio: list[np.ndarray]  # (N,) float32 per clip
+    names: list[str]  # clip file names, for the log
+    anchors: dict[str, list[Segment]]  # class -> segments where it is active (single-label clips)
+    background: list[Segment]  # segments where nothing of the clip's labels is active
+
+    def summary(self) -> dict[str, object]:
+        sr = SAMPLE_RATE
+        return {"clips": len(self.audio),
+                "anchor_seconds": {c: round(sum(s.length for s in v) / sr, 1) for c, v in self.anchors.items()},
+                "background_seconds": round(sum(s.length for s in self.background) / sr, 1)}
+
+
+def window_scores(audio: np.ndarray, loaded: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
+    """The audio network's classification scores of every 0.96-s window: ``(W, C)`` and times ``(W, 2)``."""
+    from avscene.proposals.audio import audio_proposals
+
+    props = audio_proposals(audio, cfg=loaded.preprocess)
+    device = next(loaded.model.parameters()).device
+    with torch.no_grad():
+        s = loaded.model.score_audio_patches(torch.from_numpy(props.patches).to(device)).float().cpu().numpy()
+    return s, props.times
+
+
+def build_pool(clips: Sequence[tuple[str, np.ndarray, tuple[str, ...]]], loaded: LoadedModel, *,
+               progress: Callable[[int, int], None] | None = None) -> TrainingPool:
+    """Anchors and background segments of decoded clips ``(name, audio, labels)``, single-label ones.
+
+    Clips with two labels are not used: which of the two is active in a window is what
+    the weak detector is least sure of, and a wrong anchor teaches the wrong class.
+    """
+    pool = TrainingPool(audio=[], names=[], anchors={}, background=[])
+    for i, (name, audio, labels) in enumerate(clips):
+        if len(labels) == 1:
+            s, times = window_scores(audio, loaded)
+            act, quiet = activity_runs(s[:, loaded.labels.index(labels[0])], times)
+            quiet = _clip_out(quiet, act)
+            if act or quiet:
+                k = len(pool.audio)
+                pool.audio.append(audio.astype(np.float32))
+                pool.names.append(name)
+                pool.anchors.setdefault(labels[0], []).extend(Segment(k, a, min(b, len(audio))) for a, b in act)
+                pool.background.extend(Segment(k, a, min(b, len(audio))) for a, b in quiet)
+        if progress:
+            progress(i + 1, len(clips))
+    return pool
+
+
+# --------------------------------------------------------------------------- mixing
+
+
+@dataclass(frozen=True)
+class MixOptions:
+    """How training mixtures are drawn (see the module docstring)."""
+
+    segment_seconds: float = 2.0
+    background_prob: float = 1.0  # probability of adding a background-only segment of another clip
+    snr_background: tuple[float, float] = (-10.0, 5.0)  # target-to-background ratio, dB
+    other_prob: float = 0.5  # probability of adding an anchor of another class
+    snr_other: tuple[float, float] = (-5.0, 10.0)  # target-to-other-class ratio, dB
+    level_db: tuple[float, float] = (-30.0, -10.0)  # RMS of the mixture, dBFS
+    speed: float = 0.06  # per-source resampling factor in [1 - speed, 1 + speed]
+    eq_db: float = 9.0  # per-source random equaliser within ±eq_db (0: off)
+    # Subtract the anchor's own background from the target's magnitude: its power spectrum is
+    # estimated on a background-only segment of the same clip (same perturbation, same gain).
+    subtract_background: bool = True
+
+
+def power(x: np.ndarray) -> float:
+    return float(np.mean(np.square(x, dtype=np.float64)))
+
+
+def mix(target: np.ndarray, interferers: Sequence[tuple[np.ndarray, float]], *, level_db: float,
+        ) -> tuple[np.ndarray, np.ndarray]:
+    """Mix ``target`` with interferers, each scaled to its target-to-interferer ratio (dB).
+
+    Powers are means over the whole segment. The sum is then scaled to an RMS of
+    ``level_db`` dBFS, target and mixture alike.
+
+    Returns:
+        ``(mixture, target)``, float32, both the target's length.
+    """
+    t = np.asarray(target, dtype=np.float64)
+    p_t = power(t)
+    if p_t <= 0:
+        raise UsageError("mix: the target segment is silent")
+    m = t.copy()
+    for x, ratio_db in interferers:
+        x = np.asarray(x, dtype=np.float64)[: len(t)]
+        p_x = power(x)
+        if p_x > 0:
+            m[: len(x)] += x * math.sqrt(p_t / (p_x * 10 ** (ratio_db / 10)))
+    g = math.sqrt(10 ** (level_db / 10) / max(power(m), EPS))
+    return (m * g).astype(np.float32), (t * g).astype(np.float32)
+
+
+def crop(audio: np.ndarray, seg: Segment, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``length``-sample piece of ``audio`` inside ``seg`` (centred on it, with the rest of the
+    clip around it, when the segment is shorter)."""
+    if seg.length >= length:
+        a = seg.start + int(rng.integers(0, seg.length - length + 1))
+    else:
+        a = seg.start - (length - seg.length) // 2
+    a = int(np.clip(a, 0, max(0, len(audio) - length)))
+    out = audio[a:a + length]
+    return np.pad(out, (0, length - len(out)))
+
+
+def _perturb(x: np.ndarray, rng: np.random.Generator, opts: MixOptions) -> np.ndarray:
+    if opts.speed > 0:  # linear-interpolation resampling to the same length (pitch and tempo)
+        f = rng.uniform(1 - opts.speed, 1 + opts.speed)
+        pos = np.arange(len(x)) * f
+        x = np.interp(pos, np.arange(len(x)), x, right=0.0).astype(np.float32)
+    if opts.eq_db > 0:
+        x = random_eq(x, rng, max_db=opts.eq_db, points=6, sr=SAMPLE_RATE)
+    return x
+
+
+@dataclass(frozen=True)
+class TrainingMixture:
+    mixture: np.ndarray  # (L,) float32
+    target: np.ndarray  # (L,) float32: the anchor's segment, as it is in the mixture
+    label: str
+    parts: tuple[str, ...]  # what was mixed in besides the target: "background" and/or a class
+    # (L,) float32: background only, from the target's own clip, perturbed and scaled as the target
+    # (its power spectrum is what ``clean_magnitude`` removes); None when the clip has none
+    target_background: np.ndarray | None = None
+
+
+class MixtureSampler:
+    """Draws :class:`TrainingMixture` s from a pool (classes uniformly, then segments)."""
+
+    def __init__(self, pool: TrainingPool, labels: Sequence[str], opts: MixOptions = MixOptions()) -> None:
+        self.pool, self.labels, self.opts = pool, list(labels), opts
+        self.classes = [c for c in self.labels if pool.anchors.get(c)]
+        if not self.classes:
+            raise UsageError("no training clip gave an anchor: nothing to train the separator on")
+        if opts.background_prob > 0 and not pool.background:
+            raise UsageError("no background-only segment found in the training clips")
+        self.length = int(round(opts.segment_seconds * SAMPLE_RATE))
+
+    def _piece(self, seg: Segment, rng: np.random.Generator) -> np.ndarray:
+        return _perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), rng, self.opts)
+
+    def _own_background(self, clip: int, seed: int, rng: np.random.Generator) -> np.ndarray | None:
+        """A background-only piece of ``clip`` with the perturbation drawn from ``seed``."""
+        own = [s for s in self.pool.background if s.clip == clip]
+        if not own:
+            return None
+        seg = own[int(rng.integers(len(own)))]
+        return _perturb(crop(self.pool.audio[clip], seg, self.length, rng), np.random.default_rng(seed), self.opts)
+
+    def sample(self, rng: np.random.Generator) -> TrainingMixture:
+        o = self.opts
+        label = self.classes[int(rng.integers(len(self.classes)))]
+        anchors = self.pool.anchors[label]
+        seg = anchors[int(rng.integers(len(anchors)))]
+        seed = int(rng.integers(2**32))  # the target's perturbation, shared with its own background
+        target = _perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), np.random.default_rng(seed), o)
+        while power(target) <= 0:  # pragma: no cover - a digitally silent anchor
+            seg = anchors[int(rng.integers(len(anchors)))]
+            target = self._piece(seg, rng)
+        own = self._own_background(seg.clip, seed, rng) if o.subtract_background else None
+        interferers, parts = [], []
+        if rng.random() < o.background_prob:
+            bgs = [s for s in self.pool.background if s.clip != seg.clip] or self.pool.background
+            interferers.append((self._piece(bgs[int(rng.integers(len(bgs)))], rng), rng.uniform(*o.snr_background)))
+            parts.append("background")
+        others = [c for c in self.classes if c != label]
+        if others and rng.random() < o.other_prob:
+            other = others[int(rng.integers(len(others)))]
+            segs = self.pool.anchors[other]
+            interferers.append((self._piece(segs[int(rng.integers(len(segs)))], rng), rng.uniform(*o.snr_other)))
+            parts.append(other)
+        m, t = mix(target, interferers, level_db=rng.uniform(*o.level_db))
+        if own is not None:
+            own = (own * math.sqrt(power(t) / power(target))).astype(np.float32)  # the target's gain
+        return TrainingMixture(m, t, label, tuple(parts), own)
+
+    def batch(self, rng: np.random.Generator, n: int,
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` mixtures: mixture (n, L), target (n, L), class index (n,) and the targets' own
+        background (n, L; zeros where there is none)."""
+        items = [self.sample(rng) for _ in range(n)]
+        zeros = np.zeros(self.length, np.float32)
+        return (torch.from_numpy(np.stack([x.mixture for x in items])),
+                torch.from_numpy(np.stack([x.target for x in items])),
+                torch.tensor([self.labels.index(x.label) for x in items]),
+                torch.from_numpy(np.stack([zeros if x.target_background is None else x.target_background
+                                           for x in items])))
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def ideal_mask(mix_mag: torch.Tensor, target_mag: torch.Tensor) -> torch.Tensor:
+    """The ideal ratio mask ``min(|T| / |M|, 1)`` (0 where the mixture is silent)."""
+    return torch.where(mix_mag > EPS, target_mag / mix_mag.clamp_min(EPS), torch.zeros_like(mix_mag)).clamp(0, 1)
+
+
+def clean_magnitude(target_mag: torch.Tensor, background_mag: torch.Tensor) -> torch.Tensor:
+    """``sqrt(max(|T|² - E_t |N|², 0))``: the target's magnitude (..., F, T) less the mean power
+    spectrum of its own background (..., F, T') (spectral subtraction; zeros subtract nothing)."""
+    noise = background_mag.square().mean(dim=-1, keepdim=True)  # (..., F, 1)
+    return (target_mag.square() - noise).clamp_min(0).sqrt()
+
+
+def mask_loss(mask: torch.Tensor, mix_mag: torch.Tensor, target_mag: torch.Tensor) -> torch.Tensor:
+    """Magnitude-weighted L1 between ``mask`` and :func:`ideal_mask`; zero exactly at the ideal mask."""
+    return (mix_mag * (mask - ideal_mask(mix_mag, target_mag)).abs()).sum() / mix_mag.sum().clamp_min(EPS)
+
+
+def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """``10 log10(|r|² / |r - e|²)``: the SDR of a plain (unprojected) estimate, dB."""
+    err = power(np.asarray(reference, np.float64) - np.asarray(estimate, np.float64))
+    return 10 * math.log10(max(power(reference), EPS) / max(err, EPS))
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class SeparatorTrainOptions:
+    steps: int = 6000
+    batch: int = 16
+    lr: float = 1e-3
+    hidden: int = 256
+    blocks: int = 8
+    seed: int = 0
+    holdout_mixtures: int = 96
+    log_every: int = 50
+    eval_every: int = 1000
+    mix: MixOptions = field(default_factory=MixOptions)
+
+
+def _stft_mag(x: torch.Tensor, n_fft: int, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from avscene.dsp.stft import stft
+
+    X = stft(x, n_fft=n_fft, hop=hop)  # (B, F, T) complex
+    return X, X.abs()
+
+
+def apply_mask(net: MaskNet, mixture: torch.Tensor, class_index: torch.Tensor) -> torch.Tensor:
+    """The class sources (B, L) that ``net`` extracts from mixtures (B, L)."""
+    from avscene.dsp.stft import istft
+
+    X, mag = _stft_mag(mixture, net.cfg.n_fft, net.cfg.hop)
+    return istft(net(mag, class_index) * X, length=mixture.shape[-1], n_fft=net.cfg.n_fft, hop=net.cfg.hop)
+
+
+def holdout_score(net: MaskNet, mixtures: Sequence[TrainingMixture], labels: Sequence[str]) -> dict[str, float]:
+    """Mean SDR (dB) of the network's estimates and of the mixture itself against the targets."""
+    was = net.training
+    net.eval()
+    est, base = [], []
+    with torch.no_grad():
+        for i in range(0, len(mixtures), 16):
+            part = mixtures[i:i + 16]
+            m = torch.from_numpy(np.stack([x.mixture for x in part]))
+            c = torch.tensor([list(labels).index(x.label) for x in part])
+            out = apply_mask(net, m, c).numpy()
+            est += [snr_db(o, x.target) for o, x in zip(out, part)]
+            base += [snr_db(x.mixture, x.target) for x in part]
+    net.train(was)
+    return {"sdr": float(np.mean(est)), "mixture_sdr": float(np.mean(base)), "n": len(est)}
+
+
+def train_separator(pool: TrainingPool, holdout: TrainingPool | None, labels: Sequence[str],
+                    opts: SeparatorTrainOptions = SeparatorTrainOptions(), *, log_path: Path | None = None,
+                    progress: Callable[[int, int, float], None] | None = None) -> tuple[MaskNet, dict]:
+    """Train a :class:`~avscene.nn.separator.MaskNet` on mixtures drawn from ``pool``.
+
+    Returns:
+        The network (eval mode, last step's weights) and a summary for ``config.json``:
+        options, pool sizes, time, and the hold-out SDR at the end.
+    """
+    from avscene.nn.separator import MaskNet, SeparatorConfig, num_parameters
+
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    net = MaskNet(SeparatorConfig(num_classes=len(labels), hidden=opts.hidden, blocks=opts.blocks))
+    sampler = MixtureSampler(pool, labels, opts.mix)
+    fixed: list[TrainingMixture] = []
+    if holdout is not None and holdout.anchors:
+        hs = MixtureSampler(holdout, labels, opts.mix)
+        hrng = np.random.default_rng(10_000 + opts.seed)
+        fixed = [hs.sample(hrng) for _ in range(opts.holdout_mixtures)]
+    optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=opts.steps, pct_start=0.05)
+    log = log_path.open("a") if log_path else None
+    started, running, history = time.monotonic(), 0.0, []
+
+    def record(entry: dict) -> None:
+        history.append(entry)
+        if log:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+
+    record({"event": "start", "parameters": num_parameters(net), "pool": pool.summary(),
+            "options": asdict(opts)})
+    net.train()
+    try:
+        for step in range(1, opts.steps + 1):
+            m, t, c, bg = sampler.batch(rng, opts.batch)
+            X, mag = _stft_mag(m, net.cfg.n_fft, net.cfg.hop)
+            _, tmag = _stft_mag(t, net.cfg.n_fft, net.cfg.hop)
+            if opts.mix.subtract_background:
+                tmag = clean_magnitude(tmag, _stft_mag(bg, net.cfg.n_fft, net.cfg.hop)[1])
+            loss = mask_loss(net(mag, c), mag, tmag)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            optim.step()
+            sched.step()
+            value = loss.item()
+            running = 0.98 * running + 0.02 * value if step > 1 else value
+            if step % opts.log_every == 0 or step == opts.steps:
+                record({"step": step, "loss": round(running, 5), "lr": sched.get_last_lr()[0],
+                        "elapsed_s": round(time.monotonic() - started, 1)})
+            if fixed and (step % opts.eval_every == 0 or step == opts.steps):
+                record({"step": step, "holdout": holdout_score(net, fixed, labels)})
+            if progress:
+                progress(step, opts.steps, running)
+    finally:
+        if log:
+            log.close()
+    net.eval()
+    final = next((h["holdout"] for h in reversed(history) if "holdout" in h), None)
+    summary = {"steps": opts.steps, "batch": opts.batch, "lr": opts.lr, "seed": opts.seed,
+               "mix": asdict(opts.mix), "train_seconds": round(time.monotonic() - started, 1),
+               "pool": pool.summary(), "holdout": final}
+    return net, summary
+
+
+def decode_manifest(manifest: str | Path, *, progress: Callable[[int, int], None] | None = None,
+                    ) -> tuple[list[tuple[str, np.ndarray, tuple[str, ...]]], list[tuple[str, np.ndarray, tuple[str, ...]]]]:
+    """The clips of a training ``labels.csv``, decoded (16 kHz mono): ``(train, holdout)``."""
+    from avscene.io.decode import read_audio
+    from avscene.train.data import read_manifest
+
+    examples = read_manifest(manifest)
+    train, held = [], []
+    for i, ex in enumerate(examples):
+        item = (ex.path.name, read_audio(ex.path, sample_rate=SAMPLE_RATE), tuple(ex.labels))
+        (held if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 else train).append(item)
+        if progress:
+            progress(i + 1, len(examples))
+    return train, held
+
+
+__all__ = ["ACTIVE_LEVEL", "MixOptions", "MixtureSampler", "QUIET_LEVEL", "Segment", "SeparatorTrainOptions",
+           "TrainingMixture", "TrainingPool", "activity_runs", "apply_mask", "build_pool", "clean_magnitude", "crop",
+           "decode_manifest", "holdout_score", "train_separator_for", "ideal_mask", "mask_loss", "mix", "power", "snr_db",
+           "train_separator", "window_scores"]
+
+
+def train_separator_for(model_folder: str | Path, manifest: str | Path, opts: SeparatorTrainOptions = SeparatorTrainOptions(),
+                        *, log_path: Path | None = None, device: str = "cpu",
+                        progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, dict]:
+    """Train a separator for the checkpoint in ``model_folder`` on the clips of ``manifest`` and store it there.
+
+    The checkpoint's audio network chooses the anchors; the separator goes to
+    ``separator.safetensors`` with its shape and this training's summary under
+    ``separation.mask`` in ``config.json`` (:func:`avscene.hub.save_separator`).
+
+    Returns:
+        The weights' path and the training summary.
+    """
+    from avscene.hub import load_pretrained, save_separator
+
+    if not Path(manifest).is_file():
+        raise UsageError(f"training manifest {manifest} not found")
+    loaded = load_pretrained(str(model_folder), device=device)
+    if not loaded.config.uses_audio:
+        raise UsageError(f"the model {model_folder} has no audio network to choose the anchors with")
+    step = (lambda what: (lambda d, n: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
+    train, held = decode_manifest(manifest, progress=step("decoding"))
+    pool = build_pool(train, loaded, progress=step("anchors"))
+    holdout = build_pool(held, loaded, progress=step("hold-out anchors"))
+    net, summary = train_separator(pool, holdout, loaded.labels, opts, log_path=log_path,
+                                   progress=(lambda d, n, _loss: progress("training", d, n)) if progress else None)
+    summary = {**summary, "manifest": Path(manifest).name, "anchors_from": "the checkpoint's audio network"}
+    return save_separator(model_folder, net, summary), summary
