@@ -61,8 +61,14 @@ def localize(path: str | Path, *, model: ModelLike = None, labels: list[str] | t
     return localize_file(path, _model(model), LocalizeOptions(labels=tuple(labels), boxes=boxes))
 
 
-def separate(path: str | Path, *, model: ModelLike = None, label: str | None = None, threshold: float | None = None) -> Separation:
-    """Separate the audio of ``label`` (None: the top predicted class) from the rest of the mixture."""
+def separate(path: str | Path, *, model: ModelLike = None, label: str | None = None, threshold: float | None = None,
+             method: str = "auto") -> Separation:
+    """Separate the audio of ``label`` (None: the top predicted class) from the rest of the mixture.
+
+    ``method``: "mask", "dictionary", "ncp" or "auto" (the best the model carries; see
+    :class:`avscene.tasks.separate.SeparateOptions`).
+    """
     from avscene.tasks.separate import SeparateOptions, separate_file
 
-    return separate_file(path, _model(model), SeparateOptions(label=label, threshold=threshold))
+    opts = SeparateOptions(label=label, threshold=threshold, method=method)  # type: ignore[arg-type]
+    return separate_file(path, _model(model), opts)

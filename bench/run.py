@@ -103,6 +103,10 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
         rows["localize: render overlay"] = _median(
             lambda: render_overlay(clip, loc, Path(tmp) / "o.mp4", force=True), 1)
     rows["separate"] = _median(lambda: avscene.separate(clip, model=loaded, label=label), repeat)
+    for method, present in (("mask", loaded.separator), ("dictionary", loaded.dictionaries), ("ncp", True)):
+        if present is not None:
+            rows[f"separate --method {method}"] = _median(
+                lambda m=method: avscene.separate(clip, model=loaded, label=label, method=m), repeat)
     import torch
 
     audio = read_audio(clip, sample_rate=16000)  # audio only: the frames are not needed here

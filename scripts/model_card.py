@@ -43,9 +43,10 @@ def _row(name: str, run: Path) -> str | None:
             f"{best['epoch'] + 1}/{len(log)} | {sum(r['seconds'] for r in log) / 60:.0f} |")
 
 
-def separation_section(val: Path | None, shift: Path | None) -> str:
-    """The card's separation section: the text reports of ``avscene evaluate-separation`` on
-    val/sep and val_shift/sep, copied (a machine path in them is cut to its last part)."""
+def separation_section(val: Path | None, shift: Path | None, config: dict | None = None) -> str:
+    """The card's separation section: which method ``separate`` uses with this model (read from its
+    ``config.json``) and the text reports of ``avscene evaluate-separation`` on val/sep and
+    val_shift/sep, copied (a machine path in them is cut to its last part)."""
     parts = []
     for name, report in (("val/sep", val), ("val_shift/sep (recorded differently)", shift)):
         if report is not None:
@@ -53,11 +54,26 @@ def separation_section(val: Path | None, shift: Path | None) -> str:
             parts.append(f"### {name}\n\n```\n{text.rstrip()}\n```\n")
     if not parts:
         return ""
-    return ("\n## Separation\n\n`avscene separate` uses `--method dictionary` (the row *supervised NMF*, "
-            "label known; *avscene dictionary, label unknown* with the predicted label) with this "
-            "model, whose dictionaries were learnt from single-label training clips by `avscene "
-            "train-dictionaries`; the *avscene soft / τ* rows are the paper's NCP ranking "
-            "(`--method ncp`).\n\n" + "\n".join(parts))
+    sep = (config or {}).get("separation") or {}
+    methods = []
+    if "mask" in sep:
+        net, tr = sep["mask"].get("network", {}), sep["mask"].get("training", {})
+        mix = tr.get("mix", {})
+        methods.append(
+            f"`--method mask` (the default with this model; rows *avscene mask network*): a mask network "
+            f"({net.get('blocks')} dilated blocks of {net.get('hidden')} channels, FiLM class conditioning) "
+            f"trained by `avscene train-separator` from the video-level labels of {tr.get('manifest', 'the training manifest')} "
+            f"only — mix-and-separate on 2-s anchors that this model's audio network finds in single-label "
+            f"training clips, background-only segments of other clips added at "
+            f"{mix.get('snr_background')} dB, another class's anchor with probability {mix.get('other_prob')}; "
+            f"{tr.get('steps')} steps of {tr.get('batch')} mixtures in {tr.get('train_seconds', 0) / 60:.0f} min on the CPU")
+    if "dictionary" in sep:
+        methods.append("`--method dictionary` (rows *supervised NMF*, label known, and *avscene dictionary, label "
+                       "unknown*): dictionaries learnt from single-label training clips by `avscene train-dictionaries`")
+    methods.append("`--method ncp` (rows *avscene soft / τ*): the paper's ranking of NMF components")
+    return ("\n## Separation\n\n" + "\n".join(f"- {m}." for m in methods) + "\n\nNo clean stem, timestamp or box "
+            "of avbench was used by any of them; val and val_shift were used for these tables only.\n\n"
+            + "\n".join(parts))
 
 
 def update_separation(folder: Path, val: Path | None, shift: Path | None) -> None:
@@ -66,7 +82,8 @@ def update_separation(folder: Path, val: Path | None, shift: Path | None) -> Non
     end = card.index(SEP_END)
     start = card.find(SEP_START)
     start = end if start < 0 or start > end else start
-    (folder / "README.md").write_text(card[:start] + separation_section(val, shift) + card[end:])
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "README.md").write_text(card[:start] + separation_section(val, shift, config) + card[end:])
 
 
 def main() -> None:
@@ -108,7 +125,7 @@ def main() -> None:
     card = CARD.format(
         variant=cfg["model"]["variant"], run=args.best, threshold_note=threshold_note, how=how, command=command, labels=", ".join(cfg["labels"]), size=f"{size_mb:.1f}",
         model=json.dumps(cfg["model"]), pre=json.dumps(cfg["preprocess"]), rows="\n".join(rows),
-        sep=separation_section(args.sep, args.sep_shift))
+        sep=separation_section(args.sep, args.sep_shift, cfg))
     (args.out / "README.md").write_text(card)
 
 

@@ -24,7 +24,9 @@ from avscene.train.separator import (
     SeparatorTrainOptions,
     TrainingPool,
     activity_runs,
+    anchor_snr_db,
     apply_mask,
+    keep_clean_anchors,
     ideal_mask,
     mask_loss,
     mix,
@@ -85,7 +87,7 @@ def _pool(rng: np.random.Generator, seconds: float = 3.0) -> TrainingPool:
 
 def test_sampler_mixes_only_what_it_says_with_disjoint_labels(rng) -> None:
     pool = _pool(rng)
-    opts = MixOptions(segment_seconds=0.5, other_prob=1.0, speed=0.0, eq_db=0.0)
+    opts = MixOptions(segment_seconds=0.5, other_prob=1.0, speed=0.0, eq_db=0.0, subtract_background=True)
     sampler = MixtureSampler(pool, ["a", "b", "c"], opts)
     assert sampler.classes == ["a", "b"]  # "c" has no anchor: never a target
     for _ in range(20):
@@ -99,6 +101,19 @@ def test_sampler_mixes_only_what_it_says_with_disjoint_labels(rng) -> None:
                                                         other_prob=0.0, speed=0.0, eq_db=0.0))
     s = alone.sample(rng)
     assert s.parts == () and np.allclose(s.mixture, s.target)
+
+
+def test_clean_anchors_are_those_loud_over_their_own_background(rng) -> None:
+    pool = _pool(rng)  # tone (power 0.66) over a hum of power 0.005: ~21 dB
+    loud = anchor_snr_db(pool.audio[0], pool.anchors["a"][0], [s for s in pool.background if s.clip == 0])
+    assert loud == pytest.approx(_db((power(pool.audio[0][SR:2 * SR]) - 0.005) / 0.005), abs=0.5)
+    pool.audio[1] = pool.audio[1] + 2.0 * np.sin(np.arange(len(pool.audio[1])) * 0.3).astype(np.float32)
+    kept = keep_clean_anchors(pool, 6.0, min_seconds=0.5)  # clip 1's hum is now louder than its tone
+    assert kept.anchors["a"] == [pool.anchors["a"][0]] and kept.anchors["b"] == pool.anchors["b"]
+    assert anchor_snr_db(pool.audio[0], pool.anchors["a"][0], []) == -np.inf
+    # too few clean seconds: the cleanest anchor(s) up to min_seconds are kept all the same
+    assert keep_clean_anchors(pool, 40.0, min_seconds=0.5).anchors["a"] == [pool.anchors["a"][0]]
+    assert keep_clean_anchors(pool, 40.0, min_seconds=1.5).anchors["a"] == pool.anchors["a"]
 
 
 def test_activity_runs_find_the_active_and_the_quiet_windows() -> None:
@@ -263,3 +278,36 @@ def test_mask_method_needs_a_separator(capsys, tiny_model_dir, tmp_path) -> None
                  "-o", str(tmp_path / "x.wav")])
     _, err = capsys.readouterr()
     assert code == 2 and "train-separator" in err and not (tmp_path / "x.wav").exists()
+
+
+def test_train_separator_refuses_a_detector_that_finds_no_anchor(capsys, tiny_model_dir, tmp_path, rng) -> None:
+    """A randomly initialised audio network scores every window alike: no anchor, a clear error,
+    and the checkpoint is left as it was."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    before = (folder / "config.json").read_text()
+    rows = ["clip,labels"]
+    for i, (label, f0) in enumerate((("violin", 440.0), ("drum", 300.0), ("car", 700.0)) * 4):
+        x = 0.01 * rng.standard_normal(3 * SR)
+        x[SR:2 * SR] += tone(f0, 1.0, rng)
+        sf.write(tmp_path / f"c{i}.wav", (x / 4).astype(np.float32), SR)
+        rows.append(f"c{i}.wav,{label}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    code = main(["train-separator", str(folder), str(tmp_path / "labels.csv"), "--steps", "2"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "no training clip gave an anchor" in err
+    assert (folder / "config.json").read_text() == before and not (folder / SEPARATOR_NAME).exists()
+
+
+def test_self_training_starts_from_the_teacher_and_needs_its_shape(rng) -> None:
+    pool = _pool(rng)
+    mixo = MixOptions(segment_seconds=0.5, speed=0.0, eq_db=0.0)
+    teacher = MaskNet(SeparatorConfig(num_classes=2, hidden=16, blocks=2)).eval()
+    net, summary = train_separator(pool, None, ["a", "b"], SeparatorTrainOptions(
+        steps=1, batch=2, lr=0.0, hidden=16, blocks=2, mix=mixo), teacher=teacher)
+    assert summary["rounds"] == 2 and summary["holdout"] is None
+    for k, v in teacher.state_dict().items():  # lr 0: the student is still the teacher
+        torch.testing.assert_close(net.state_dict()[k], v)
+    with pytest.raises(UsageError, match="teacher's shape"):
+        train_separator(pool, None, ["a", "b"], SeparatorTrainOptions(steps=1, batch=2, hidden=32, blocks=2,
+                                                                      mix=mixo), teacher=teacher)

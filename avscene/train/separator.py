@@ -56,6 +56,8 @@ SAMPLE_RATE = 16000
 ACTIVE_LEVEL = 0.6  # scaled window score at or above which the clip's class is active
 QUIET_LEVEL = 0.15  # at or below which the window holds background only
 MIN_SCORE_RANGE = 0.5  # clips whose window scores vary less than this (score units) are skipped
+MIN_ANCHOR_SNR_DB = 10.0  # anchors whose estimated event-to-background ratio is lower are not used ...
+MIN_ANCHOR_SECONDS = 20.0  # ... unless a class would be left with less than this (its cleanest are kept)
 HOLDOUT_EVERY = 10  # every 10th training clip (manifest order) is held out
 EPS = 1e-8
 
@@ -140,6 +142,46 @@ class TrainingPool:
                 "background_seconds": round(sum(s.length for s in self.background) / sr, 1)}
 
 
+def anchor_snr_db(audio: np.ndarray, anchor: Segment, background: Sequence[Segment]) -> float:
+    """Estimated event-to-background ratio (dB) of an anchor: its power less the mean power of its
+    clip's background-only segments, over the latter (``-inf`` without background to compare)."""
+    own = [audio[s.start:s.end] for s in background]
+    if not own:
+        return -math.inf
+    p_bg = power(np.concatenate(own))
+    p_event = power(audio[anchor.start:anchor.end]) - p_bg
+    if p_bg <= 0:
+        return math.inf if p_event > 0 else -math.inf
+    return 10 * math.log10(p_event / p_bg) if p_event > 0 else -math.inf
+
+
+def keep_clean_anchors(pool: TrainingPool, min_snr_db: float = MIN_ANCHOR_SNR_DB, *,
+                       min_seconds: float = MIN_ANCHOR_SECONDS) -> TrainingPool:
+    """The pool with only the anchors whose :func:`anchor_snr_db` is at least ``min_snr_db``.
+
+    A target segment carries its own clip's background; the louder the event over it, the less
+    background the network learns to keep. Only the clip's own audio is used to estimate it. A
+    class whose clean anchors add up to less than ``min_seconds`` keeps its cleanest ones up to
+    that (a class without anchors would never be trained).
+    """
+    by_clip: dict[int, list[Segment]] = {}
+    for s in pool.background:
+        by_clip.setdefault(s.clip, []).append(s)
+    anchors: dict[str, list[Segment]] = {}
+    for c, segs in pool.anchors.items():
+        rated = sorted(((anchor_snr_db(pool.audio[a.clip], a, by_clip.get(a.clip, [])), a) for a in segs),
+                       key=lambda r: -r[0])
+        keep, seconds = [], 0.0
+        for snr, a in rated:
+            if snr == -math.inf or (snr < min_snr_db and seconds >= min_seconds):
+                break
+            keep.append(a)
+            seconds += a.length / SAMPLE_RATE
+        if keep:
+            anchors[c] = sorted(keep, key=lambda a: (a.clip, a.start))
+    return TrainingPool(audio=pool.audio, names=pool.names, anchors=anchors, background=pool.background)
+
+
 def window_scores(audio: np.ndarray, loaded: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
     """The audio network's classification scores of every 0.96-s window: ``(W, C)`` and times ``(W, 2)``."""
     from avscene.proposals.audio import audio_proposals
@@ -152,6 +194,7 @@ def window_scores(audio: np.ndarray, loaded: LoadedModel) -> tuple[np.ndarray, n
 
 
 def build_pool(clips: Sequence[tuple[str, np.ndarray, tuple[str, ...]]], loaded: LoadedModel, *,
+               min_snr_db: float | None = MIN_ANCHOR_SNR_DB,
                progress: Callable[[int, int], None] | None = None) -> TrainingPool:
     """Anchors and background segments of decoded clips ``(name, audio, labels)``, single-label ones.
 
@@ -172,7 +215,7 @@ def build_pool(clips: Sequence[tuple[str, np.ndarray, tuple[str, ...]]], loaded:
                 pool.background.extend(Segment(k, a, min(b, len(audio))) for a, b in quiet)
         if progress:
             progress(i + 1, len(clips))
-    return pool
+    return pool if min_snr_db is None else keep_clean_anchors(pool, min_snr_db)
 
 
 # --------------------------------------------------------------------------- mixing
@@ -192,7 +235,7 @@ class MixOptions:
     eq_db: float = 9.0  # per-source random equaliser within ±eq_db (0: off)
     # Subtract the anchor's own background from the target's magnitude: its power spectrum is
     # estimated on a background-only segment of the same clip (same perturbation, same gain).
-    subtract_background: bool = True
+    subtract_background: bool = False  # measured: it over-suppresses the target (see the module docstring)
 
 
 def power(x: np.ndarray) -> float:
@@ -396,8 +439,14 @@ def holdout_score(net: MaskNet, mixtures: Sequence[TrainingMixture], labels: Seq
 
 def train_separator(pool: TrainingPool, holdout: TrainingPool | None, labels: Sequence[str],
                     opts: SeparatorTrainOptions = SeparatorTrainOptions(), *, log_path: Path | None = None,
+                    teacher: MaskNet | None = None,
                     progress: Callable[[int, int, float], None] | None = None) -> tuple[MaskNet, dict]:
     """Train a :class:`~avscene.nn.separator.MaskNet` on mixtures drawn from ``pool``.
+
+    With a ``teacher`` (self-training, a second round): the network starts from the teacher's
+    weights, and each target segment is first cleaned by the teacher (its estimate of the
+    target's class in the target segment alone), so the anchor's own background that the
+    teacher removes is no longer asked for.
 
     Returns:
         The network (eval mode, last step's weights) and a summary for ``config.json``:
@@ -408,6 +457,11 @@ def train_separator(pool: TrainingPool, holdout: TrainingPool | None, labels: Se
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     net = MaskNet(SeparatorConfig(num_classes=len(labels), hidden=opts.hidden, blocks=opts.blocks))
+    if teacher is not None:
+        if teacher.cfg != net.cfg:
+            raise UsageError(f"the teacher's shape {teacher.cfg} differs from the options' {net.cfg}")
+        net.load_state_dict(teacher.state_dict())
+        teacher.eval()
     sampler = MixtureSampler(pool, labels, opts.mix)
     fixed: list[TrainingMixture] = []
     if holdout is not None and holdout.anchors:
@@ -431,6 +485,9 @@ def train_separator(pool: TrainingPool, holdout: TrainingPool | None, labels: Se
     try:
         for step in range(1, opts.steps + 1):
             m, t, c, bg = sampler.batch(rng, opts.batch)
+            if teacher is not None:
+                with torch.no_grad():
+                    t = apply_mask(teacher, t, c)
             X, mag = _stft_mag(m, net.cfg.n_fft, net.cfg.hop)
             _, tmag = _stft_mag(t, net.cfg.n_fft, net.cfg.hop)
             if opts.mix.subtract_background:
@@ -455,7 +512,7 @@ def train_separator(pool: TrainingPool, holdout: TrainingPool | None, labels: Se
             log.close()
     net.eval()
     final = next((h["holdout"] for h in reversed(history) if "holdout" in h), None)
-    summary = {"steps": opts.steps, "batch": opts.batch, "lr": opts.lr, "seed": opts.seed,
+    summary = {"rounds": 1 if teacher is None else 2, "steps": opts.steps, "batch": opts.batch, "lr": opts.lr, "seed": opts.seed,
                "mix": asdict(opts.mix), "train_seconds": round(time.monotonic() - started, 1),
                "pool": pool.summary(), "holdout": final}
     return net, summary
@@ -478,18 +535,21 @@ def decode_manifest(manifest: str | Path, *, progress: Callable[[int, int], None
 
 
 __all__ = ["ACTIVE_LEVEL", "MixOptions", "MixtureSampler", "QUIET_LEVEL", "Segment", "SeparatorTrainOptions",
-           "TrainingMixture", "TrainingPool", "activity_runs", "apply_mask", "build_pool", "clean_magnitude", "crop",
+           "TrainingMixture", "TrainingPool", "activity_runs", "anchor_snr_db", "apply_mask", "keep_clean_anchors", "build_pool", "clean_magnitude", "crop",
            "decode_manifest", "holdout_score", "train_separator_for", "ideal_mask", "mask_loss", "mix", "power", "snr_db",
            "train_separator", "window_scores"]
 
 
 def train_separator_for(model_folder: str | Path, manifest: str | Path, opts: SeparatorTrainOptions = SeparatorTrainOptions(),
-                        *, log_path: Path | None = None, device: str = "cpu",
+                        *, self_train: SeparatorTrainOptions | None = None, min_snr_db: float | None = MIN_ANCHOR_SNR_DB,
+                        log_path: Path | None = None, device: str = "cpu",
                         progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, dict]:
     """Train a separator for the checkpoint in ``model_folder`` on the clips of ``manifest`` and store it there.
 
-    The checkpoint's audio network chooses the anchors; the separator goes to
-    ``separator.safetensors`` with its shape and this training's summary under
+    The checkpoint's audio network chooses the anchors (those estimated at least
+    ``min_snr_db`` over their clip's background); with ``self_train``, a second round
+    with those options follows, the first round's network as its teacher. The separator
+    goes to ``separator.safetensors`` with its shape and this training's summary under
     ``separation.mask`` in ``config.json`` (:func:`avscene.hub.save_separator`).
 
     Returns:
@@ -504,9 +564,15 @@ def train_separator_for(model_folder: str | Path, manifest: str | Path, opts: Se
         raise UsageError(f"the model {model_folder} has no audio network to choose the anchors with")
     step = (lambda what: (lambda d, n: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
     train, held = decode_manifest(manifest, progress=step("decoding"))
-    pool = build_pool(train, loaded, progress=step("anchors"))
-    holdout = build_pool(held, loaded, progress=step("hold-out anchors"))
-    net, summary = train_separator(pool, holdout, loaded.labels, opts, log_path=log_path,
-                                   progress=(lambda d, n, _loss: progress("training", d, n)) if progress else None)
-    summary = {**summary, "manifest": Path(manifest).name, "anchors_from": "the checkpoint's audio network"}
+    pool = build_pool(train, loaded, min_snr_db=min_snr_db, progress=step("anchors"))
+    holdout = build_pool(held, loaded, min_snr_db=min_snr_db, progress=step("hold-out anchors"))
+    bar = (lambda what: (lambda d, n, _loss: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
+    net, summary = train_separator(pool, holdout, loaded.labels, opts, log_path=log_path, progress=bar("training"))
+    if self_train is not None:
+        net, second = train_separator(pool, holdout, loaded.labels, self_train, log_path=log_path, teacher=net,
+                                      progress=bar("self-training"))
+        summary = {**second, "first_round": summary,
+                   "train_seconds": round(summary["train_seconds"] + second["train_seconds"], 1)}
+    summary = {**summary, "manifest": Path(manifest).name, "min_anchor_snr_db": min_snr_db,
+               "anchors_from": "the checkpoint's audio network"}
     return save_separator(model_folder, net, summary), summary
