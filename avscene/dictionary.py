@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from avscene.dsp.nmf import nmf
 from avscene.dsp.stft import STFTOptions, stft
 from avscene.errors import CheckpointError, UsageError
 from avscene.separation import reconstruct
@@ -45,42 +46,18 @@ NMF_EPS = 1e-10  # floor of denominators in the updates
 
 def kl_nmf(V: torch.Tensor, *, k_free: int, W_fixed: torch.Tensor | None = None, n_iter: int,
            seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """KL-NMF ``V ≈ [W_free, W_fixed] H`` where only ``W_free`` and ``H`` are learnt.
-
-    Lee & Seung multiplicative updates; the free columns are renormalised to
-    sum to one after each iteration (the scale moves into ``H``), the fixed
-    ones are used as given. ``k_free = 0`` fits the activations only.
-
-    Args:
-        V: ``(F, T)`` nonnegative data.
-        k_free: number of atoms to learn.
-        W_fixed: ``(F, J)`` atoms kept fixed, or None.
-        n_iter: number of iterations.
-        seed: seed of the uniform initialisation.
+    """KL-NMF ``V ≈ [W_free, W_fixed] H`` where only ``W_free`` and ``H`` are learnt:
+    :func:`avscene.dsp.nmf.nmf` with fixed atoms, run for ``n_iter`` iterations (or until the
+    divergence stops decreasing).
 
     Returns:
         ``(W, H)``: ``W`` (F, k_free + J) with the free atoms first, ``H`` (k_free + J, T).
     """
-    n_f, n_t = V.shape
-    fixed = V.new_zeros(n_f, 0) if W_fixed is None else W_fixed.to(V)
-    k = k_free + fixed.shape[1]
-    if k < 1:
+    if k_free + (0 if W_fixed is None else W_fixed.shape[1]) < 1:
         raise UsageError("kl_nmf needs at least one atom (k_free or W_fixed)")
-    gen = torch.Generator().manual_seed(seed)
-    free = torch.rand(n_f, k_free, generator=gen, dtype=V.dtype).to(V.device) + 1e-2  # (F, K_free)
-    free = free / free.sum(dim=0)
-    H = torch.rand(k, n_t, generator=gen, dtype=V.dtype).to(V.device) + 1e-2  # (K, T)
-    H = H * float(V.mean()) * n_f / (k * float(H.mean()))  # E[(W H)_ft] ~ mean(V): columns of W sum to 1
-    for _ in range(n_iter):
-        W = torch.cat([free, fixed], dim=1)  # (F, K)
-        H = H * (W.T @ (V / (W @ H + NMF_EPS))) / (W.sum(dim=0)[:, None] + NMF_EPS)
-        if k_free:
-            Hf = H[:k_free]  # (K_free, T)
-            free = free * ((V / (W @ H + NMF_EPS)) @ Hf.T) / (Hf.sum(dim=1)[None, :] + NMF_EPS)
-            norms = free.sum(dim=0).clamp_min(NMF_EPS)  # (K_free,)
-            free = free / norms
-            H = torch.cat([H[:k_free] * norms[:, None], H[k_free:]])
-    return torch.cat([free, fixed], dim=1), H
+    fixed = V.new_zeros(V.shape[0], 0) if W_fixed is None else W_fixed.to(V)  # (F, J); the same init either way
+    r = nmf(V, k=k_free, divergence="kl", max_iter=n_iter, tol=0.0, seed=seed, eps=NMF_EPS, W_fixed=fixed)
+    return r.W, r.H
 
 
 def magnitude(audio: np.ndarray | torch.Tensor, stft_opts: STFTOptions = STFTOptions()) -> torch.Tensor:

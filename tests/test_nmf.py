@@ -125,3 +125,23 @@ def test_zeros_in_v_stay_finite() -> None:
 def test_rejects_bad_input(V: torch.Tensor, kwargs: dict, match: str) -> None:
     with pytest.raises(UsageError, match=match):
         nmf(V, **{"k": 2, **kwargs})
+
+
+def test_fixed_atoms_stay_fixed_and_known_activations_are_recovered() -> None:
+    """Supervised NMF through the same function: V = W_true H_true with W_true given."""
+    gen = torch.Generator().manual_seed(0)
+    W_true = torch.rand(40, 3, generator=gen, dtype=torch.float64) ** 4
+    W_true = W_true / W_true.sum(dim=0)
+    H_true = torch.rand(3, 60, generator=gen, dtype=torch.float64) * 5
+    V = W_true @ H_true
+    fit = nmf(V, k=0, W_fixed=W_true, max_iter=500, tol=0.0)
+    assert torch.equal(fit.W, W_true)  # nothing learnt but the activations
+    torch.testing.assert_close(fit.H, H_true, rtol=2e-2, atol=2e-2)
+    d0 = fit.divergences[0]
+    assert all(b <= a + 1e-9 * d0 for a, b in zip(fit.divergences, fit.divergences[1:]))  # KL: monotone
+    assert fit.divergences[-1] < 1e-3 * d0
+    both = nmf(V, k=2, W_fixed=W_true[:, :1], max_iter=50)  # two free atoms beside one fixed
+    assert both.W.shape == (40, 3) and torch.equal(both.W[:, 2], W_true[:, 0])
+    torch.testing.assert_close(both.W[:, :2].sum(dim=0), torch.ones(2, dtype=torch.float64))
+    with pytest.raises(UsageError, match="W_fixed"):
+        nmf(V, k=1, W_fixed=W_true[:10])

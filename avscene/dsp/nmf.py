@@ -128,26 +128,57 @@ def _init(V: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return (W * scale).to(V.device), (H * scale).to(V.device)
 
 
-def _normalise(W: torch.Tensor, H: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    norms = W.sum(dim=0).clamp_min(eps)  # (K,)
-    return W / norms, H * norms[:, None]
+def _init_with_fixed(V: torch.Tensor, k: int, seed: int, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded init of ``k`` free atoms (columns summing to one) before the fixed ones (F, J), and of
+    all activations, scaled so that mean(W H) ~ mean(V) for atoms that sum to one."""
+    n_f, n_t = V.shape
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    free = torch.rand(n_f, k, generator=gen, dtype=V.dtype).to(V.device) + INIT_FLOOR  # (F, K)
+    free = free / free.sum(dim=0)
+    n = k + fixed.shape[1]
+    H = torch.rand(n, n_t, generator=gen, dtype=V.dtype).to(V.device) + INIT_FLOOR  # (K + J, T)
+    H = H * float(V.mean()) * n_f / (n * float(H.mean()))
+    return torch.cat([free, fixed.to(V)], dim=1), H
+
+
+def _normalise(W: torch.Tensor, H: torch.Tensor, eps: float, n_free: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns of W (the first ``n_free`` of them; None: all) rescaled to sum to one, the scale into H."""
+    if n_free is None:
+        norms = W.sum(dim=0).clamp_min(eps)  # (K,)
+        return W / norms, H * norms[:, None]
+    norms = W[:, :n_free].sum(dim=0).clamp_min(eps)  # (K_free,)
+    return (torch.cat([W[:, :n_free] / norms, W[:, n_free:]], dim=1),
+            torch.cat([H[:n_free] * norms[:, None], H[n_free:]]))
 
 
 def _update(
-    V: torch.Tensor, W: torch.Tensor, H: torch.Tensor, WH: torch.Tensor, kind: str, eps: float
+    V: torch.Tensor, W: torch.Tensor, H: torch.Tensor, WH: torch.Tensor, kind: str, eps: float,
+    n_free: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One multiplicative update of H then W; returns (W, H, W @ H) with W normalised."""
+    """One multiplicative update of H then W (its first ``n_free`` columns; None: all); returns
+    (W, H, W @ H) with the learnt columns of W normalised."""
     if kind == "kl":
         H = H * (W.T @ (V / (WH + eps))) / (W.sum(dim=0)[:, None] + eps)  # (K, T)
         WH = W @ H
-        W = W * ((V / (WH + eps)) @ H.T) / (H.sum(dim=1)[None, :] + eps)  # (F, K)
+        if n_free is None:
+            W = W * ((V / (WH + eps)) @ H.T) / (H.sum(dim=1)[None, :] + eps)  # (F, K)
+        elif n_free:
+            Hf = H[:n_free]
+            Wf = W[:, :n_free] * ((V / (WH + eps)) @ Hf.T) / (Hf.sum(dim=1)[None, :] + eps)  # (F, K_free)
+            W = torch.cat([Wf, W[:, n_free:]], dim=1)
     else:
         Ve = V + eps
         Yinv = (WH + eps).reciprocal()  # (F, T)
         H = H * (W.T @ (Ve * Yinv * Yinv)) / (W.T @ Yinv + eps)  # (K, T)
         Yinv = (W @ H + eps).reciprocal()
-        W = W * ((Ve * Yinv * Yinv) @ H.T) / (Yinv @ H.T + eps)  # (F, K)
-    W, H = _normalise(W, H, eps)
+        if n_free is None:
+            W = W * ((Ve * Yinv * Yinv) @ H.T) / (Yinv @ H.T + eps)  # (F, K)
+        elif n_free:
+            Hf = H[:n_free]
+            Wf = W[:, :n_free] * ((Ve * Yinv * Yinv) @ Hf.T) / (Yinv @ Hf.T + eps)  # (F, K_free)
+            W = torch.cat([Wf, W[:, n_free:]], dim=1)
+    if n_free is None or n_free:
+        W, H = _normalise(W, H, eps, n_free)
     return W, H, W @ H
 
 
@@ -160,8 +191,13 @@ def nmf(
     tol: float = 1e-4,
     seed: int = 0,
     eps: float = 1e-10,
+    W_fixed: torch.Tensor | None = None,
 ) -> NMFResult:
     """Factorise ``V ≈ W H`` with multiplicative updates.
+
+    With ``W_fixed`` (F, J) the dictionary is ``W = [W_free, W_fixed]``: only the ``k``
+    free atoms and all activations are learnt (supervised NMF; ``k = 0`` fits the
+    activations of a fixed dictionary).
 
     Stops after ``max_iter`` iterations or as soon as the relative decrease of
     the divergence, ``(D_prev - D) / D_prev``, falls below ``tol`` (``tol=0``
@@ -170,7 +206,7 @@ def nmf(
 
     Args:
         V: nonnegative data of shape ``(F, T)``, float32 or float64.
-        k: number of components ``K``.
+        k: number of components ``K`` to learn (0 allowed with ``W_fixed``).
         divergence: ``"kl"`` (generalised KL) or ``"is"`` (Itakura-Saito).
         max_iter: maximum number of iterations.
         tol: relative-decrease stopping threshold.
@@ -178,23 +214,31 @@ def nmf(
         eps: floor added to denominators (and to ``V`` for IS).
 
     Returns:
-        :class:`NMFResult` with ``W`` (F, K), columns summing to one, ``H``
-        (K, T), the divergence trace and the iteration count.
+        :class:`NMFResult` with ``W`` (F, K [+ J]), its learnt columns summing to one
+        (the fixed ones follow, as given), ``H`` (K [+ J], T), the divergence trace and
+        the iteration count.
 
     Raises:
         UsageError: if ``V`` is not a finite nonnegative 2-D float tensor or an
             option is out of range.
     """
     _check_kind(divergence)
-    _check_input(V, k, max_iter, tol)
-    W, H = _normalise(*_init(V, k, seed), eps)
+    _check_input(V, k if W_fixed is None else max(k, 1), max_iter, tol)
+    if W_fixed is not None and (W_fixed.ndim != 2 or W_fixed.shape[0] != V.shape[0] or bool((W_fixed < 0).any())):
+        raise UsageError(f"nmf: W_fixed must be nonnegative (F, J) = ({V.shape[0]}, J), got {tuple(W_fixed.shape)}")
+    if W_fixed is None:
+        W, H = _normalise(*_init(V, k, seed), eps)
+        n_free = None  # every column is learnt (the unchanged path of the NCP method)
+    else:
+        W, H = _init_with_fixed(V, k, seed, W_fixed)
+        n_free = k
     WH = W @ H  # (F, T)
     # D = data term (constant) + model term: only the latter is recomputed per iteration.
     const = _data_term(V, divergence, eps)
     trace = [const + _model_term(V, WH, divergence, eps)]
     n_iter = 0
     while n_iter < max_iter:
-        W, H, WH = _update(V, W, H, WH, divergence, eps)
+        W, H, WH = _update(V, W, H, WH, divergence, eps, n_free)
         n_iter += 1
         trace.append(const + _model_term(V, WH, divergence, eps))
         prev, cur = trace[-2], trace[-1]
