@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 SEP_START, SEP_END = "\n## Separation", "\n## Limitations"
+SPLITS_START = "\n## val and val_shift"  # the side-by-side section ends where the separation section starts
 
 VARIANT_NAMES = {"async": "AV two-stream (async)", "sync": "AV two-stream, synchronous", "audio": "audio only",
                  "visual": "visual only", "onestream": "AV one-stream (log-sum-exp)", "wsddn": "WSDDN-type"}
@@ -76,6 +77,47 @@ def separation_section(val: Path | None, shift: Path | None, config: dict | None
             + "\n".join(parts))
 
 
+def splits_section(val: Path, shift: Path) -> str:
+    """The bundled model on val and val_shift side by side, from two ``avscene evaluate --json-out`` files."""
+    a, b = json.loads(val.read_text()), json.loads(shift.read_text())
+
+    def get(e: dict, *keys: str) -> float | None:
+        for k in keys:
+            e = (e or {}).get(k)  # type: ignore[assignment]
+        return e  # type: ignore[return-value]
+
+    rows = [("classification micro-F1", ("classification", "micro_f1")),
+            ("— precision", ("classification", "micro_precision")), ("— recall", ("classification", "micro_recall")),
+            ("classification macro-F1", ("classification", "macro_f1"))]
+    modes = [m for m in ("sync", "async", "offscreen", "silent")
+             if m in (a.get("recall_by_mode") or {}) or m in (b.get("recall_by_mode") or {})]
+    rows += [(f"recall, {m} events", ("recall_by_mode", m, "recall")) for m in modes]
+    rows += [("SED segment F1 (1 s)", ("sed", "f1")), ("SED error rate", ("sed", "error_rate")),
+             ("pointing game", ("localization", "pointing_accuracy")), ("CorLoc@0.5", ("localization", "corloc"))]
+    lines = ["| metric | val | val_shift |", "|---|---|---|"]
+    lines += [f"| {name} | {_f(get(a, *k))} | {_f(get(b, *k))} |" for name, k in rows]
+
+    def worst(e: dict) -> str:
+        per = {c["name"]: c["f1"] for c in get(e, "classification", "classes") or [] if c.get("f1") is not None}
+        return ", ".join(f"{c} {v:.2f}" for c, v in sorted(per.items(), key=lambda kv: kv[1])[:4]) or "—"
+
+    lines.append(f"| worst classes (F1) | {worst(a)} | {worst(b)} |")
+    return ("\n## val and val_shift\n\n`avscene evaluate` of this model on avbench `val/` and on `val_shift/`, 100 "
+            "clips each, recorded differently (another instrument SoundFont, other photographs and ambience); "
+            "neither was used for training, model selection or calibration. Copied from the evaluation files.\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def update_splits(folder: Path, val: Path, shift: Path) -> None:
+    """Replace (or add, before the separation section) the val / val_shift section of the card."""
+    card = (folder / "README.md").read_text()
+    end = card.find(SEP_START)
+    end = card.index(SEP_END) if end < 0 else end
+    start = card.find(SPLITS_START)
+    start = end if start < 0 or start > end else start
+    (folder / "README.md").write_text(card[:start] + splits_section(val, shift) + card[end:])
+
+
 def update_separation(folder: Path, val: Path | None, shift: Path | None) -> None:
     """Replace the separation section of ``folder/README.md`` (or add it before the limitations)."""
     card = (folder / "README.md").read_text()
@@ -96,9 +138,18 @@ def main() -> None:
     ap.add_argument("--sep-shift", type=Path, default=None, help="the same on val_shift/sep")
     ap.add_argument("--update-separation", type=Path, default=None, metavar="MODEL_DIR",
                     help="only rewrite the separation section of MODEL_DIR/README.md")
+    ap.add_argument("--update-evaluation", type=Path, default=None, metavar="MODEL_DIR",
+                    help="only rewrite the val / val_shift section of MODEL_DIR/README.md (with --eval-val, --eval-shift)")
+    ap.add_argument("--eval-val", type=Path, default=None, help="avscene evaluate --json-out of the model on val")
+    ap.add_argument("--eval-shift", type=Path, default=None, help="the same on val_shift")
     ap.add_argument("--processes", type=int, default=None,
                     help="training processes, for runs that predate its record in config.json")
     args = ap.parse_args()
+    if args.update_evaluation is not None:
+        if args.eval_val is None or args.eval_shift is None:
+            ap.error("--update-evaluation needs --eval-val and --eval-shift")
+        update_splits(args.update_evaluation, args.eval_val, args.eval_shift)
+        return
     if args.update_separation is not None:
         update_separation(args.update_separation, args.sep, args.sep_shift)
         return

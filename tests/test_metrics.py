@@ -208,3 +208,14 @@ def test_micro_prf_pools_counts_and_says_what_undefined_is():
     assert micro_prf(y, none, undefined=0.0) == (0.0, 0.0, 0.0)
     assert micro_prf(none, none, undefined=0.0) == (0.0, 0.0, 0.0)
     assert all(math.isnan(v) for v in micro_prf(none, none))
+
+
+def test_recall_by_mode_counts_each_event_once_by_its_clip_detections() -> None:
+    from avscene.train.evaluate import recall_by_mode
+
+    events = [("sync", "car", {"car", "drum"}), ("sync", "drum", {"car"}), ("silent", "violin", set()),
+              ("async", "flute", {"flute"}), ("silent", "piano", {"piano"}), ("weird", "x", {"x"})]
+    got = recall_by_mode(events)
+    assert list(got) == ["sync", "async", "silent", "weird"]  # avbench's order, then others
+    assert got["sync"] == {"recall": 0.5, "n": 2} and got["async"] == {"recall": 1.0, "n": 1}
+    assert got["silent"] == {"recall": 0.5, "n": 2} and got["weird"]["n"] == 1

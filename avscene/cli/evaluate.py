@@ -42,6 +42,8 @@ def report_table(rep) -> Table:
         rows += [("SED segment F1 (1 s)", rep.sed.f1), ("SED error rate", rep.sed.error_rate)]
     if rep.localization is not None:
         rows += [("pointing game", rep.localization.pointing_accuracy), ("CorLoc@0.5", rep.localization.corloc)]
+    for mode, r in (rep.recall_by_mode or {}).items():
+        rows.append((f"recall, {mode} events (n={r['n']})", r["recall"]))
     for name, v in rows:
         t.add_row(name, _fmt(v))
     return t

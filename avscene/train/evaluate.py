@@ -53,6 +53,8 @@ class EvaluationReport:
     sed: SegmentMetrics | None
     localization: LocalizationScores | None
     failed: tuple[tuple[str, str], ...] = ()
+    # event mode -> {"recall": fraction of its events whose class is detected in the clip, "n": events}
+    recall_by_mode: dict[str, dict[str, float | int]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class EvaluationReport:
             "top1_accuracy": self.top1_accuracy,
             "sed": None if self.sed is None else self.sed.to_json(),
             "localization": None if self.localization is None else self.localization.to_json(),
+            "recall_by_mode": self.recall_by_mode,
             "failed": [{"file": f, "error": e} for f, e in self.failed],
         }
 
@@ -74,6 +77,20 @@ def read_ground_truth(path: Path) -> dict[str, dict]:
         return {}
     with path.open() as f:
         return {str(rec["clip"]): rec for rec in map(json.loads, filter(str.strip, f))}
+
+
+def recall_by_mode(events: list[tuple[str, str, set[str]]]) -> dict[str, dict[str, float | int]]:
+    """Recall per event mode from ``(mode, class, classes detected in its clip)`` per ground-truth event.
+
+    An event counts as found when its class is among the clip's detected classes (what
+    ``classify`` answers), whatever its mode: a ``silent`` event is found by vision alone.
+    Modes come out in avbench's order, then any other in sorted order.
+    """
+    hits: dict[str, list[bool]] = {}
+    for mode, cls, detected in events:
+        hits.setdefault(mode, []).append(cls in detected)
+    order = [m for m in MODES if m in hits] + sorted(set(hits) - set(MODES))
+    return {m: {"recall": float(np.mean(hits[m])), "n": len(hits[m])} for m in order}
 
 
 def _clip_id(p: Path) -> str:
@@ -110,6 +127,7 @@ def evaluate(
     loc_opts = LocalizeOptions(classify=ClassifyOptions(threshold=threshold))
     scores, keep, failed = [], [], []
     ref_rolls, est_rolls = [], []
+    mode_events: list[tuple[str, str, set[str]]] = []
     loc = LocalizationScores()
     for i, ex in enumerate(examples):
         try:
@@ -121,6 +139,8 @@ def evaluate(
         keep.append(ex)
         rec = gt.get(_clip_id(ex.path))
         if rec is not None:
+            detected = {names[c] for c in np.flatnonzero(scores[-1] > threshold)}
+            mode_events += [(ev["mode"], ev["class"], detected) for ev in rec["events"]]
             res = localize_from_analysis(ex.path, a, loaded, loc_opts)
             duration = float(rec.get("duration", a.info.duration))
             ref = [(ev["audio"][0], ev["audio"][1], ev["class"]) for ev in rec["events"] if ev["audio"]]
@@ -147,6 +167,7 @@ def evaluate(
         sed=segment_based_metrics(ref_rolls, est_rolls, class_names=names) if ref_rolls else None,
         localization=loc if loc.n else None,
         failed=tuple(failed),
+        recall_by_mode=recall_by_mode(mode_events) if mode_events else None,
     )
 
 
