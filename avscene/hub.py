@@ -73,6 +73,9 @@ class LoadedModel:
     commit: str | None = None  # Hub commit sha the weights came from; None for a local folder
     dictionaries: Dictionaries | None = None  # supervised-NMF dictionaries, if the checkpoint has them
     separator: MaskNet | None = None  # the separation mask network (eval mode, on the device), if any
+    # what `separate --method auto` uses with this checkpoint ("mask", "dictionary" or "ncp"; config.json's
+    # separation.default_method, set from a measurement); None: the first the checkpoint carries
+    separation_default: str | None = None
 
 
 # --- low level: files --------------------------------------------------------------
@@ -432,7 +435,42 @@ def load_pretrained(
         model_id=model_id_or_path, revision=revision, folder=folder, commit=resolved.commit,
         dictionaries=load_dictionaries(folder, raw, labels),
         separator=load_separator(folder, raw, labels, device=device),
+        separation_default=_separation_default(raw, where),
     )
+
+
+SEPARATION_METHODS = ("mask", "dictionary", "ncp")
+
+
+def _separation_default(config: dict, where: str) -> str | None:
+    """``separation.default_method`` of ``config.json``, checked against what the checkpoint carries."""
+    sep = config.get("separation") or {}
+    method = sep.get("default_method")
+    if method is None:
+        return None
+    if method not in SEPARATION_METHODS:
+        raise CheckpointError(f"{where}: separation.default_method must be one of {list(SEPARATION_METHODS)}, "
+                              f"got {method!r}")
+    if method != "ncp" and method not in sep:
+        raise CheckpointError(f"{where}: separation.default_method is {method!r} but the checkpoint has no "
+                              f"separation.{method}")
+    return method
+
+
+def set_separation_default(folder: str | Path, method: str | None) -> None:
+    """Record in ``config.json`` which method ``separate --method auto`` uses (None: remove the record)."""
+    from avscene.io.writers import atomic_write_text
+
+    folder = Path(folder)
+    config = read_config(folder)
+    sep = dict(config.get("separation") or {})
+    if method is None:
+        sep.pop("default_method", None)
+    else:
+        sep["default_method"] = method
+    config["separation"] = sep
+    _separation_default(config, str(folder / CONFIG_NAME))
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
 
 
 def load_dictionaries(folder: Path, config: dict, labels: Sequence[str]) -> Dictionaries | None:

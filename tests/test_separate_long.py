@@ -248,7 +248,7 @@ def _band_model() -> SimpleNamespace:
             energy = patches.exp()  # (n, 96, 64)
             return torch.stack([energy[:, :, b].mean(dim=(1, 2)) for b in bands], dim=1)  # (n, 2)
 
-    return SimpleNamespace(model=Bands(), preprocess=PreprocessConfig(), dictionaries=None, separator=None)
+    return SimpleNamespace(model=Bands(), preprocess=PreprocessConfig(), dictionaries=None, separator=None, separation_default=None)
 
 
 # ----------------------------------------------------------------------------- files

@@ -311,3 +311,21 @@ def test_self_training_starts_from_the_teacher_and_needs_its_shape(rng) -> None:
     with pytest.raises(UsageError, match="teacher's shape"):
         train_separator(pool, None, ["a", "b"], SeparatorTrainOptions(steps=1, batch=2, hidden=32, blocks=2,
                                                                       mix=mixo), teacher=teacher)
+
+
+def test_auto_uses_the_default_the_checkpoint_records(capsys, tiny_model_dir, tmp_path) -> None:
+    from avscene.hub import set_separation_default
+
+    folder, _ = _with_separator(tiny_model_dir, tmp_path)
+    mix_file = write_audio(tmp_path / "mix.wav", duration=2.0, freq=440.0)
+    set_separation_default(folder, "ncp")  # e.g. measured better than the network
+    code = main(["separate", str(mix_file), "-m", str(folder), "--label", "violin", "-o", str(tmp_path / "a.wav"),
+                 "--json"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(stdout)[0]["method"] == "ncp"
+    with pytest.raises(CheckpointError, match="no separation.dictionary"):
+        set_separation_default(folder, "dictionary")
+    assert load_pretrained(str(folder)).separation_default == "ncp"  # the refused change was not written
+    set_separation_default(folder, None)
+    assert load_pretrained(str(folder)).separation_default is None

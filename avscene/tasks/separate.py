@@ -1,10 +1,14 @@
-"""``separate``: the sound of one class in a file, by ranking NMF components or with dictionaries.
+"""``separate``: the sound of one class in a file, by a mask network, by dictionaries, or by ranking NMF components.
 
-Two methods share everything below but the per-chunk numerics (``SeparateOptions.method``):
-``"ncp"``, the paper's (described here), and ``"dictionary"``, supervised NMF with the class
-and background dictionaries the checkpoint carries (:mod:`avscene.dictionary`, learnt from
-weakly labelled training clips by ``avscene train-dictionaries``). ``"auto"`` uses the
-dictionaries when the model has them and no ``threshold`` is asked for.
+Three methods share everything below but the per-chunk numerics (``SeparateOptions.method``,
+one strategy each in :mod:`avscene.tasks.separate_chunks`): ``"mask"``, the checkpoint's
+class-conditioned mask network (:mod:`avscene.nn.separator`, trained from weakly labelled
+clips by ``avscene train-separator``); ``"dictionary"``, supervised NMF with the class and
+background dictionaries the checkpoint carries (:mod:`avscene.dictionary`, ``avscene
+train-dictionaries``); and ``"ncp"``, the paper's (described here). ``"auto"`` uses the method
+the checkpoint names as its default (``separation.default_method`` in ``config.json``, set from
+a measurement), else the first it carries in that order; ``"ncp"`` whenever a ``threshold``
+is asked for.
 
 Parekh et al. (2019), Sec. III-D1. Per file: decode the audio (mono, at the
 model's 16 kHz) → NMF with ``K`` components → component tracks → their
@@ -139,6 +143,8 @@ def resolve_method(opts: SeparateOptions, loaded: LoadedModel) -> str:
     if opts.method == "auto":  # a --threshold is the NCP ranking's option: asking for it picks ncp
         if opts.threshold is not None:
             return "ncp"
+        if loaded.separation_default is not None:  # the checkpoint's measured best
+            return loaded.separation_default
         return "mask" if loaded.separator is not None else "dictionary" if loaded.dictionaries is not None else "ncp"
     if opts.method == "mask" and loaded.separator is None:
         raise UsageError(f"the model {loaded.model_id} has no separator network: train one with `avscene "
