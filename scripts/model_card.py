@@ -102,9 +102,9 @@ def splits_section(val: Path, shift: Path) -> str:
         return ", ".join(f"{c} {v:.2f}" for c, v in sorted(per.items(), key=lambda kv: kv[1])[:4]) or "—"
 
     lines.append(f"| worst classes (F1) | {worst(a)} | {worst(b)} |")
-    return ("\n## val and val_shift\n\n`avscene evaluate` of this model on avbench `val/` and on `val_shift/`, 100 "
-            "clips each, recorded differently (another instrument SoundFont, other photographs and ambience); "
-            "neither was used for training, model selection or calibration. Copied from the evaluation files.\n\n"
+    return ("\n## val and val_shift\n\n`avscene evaluate` of this model on avbench `val/` and `val_shift/` (100 "
+            "clips each; `val_shift` is recorded differently: another instrument SoundFont, other photographs and "
+            "ambience). Neither was used for training, model selection or calibration. Copied from the evaluation files.\n\n"
             + "\n".join(lines) + "\n")
 
 
