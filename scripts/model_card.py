@@ -61,15 +61,18 @@ def separation_section(val: Path | None, shift: Path | None, config: dict | None
         net, tr = sep["mask"].get("network", {}), sep["mask"].get("training", {})
         mix = tr.get("mix", {})
         methods.append(
-            f"`--method mask` (the default with this model; rows *avscene mask network*): a mask network "
+            f"`--method mask` (rows *avscene mask network*): a mask network "
             f"({net.get('blocks')} dilated blocks of {net.get('hidden')} channels, FiLM class conditioning) "
             f"trained by `avscene train-separator` from the video-level labels of {tr.get('manifest', 'the training manifest')} "
             f"only — mix-and-separate on 2-s anchors that this model's audio network finds in single-label "
             f"training clips, background-only segments of other clips added at "
             f"{mix.get('snr_background')} dB, another class's anchor with probability {mix.get('other_prob')}; "
-            f"{tr.get('steps')} steps of {tr.get('batch')} mixtures in {tr.get('train_seconds', 0) / 60:.0f} min on the CPU")
+            f"{(tr.get('first_round') or {}).get('steps', 0) + tr.get('steps', 0)} steps of {tr.get('batch')} mixtures "
+            f"({'two rounds, the second on targets cleaned by the first round' if tr.get('rounds') == 2 else 'one round'}) "
+            f"in {tr.get('train_seconds', 0) / 60:.0f} min on the 2-core CPU; anchors estimated at least "
+            f"{tr.get('min_anchor_snr_db')} dB over their own clip's background")
     if "dictionary" in sep:
-        methods.append("`--method dictionary` (rows *supervised NMF*, label known, and *avscene dictionary, label "
+        methods.append(f"{'the default (`auto`, recorded as `separation.default_method`, the best measured here); ' if sep.get('default_method') == 'dictionary' else ''}`--method dictionary` (rows *supervised NMF*, label known, and *avscene dictionary, label "
                        "unknown*): dictionaries learnt from single-label training clips by `avscene train-dictionaries`")
     methods.append("`--method ncp` (rows *avscene soft / τ*): the paper's ranking of NMF components")
     return ("\n## Separation\n\n" + "\n".join(f"- {m}." for m in methods) + "\n\nNo clean stem, timestamp or box "
