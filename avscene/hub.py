@@ -459,8 +459,6 @@ def _separation_default(config: dict, where: str) -> str | None:
 
 def set_separation_default(folder: str | Path, method: str | None) -> None:
     """Record in ``config.json`` which method ``separate --method auto`` uses (None: remove the record)."""
-    from avscene.io.writers import atomic_write_text
-
     folder = Path(folder)
     config = read_config(folder)
     sep = dict(config.get("separation") or {})
@@ -470,7 +468,7 @@ def set_separation_default(folder: str | Path, method: str | None) -> None:
         sep["default_method"] = method
     config["separation"] = sep
     _separation_default(config, str(folder / CONFIG_NAME))
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
+    _write_config(folder, config)
 
 
 def load_dictionaries(folder: Path, config: dict, labels: Sequence[str]) -> Dictionaries | None:
@@ -483,44 +481,65 @@ def load_dictionaries(folder: Path, config: dict, labels: Sequence[str]) -> Dict
     meta = (config.get("separation") or {}).get("dictionary")
     if meta is None:
         return None
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from avscene.dictionary import Dictionaries
 
     path = Path(folder) / DICTIONARIES_NAME
     where = f"{Path(folder) / CONFIG_NAME}"
     if not isinstance(meta, dict) or not {"n_fft", "hop", "class_atoms", "background_atoms"} <= set(meta):
         raise CheckpointError(f"{where}: separation.dictionary needs n_fft, hop, class_atoms and background_atoms")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing but {CONFIG_NAME} declares dictionaries; re-download the "
-                              "checkpoint or run `avscene train-dictionaries` again")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"cannot read {path} ({e}); re-download or retrain the dictionaries") from e
+    tensors = _declared_tensors(path, "dictionaries", "avscene train-dictionaries")
     return Dictionaries.from_tensors(tensors, meta, labels, source=str(path))
+
+
+def _declared_tensors(path: Path, what: str, command: str) -> dict[str, Tensor]:
+    """The tensors of an optional checkpoint file that ``config.json`` declares (``what``, made by ``command``).
+
+    Raises:
+        CheckpointError: the file is missing or unreadable.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing but {CONFIG_NAME} declares {what}; re-download the "
+                              f"checkpoint or run `{command}` again")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {path} ({e}); re-download the checkpoint or run `{command}` again") from e
+
+
+def _add_to_checkpoint(folder: Path, name: str, tensors: dict[str, Tensor], key: str, entry: object) -> Path:
+    """Write ``folder/name`` (safetensors) and ``separation.<key> = entry`` in ``config.json``, each
+    atomically, the weights first (so a config never names a file that is not there)."""
+    from safetensors.torch import save_file
+
+    from avscene.io.writers import atomic_write
+
+    with atomic_write(folder / name, force=True) as tmp:
+        save_file(tensors, str(tmp))
+        default_file_mode(tmp)  # safetensors creates it 0600
+    config = read_config(folder)
+    config["separation"] = {**(config.get("separation") or {}), key: entry}
+    _write_config(folder, config)
+    return folder / name
+
+
+def _write_config(folder: Path, config: dict) -> None:
+    from avscene.io.writers import atomic_write_text
+
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
 
 
 def save_dictionaries(folder: str | Path, dicts: Dictionaries) -> Path:
     """Add ``dicts`` to the checkpoint in ``folder``: ``dictionaries.safetensors`` and the
     ``separation.dictionary`` entry of ``config.json``, each written atomically (the weights
     first, so a config never names a file that is not there)."""
-    from safetensors.torch import save_file
-
-    from avscene.io.writers import atomic_write, atomic_write_text
-
     folder = Path(folder)
-    config = read_config(folder)
-    unknown = sorted(set(dicts.classes) - set(config["labels"]))
+    unknown = sorted(set(dicts.classes) - set(read_config(folder)["labels"]))
     if unknown:
         raise CheckpointError(f"dictionaries for {unknown}, which are not labels of {folder}")
-    with atomic_write(folder / DICTIONARIES_NAME, force=True) as tmp:
-        save_file(dicts.tensors(), str(tmp))
-        default_file_mode(tmp)  # safetensors creates it 0600
-    config["separation"] = {**(config.get("separation") or {}), "dictionary": dicts.meta()}
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
-    return folder / DICTIONARIES_NAME
+    return _add_to_checkpoint(folder, DICTIONARIES_NAME, dicts.tensors(), "dictionary", dicts.meta())
 
 
 def load_separator(folder: Path, config: dict, labels: Sequence[str], *, device: str = "cpu") -> MaskNet | None:
@@ -533,9 +552,6 @@ def load_separator(folder: Path, config: dict, labels: Sequence[str], *, device:
     meta = (config.get("separation") or {}).get("mask")
     if meta is None:
         return None
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from avscene.nn.separator import MaskNet, SeparatorConfig
 
     path = Path(folder) / SEPARATOR_NAME
@@ -546,13 +562,7 @@ def load_separator(folder: Path, config: dict, labels: Sequence[str], *, device:
         raise CheckpointError(f"{where}: invalid separation.mask.network: {e}") from e
     if cfg.num_classes != len(labels):
         raise CheckpointError(f"{where}: the separator has {cfg.num_classes} classes, the model {len(labels)} labels")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing but {CONFIG_NAME} declares a separator; re-download the "
-                              "checkpoint or run `avscene train-separator` again")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"cannot read {path} ({e}); re-download or retrain the separator") from e
+    state = _declared_tensors(path, "a separator", "avscene train-separator")
     net = MaskNet(cfg)
     check_state_dict(net.state_dict(), state, name=str(path))
     net.load_state_dict(state, strict=True)
@@ -563,23 +573,13 @@ def save_separator(folder: str | Path, net: MaskNet, training: dict | None = Non
     """Add the mask network to the checkpoint in ``folder``: ``separator.safetensors`` and the
     ``separation.mask`` entry of ``config.json`` (its shape and how it was trained), each written
     atomically, the weights first."""
-    from safetensors.torch import save_file
-
-    from avscene.io.writers import atomic_write, atomic_write_text
-
     folder = Path(folder)
-    config = read_config(folder)
-    if net.cfg.num_classes != len(config["labels"]):
-        raise CheckpointError(f"the separator has {net.cfg.num_classes} classes, {folder} has "
-                              f"{len(config['labels'])} labels")
+    labels = read_config(folder)["labels"]
+    if net.cfg.num_classes != len(labels):
+        raise CheckpointError(f"the separator has {net.cfg.num_classes} classes, {folder} has {len(labels)} labels")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    with atomic_write(folder / SEPARATOR_NAME, force=True) as tmp:
-        save_file(state, str(tmp))
-        default_file_mode(tmp)  # safetensors creates it 0600
     entry = {"network": net.cfg.to_dict(), "training": training or {}}
-    config["separation"] = {**(config.get("separation") or {}), "mask": entry}
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
-    return folder / SEPARATOR_NAME
+    return _add_to_checkpoint(folder, SEPARATOR_NAME, state, "mask", entry)
 
 
 def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], *, name: str) -> None:
