@@ -67,3 +67,45 @@ def test_training_loss_adds_each_modalitys_own_hinge_loss():
     assert torch.isclose(with_aux, base + 0.5 * own)
     one = ModelOutput(scores=fused, audio_scores=a)  # one modality: nothing to add
     assert torch.isclose(training_loss(one, y, hinge_loss, scale=3.0, aux=0.5), hinge_loss(fused, y))
+
+
+def _run(mask_1d):
+    """Indices of a 1-d mask, checked to be one contiguous run."""
+    idx = np.flatnonzero(mask_1d)
+    assert len(idx) == 0 or idx[-1] - idx[0] == len(idx) - 1
+    return idx
+
+
+def test_spec_mask_covers_at_most_the_widths_it_is_given():
+    from avscene.train.augment import spec_mask
+
+    patches = np.random.default_rng(0).random((6, 96, 64)).astype(np.float32) + 1.0
+    patches[0, 0, 0] = floor = 0.0  # the fill value; patches 1..5 do not hold it
+    for seed in range(20):
+        out = spec_mask(patches, np.random.default_rng(seed), 8, 24)
+        assert out.shape == patches.shape and out.dtype == patches.dtype
+        assert (out[out != patches] == floor).all()
+        masked = (out == floor)[1:]  # (5, 96, 64)
+        band = _run(masked.all(axis=(0, 1)))  # mel channels masked in every frame of every patch
+        assert len(band) <= 8
+        rest = np.delete(masked, band, axis=2)  # (5, 96, 64 - len(band))
+        for p in range(5):
+            frames = _run(rest[p].all(axis=1))
+            assert len(frames) <= 24
+            # nothing else is masked: a frame is masked in all its remaining channels or in none
+            assert (rest[p].any(axis=1) == rest[p].all(axis=1)).all()
+    assert spec_mask(patches, np.random.default_rng(0), 0, 0) is patches
+
+
+def test_augment_options_from_dict_overrides_and_rejects_unknown_or_mistyped():
+    import pytest
+
+    from avscene.errors import ConfigError
+    from avscene.train.augment import AugmentOptions
+
+    opts = AugmentOptions.from_dict({"eq_db": 12, "time_mask": 24, "noise_snr_db": [5, 30]})
+    assert opts.eq_db == 12.0 and isinstance(opts.eq_db, float) and opts.time_mask == 24
+    assert opts.noise_snr_db == (5.0, 30.0) and opts.speed == AugmentOptions().speed
+    for bad in ({"eqdb": 1}, {"time_mask": 2.5}, {"eq_db": "loud"}, {"noise_snr_db": [5]}, {"flip_prob": True}):
+        with pytest.raises(ConfigError):
+            AugmentOptions.from_dict(bad)

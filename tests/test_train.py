@@ -372,3 +372,19 @@ def test_preprocess_overrides_reach_the_checkpoint(toy, cache_dir, tmp_path):
     assert (pre.image_size, pre.boxes_per_frame) == (64, 4)
     assert config["labels"] == ["blue", "red"]
     assert config["model"]["embed_dim"] == 16
+
+
+def test_checkpoint_names_no_directory_of_the_training_machine(toy, cache_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit(toy_config(toy, cache_dir, tmp_path / "run", epochs=1, augment_opts={"eq_db": 3.0}), log=quiet)
+    text = (tmp_path / "run" / "config.json").read_text()
+    assert str(tmp_path) not in text
+    training = json.loads(text)["training"]
+    assert not Path(training["manifest"]).is_absolute() and not Path(training["output"]).is_absolute()
+    assert (tmp_path / training["manifest"]).resolve() == Path(toy).resolve()
+    assert training["augment_opts"] == {"eq_db": 3.0}
+
+
+def test_unknown_augmentation_setting_is_a_config_error(toy, cache_dir, tmp_path):
+    with pytest.raises(ConfigError, match="eqdb"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "run", augment_opts={"eqdb": 3.0}), log=quiet)

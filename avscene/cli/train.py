@@ -70,6 +70,9 @@ def train_cmd(
                                                            "KEY=VALUE (JSON values), repeatable.")] = None,
     pre_opt: Annotated[Optional[list[str]], typer.Option("--pre-opt", help="PreprocessConfig override "
                                                          "KEY=VALUE, repeatable.")] = None,
+    aug_opt: Annotated[Optional[list[str]], typer.Option("--aug-opt", help="Augmentation setting "
+                                                         "KEY=VALUE (an AugmentOptions field, e.g. "
+                                                         "eq_db=12), repeatable.")] = None,
 ) -> int:
     """Train a model from video-level labels only; writes a Hub-format checkpoint folder."""
     from rich.console import Console
@@ -86,7 +89,7 @@ def train_cmd(
         init_audio=None if init_audio is None else str(init_audio),
         init_visual=None if init_visual is None else str(init_visual), resume=resume, calibrate=calibrate,
         device=resolve_device(device), preset=preset, model=_parse_overrides(model_opt, "model-opt"),
-        preprocess=_parse_overrides(pre_opt, "pre-opt"),
+        preprocess=_parse_overrides(pre_opt, "pre-opt"), augment_opts=_parse_overrides(aug_opt, "aug-opt"),
     )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -13,7 +13,7 @@ bag correctly labelled.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -36,10 +36,36 @@ class AugmentOptions:
     eq_db: float = 9.0  # random equaliser: smooth gain curve within ±eq_db over log frequency
     eq_points: int = 6  # control points of that curve (log-spaced, 50 Hz to Nyquist)
     freq_mask: int = 8  # SpecAugment: one band mask of up to this many mel bands per bag
+    time_mask: int = 0  # SpecAugment: one mask of up to this many frames in each patch (0: off)
     flip_prob: float = 0.5  # horizontal mirror of frames and boxes
     brightness: float = 0.3  # multiplicative brightness in [1 - b, 1 + b]
     contrast: float = 0.3  # contrast around the mean in [1 - c, 1 + c]
     saturation: float = 0.3  # blend with greyscale in [1 - s, 1 + s]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AugmentOptions":
+        """Defaults overridden by ``d``; an unknown field or a value of the wrong type is a ConfigError."""
+        from avscene.errors import ConfigError
+
+        names = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown augmentation setting(s) {unknown}; known: {sorted(names)}")
+        out = {}
+        for k, v in d.items():
+            default = getattr(cls, k)
+            if isinstance(default, tuple):
+                if not isinstance(v, (list, tuple)) or len(v) != len(default):
+                    raise ConfigError(f"augmentation setting {k} takes {len(default)} numbers, got {v!r}")
+                v = tuple(float(x) for x in v)
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"augmentation setting {k} takes a number, got {v!r}")
+            elif isinstance(default, int) and not float(v).is_integer():
+                raise ConfigError(f"augmentation setting {k} takes an integer, got {v!r}")
+            else:
+                v = type(default)(v)
+            out[k] = v
+        return cls(**out)
 
 
 def augment_audio(audio: np.ndarray, rng: np.random.Generator, opts: AugmentOptions, *, sr: int) -> np.ndarray:
@@ -124,14 +150,22 @@ def augment_frames(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generat
     return x.clamp(0, 255), boxes
 
 
-def spec_mask(patches: np.ndarray, rng: np.random.Generator, width: int) -> np.ndarray:
-    """Mask one random band of mel channels with the patch minimum. (P, 96, 64) → same."""
-    if width <= 0:
+def spec_mask(patches: np.ndarray, rng: np.random.Generator, width: int, time_width: int = 0) -> np.ndarray:
+    """SpecAugment with the bag minimum as fill: one random band of up to ``width`` mel channels
+    across the bag, and in each patch one run of up to ``time_width`` frames. (P, 96, 64) → same."""
+    if width <= 0 and time_width <= 0:
         return patches
-    w = int(rng.integers(0, width + 1))
-    f0 = int(rng.integers(0, patches.shape[-1] - w + 1))
     out = patches.copy()
-    out[..., f0 : f0 + w] = patches.min()
+    floor = patches.min()
+    if width > 0:
+        w = int(rng.integers(0, width + 1))
+        f0 = int(rng.integers(0, patches.shape[-1] - w + 1))
+        out[..., f0 : f0 + w] = floor
+    if time_width > 0:
+        for p in range(out.shape[0]):
+            w = int(rng.integers(0, time_width + 1))
+            t0 = int(rng.integers(0, out.shape[1] - w + 1))
+            out[p, t0 : t0 + w] = floor
     return out
 
 
@@ -144,7 +178,7 @@ def clip_tensors(clip: CachedClip, pre: PreprocessConfig, rng: np.random.Generat
     if clip.audio is not None:
         audio = clip.audio if rng is None else augment_audio(clip.audio, rng, opts, sr=pre.sample_rate)
         ap = audio_bag(audio, cfg=pre)
-        patches = ap.patches if rng is None else spec_mask(ap.patches, rng, opts.freq_mask)
+        patches = ap.patches if rng is None else spec_mask(ap.patches, rng, opts.freq_mask, opts.time_mask)
         out["audio"] = torch.from_numpy(np.ascontiguousarray(patches, np.float32))
         out["audio_segment"] = segment_of_times(ap.times.mean(axis=1))
     if clip.frames is not None:

@@ -83,6 +83,7 @@ class TrainConfig:
     augment: bool = True
     mix_prob: float = 0.0  # bag mixing: probability that a training bag gets a second clip (labels: union)
     aux_loss: float = 0.0  # weight of each modality's own loss beside the fused one (0: off)
+    augment_opts: dict = field(default_factory=dict)  # AugmentOptions overrides (field: value)
     cache_dir: str | None = None  # None: $AVSCENE_CACHE or ~/.cache/avscene
     workers: int = 2  # processes preparing the cache
     init_audio: str | None = None  # VGGish state dict (safetensors or .pth)
@@ -98,6 +99,24 @@ class TrainConfig:
         import dataclasses
 
         return dataclasses.asdict(self)
+
+    def record(self) -> dict:
+        """``to_dict()`` as a checkpoint stores it: file paths relative to the working directory,
+        so that a published config.json names no directory of the machine it was trained on."""
+        out = self.to_dict()
+        for key in ("manifest", "output", "val_manifest", "cache_dir", "init_audio", "init_visual"):
+            if out[key]:
+                out[key] = portable_path(out[key])
+        return out
+
+
+def portable_path(path: str) -> str:
+    """``path`` relative to the working directory (``../data/labels.csv``), or as given if it
+    has no relative form (another drive)."""
+    try:
+        return os.path.relpath(os.path.abspath(path))
+    except ValueError:
+        return path
 
 
 @dataclass(frozen=True)
@@ -172,6 +191,7 @@ class Trainer:
             self.train_ex, self.val_ex = examples, read_manifest(cfg.val_manifest, class_names=self.class_names)
         else:
             self.train_ex, self.val_ex = split_examples(examples, cfg.val_split, cfg.seed)
+        self.augment_options = AugmentOptions.from_dict(cfg.augment_opts)
         self.mcfg = ModelConfig.from_dict({**preset["model"], "num_classes": len(self.class_names),
                                            "variant": cfg.variant, **cfg.model})
         self.model = AVSceneNet(self.mcfg).to(cfg.device)
@@ -203,7 +223,7 @@ class Trainer:
         return [b for b in batches if len(b) >= self.world][:n_batches]
 
     def _input(self, clips: list[CachedClip], rng: np.random.Generator | None):
-        opts = AugmentOptions() if rng is not None else None
+        opts = self.augment_options if rng is not None else None
         bags = [clip_tensors(c, self.pre, rng, opts) for c in clips]
         x = collate(bags, use_audio=self.mcfg.uses_audio, use_visual=self.mcfg.uses_visual)
         return type(x)(*[None if t is None else t.to(self.cfg.device) for t in x])
@@ -318,7 +338,7 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
             _append_jsonl(out / "train_log.jsonl", record)
             if improved:
                 checkpointing.save_model(tr.model, out, class_names=tr.class_names, pre=tr.pre,
-                                         training={**cfg.to_dict(), "best_epoch": epoch,
+                                         training={**cfg.record(), "best_epoch": epoch,
                                                    "val_micro_f1": best, "processes": tr.world})
             checkpointing.save_resume(out / "last", tr.model, opt, sched,
                                       {"epoch": epoch, "best": best, "best_epoch": best_epoch,
