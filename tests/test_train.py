@@ -388,3 +388,24 @@ def test_checkpoint_names_no_directory_of_the_training_machine(toy, cache_dir, t
 def test_unknown_augmentation_setting_is_a_config_error(toy, cache_dir, tmp_path):
     with pytest.raises(ConfigError, match="eqdb"):
         Trainer(toy_config(toy, cache_dir, tmp_path / "run", augment_opts={"eqdb": 3.0}), log=quiet)
+
+
+def test_init_model_starts_from_the_checkpoint_and_checks_it(toy, cache_dir, tmp_path):
+    first = tmp_path / "first"
+    fit(toy_config(toy, cache_dir, first, epochs=2), log=quiet)
+    # the network, its config and its weights come from the checkpoint, the threshold is dropped
+    tuned = Trainer(toy_config(toy, cache_dir, tmp_path / "tuned", init_model=str(first), model={},
+                               preprocess={}), log=quiet)
+    saved = load_file(str(first / "model.safetensors"))
+    own = tuned.model.state_dict()
+    assert saved.keys() == own.keys() and all(torch.equal(saved[k], own[k]) for k in saved)
+    assert tuned.mcfg.threshold is None and tuned.mcfg.embed_dim == 16
+    # fine-tuning keeps learning from there: its first epoch's loss is below the fresh run's first
+    fit(toy_config(toy, cache_dir, tmp_path / "tuned", init_model=str(first), model={}, preprocess={},
+                   epochs=1), log=quiet)
+    assert log_epochs(tmp_path / "tuned")[0]["train_loss"] < log_epochs(first)[0]["train_loss"]
+    with pytest.raises(ConfigError, match="variant"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first), model={}, preprocess={},
+                           variant="audio"), log=quiet)
+    with pytest.raises(ConfigError, match="model-opt"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first)), log=quiet)

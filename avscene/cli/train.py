@@ -62,6 +62,8 @@ def train_cmd(
     workers: Annotated[int, typer.Option(min=1, help="Processes preparing the cache.")] = 2,
     init_audio: Annotated[Optional[Path], typer.Option(help="VGGish weights (.safetensors or .pth).")] = None,
     init_visual: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet weights of the CNN.")] = None,
+    init_model: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from this avscene checkpoint "
+                                                       "folder (its architecture, preprocessing and weights).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/last.")] = False,
     calibrate: Annotated[bool, typer.Option(help="After training, set the decision threshold that "
                                             "maximises micro-F1 on the held-out clips.")] = True,
@@ -87,7 +89,8 @@ def train_cmd(
         patience=patience, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
         cache_dir=None if cache_dir is None else str(cache_dir), workers=workers,
         init_audio=None if init_audio is None else str(init_audio),
-        init_visual=None if init_visual is None else str(init_visual), resume=resume, calibrate=calibrate,
+        init_visual=None if init_visual is None else str(init_visual),
+        init_model=None if init_model is None else str(init_model), resume=resume, calibrate=calibrate,
         device=resolve_device(device), preset=preset, model=_parse_overrides(model_opt, "model-opt"),
         preprocess=_parse_overrides(pre_opt, "pre-opt"), augment_opts=_parse_overrides(aug_opt, "aug-opt"),
     )

@@ -88,6 +88,8 @@ class TrainConfig:
     workers: int = 2  # processes preparing the cache
     init_audio: str | None = None  # VGGish state dict (safetensors or .pth)
     init_visual: str | None = None  # torchvision ImageNet state dict of the visual CNN
+    init_model: str | None = None  # avscene checkpoint to start from (fine-tuning): its architecture,
+    #                                preprocessing and weights, loaded strictly; labels must match
     resume: bool = False  # continue from <output>/last
     calibrate: bool = True  # after training, set the decision threshold on the held-out clips
     device: str = "cpu"
@@ -104,7 +106,7 @@ class TrainConfig:
         """``to_dict()`` as a checkpoint stores it: file paths relative to the working directory,
         so that a published config.json names no directory of the machine it was trained on."""
         out = self.to_dict()
-        for key in ("manifest", "output", "val_manifest", "cache_dir", "init_audio", "init_visual"):
+        for key in ("manifest", "output", "val_manifest", "cache_dir", "init_audio", "init_visual", "init_model"):
             if out[key]:
                 out[key] = portable_path(out[key])
         return out
@@ -192,9 +194,12 @@ class Trainer:
         else:
             self.train_ex, self.val_ex = split_examples(examples, cfg.val_split, cfg.seed)
         self.augment_options = AugmentOptions.from_dict(cfg.augment_opts)
-        self.mcfg = ModelConfig.from_dict({**preset["model"], "num_classes": len(self.class_names),
-                                           "variant": cfg.variant, **cfg.model})
-        self.model = AVSceneNet(self.mcfg).to(cfg.device)
+        if cfg.init_model:
+            self.model, self.mcfg, self.pre = self._start_from(cfg)
+        else:
+            self.mcfg = ModelConfig.from_dict({**preset["model"], "num_classes": len(self.class_names),
+                                               "variant": cfg.variant, **cfg.model})
+            self.model = AVSceneNet(self.mcfg).to(cfg.device)
         checkpointing.initialise(self.model, audio=cfg.init_audio, visual=cfg.init_visual)
         checkpointing.freeze(self.model, cfg.freeze)
         self.cache = ClipCache(Path(cfg.cache_dir) if cfg.cache_dir else None, self.pre)
@@ -210,6 +215,29 @@ class Trainer:
             torch.distributed.barrier()
         self.train_clips = [self.cache.get(e.path) for e in self.train_ex]
         self.val_clips = [self.cache.get(e.path) for e in self.val_ex]
+
+    def _start_from(self, cfg: TrainConfig) -> tuple[AVSceneNet, ModelConfig, PreprocessConfig]:
+        """Fine-tuning: the network, model config and preprocessing of the checkpoint
+        ``cfg.init_model`` (weights loaded strictly), its calibrated threshold dropped."""
+        from avscene.hub import load_pretrained
+
+        if cfg.model or cfg.preprocess or cfg.init_audio or cfg.init_visual:
+            raise ConfigError("--init-model takes the architecture and preprocessing of that checkpoint: "
+                              "drop --model-opt, --pre-opt, --init-audio and --init-visual")
+        loaded = load_pretrained(cfg.init_model, offline=True, device=cfg.device)
+        if tuple(loaded.labels) != tuple(self.class_names):
+            raise ConfigError(f"--init-model {cfg.init_model} has the labels {list(loaded.labels)}, the "
+                              f"manifest {list(self.class_names)}")
+        if loaded.config.variant != cfg.variant:
+            raise ConfigError(f"--init-model {cfg.init_model} is the {loaded.config.variant} variant; "
+                              f"pass --variant {loaded.config.variant}")
+        if loaded.preprocess.audio_proposals != cfg.audio_proposals:
+            raise ConfigError(f"--init-model {cfg.init_model} uses --audio-proposals "
+                              f"{loaded.preprocess.audio_proposals}")
+        mcfg = dataclasses.replace(loaded.config, threshold=None)
+        model = loaded.model.to(cfg.device)
+        model.cfg = mcfg  # saved with the fine-tuned weights; the threshold is calibrated again
+        return model, mcfg, loaded.preprocess
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         y = targets(self.train_ex, self.class_names)
