@@ -56,13 +56,30 @@ def _row(name: str, run: Path) -> str | None:
         return None
     asy, shift, shift_asy = (_load(run / f"eval_{s}.json") for s in ("val_async", "val_shift", "val_shift_async"))
     log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
-    best = max(log, key=lambda r: r["val_micro_f1"])
     tr = json.loads((run / "config.json").read_text()).get("training", {})
+    # the epoch the run kept (ties in micro-F1 go to the lower validation loss)
+    best = {"epoch": tr["best_epoch"]} if "best_epoch" in tr else max(log, key=lambda r: r["val_micro_f1"])
     label = f"{VARIANT_NAMES.get(val['model']['variant'], name)} (`{name}`: {tr.get('epochs')} ep.)"
     async_f1 = lambda e: _f(e["classification"]["micro_f1"]) if e else "—"  # noqa: E731
     return (f"| {label} | {_prf(val)} | {async_f1(asy)} | {_prf(shift)} | {async_f1(shift_asy)} | "
             f"{_pair(val, shift, 'sed', 'f1')} | {_pair(val, shift, 'localization', 'pointing_accuracy')} | "
             f"{best['epoch'] + 1}/{len(log)} | {sum(r['seconds'] for r in log) / 60:.0f} |")
+
+
+OLD_TABLE_HEADER = "| variant | micro-F1 | micro-F1 (async clips) | SED F1 | SED ER | pointing | CorLoc |"
+
+
+def earlier_table(card: Path) -> str:
+    """The previous card's val-only variant table (the columns before val_shift was reported),
+    copied verbatim under its own heading; empty when the card has none."""
+    lines = card.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(OLD_TABLE_HEADER)), None)
+    if start is None:
+        return ""
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return ("\nAn earlier comparison on `val/` only, from runs whose evaluation files are no longer kept "
+            "(20 epochs unless named; the bundled model of that time was `async_60`), copied from the "
+            "previous card:\n\n" + "\n".join(lines[start:end]) + "\n")
 
 
 def train_command(tr: dict, run: str, processes: int) -> str:
@@ -77,6 +94,8 @@ def train_command(tr: dict, run: str, processes: int) -> str:
     if tr.get("aux_loss"):
         parts.append(f"--aux-loss {tr['aux_loss']}")
     parts += [f"--aug-opt {k}={json.dumps(v)}" for k, v in (tr.get("augment_opts") or {}).items()]
+    if tr.get("init_model"):
+        parts.append(f"--init-model {tr['init_model']}")
     return " ".join(parts + ["--device cpu"])
 
 
@@ -181,6 +200,14 @@ def main() -> None:
                     help="only rewrite the val / val_shift section of MODEL_DIR/README.md (with --eval-val, --eval-shift)")
     ap.add_argument("--eval-val", type=Path, default=None, help="avscene evaluate --json-out of the model on val")
     ap.add_argument("--eval-shift", type=Path, default=None, help="the same on val_shift")
+    ap.add_argument("--keep-separation", action="store_true",
+                    help="keep OUT_DIR's separation entry of config.json (dictionaries, separator, default "
+                         "method) and the files it declares, when only the classifier is replaced")
+    ap.add_argument("--keep-earlier-table", action="store_true",
+                    help="carry OUT_DIR/README.md's previous variant table (val only, older columns) over "
+                         "as an earlier comparison, for runs whose folders are no longer on disk")
+    ap.add_argument("--base", type=Path, default=None, metavar="RUN_DIR",
+                    help="for a fine-tuned model: the run it started from (its command goes first in the card)")
     ap.add_argument("--processes", type=int, default=None,
                     help="training processes, for runs that predate its record in config.json")
     args = ap.parse_args()
@@ -196,14 +223,30 @@ def main() -> None:
         ap.error("give RUNS_DIR BEST_VARIANT OUT_DIR, or --update-separation MODEL_DIR")
     src = args.runs / args.best
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = ""
+    if args.keep_earlier_table and (args.out / "README.md").is_file():
+        earlier = earlier_table(args.out / "README.md")
+    old = args.out / "config.json"
+    kept = (json.loads(old.read_text()).get("separation") if args.keep_separation and old.is_file() else None)
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(src / name, args.out / name)
     cfg = json.loads((src / "config.json").read_text())
+    if kept:
+        cfg["separation"] = kept
+        (args.out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        from avscene.hub import load_pretrained
+
+        load_pretrained(str(args.out), offline=True)  # the kept files still load strictly with it
     rows = [r for d in sorted(args.runs.iterdir()) if d.is_dir() and (r := _row(d.name, d))]
     size_mb = (args.out / "model.safetensors").stat().st_size / 1e6
     tr = cfg.get("training", {})
     processes = args.processes or tr.get("processes", 1)
     command = train_command(tr, args.best, processes)
+    if args.base is not None:  # fine-tuned: first the run it started from, then the fine-tuning
+        base_tr = json.loads((args.base / "config.json").read_text()).get("training", {})
+        base = train_command(base_tr, args.base.name, base_tr.get("processes", processes))
+        command = (f"{base}\n# then fine-tuned from it ({tr.get('init_model')} held that model) with the "
+                   f"robustness recipe:\n{command}")
     threshold = cfg["model"].get("threshold")
     threshold_note = ("its calibrated threshold is also 0" if not threshold else
                       f"its calibrated threshold, {threshold:g}, is used by `avscene classify`")
@@ -212,7 +255,11 @@ def main() -> None:
     card = CARD.format(
         variant=cfg["model"]["variant"], run=args.best, threshold_note=threshold_note, how=how, command=command, labels=", ".join(cfg["labels"]), size=f"{size_mb:.1f}",
         model=json.dumps(cfg["model"]), pre=json.dumps(cfg["preprocess"]), rows="\n".join(rows),
-        sep=separation_section(args.sep, args.sep_shift, cfg))
+        sep=separation_section(args.sep, args.sep_shift, cfg) + (
+            "\nThe separation dictionaries and network were kept from the model this one was fine-tuned "
+            "from (its audio network chose their training anchors); the reports above were measured with "
+            "that model, so their *label unknown* rows predate the fine-tuning.\n" if kept and args.sep else ""),
+        earlier=earlier)
     (args.out / "README.md").write_text(card)
 
 
@@ -264,7 +311,7 @@ names another schedule (`config.json` of each run has the rest).
 | variant | val micro-F1 (P / R) | val, async clips | val_shift micro-F1 (P / R) | val_shift, async clips | SED F1 | pointing | best epoch / run | train min |
 |---|---|---|---|---|---|---|---|---|
 {rows}
-{sep}
+{earlier}{sep}
 ## Limitations
 
 Trained on synthetic scenes of 15 classes: real recordings, other instruments' timbres and
