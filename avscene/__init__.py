@@ -65,7 +65,7 @@ def separate(path: str | Path, *, model: ModelLike = None, label: str | None = N
              method: str = "auto") -> Separation:
     """Separate the audio of ``label`` (None: the top predicted class) from the rest of the mixture.
 
-    ``method``: "mask", "dictionary", "ncp" or "auto" (the best the model carries; see
+    ``method``: "hybrid", "mask", "dictionary", "ncp" or "auto" (the best the model carries; see
     :class:`avscene.tasks.separate.SeparateOptions`).
     """
     from avscene.tasks.separate import SeparateOptions, separate_file

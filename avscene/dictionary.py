@@ -29,7 +29,8 @@ import torch
 from avscene.dsp.nmf import nmf
 from avscene.dsp.stft import STFTOptions, stft
 from avscene.errors import CheckpointError, UsageError
-from avscene.separation import reconstruct
+from avscene.proposals.nmf import MASK_EPS
+from avscene.separation import separate_with_mask
 
 CLASS_PREFIX = "class."  # tensor name of a class dictionary: class.<label>
 CLASS_ATOMS = 16  # spectral atoms per class dictionary
@@ -168,28 +169,37 @@ def learn_dictionaries(
     return Dictionaries(classes=out, background=background.numpy(), n_fft=stft_opts.n_fft, hop=stft_opts.hop)
 
 
+def dictionary_mask(magnitude: torch.Tensor, dicts: Dictionaries, label: str, *,
+                    n_iter: int = FIT_ITER) -> torch.Tensor:
+    """The supervised-NMF mask of ``label`` for a magnitude ``|X|`` (F, T) on the dictionaries' STFT.
+
+    The activations are fitted with ``W = [W_label, W_background]`` fixed; the mask is the class
+    part of the model, ``W_c H_c / (W H + eps)``, in [0, 1].
+
+    Raises:
+        UsageError: no dictionary for ``label``.
+    """
+    if label not in dicts.classes:
+        raise UsageError(f"no dictionary for class {label!r}; learnt: {sorted(dicts.classes)}")
+    W = torch.as_tensor(np.concatenate([dicts.classes[label], dicts.background], axis=1), dtype=torch.float32)
+    W, H = kl_nmf(magnitude.float().cpu(), k_free=0, W_fixed=W, n_iter=n_iter)
+    k = dicts.classes[label].shape[1]
+    return (W[:, :k] @ H[:k]) / (W @ H + MASK_EPS)  # (F, T)
+
+
 def separate_with_dictionaries(mixture: np.ndarray, dicts: Dictionaries, label: str, *,
                                n_iter: int = FIT_ITER) -> tuple[np.ndarray, np.ndarray]:
-    """Source and residual of ``label`` in ``mixture`` (N,) by supervised NMF.
-
-    The mixture's activations are fitted with ``W = [W_label, W_background]`` fixed; the
-    source is the class part of the mask ``W_c H_c / W H`` applied to the complex STFT, the
-    residual the complement, so source + residual = mixture (to the STFT round trip).
+    """Source and residual of ``label`` in ``mixture`` (N,) by supervised NMF: the
+    :func:`dictionary_mask` applied to the complex STFT; the residual is ``mixture - source``,
+    so the two add up to the mixture exactly.
 
     Returns:
         ``(source, residual)``, each ``(N,)`` float32.
     """
     if label not in dicts.classes:
         raise UsageError(f"no dictionary for class {label!r}; learnt: {sorted(dicts.classes)}")
-    so = STFTOptions(n_fft=dicts.n_fft, hop=dicts.hop)
-    x = torch.as_tensor(np.asarray(mixture, dtype=np.float32))
-    X = stft(x, n_fft=so.n_fft, hop=so.hop, window=so.window)  # (F, T)
-    W = torch.as_tensor(np.concatenate([dicts.classes[label], dicts.background], axis=1), dtype=torch.float32)
-    W, H = kl_nmf(X.abs(), k_free=0, W_fixed=W, n_iter=n_iter)
-    weights = torch.zeros(W.shape[1])
-    weights[: dicts.classes[label].shape[1]] = 1.0
-    source, residual = reconstruct(W, H, X, weights, length=len(x), stft_opts=so)
-    return source.numpy().astype(np.float32), residual.numpy().astype(np.float32)
+    return separate_with_mask(mixture, lambda mag: dictionary_mask(mag, dicts, label, n_iter=n_iter),
+                              stft_opts=STFTOptions(n_fft=dicts.n_fft, hop=dicts.hop))
 
 
 def supervised_nmf(mixture: np.ndarray, dicts: Dictionaries, label: str, *, n_iter: int = FIT_ITER) -> np.ndarray:
@@ -197,5 +207,5 @@ def supervised_nmf(mixture: np.ndarray, dicts: Dictionaries, label: str, *, n_it
     return separate_with_dictionaries(mixture, dicts, label, n_iter=n_iter)[0]
 
 
-__all__ = ["BACKGROUND_ATOMS", "CLASS_ATOMS", "Dictionaries", "kl_nmf", "learn_dictionaries", "magnitude",
+__all__ = ["BACKGROUND_ATOMS", "CLASS_ATOMS", "Dictionaries", "dictionary_mask", "kl_nmf", "learn_dictionaries", "magnitude",
            "quiet_frames", "separate_with_dictionaries", "supervised_nmf"]

@@ -439,7 +439,7 @@ def load_pretrained(
     )
 
 
-SEPARATION_METHODS = ("mask", "dictionary", "ncp")
+SEPARATION_METHODS = ("hybrid", "mask", "dictionary", "ncp")
 
 
 def _separation_default(config: dict, where: str) -> str | None:
@@ -451,9 +451,11 @@ def _separation_default(config: dict, where: str) -> str | None:
     if method not in SEPARATION_METHODS:
         raise CheckpointError(f"{where}: separation.default_method must be one of {list(SEPARATION_METHODS)}, "
                               f"got {method!r}")
-    if method != "ncp" and method not in sep:
+    needs = {"hybrid": ("mask", "dictionary"), "ncp": ()}.get(method, (method,))
+    missing = [part for part in needs if part not in sep]
+    if missing:
         raise CheckpointError(f"{where}: separation.default_method is {method!r} but the checkpoint has no "
-                              f"separation.{method}")
+                              f"separation.{missing[0]}")
     return method
 
 

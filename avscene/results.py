@@ -215,7 +215,7 @@ class SeparateResult:
          "label": str,                          # the class that was separated
          "label_source": "given" | "predicted", # --label, or the classifier's top class
          "label_score": float|null,             # the classifier's score of a predicted label
-         "method": "mask" | "dictionary" | "ncp",  # mask network, supervised NMF, or NCP ranking (the paper)
+         "method": "hybrid" | "mask" | "dictionary" | "ncp",  # both masks averaged, mask network, supervised NMF, or NCP ranking (the paper)
          "k": int|null,                         # NMF components per chunk (dictionary: class + background
                                                 # atoms); null for the mask network
          "threshold": float|null,               # ncp: hard-mask τ on the scaled relevance; null: soft
@@ -249,7 +249,7 @@ class SeparateResult:
     source_path: str | None = None
     residual_path: str | None = None
     warnings: tuple[str, ...] = ()
-    method: str = "ncp"  # "mask" | "dictionary" | "ncp"
+    method: str = "ncp"  # "hybrid" | "mask" | "dictionary" | "ncp"
 
     ok = True
 

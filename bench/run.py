@@ -103,7 +103,9 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
         rows["localize: render overlay"] = _median(
             lambda: render_overlay(clip, loc, Path(tmp) / "o.mp4", force=True), 1)
     rows["separate"] = _median(lambda: avscene.separate(clip, model=loaded, label=label), repeat)
-    for method, present in (("mask", loaded.separator), ("dictionary", loaded.dictionaries), ("ncp", True)):
+    hybrid = loaded.separator is not None and loaded.dictionaries is not None
+    for method, present in (("hybrid", hybrid or None), ("mask", loaded.separator),
+                            ("dictionary", loaded.dictionaries), ("ncp", True)):
         if present is not None:
             rows[f"separate --method {method}"] = _median(
                 lambda m=method: avscene.separate(clip, model=loaded, label=label, method=m), repeat)

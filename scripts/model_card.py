@@ -2,6 +2,7 @@
 
     python scripts/model_card.py RUNS_DIR BEST_VARIANT models/avscene-av-small
     python scripts/model_card.py --update-separation models/avscene-av-small --sep VAL.txt --sep-shift SHIFT.txt
+    python scripts/model_card.py RUNS_DIR --update-variants models/avscene-av-small
 
 Copies ``config.json`` and ``model.safetensors`` of ``RUNS_DIR/BEST_VARIANT`` and writes a
 ``README.md`` card with the variant comparison read from ``RUNS_DIR/*/eval_val*.json``
@@ -66,6 +67,22 @@ def _row(name: str, run: Path) -> str | None:
             f"{best['epoch'] + 1}/{len(log)} | {sum(r['seconds'] for r in log) / 60:.0f} |")
 
 
+TABLE_HEADER = "| variant | val micro-F1 (P / R) |"
+
+
+def update_variants(folder: Path, runs: Path) -> None:
+    """Rewrite the rows of the card's variant table: the rows of the runs in ``runs`` (one per
+    run folder with evaluation files) replace any earlier row of a run of the same name; rows of
+    other runs (the bundled model's own) are kept, first."""
+    lines = (folder / "README.md").read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith(TABLE_HEADER)) + 2  # header, rule
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    new = {d.name: r for d in sorted(runs.iterdir()) if d.is_dir() and (r := _row(d.name, d))}
+    kept = [line for line in lines[start:end] if not any(f"(`{name}`:" in line for name in new)]
+    lines[start:end] = kept + [r + "\n" for r in new.values()]
+    (folder / "README.md").write_text("".join(lines))
+
+
 OLD_TABLE_HEADER = "| variant | micro-F1 | micro-F1 (async clips) | SED F1 | SED ER | pointing | CorLoc |"
 
 
@@ -112,6 +129,10 @@ def separation_section(val: Path | None, shift: Path | None, config: dict | None
         return ""
     sep = (config or {}).get("separation") or {}
     methods = []
+    if "mask" in sep and "dictionary" in sep:
+        methods.append(f"{'the default (`auto`, recorded as `separation.default_method`, the best measured here); ' if sep.get('default_method') == 'hybrid' else ''}"
+                       "`--method hybrid` (rows *avscene hybrid (mask + dictionary)*): the mean of the masks of the "
+                       "two methods below, each learnt from the weak labels by its own route")
     if "mask" in sep:
         net, tr = sep["mask"].get("network", {}), sep["mask"].get("training", {})
         mix = tr.get("mix", {})
@@ -198,6 +219,8 @@ def main() -> None:
                     help="only rewrite the separation section of MODEL_DIR/README.md")
     ap.add_argument("--update-evaluation", type=Path, default=None, metavar="MODEL_DIR",
                     help="only rewrite the val / val_shift section of MODEL_DIR/README.md (with --eval-val, --eval-shift)")
+    ap.add_argument("--update-variants", type=Path, default=None, metavar="MODEL_DIR",
+                    help="only rewrite the rows of the variant table of MODEL_DIR/README.md from the runs of RUNS_DIR")
     ap.add_argument("--eval-val", type=Path, default=None, help="avscene evaluate --json-out of the model on val")
     ap.add_argument("--eval-shift", type=Path, default=None, help="the same on val_shift")
     ap.add_argument("--keep-separation", action="store_true",
@@ -215,6 +238,11 @@ def main() -> None:
         if args.eval_val is None or args.eval_shift is None:
             ap.error("--update-evaluation needs --eval-val and --eval-shift")
         update_splits(args.update_evaluation, args.eval_val, args.eval_shift)
+        return
+    if args.update_variants is not None:
+        if args.runs is None:
+            ap.error("--update-variants needs RUNS_DIR")
+        update_variants(args.update_variants, args.runs)
         return
     if args.update_separation is not None:
         update_separation(args.update_separation, args.sep, args.sep_shift)

@@ -20,6 +20,7 @@ from avscene.testing.models import MINI_EDGE_MODEL_YAML as STUB_SED_MODEL
 from avscene.proposals.visual import (
     edge_boxes,
     edge_model_problem,
+    EdgeBoxesParams,
     edge_orientation,
     edges_nms,
     fallback_boxes,
@@ -184,6 +185,34 @@ def test_orientation_and_nms_match_opencv(tmp_path: Path, rng: np.random.Generat
     np.testing.assert_allclose(edge_orientation(edges), expected_o, atol=1e-6)
     expected_nms = sed.edgesNms(edges, expected_o, None, 2, 0, 1.0, True)
     np.testing.assert_array_equal(edges_nms(edges, expected_o), expected_nms)
+
+
+def test_nms_floor_only_drops_what_edgeboxes_ignores() -> None:
+    """``min_magnitude`` zeroes the weak pixels and leaves every other output pixel as it was;
+    the boxes of real frames are those of the full NMS."""
+    from avscene.io.decode import decode
+
+    clip = decode(Path(__file__).resolve().parent.parent / "examples" / "clips" / "car_ambulance_sync.mp4")
+    params = EdgeBoxesParams()
+    for frame in clip.frames[:4]:
+        edges = gradient_edges(frame)
+        orientation = edge_orientation(edges)
+        full = edges_nms(edges, orientation)
+        floor = edges_nms(edges, orientation, min_magnitude=params.edge_min_mag)
+        strong = edges > params.edge_min_mag
+        assert strong.any() and (full[~strong] > 0).any()  # the floor has something to drop
+        np.testing.assert_array_equal(floor[strong], full[strong])
+        assert not floor[~strong].any()
+        # a fresh detector per call: OpenCV's keeps index lists from one call to the next
+        def boxes(thin):
+            detector = cv2.ximgproc.createEdgeBoxes(maxBoxes=10, beta=params.beta, edgeMinMag=params.edge_min_mag)
+            return detector.getBoundingBoxes(thin, orientation)
+
+        boxes_full, scores_full = boxes(full)
+        boxes_floor, scores_floor = boxes(floor)
+        assert len(boxes_full) > 0
+        np.testing.assert_array_equal(np.asarray(boxes_floor), np.asarray(boxes_full))
+        np.testing.assert_array_equal(np.asarray(scores_floor), np.asarray(scores_full))
 
 
 def test_missing_edge_model_is_a_usage_error(tmp_path: Path) -> None:

@@ -68,8 +68,9 @@ def separate_cmd(
                                                        help="Hard mask: keep the components whose scaled "
                                                        "relevance is >= this (the paper: 0.1). "
                                                        "Default: soft mask.")] = None,
-    method: Annotated[str, typer.Option(help="auto (the best the model carries: mask, else dictionary, "
-                                        "else ncp; ncp whenever --threshold is given), mask (the "
+    method: Annotated[str, typer.Option(help="auto (the model's measured best, else the first it carries "
+                                        "of hybrid, mask, dictionary, ncp; ncp whenever --threshold is "
+                                        "given), hybrid (the mean of the mask and dictionary masks), mask (the "
                                         "separation network: `avscene train-separator`), dictionary "
                                         "(supervised NMF: `avscene train-dictionaries`) or ncp (the "
                                         "paper's ranking of NMF components).")] = "auto",

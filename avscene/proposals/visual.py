@@ -158,6 +158,7 @@ def edges_nms(
     *,
     radius: int = NMS_RADIUS,
     multiplier: float = NMS_MULTIPLIER,
+    min_magnitude: float = 0.0,
 ) -> np.ndarray:
     """Edge non-maximum suppression, a vectorised port of ``StructuredEdgeDetection::edgesNms``.
 
@@ -170,6 +171,10 @@ def edges_nms(
         orientation: ``(H, W)`` float32 normal orientation in radians.
         radius: Suppression radius in pixels.
         multiplier: Conservative-suppression multiplier.
+        min_magnitude: pixels of ``edges`` at or below this are zeroed without being compared
+            (their neighbours still see their strength). EdgeBoxes ignores every pixel at or
+            below its ``edgeMinMag``, so passing that value gives the same boxes for less work;
+            0 is OpenCV's ``edgesNms`` exactly.
 
     Returns:
         ``(H, W)`` float32 thinned edges.
@@ -178,7 +183,7 @@ def edges_nms(
     height, width = edges.shape
     # Only pixels still kept are compared again (keep is an AND over the distances), so each
     # distance costs in proportion to the survivors; the arithmetic per pixel is unchanged.
-    idx = np.flatnonzero(edges)  # (n,) flat indices of candidate pixels
+    idx = np.flatnonzero(edges > np.float32(min_magnitude))  # (n,) flat indices of candidate pixels
     rows, cols = (v.astype(np.float32) for v in np.divmod(idx, width))
     flat = edges.reshape(-1)
     cos_o = np.cos(orientation.reshape(-1)[idx])
@@ -207,7 +212,7 @@ def edges_nms(
 
 
 def edge_map(
-    frame_rgb: np.ndarray, *, edge_model: str | None = None
+    frame_rgb: np.ndarray, *, edge_model: str | None = None, min_magnitude: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """NMS-thinned edges and their orientation, the two inputs of EdgeBoxes.
 
@@ -215,6 +220,7 @@ def edge_map(
         frame_rgb: ``(H, W, 3)`` uint8 RGB.
         edge_model: Path of a Structured Edge Detection model, or None for
             gradient edges.
+        min_magnitude: gradient edges at or below this come out zero (:func:`edges_nms`).
 
     Returns:
         ``(edges, orientation)``, both ``(H, W)`` float32.
@@ -222,7 +228,7 @@ def edge_map(
     if edge_model is None:
         edges = gradient_edges(frame_rgb)
         orientation = edge_orientation(edges)
-        return edges_nms(edges, orientation), orientation
+        return edges_nms(edges, orientation, min_magnitude=min_magnitude), orientation
     detector = validate_edge_model(edge_model)
     edges = detector.detectEdges(frame_rgb.astype(np.float32) / 255.0)
     orientation = detector.computeOrientation(edges)
@@ -273,8 +279,9 @@ def _raw_edge_boxes(
     image: np.ndarray, *, max_boxes: int, edge_model: str | None, params: EdgeBoxesParams
 ) -> tuple[np.ndarray, np.ndarray]:
     """EdgeBoxes on ``image``: ``(n, 4)`` exclusive x0, y0, x1, y1 pixels, ``(n,)`` scores."""
-    edges, orientation = edge_map(image, edge_model=edge_model)
     p = params
+    # EdgeBoxes never reads a pixel at or below edge_min_mag: the NMS skips them (same boxes)
+    edges, orientation = edge_map(image, edge_model=edge_model, min_magnitude=p.edge_min_mag)
     detector = cv2.ximgproc.createEdgeBoxes(
         alpha=p.alpha, beta=p.beta, eta=p.eta, minScore=p.min_score, maxBoxes=max_boxes,
         edgeMinMag=p.edge_min_mag, edgeMergeThr=p.edge_merge_thr, clusterMinMag=p.cluster_min_mag,

@@ -1,7 +1,8 @@
-"""``separate``: the sound of one class in a file, by a mask network, by dictionaries, or by ranking NMF components.
+"""``separate``: the sound of one class in a file, by a mask network, by dictionaries, by both, or by ranking NMF components.
 
-Three methods share everything below but the per-chunk numerics (``SeparateOptions.method``,
-one strategy each in :mod:`avscene.tasks.separate_chunks`): ``"mask"``, the checkpoint's
+Four methods share everything below but the per-chunk numerics (``SeparateOptions.method``,
+one strategy each in :mod:`avscene.tasks.separate_chunks`): ``"hybrid"``, the mean of the
+masks of the next two; ``"mask"``, the checkpoint's
 class-conditioned mask network (:mod:`avscene.nn.separator`, trained from weakly labelled
 clips by ``avscene train-separator``); ``"dictionary"``, supervised NMF with the class and
 background dictionaries the checkpoint carries (:mod:`avscene.dictionary`, ``avscene
@@ -83,6 +84,7 @@ from avscene.tasks.separate_chunks import (  # re-exported: the numerics' public
     ChunkedSeparator,
     ChunkStrategy,
     DictionaryStrategy,
+    HybridStrategy,
     MaskStrategy,
     NCPStrategy,
     ScoredComponents,
@@ -98,7 +100,8 @@ if TYPE_CHECKING:
     from avscene.io.audio_stream import AudioReader
 
 __all__ = [
-    "CHUNK_SECONDS", "CROSSFADE_SECONDS", "ChunkStrategy", "ChunkedSeparator", "DictionaryStrategy", "MaskStrategy",
+    "CHUNK_SECONDS", "CROSSFADE_SECONDS", "ChunkStrategy", "ChunkedSeparator", "DictionaryStrategy", "HybridStrategy",
+    "MaskStrategy",
     "NCPStrategy", "ScoredComponents", "SeparateOptions",
     "Separation", "SeparationSink", "check_options", "enhance_scored", "pump_input_rate", "pump_model_rate",
     "score_components", "separate_audio", "separate_file", "separate_many", "separate_stream",
@@ -108,7 +111,8 @@ CHUNK_SECONDS = 30.0  # longest stretch one NMF models; 30 s x K=20 peaks at ~0.
 CROSSFADE_SECONDS = 1.0  # overlap of consecutive chunks, cross-faded
 MIN_CHUNK_SECONDS = 2.0  # at least two 0.96-s NCP windows per chunk, so ranking has a time axis
 OUTPUT_RATES = ("model", "input")
-METHODS = ("auto", "mask", "dictionary", "ncp")  # auto: the best the model carries (mask > dictionary > ncp)
+METHODS = ("auto", "hybrid", "mask", "dictionary", "ncp")  # auto: the checkpoint's measured best, else
+# the first it carries of hybrid (mask network and dictionaries) > mask > dictionary > ncp
 
 
 @dataclass(frozen=True)
@@ -124,15 +128,16 @@ class SeparateOptions:
     output_rate: Literal["model", "input"] = "model"
     chunk_seconds: float = CHUNK_SECONDS  # longest chunk fitted by one NMF (see "Long inputs")
     crossfade_seconds: float = CROSSFADE_SECONDS  # overlap of consecutive chunks; <= chunk_seconds / 4
+    # "hybrid": the mean of the mask network's and the dictionaries' masks (needs both);
     # "mask": the checkpoint's mask network (``avscene train-separator``); "dictionary": supervised
     # NMF with its class dictionaries (``avscene train-dictionaries``); "ncp": the paper's ranking of
     # NMF components by the audio network; "auto": the first of these the model carries, in this
     # order (the order of their SDR on avbench), or ncp whenever a threshold is given.
-    method: Literal["auto", "mask", "dictionary", "ncp"] = "auto"
+    method: Literal["auto", "hybrid", "mask", "dictionary", "ncp"] = "auto"
 
 
 def resolve_method(opts: SeparateOptions, loaded: LoadedModel) -> str:
-    """The method ``opts`` asks for with this model: "mask", "dictionary" or "ncp".
+    """The method ``opts`` asks for with this model: "hybrid", "mask", "dictionary" or "ncp".
 
     Raises:
         UsageError: an unknown method, a method whose weights the model lacks, or a
@@ -145,7 +150,14 @@ def resolve_method(opts: SeparateOptions, loaded: LoadedModel) -> str:
             return "ncp"
         if loaded.separation_default is not None:  # the checkpoint's measured best
             return loaded.separation_default
-        return "mask" if loaded.separator is not None else "dictionary" if loaded.dictionaries is not None else "ncp"
+        if loaded.separator is not None:
+            return "hybrid" if loaded.dictionaries is not None else "mask"
+        return "dictionary" if loaded.dictionaries is not None else "ncp"
+    if opts.method == "hybrid" and (loaded.separator is None or loaded.dictionaries is None):
+        raise UsageError(f"--method hybrid needs a separator network and dictionaries; the model {loaded.model_id} "
+                         f"has {'no separator' if loaded.separator is None else 'no dictionaries'} (add it with "
+                         f"`avscene {'train-separator' if loaded.separator is None else 'train-dictionaries'} MODEL "
+                         "labels.csv`), or use another --method")
     if opts.method == "mask" and loaded.separator is None:
         raise UsageError(f"the model {loaded.model_id} has no separator network: train one with `avscene "
                          "train-separator MODEL labels.csv`, or use --method dictionary / ncp")
@@ -220,7 +232,10 @@ def _separator(loaded: LoadedModel, class_index: int, opts: SeparateOptions) -> 
     size, overlap = round(opts.chunk_seconds * sr), round(opts.crossfade_seconds * sr)
     method = resolve_method(opts, loaded)
     strategy: ChunkStrategy
-    if method == "mask":
+    if method == "hybrid":
+        assert loaded.separator is not None and loaded.dictionaries is not None  # resolve_method checked it
+        strategy = HybridStrategy(loaded.separator, loaded.dictionaries, class_index, loaded.labels[class_index])
+    elif method == "mask":
         assert loaded.separator is not None  # resolve_method checked it
         strategy = MaskStrategy(loaded.separator, class_index)
     elif method == "dictionary":

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from avscene.config import PreprocessConfig
-from avscene.dictionary import Dictionaries, separate_with_dictionaries
+from avscene.dictionary import Dictionaries, dictionary_mask, separate_with_dictionaries
 from avscene.errors import UsageError
 from avscene.dsp.overlap import OverlapAdd, StreamResampler, chunk_weight, ready_chunks
 from avscene.dsp.stft import STFTOptions
@@ -166,7 +166,7 @@ def _drop_signals(e: Enhancement) -> Enhancement:
 class ChunkStrategy(Protocol):
     """How one chunk of mono audio at the model's rate is separated: one of the methods."""
 
-    method: str  # "ncp" | "dictionary" | "mask"
+    method: str  # "ncp" | "dictionary" | "mask" | "hybrid"
     components: int | None  # NMF components per chunk; None for the mask network
     align: int  # chunks start at multiples of this (1: anywhere)
 
@@ -214,18 +214,48 @@ class MaskStrategy:
 
     def __init__(self, net: MaskNet, class_index: int) -> None:
         self._net, self._class = net, class_index
-        self._stft = STFTOptions(n_fft=net.cfg.n_fft, hop=net.cfg.hop)
+        self.stft_opts = STFTOptions(n_fft=net.cfg.n_fft, hop=net.cfg.hop)  # the STFT the masks are on
         # Chunks on the STFT's frame grid: with a finite receptive field (MaskNet.receptive_frames)
         # a chunk's masks then equal the unchunked ones away from its cross-faded edges.
         self.align = net.cfg.hop
 
-    def _mask(self, magnitude: torch.Tensor) -> torch.Tensor:
+    def mask(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """The network's mask (F, T) of the class for a magnitude ``|X|`` (F, T)."""
         device = next(self._net.parameters()).device
         index = torch.tensor([self._class], device=device)
         return self._net(magnitude.to(device)[None], index)[0]  # (F, T)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
-        source, residual = separate_with_mask(x, self._mask, stft_opts=self._stft)
+        source, residual = separate_with_mask(x, self.mask, stft_opts=self.stft_opts)
+        return np.stack([source, residual]).astype(np.float64), None
+
+
+class HybridStrategy:
+    """The mask network's and supervised NMF's masks of the class, averaged (``--method hybrid``).
+
+    Two estimators learnt from the same weak labels by different routes (a network trained by
+    mix-and-separate; spectral dictionaries of single-label clips) make different errors; the
+    mean of their masks is the source's mask. On avbench it beats each of them at every SNR
+    (model card).
+    """
+
+    method = "hybrid"
+
+    def __init__(self, net: MaskNet, dicts: Dictionaries, class_index: int, label: str) -> None:
+        if (net.cfg.n_fft, net.cfg.hop) != (dicts.n_fft, dicts.hop):
+            raise UsageError(f"--method hybrid needs the separator and the dictionaries on one STFT; the "
+                             f"checkpoint has {net.cfg.n_fft}/{net.cfg.hop} and {dicts.n_fft}/{dicts.hop}")
+        self._net, self._dicts, self._label = MaskStrategy(net, class_index), dicts, label
+        self.components: int | None = dicts.classes[label].shape[1] + dicts.background.shape[1]
+        self.align = self._net.align
+
+    def mask(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """The mean of the two masks (F, T) for a magnitude ``|X|`` (F, T)."""
+        net = self._net.mask(magnitude)
+        return 0.5 * (net + dictionary_mask(magnitude, self._dicts, self._label).to(net.device))
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
+        source, residual = separate_with_mask(x, self.mask, stft_opts=self._net.stft_opts)
         return np.stack([source, residual]).astype(np.float64), None
 
 

@@ -8,6 +8,8 @@ separated and each estimate is scored against the clean stem with BSS Eval SDR
 
 Methods (rows of the table):
 
+* the hybrid (``separate --method hybrid``: the mean of the mask network's and the
+  supervised-NMF masks), label known and unknown, when both are there;
 * the mask network (``separate --method mask``), label known and unknown, when the
   model carries one (``avscene train-separator``);
 * avscene with soft masks, τ = 0.1 and τ = 0.2, each with the label known (the
@@ -36,7 +38,7 @@ from avscene.dictionary import Dictionaries
 from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
 from avscene.tasks._pipeline import analyse, ranked_labels
-from avscene.tasks.separate import MaskStrategy, enhance_scored, score_components
+from avscene.tasks.separate import HybridStrategy, MaskStrategy, enhance_scored, score_components
 from avscene.train import separation_baselines as sb
 from avscene.train.metrics import json_float
 from avscene.train.metrics_sep import SeparationScores, separation_scores, sdr
@@ -49,13 +51,15 @@ AVSCENE_SETTINGS = (("soft", None), ("τ=0.1", 0.1), ("τ=0.2", 0.2))  # (name, 
 MODES = ("label known", "label unknown")
 MASK_KNOWN = "avscene mask network, label known"  # --method mask
 MASK_UNKNOWN = "avscene mask network, label unknown"
+HYBRID_KNOWN = "avscene hybrid (mask + dictionary), label known"  # --method hybrid
+HYBRID_UNKNOWN = "avscene hybrid (mask + dictionary), label unknown"
 SUPERVISED = "supervised NMF"  # = avscene --method dictionary with the label known
 DICTIONARY_UNKNOWN = "avscene dictionary, label unknown"  # --method dictionary, the predicted label
 MEL_ACTIVE = "NMF Mel-clustering (activity rule)"
 MEL_BEST = "NMF Mel-clustering (best cluster)"
 MIXTURE = "mixture"
 ORACLE = "oracle"
-METHODS = (MASK_KNOWN, MASK_UNKNOWN, *[f"avscene {s}, {m}" for m in MODES for s, _ in AVSCENE_SETTINGS],
+METHODS = (HYBRID_KNOWN, HYBRID_UNKNOWN, MASK_KNOWN, MASK_UNKNOWN, *[f"avscene {s}, {m}" for m in MODES for s, _ in AVSCENE_SETTINGS],
            SUPERVISED, DICTIONARY_UNKNOWN, MEL_ACTIVE, MEL_BEST, MIXTURE, ORACLE)
 
 
@@ -191,6 +195,10 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
         est[SUPERVISED] = sb.supervised_nmf(mix, dictionaries, item.label)
         est[DICTIONARY_UNKNOWN] = (est[SUPERVISED] if predicted == item.label
                                    else sb.supervised_nmf(mix, dictionaries, predicted))
+    if loaded.separator is not None and dictionaries is not None:
+        est[HYBRID_KNOWN] = hybrid_separate(mix, loaded.separator, dictionaries, loaded.labels, item.label)
+        est[HYBRID_UNKNOWN] = (est[HYBRID_KNOWN] if predicted == item.label
+                               else hybrid_separate(mix, loaded.separator, dictionaries, loaded.labels, predicted))
     clusters, active = sb.mel_clustering(sc.dec, seed=nmf.seed, stft_opts=nmf.stft_opts)
     est[MEL_ACTIVE] = clusters[active]
     est[MEL_BEST] = max(clusters, key=lambda c: _finite(sdr(c, ref)))
@@ -208,6 +216,12 @@ def mask_separate(mixture: np.ndarray, net: MaskNet, class_index: int) -> np.nda
     """The mask network's estimate of one class in ``mixture`` (N,): what ``separate --method mask`` writes
     for an input of one chunk."""
     return MaskStrategy(net, class_index)(np.asarray(mixture, dtype=np.float32))[0][0]
+
+
+def hybrid_separate(mixture: np.ndarray, net: MaskNet, dictionaries: Dictionaries, labels, label: str) -> np.ndarray:
+    """``separate --method hybrid``'s estimate of ``label`` in ``mixture`` (N,), for an input of one chunk."""
+    strategy = HybridStrategy(net, dictionaries, list(labels).index(label), label)
+    return strategy(np.asarray(mixture, dtype=np.float32))[0][0]
 
 
 def _finite(x: float) -> float:
