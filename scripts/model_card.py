@@ -131,7 +131,7 @@ def separation_section(val: Path | None, shift: Path | None, config: dict | None
     methods = []
     if "mask" in sep and "dictionary" in sep:
         methods.append(f"{'the default (`auto`, recorded as `separation.default_method`, the best measured here); ' if sep.get('default_method') == 'hybrid' else ''}"
-                       "`--method hybrid` (rows *avscene hybrid (mask + dictionary)*): the mean of the masks of the "
+                       "`--method hybrid` (rows *avscene hybrid*): the mean of the masks of the "
                        "two methods below, each learnt from the weak labels by its own route")
     if "mask" in sep:
         net, tr = sep["mask"].get("network", {}), sep["mask"].get("training", {})
@@ -333,8 +333,11 @@ the sampled frames where the object is visible (the top box's centre lies in the
 box), val / val_shift. All at the paper's decision threshold 0 (for the bundled
 model, {threshold_note}). "train min" is wall time on the 2-core CPU; some runs shared it with
 a second run, so the minutes are not comparable between rows. The variants other than the
-bundled one were trained for the comparison only, with the same settings unless the row
-names another schedule (`config.json` of each run has the rest).
+bundled one were trained for the comparison only, all with one schedule and recipe: 20 epochs
+from scratch, batch 12, lr 0.001, the default augmentation, no bag mixing and no per-modality
+loss (`scripts/train_bundled.sh`, step 1; `config.json` of each run has the rest). 20 epochs is
+a third of the bundled model's base schedule: the rows compare the variants at one budget, they
+do not show what each reaches when trained to convergence.
 
 | variant | val micro-F1 (P / R) | val, async clips | val_shift micro-F1 (P / R) | val_shift, async clips | SED F1 | pointing | best epoch / run | train min |
 |---|---|---|---|---|---|---|---|---|

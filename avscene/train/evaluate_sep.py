@@ -51,8 +51,8 @@ AVSCENE_SETTINGS = (("soft", None), ("τ=0.1", 0.1), ("τ=0.2", 0.2))  # (name, 
 MODES = ("label known", "label unknown")
 MASK_KNOWN = "avscene mask network, label known"  # --method mask
 MASK_UNKNOWN = "avscene mask network, label unknown"
-HYBRID_KNOWN = "avscene hybrid (mask + dictionary), label known"  # --method hybrid
-HYBRID_UNKNOWN = "avscene hybrid (mask + dictionary), label unknown"
+HYBRID_KNOWN = "avscene hybrid, label known"  # --method hybrid
+HYBRID_UNKNOWN = "avscene hybrid, label unknown"
 SUPERVISED = "supervised NMF"  # = avscene --method dictionary with the label known
 DICTIONARY_UNKNOWN = "avscene dictionary, label unknown"  # --method dictionary, the predicted label
 MEL_ACTIVE = "NMF Mel-clustering (activity rule)"
