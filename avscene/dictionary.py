@@ -195,9 +195,10 @@ def separate_with_dictionaries(mixture: np.ndarray, dicts: Dictionaries, label: 
 
     Returns:
         ``(source, residual)``, each ``(N,)`` float32.
+
+    Raises:
+        UsageError: no dictionary for ``label`` (from :func:`dictionary_mask`).
     """
-    if label not in dicts.classes:
-        raise UsageError(f"no dictionary for class {label!r}; learnt: {sorted(dicts.classes)}")
     return separate_with_mask(mixture, lambda mag: dictionary_mask(mag, dicts, label, n_iter=n_iter),
                               stft_opts=STFTOptions(n_fft=dicts.n_fft, hop=dicts.hop))
 
