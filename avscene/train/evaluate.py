@@ -123,6 +123,8 @@ def evaluate(
     """
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode must be one of {MODES}")
+    if pure_noise_clips is not None and not noise:
+        raise UsageError("--pure-noise-clips scores the noise families of --add-noise: give --add-noise too")
     names = list(loaded.labels)
     examples = read_manifest(manifest, class_names=names)
     gt = read_ground_truth(Path(ground_truth) if ground_truth else Path(manifest).parent / "ground_truth.jsonl")

@@ -16,7 +16,8 @@ labels), so pure noise is scored as an audio-only input. Every label predicted o
 false alarm; the report gives the fraction of such clips with any label.
 
 The frames of a clip are decoded and embedded once for all its versions
-(:func:`avscene.tasks._pipeline.analyse_variants`).
+(:func:`avscene.tasks._pipeline.analyse_variants`). Nothing is clipped: the proposals see the
+sum as it is. A clip without an audio stream cannot be stressed and is reported as failed.
 """
 
 from __future__ import annotations
