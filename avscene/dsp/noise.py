@@ -126,13 +126,29 @@ def training_noise(n: int, *, sr: int, rng: np.random.Generator) -> np.ndarray:
     return noise(family, n, sr=sr, rng=rng)
 
 
+def background_gain(signal_power: float, background_power: float, snr_db: float, *,
+                    silent_rms: float = SILENT_RMS) -> float:
+    """The gain ``g`` that puts a background of power ``background_power`` at ``snr_db`` under a
+    signal of power ``signal_power``: ``10·log10(signal_power / (g²·background_power)) = snr_db``.
+
+    A silent signal (power 0) has no level to refer to: the background is then brought to RMS
+    ``silent_rms`` (default -20 dBFS), so pure-noise inputs still have a realistic level.
+
+    Raises:
+        UsageError: the background's power is zero or not finite.
+    """
+    if not background_power > 0 or not np.isfinite(background_power):
+        raise UsageError("mixing at an SNR needs a background with finite, non-zero power")
+    target = signal_power / 10.0 ** (snr_db / 10.0) if signal_power > 0 else silent_rms ** 2
+    return float(np.sqrt(target / background_power))
+
+
 def mix_at_snr(signal: np.ndarray, background: np.ndarray, snr_db: float, *,
                silent_rms: float = SILENT_RMS) -> np.ndarray:
     """``signal + g·background`` with ``10·log10(P_signal / P(g·background)) = snr_db``.
 
-    Powers are means of squares over the whole arrays. A silent signal (power 0) has no level
-    to refer to: the background is then scaled to RMS ``silent_rms`` (default -20 dBFS), so
-    pure-noise inputs still have a realistic level.
+    Powers are means of squares over the whole arrays; ``g`` is :func:`background_gain` (a
+    silent signal gets the background at RMS ``silent_rms``).
 
     Args:
         signal: (n,) samples.
@@ -147,8 +163,5 @@ def mix_at_snr(signal: np.ndarray, background: np.ndarray, snr_db: float, *,
     if s.shape != b.shape or s.ndim != 1:
         raise UsageError(f"mix_at_snr needs two 1-D arrays of one length, got {s.shape} and {b.shape}")
     p_b = float(np.mean(b * b)) if len(b) else 0.0
-    if not p_b > 0 or not np.isfinite(p_b):
-        raise UsageError("mix_at_snr needs a background with finite, non-zero power")
-    p_s = float(np.mean(s * s))
-    target = p_s / 10.0 ** (snr_db / 10.0) if p_s > 0 else silent_rms ** 2
-    return (s + b * np.sqrt(target / p_b)).astype(np.float32)
+    g = background_gain(float(np.mean(s * s)) if len(s) else 0.0, p_b, snr_db, silent_rms=silent_rms)
+    return (s + g * b).astype(np.float32)

@@ -401,12 +401,15 @@ def _talkers(rng: np.random.Generator, n: int, sr: int, count: int, f0_range: tu
         for v in range(len(VOWELS)):  # 0.15: a whisper is about 16 dB under a voiced talker
             channels[v] += 0.15 * rng.standard_normal(n) * np.interp(t, frames, np.sqrt(whisper_power[v]))
     scale = rng.uniform(0.9, 1.15)  # one vocal-tract length for the scene (shared formant filters)
-    out = np.zeros(n)
-    for v, formants in enumerate(VOWELS * scale):
+    f = np.maximum(scipy.fft.rfftfreq(n, 1.0 / sr), 1e-3)
+    glottal = 1.0 / np.sqrt(1 + (f / 300.0) ** 2)
+    spec = np.zeros(len(f), dtype=np.complex128)
+    for v, formants in enumerate(VOWELS * scale):  # filter each vowel channel, sum the spectra, one inverse FFT
         fc = np.minimum(formants, _top(sr))
-        out += _shape(channels[v], sr, lambda f: _resonances(f, fc, fc / np.array([80.0, 100.0, 150.0]),
-                                                             [1.0, 0.6, 0.3]) / (1 + (f / 300.0) ** 2) ** 0.5)
-    return out
+        spec += scipy.fft.rfft(channels[v]) * _resonances(f, fc, fc / np.array([80.0, 100.0, 150.0]),
+                                                          [1.0, 0.6, 0.3]) * glottal
+    spec[0] = 0.0  # no DC
+    return scipy.fft.irfft(spec, n=n)
 
 
 def babble(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:

@@ -5,7 +5,9 @@
 * sound event detection: DCASE 2017 segment-based F1 and error rate on 1-s
   segments, from the events ``localize`` reports (predicted classes, audio stream);
 * visual localisation: pointing game and CorLoc@0.5 of the top box of each
-  ground-truth class, on the sampled frames where that object is visible.
+  ground-truth class, on the sampled frames where that object is visible;
+* noise stress (on request): false-positive rates and micro-F1 with noise families added,
+  and false alarms on pure noise (:mod:`avscene.train.noise_stress`).
 
 Ground truth is ``ground_truth.jsonl`` beside the manifest (avbench format).
 """
@@ -13,7 +15,7 @@ Ground truth is ``ground_truth.jsonl`` beside the manifest (avbench format).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ from avscene.train.metrics import (
     top1_accuracy,
 )
 from avscene.train.metrics_sed import SegmentMetrics, segment_activity, segment_based_metrics
+from avscene.train.noise_stress import NoiseCondition, NoiseStress, NoiseStressReport
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
@@ -55,6 +58,7 @@ class EvaluationReport:
     failed: tuple[tuple[str, str], ...] = ()
     # event mode -> {"recall": fraction of its events whose class is detected in the clip, "n": events}
     recall_by_mode: dict[str, dict[str, float | int]] | None = None
+    noise_stress: NoiseStressReport | None = None  # with --add-noise
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +72,7 @@ class EvaluationReport:
             "localization": None if self.localization is None else self.localization.to_json(),
             "recall_by_mode": self.recall_by_mode,
             "failed": [{"file": f, "error": e} for f, e in self.failed],
+            "noise_stress": None if self.noise_stress is None else self.noise_stress.to_json(),
         }
 
 
@@ -105,14 +110,21 @@ def evaluate(
     mode: str | None = None,
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    noise: Sequence[NoiseCondition] = (),
+    pure_noise_clips: int | None = None,
 ) -> EvaluationReport:
     """Evaluate ``loaded`` on every clip of ``manifest`` (restricted to ``mode`` if given).
 
     ``threshold`` overrides the model's decision threshold (e.g. 0, the paper's, for a
-    checkpoint whose threshold was calibrated).
+    checkpoint whose threshold was calibrated). ``noise``: the noise-stress conditions
+    (:func:`avscene.train.noise_stress.parse_noise_specs`), each clip then also analysed with
+    each one, and with pure noise of each family for the first ``pure_noise_clips`` clips
+    (None: all; 0: none).
     """
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode must be one of {MODES}")
+    if pure_noise_clips is not None and not noise:
+        raise UsageError("--pure-noise-clips scores the noise families of --add-noise: give --add-noise too")
     names = list(loaded.labels)
     examples = read_manifest(manifest, class_names=names)
     gt = read_ground_truth(Path(ground_truth) if ground_truth else Path(manifest).parent / "ground_truth.jsonl")
@@ -129,9 +141,13 @@ def evaluate(
     ref_rolls, est_rolls = [], []
     mode_events: list[tuple[str, str, set[str]]] = []
     loc = LocalizationScores()
+    stress = NoiseStress(tuple(noise), tuple(names), threshold, pure_noise_clips) if noise else None
     for i, ex in enumerate(examples):
         try:
-            a = analyse(ex.path, loaded)
+            if stress is None:
+                a = analyse(ex.path, loaded)
+            else:  # the clean analysis, and the noisy versions' predictions kept by ``stress``
+                a = stress.analyse(ex.path, _clip_id(ex.path), loaded)
         except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal
             failed.append((str(ex.path), str(e)))
             continue
@@ -168,6 +184,7 @@ def evaluate(
         localization=loc if loc.n else None,
         failed=tuple(failed),
         recall_by_mode=recall_by_mode(mode_events) if mode_events else None,
+        noise_stress=None if stress is None else stress.report(y, s > threshold),
     )
 
 
