@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from avscene import __version__
-from avscene.cli._errors import EXIT_USAGE, report, set_verbose
+from avscene.cli._errors import ARGV, EXIT_USAGE, report, set_verbose
 
 app = typer.Typer(
     name="avscene",
@@ -82,9 +82,6 @@ def _register() -> None:
 
 
 _register()
-
-
-ARGV: list[str] = []  # the arguments of the running command (a report shows its exact command line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,7 +140,7 @@ def report_cmd(
     shard: ShardOpt = None,
 ) -> int:
     """Write one self-contained HTML report per input: classes, timeline with frames, audio players."""
-    from avscene.cli.app import ARGV
+    from avscene.cli._errors import ARGV
     from avscene.tasks.classify import ClassifyOptions
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.report import ReportOptions
