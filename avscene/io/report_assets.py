@@ -123,6 +123,10 @@ sel.addEventListener('change',show);
  rows.forEach(function(r){tb.appendChild(r);});st.setAttribute('data-sorted',k+' '+dir);});});
 function imgs(){var all=[].slice.call(document.querySelectorAll('img[src]')),ok=0;all.forEach(function(i){if(i.complete&&i.naturalWidth>0)ok++;});
  st.setAttribute('data-images',all.length);st.setAttribute('data-images-ok',ok);}
-window.addEventListener('load',imgs);imgs();show();
+window.addEventListener('load',imgs);imgs();
+var h=new URLSearchParams(location.hash.slice(1));  // #class=violin&sort=duration:desc: a link that keeps the view
+if(h.get('class'))sel.value=h.get('class');show();
+if(h.get('sort')){var q=h.get('sort').split(':'),b=document.querySelector('th button[data-key="'+q[0]+'"]');
+ if(b){b.setAttribute('data-dir',q[1]==='desc'?'asc':'desc');b.click();}}
 })();
 """

@@ -240,7 +240,7 @@ def _viewer() -> str:
 def index_html(records: list[dict], folder: str | Path) -> str:
     """The index of a folder of reports: one row per input (``ReportResult.to_json()`` records)."""
     folder = Path(folder)
-    classes = sorted({lab for rec in records for lab in rec["report"]["presence"]})
+    classes = sorted({lab for rec in records for lab, word in rec["report"]["presence"].items() if word != "neither"})
     rows = []
     for rec in records:
         rep = rec["report"]
@@ -254,7 +254,7 @@ def index_html(records: list[dict], folder: str | Path) -> str:
         rows.append(
             f'<tr data-name="{escape(name.lower())}" data-duration="{rec["duration"]}" '
             f'data-heard="{escape(" ".join(heard))}" data-seen="{escape(" ".join(seen))}" '
-            f'data-classes="{escape(" ".join(pres))}"><td>{img}</td><td><a href="{escape(href)}">{escape(name)}</a>'
+            f'data-classes="{escape(" ".join(sorted({*heard, *seen})))}"><td>{img}</td><td><a href="{escape(href)}">{escape(name)}</a>'
             f'</td><td class="num">{_fmt_t(rec["duration"])}</td><td>{escape(", ".join(heard) or "—")}</td>'
             f'<td>{escape(", ".join(seen) or "—")}</td></tr>')
     options = "".join(f'<option value="{escape(c)}">{escape(c)}</option>' for c in classes)
