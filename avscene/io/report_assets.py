@@ -29,7 +29,9 @@ h3{font-size:1rem;margin:0;display:flex;gap:.5em;align-items:center;flex-wrap:wr
 .badge.both{background:#1b1b1b;color:#fff}.badge.neither{color:var(--muted);border-style:dashed}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.3em .5em;border-bottom:1px solid var(--line);vertical-align:middle}
-.scores td.bar{width:45%;min-width:120px}
+.scores{table-layout:fixed}.scores .c-name{width:22%}.scores .c-bar{width:38%}.scores .c-num{width:10%}
+.scores .c-dec{width:12%}.scores .c-hs{width:18%}td{overflow-wrap:anywhere}
+details{margin:.5em 0}summary{cursor:pointer;padding:.3em 0;color:var(--accent)}
 .scores tr.predicted td:first-child{font-weight:700}
 .bar .track{position:relative;height:14px;background:var(--panel);border:1px solid var(--line)}
 .bar .fill{position:absolute;top:0;bottom:0;left:0}
@@ -46,8 +48,9 @@ th,td{text-align:left;padding:.3em .5em;border-bottom:1px solid var(--line);vert
 .lane svg{position:absolute;inset:0;width:100%;height:100%;display:block}
 .seg{position:absolute;top:1px;bottom:1px;border:1px solid #000;border-radius:2px;min-width:2px}
 .thumbs{position:relative;margin:6px 0 0 64px}
+.thumbs .thumb{width:min(120px,calc(100% / var(--n) - 6px))}
 .thumb{position:absolute;top:0;transform:translateX(-50%);padding:0;border:2px solid transparent;background:none;cursor:zoom-in;line-height:0}
-.thumb img{width:120px;height:auto;display:block}
+.thumb img{width:100%;height:auto;display:block}
 .thumb:focus-visible,.thumb:hover{border-color:var(--accent);outline:none}
 .axis{position:relative;height:18px;margin:0 0 0 64px;font-size:.72rem;color:var(--muted)}
 .axis span{position:absolute;transform:translateX(-50%);white-space:nowrap}
@@ -63,10 +66,15 @@ dialog{max-width:min(96vw,1000px);padding:10px;border:1px solid #000}
 dialog img{max-width:100%;height:auto;display:block;image-rendering:auto}
 dialog::backdrop{background:rgba(0,0,0,.6)}
 button{font:inherit}
+th button{border:0;background:none;font-weight:700;cursor:pointer;padding:.1em .2em;color:var(--fg)}
+th button::after{content:" \2195";color:var(--muted)}th[aria-sort=ascending] button::after{content:" \25B2"}
+th[aria-sort=descending] button::after{content:" \25BC"}th button:focus-visible{outline:2px solid var(--accent)}
 .close{margin-top:8px;padding:.3em 1em}
 #page-errors:empty{display:none}
 #page-errors{color:#a00}
-@media (max-width:600px){body{font-size:15px}.lane,.thumbs,.axis{margin-left:52px}.thumb img{width:88px}}
+@media (max-width:600px){body{font-size:15px}.lane,.thumbs,.axis{margin-left:52px}
+ .scores{table-layout:auto}.scores th:nth-child(4),.scores td:nth-child(4){display:none}.scores td.bar{min-width:90px}}
+.num{white-space:nowrap}
 """
 
 # Runs first: collects errors before anything else can fail.

@@ -25,8 +25,8 @@ from avscene.io.writers import atomic_write_bytes, atomic_write_text
 from avscene.results import AudioTrack, ReportPage, Thumbnail
 from avscene.timing import segment_timestamps
 
-THUMB_PX = 120  # thumbnails' width in a row (the stored image is larger: shown full size on click)
-THUMB_SLOT_PX = THUMB_PX + 8  # a row's width per thumbnail: a long row scrolls sideways
+THUMB_PX = 120  # thumbnails' largest width in a row (the stored image is larger: shown full size on click)
+THUMB_MIN_SLOT_PX = 72  # a row is at least this wide per thumbnail: a long row scrolls sideways
 AXIS_TICKS = 10  # about this many time labels per row
 
 
@@ -105,25 +105,33 @@ def _scores(page: ReportPage) -> str:
     lo, hi = min(*scores, c.threshold), max(*scores, c.threshold)
     span = max(hi - lo, 1e-9)
     pos = lambda v: 100 * (v - lo) / span  # noqa: E731
-    rows = []
-    for lab in c.labels:
-        pred = lab.label in c.predicted
-        colour = hex_colour(page.colours.get(lab.label, (150, 150, 150))) if pred else "#9a9a9a"
-        word = page.presence.get(lab.label)
-        badge = f'<span class="badge {word}">{word}</span>' if word else "—"
-        a, b = sorted((pos(c.threshold), pos(lab.score)))
-        rows.append(
-            f'<tr class="{"predicted" if pred else ""}"><td>{escape(lab.label)}</td>'
-            f'<td class="bar"><div class="track" role="img" aria-label="score {lab.score:.2f}, threshold '
-            f'{c.threshold:.2f}"><div class="fill" style="left:{a:.2f}%;width:{b - a:.2f}%;background:{colour}">'
-            f'</div><div class="thr" style="left:{pos(c.threshold):.2f}%"></div></div></td>'
-            f'<td class="num">{lab.score:+.2f}</td><td>{"predicted" if pred else ""}</td><td>{badge}</td></tr>')
+    shown = [x for x in c.labels if x.label in c.predicted or x.label in page.presence]
+    others = [x for x in c.labels if x not in shown]
+    table = lambda labels: (  # noqa: E731
+        '<table class="scores"><colgroup><col class="c-name"><col class="c-bar"><col class="c-num"><col '
+        'class="c-dec"><col class="c-hs"></colgroup><thead><tr><th scope="col">class</th><th scope="col">score'
+        '</th><th scope="col" class="num">value</th><th scope="col">decision</th><th scope="col">heard / seen'
+        '</th></tr></thead><tbody>' + "".join(_score_row(page, x, pos) for x in labels) + '</tbody></table>')
+    more = (f'<details><summary>The other {len(others)} classes</summary>{table(others)}</details>'
+            if others else "")
     return ('<section aria-labelledby="h-scores"><h2 id="h-scores">Classes</h2>'
             f'<p class="legend">Bars run from the threshold ({c.threshold:+.2f}, black mark) to the score; '
             'a class above it is predicted. Heard / seen: from the timing of the sound events and the '
-            'frames.</p><table class="scores"><thead><tr><th scope="col">class</th><th scope="col">score</th>'
-            '<th scope="col" class="num">value</th><th scope="col">decision</th><th scope="col">heard / seen'
-            '</th></tr></thead><tbody>' + "".join(rows) + '</tbody></table></section>')
+            'frames.</p>' + (table(shown) if shown else "<p>No class is predicted.</p>") + more + '</section>')
+
+
+def _score_row(page: ReportPage, lab, pos) -> str:
+    c = page.localization.classification
+    pred = lab.label in c.predicted
+    colour = hex_colour(page.colours.get(lab.label, (150, 150, 150))) if pred else "#9a9a9a"
+    word = page.presence.get(lab.label)
+    badge = f'<span class="badge {word}">{word}</span>' if word else "—"
+    a, b = sorted((pos(c.threshold), pos(lab.score)))
+    return (f'<tr class="{"predicted" if pred else ""}"><td>{escape(lab.label)}</td>'
+            f'<td class="bar"><div class="track" role="img" aria-label="score {lab.score:.2f}, threshold '
+            f'{c.threshold:.2f}"><div class="fill" style="left:{a:.2f}%;width:{b - a:.2f}%;background:{colour}">'
+            f'</div><div class="thr" style="left:{pos(c.threshold):.2f}%"></div></div></td>'
+            f'<td class="num">{lab.score:+.2f}</td><td>{"predicted" if pred else "no"}</td><td>{badge}</td></tr>')
 
 
 def _timeline(page: ReportPage, duration: float) -> str:
@@ -147,14 +155,18 @@ def _class_row(page: ReportPage, label: str, duration: float) -> str:
     both = [(max(a, c), min(b, d)) for a, b in heard for c, d in seen if min(b, d) > max(a, c)]
     events = [(e.onset, e.offset) for e in r.events if e.label == label]
     thumbs = page.thumbnails.get(label, ())
-    width = f"max(100%, {len(thumbs) * THUMB_SLOT_PX + 64}px)"
+    width = f"max(100%, {len(thumbs) * THUMB_MIN_SLOT_PX + 64}px)"
     lanes = [_heat_lane(r.audio.get(label, ()), duration)] if r.audio.get(label) else []
     lanes += [_seg_lane(n, iv, duration, colour) for n, iv in
               (("heard", heard), ("seen", seen), ("overlap", both), ("events", events))]
     word = page.presence.get(label, "neither")
     imgs = "".join(_thumb(th, label, duration) for th in thumbs)
-    tallest = max((th.image.shape[0] * THUMB_PX / th.image.shape[1] for th in thumbs), default=0)
-    thumb_div = f'<div class="thumbs" style="height:{tallest + 6:.0f}px">{imgs}</div>' if thumbs else ""
+    thumb_div = ""
+    if thumbs:  # N thumbnails share the row's width, up to THUMB_PX each: the row's height follows
+        h, w = thumbs[0].image.shape[:2]
+        n = len(thumbs)
+        thumb_div = (f'<div class="thumbs" style="--n:{n};aspect-ratio:{n * w + 8 * n}/{h + 8};'
+                     f'max-height:{THUMB_PX * h / w + 8:.0f}px">{imgs}</div>')
     return (f'<section class="timeline-row" data-label="{escape(label)}" aria-label="{escape(label)} timeline">'
             f'<h3><span class="swatch" style="background:{colour}"></span>{escape(label)} '
             f'<span class="badge {word}">{word}</span></h3><div class="scroll"><div class="tl" '
