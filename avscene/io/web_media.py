@@ -16,6 +16,9 @@ import numpy as np
 
 JPEG_QUALITY = 80  # thumbnails: ~8-12 kB for a 224x224 natural frame
 OPUS_BITRATE = 24_000  # bits per second of a mono track
+# libopus complexity (0-10): 3 encodes a 10-s clip in 0.07 s against 0.6 s at the default 10
+# (2 busy cores), at the same size; at 24 kb/s the difference is hard to hear.
+OPUS_COMPLEXITY = 3
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # the input rates libopus accepts
 
 
@@ -32,7 +35,8 @@ def opus_ogg_bytes(samples: np.ndarray, sample_rate: int, *, bitrate: int = OPUS
     x = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     buf = io.BytesIO()
     with av.open(buf, "w", format="ogg") as container:
-        stream = container.add_stream("libopus", rate=sample_rate if sample_rate in OPUS_RATES else 48000)
+        stream = container.add_stream("libopus", rate=sample_rate if sample_rate in OPUS_RATES else 48000,
+                                      options={"compression_level": str(OPUS_COMPLEXITY)})
         stream.layout = "mono"
         stream.codec_context.bit_rate = bitrate
         for start in range(0, len(x), sample_rate):  # 1-s frames: the encoder's buffers stay small

@@ -76,7 +76,12 @@ def even_subset(n: int, k: int) -> list[int]:
 
 def build_page(path: str | Path, loaded: LoadedModel, opts: ReportOptions, *, version: str = "") -> ReportPage:
     """Localize one input and gather what its report shows; raises an ``AvsceneError`` if it cannot."""
-    r = localize_file(path, loaded, opts.localize)
+    return page_from_localization(path, localize_file(path, loaded, opts.localize), loaded, opts, version=version)
+
+
+def page_from_localization(path: str | Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOptions, *,
+                           version: str = "") -> ReportPage:
+    """What the report of ``path`` shows, given its localize result ``r``."""
     classes = tuple(r.timing) or tuple(r.classification.predicted)
     colours = class_colours([*r.visual, *r.audio, *classes])
     presence = {c: presence_word(*heard_seen(r, c)) for c in classes}
