@@ -260,3 +260,37 @@ def test_report_exports_captions_and_fails_like_the_other_commands(tiny_model_di
     assert (tmp_path / f"{stem}.vtt").read_text().startswith("WEBVTT")
     assert (tmp_path / f"{stem}.txt").read_text().split("\t")[2].strip() == "drum"
     assert set(ok[0]["report"]["files"]) == {str(tmp_path / f"{stem}.vtt"), str(tmp_path / f"{stem}.txt")}
+
+
+def test_thumbnails_follow_the_overlay_rule(tiny_model_dir: Path, clips: dict) -> None:
+    """A class's boxes are on the thumbnails of the instants where it is seen, and nowhere else."""
+    import avscene
+    from avscene.io.draw import PALETTE
+    from avscene.results import BoxDetection, ClassifyResult, Label, LocalizeResult, ModelRef, Timing
+    from avscene.tasks.report import ReportOptions, page_from_localization
+
+    src = clips["video_only"]  # 64x48, frames sampled at 0.5 and 1.5 s
+    box = (8.0, 16.0, 56.0, 44.0)
+    cls = ClassifyResult(file=str(src), duration=2.0, modalities=("visual",), labels=(Label("car", 1.0),),
+                         predicted=("car",), threshold=0.0, model=ModelRef("test"))
+    r = LocalizeResult(classification=cls, visual={"car": (BoxDetection(0.5, box, 5.0), BoxDetection(1.5, box, 5.0))},
+                       timing={"car": Timing(heard=(), seen=((1.0, 2.0),), overlap=False)})
+    page = page_from_localization(src, r, avscene.load_model(str(tiny_model_dir), device="cpu"), ReportOptions())
+    thumbs = page.thumbnails["car"]
+    assert [t.t for t in thumbs] == [0.5, 1.5]
+    colour = np.array(PALETTE[0], float)
+    edge = [np.abs(t.image[20:40, 8:10].reshape(-1, 3).astype(float) - colour).mean() for t in thumbs]
+    assert edge[0] > 40 and edge[1] < 20  # not seen at 0.5 s: no box; seen at 1.5 s: the car's colour, opaque
+    assert page.presence == {"car": "seen"} and page.tracks == ()
+
+
+def test_usage_errors_and_unwritable_pages(tiny_model_dir: Path, clips: dict, tmp_path: Path, capsys) -> None:
+    code, _ = run_report(str(clips["av"]), "-m", str(tiny_model_dir), "-o", str(tmp_path / "x.html"), "-l", "unicorn")
+    assert code == 2 and "unknown label" in capsys.readouterr().err
+    code, _ = run_report(str(clips["av"]), str(clips["video_only"]), "-m", str(tiny_model_dir), "-o",
+                         str(tmp_path / "one.html"))
+    assert code == 2 and "{name}" in capsys.readouterr().err  # two inputs, one page: refused before any work
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    code, _ = run_report(str(clips["av"]), "-m", str(tiny_model_dir), "-o", str(a_file / "p.html"), "-l", "car")
+    assert code == 1 and str(a_file) in capsys.readouterr().err
