@@ -294,3 +294,18 @@ def test_usage_errors_and_unwritable_pages(tiny_model_dir: Path, clips: dict, tm
     a_file.write_text("not a folder\n")
     code, _ = run_report(str(clips["av"]), "-m", str(tiny_model_dir), "-o", str(a_file / "p.html"), "-l", "car")
     assert code == 1 and str(a_file) in capsys.readouterr().err
+
+
+def test_resumed_run_indexes_the_recorded_pages_too(tiny_model_dir: Path, clips: dict, tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("av", "video_only"):
+        shutil.copy(clips[name], videos / clips[name].name)
+    out, log = tmp_path / "reports", tmp_path / "r.jsonl"
+    common = ["-m", str(tiny_model_dir), "-o", f"{out}/", "-l", "drum", "--jsonl", str(log)]
+    assert run_report(str(videos / "av.mp4"), *common)[0] == 0  # a first run did one video
+    assert run_report(str(videos), *common, "--resume")[0] == 0  # the second run does the rest
+    dom = _Dom()
+    dom.feed((out / "index.html").read_text())
+    assert sorted(r["data-name"] for r in dom.index_rows) == ["av.mp4", "video_only.mp4"]
+    assert len(log.read_text().splitlines()) == 2 and (out / "video_only.html").is_file()
