@@ -119,10 +119,11 @@ def not_blank(img: np.ndarray) -> None:
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200
 
 
-def run_report(*args: str) -> tuple[int, list[dict]]:
+def run_report(*args: str) -> int:
+    """``avscene report ARGS`` in this process; returns the exit code."""
     from avscene.cli.app import main
 
-    return main(["report", *args, "--offline", "--device", "cpu"]), []
+    return main(["report", *args, "--offline", "--device", "cpu"])
 
 
 def _records(jsonl: Path) -> dict[str, dict]:
@@ -135,7 +136,7 @@ def _records(jsonl: Path) -> dict[str, dict]:
 def test_two_class_clip_with_separation(browser: str, tmp_path: Path) -> None:
     # The bundled model, where the figures matter: the example clip has an accordion and a trumpet.
     out = tmp_path / "reports"
-    code, _ = run_report(str(TWO_CLASSES), "-o", f"{out}/", "--separate", "--jsonl", str(tmp_path / "r.jsonl"))
+    code = run_report(str(TWO_CLASSES), "-o", f"{out}/", "--separate", "--jsonl", str(tmp_path / "r.jsonl"))
     assert code == 0
     rec = _records(tmp_path / "r.jsonl")[TWO_CLASSES.name]
     predicted = rec["predicted"]
@@ -161,7 +162,7 @@ def test_two_class_clip_with_separation(browser: str, tmp_path: Path) -> None:
 
 def test_audio_only_file(browser: str, tiny_model_dir: Path, clips: dict, tmp_path: Path) -> None:
     page = tmp_path / "a.html"
-    code, _ = run_report(str(clips["audio_only"]), "-m", str(tiny_model_dir), "-o", str(page),
+    code = run_report(str(clips["audio_only"]), "-m", str(tiny_model_dir), "-o", str(page),
                          "-l", "violin", "-l", "drum")
     assert code == 0
     dom = load(browser, page)
@@ -171,7 +172,7 @@ def test_audio_only_file(browser: str, tiny_model_dir: Path, clips: dict, tmp_pa
 
 def test_video_only_file(browser: str, tiny_model_dir: Path, clips: dict, tmp_path: Path) -> None:
     page = tmp_path / "v.html"
-    code, _ = run_report(str(clips["video_only"]), "-m", str(tiny_model_dir), "-o", str(page), "-l", "car")
+    code = run_report(str(clips["video_only"]), "-m", str(tiny_model_dir), "-o", str(page), "-l", "car")
     assert code == 0
     dom = load(browser, page)
     assert_looks_right(dom, images=2, audio=0, rows=["car"])  # 2-s clip: frames at 0.5 and 1.5 s
@@ -183,7 +184,7 @@ def test_long_input_is_bounded_and_says_so(browser: str, tiny_model_dir: Path, t
 
     src = write_video(tmp_path / "long.mp4", duration=90.0, fps=2, size=(64, 48))
     page = tmp_path / "out" / "long.html"
-    code, _ = run_report(str(src), "-m", str(tiny_model_dir), "-o", str(page), "-l", "violin", "-l", "drum",
+    code = run_report(str(src), "-m", str(tiny_model_dir), "-o", str(page), "-l", "violin", "-l", "drum",
                          "--max-thumbnails", "7", "--max-embed-seconds", "30", "--json")
     assert code == 0
     beside = page.with_name("long.original.ogg")
@@ -199,7 +200,7 @@ def test_long_input_is_bounded_and_says_so(browser: str, tiny_model_dir: Path, t
 def test_the_harness_sees_a_broken_page(browser: str, tiny_model_dir: Path, clips: dict, tmp_path: Path) -> None:
     # A negative control: the same checks on a page with a broken image and a throwing script must fail.
     page = tmp_path / "v.html"
-    assert run_report(str(clips["video_only"]), "-m", str(tiny_model_dir), "-o", str(page), "-l", "car")[0] == 0
+    assert run_report(str(clips["video_only"]), "-m", str(tiny_model_dir), "-o", str(page), "-l", "car") == 0
     broken = tmp_path / "broken.html"
     broken.write_text(page.read_text().replace(
         "</main>", '</main><img src="data:image/jpeg;base64,AAAA" alt="bad"><script>nosuchfunction()</script>'))
@@ -215,7 +216,7 @@ def test_index_sorts_and_filters(browser: str, tiny_model_dir: Path, clips: dict
     for name in ("av", "video_only", "audio_only"):
         shutil.copy(clips[name], videos / clips[name].name)
     out = tmp_path / "reports"
-    code, _ = run_report(str(videos), "-m", str(tiny_model_dir), "-o", f"{out}/", "-l", "violin",
+    code = run_report(str(videos), "-m", str(tiny_model_dir), "-o", f"{out}/", "-l", "violin",
                          "--event-threshold", "-1e9", "--jsonl", str(tmp_path / "r.jsonl"))  # heard wherever audio
     assert code == 0
     records = _records(tmp_path / "r.jsonl")
@@ -241,7 +242,7 @@ def test_page_escapes_what_comes_from_the_input(tiny_model_dir: Path, clips: dic
     src = tmp_path / '<i x="1">x&y.mp4'
     shutil.copy(clips["av"], src)
     page = tmp_path / "p.html"
-    assert run_report(str(src), "-m", str(tiny_model_dir), "-o", str(page), "-l", "drum")[0] == 0
+    assert run_report(str(src), "-m", str(tiny_model_dir), "-o", str(page), "-l", "drum") == 0
     text = page.read_text()
     assert '<i x="1">' not in text and "&lt;i x=&quot;1&quot;&gt;x&amp;y" in text
 
@@ -249,7 +250,7 @@ def test_page_escapes_what_comes_from_the_input(tiny_model_dir: Path, clips: dic
 def test_report_exports_captions_and_fails_like_the_other_commands(tiny_model_dir: Path, clips: dict,
                                                                    tmp_path: Path, capsys) -> None:
     page = tmp_path / "{name}.html"
-    code, _ = run_report(str(clips["av"]), str(tmp_path / "missing.mp4"), "-m", str(tiny_model_dir), "-o",
+    code = run_report(str(clips["av"]), str(tmp_path / "missing.mp4"), "-m", str(tiny_model_dir), "-o",
                          str(page), "-l", "drum", "--vtt", str(tmp_path / "{name}.vtt"), "--audacity",
                          str(tmp_path / "{name}.txt"), "--event-threshold", "-1e9", "--jsonl", "-")
     out, err = capsys.readouterr()
@@ -285,14 +286,14 @@ def test_thumbnails_follow_the_overlay_rule(tiny_model_dir: Path, clips: dict) -
 
 
 def test_usage_errors_and_unwritable_pages(tiny_model_dir: Path, clips: dict, tmp_path: Path, capsys) -> None:
-    code, _ = run_report(str(clips["av"]), "-m", str(tiny_model_dir), "-o", str(tmp_path / "x.html"), "-l", "unicorn")
+    code = run_report(str(clips["av"]), "-m", str(tiny_model_dir), "-o", str(tmp_path / "x.html"), "-l", "unicorn")
     assert code == 2 and "unknown label" in capsys.readouterr().err
-    code, _ = run_report(str(clips["av"]), str(clips["video_only"]), "-m", str(tiny_model_dir), "-o",
+    code = run_report(str(clips["av"]), str(clips["video_only"]), "-m", str(tiny_model_dir), "-o",
                          str(tmp_path / "one.html"))
     assert code == 2 and "{name}" in capsys.readouterr().err  # two inputs, one page: refused before any work
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder\n")
-    code, _ = run_report(str(clips["av"]), "-m", str(tiny_model_dir), "-o", str(a_file / "p.html"), "-l", "car")
+    code = run_report(str(clips["av"]), "-m", str(tiny_model_dir), "-o", str(a_file / "p.html"), "-l", "car")
     assert code == 1 and str(a_file) in capsys.readouterr().err
 
 
@@ -303,8 +304,8 @@ def test_resumed_run_indexes_the_recorded_pages_too(tiny_model_dir: Path, clips:
         shutil.copy(clips[name], videos / clips[name].name)
     out, log = tmp_path / "reports", tmp_path / "r.jsonl"
     common = ["-m", str(tiny_model_dir), "-o", f"{out}/", "-l", "drum", "--jsonl", str(log)]
-    assert run_report(str(videos / "av.mp4"), *common)[0] == 0  # a first run did one video
-    assert run_report(str(videos), *common, "--resume")[0] == 0  # the second run does the rest
+    assert run_report(str(videos / "av.mp4"), *common) == 0  # a first run did one video
+    assert run_report(str(videos), *common, "--resume") == 0  # the second run does the rest
     dom = _Dom()
     dom.feed((out / "index.html").read_text())
     assert sorted(r["data-name"] for r in dom.index_rows) == ["av.mp4", "video_only.mp4"]

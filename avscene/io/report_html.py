@@ -135,7 +135,6 @@ def _score_row(page: ReportPage, lab, pos) -> str:
 
 
 def _timeline(page: ReportPage, duration: float) -> str:
-    r = page.localization
     if not page.classes:
         return ('<section aria-labelledby="h-time"><h2 id="h-time">Timeline</h2>'
                 '<p>No class is predicted, so there is nothing to place in time.</p></section>')
