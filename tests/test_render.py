@@ -156,7 +156,7 @@ def test_boxes_are_drawn_in_place_with_score_opacity(tmp_path):
     size = (320, 240)  # outline thickness round(240/150) = 2 px
     src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=size, audio_codec=None)
     box = (80, 60, 240, 200)
-    # 2 sampled frames: opacity 0.35 + 0.65 * clip(E * 2, 0, 1): E = 0.1 → 0.48, E = 5 → 1
+    # 2 sampled frames: opacity 0.5 + 0.5 * clip(E * 2, 0, 1): E = 0.1 → 0.6, E = 5 → 1
     weak, strong = BoxDetection(0.5, box, 0.1), BoxDetection(1.5, box, 5.0)
     report = render_overlay(src, _result(src, 2.0, visual={"dog": (weak, strong)}), tmp_path / "out.mp4")
     frames, _ = _decode(report.path)
@@ -167,7 +167,7 @@ def test_boxes_are_drawn_in_place_with_score_opacity(tmp_path):
         # Away from the box and inside it the frame is untouched.
         np.testing.assert_allclose(_mean(img, 10, 220, 60, 235), bg, atol=6)
         np.testing.assert_allclose(_mean(img, 120, 100, 200, 160), bg, atol=6)
-        alpha = 0.48 if k == 2 else 1.0
+        alpha = 0.6 if k == 2 else 1.0
         x0, y0, _, y1 = box
         got = _mean(img, x0, y0 + 8, x0 + 2, y1 - 8)
         np.testing.assert_allclose(got, alpha * colour + (1 - alpha) * bg, atol=25)
@@ -182,11 +182,11 @@ def test_opacity_is_one_scale_for_every_class(tmp_path):
     dets = {"dog": (BoxDetection(0.5, a, 0.2), BoxDetection(1.5, a, 0.2)),
             "car": (BoxDetection(0.5, b, 0.2), BoxDetection(1.5, b, 9.0))}
     frames, _ = _decode(render_overlay(src, _result(src, 2.0, visual=dets), tmp_path / "out.mp4").path)
-    k = 6  # t = 0.75: the instant 0.5, both at E = 0.2 → alpha 0.35 + 0.65 * 0.4 = 0.61
+    k = 6  # t = 0.75: the instant 0.5, both at E = 0.2 → alpha 0.5 + 0.5 * 0.4 = 0.7
     bg = np.array(index_colour(k), dtype=np.float64)
     for box, colour in ((a, PALETTE[0]), (b, PALETTE[1])):
         got = _mean(frames[k], box[0], box[1] + 8, box[0] + 2, box[3] - 8)
-        np.testing.assert_allclose(got, 0.61 * np.array(colour) + 0.39 * bg, atol=25)
+        np.testing.assert_allclose(got, 0.7 * np.array(colour) + 0.3 * bg, atol=25)
 
 
 def test_boxes_only_where_the_class_is_seen(tmp_path):
@@ -232,16 +232,16 @@ def test_heatmap_strip_fills_the_bottom_rows(tmp_path):
 
 
 def test_heatmap_strip_names_sit_beside_the_cells(tmp_path):
-    # 240 px high: 10-px rows, named; the cells start right of the names' margin.
-    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240), audio_codec=None)
+    # 288 px high: 12-px rows, named; the cells start right of the names' margin.
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 288), audio_codec=None)
     audio = {"dog": _heat_track([1, 1, 1, 1])}  # all hot: every cell pale yellow
     frames, _ = _decode(render_overlay(src, _result(src, 2.0, audio=audio), tmp_path / "out.mp4").path)
-    band = frames[15][231:239].astype(np.float64)  # (8, W, 3): the row, less its edge pixels
+    band = frames[15][277:287].astype(np.float64)  # (10, W, 3): the row, less its edge pixels
     hot = np.abs(band - np.array(INFERNO_HIGH)).mean(axis=(0, 2)) < 30  # (W,) column is a heat cell
     x0 = int(np.argmax(hot))
     assert 30 < x0 < 320 // 3  # a margin wide enough for "dog" and the swatch, not more than a third
     assert hot[x0 + 2:300].all()  # from there on cells only (the playhead is at the right end)
-    swatch = _mean(frames[15], 2, 231, 8, 238)
+    swatch = _mean(frames[15], 2, 277, 10, 286)
     np.testing.assert_allclose(swatch, PALETTE[0], atol=30)  # the class colour at the far left
     text = band[:, 10:x0].max(axis=2)
     assert (text > 180).any() and (text < 40).mean() > 0.5  # white letters on black

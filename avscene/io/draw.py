@@ -33,7 +33,7 @@ from avscene.timing import segment_timestamps
 # blue, vermillion, reddish purple (RGB). Class i gets PALETTE[i % 7].
 PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
            (204, 121, 167))
-ALPHA_MIN = 0.35  # opacity of the weakest box drawn: still visible on a busy picture
+ALPHA_MIN = 0.5  # opacity of the weakest box drawn: a seen box stays plainly visible on a busy picture
 # A box's score E = A ⊙ softmax(L) is its share of the class's video score Σ E (the softmax runs
 # over all T·M proposals of the video), so E·T is the video score the class would get if every
 # frame looked like this one: on the hinge scale of the class score (present > 0, margin 1).
@@ -41,7 +41,8 @@ ALPHA_MIN = 0.35  # opacity of the weakest box drawn: still visible on a busy pi
 FULL_OPACITY_SCORE = 1.0
 STRIP_ROW_FRACTION = 1 / 24  # heatmap row height per class: 30 px at 720p, 9 px at 224 px
 STRIP_MAX_FRACTION = 1 / 3  # the strip never covers more than a third of the frame
-MIN_TEXT_ROW = 9  # px: rows lower than this get no class name (and no name margin)
+MIN_TEXT_ROW = 12  # px: rows lower than this get no class name (HERSHEY text below ~8 px is unreadable) ...
+MIN_SWATCH_ROW = 6  # ... but rows from this height still get the class's colour swatch at their left
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 LABEL_HEIGHT_FRACTION = 1 / 18  # label text height per picture height (12 px at 224 px) ...
 MIN_LABEL_PX = 9  # ... but never below this
@@ -148,7 +149,8 @@ def heat_strip(audio: dict[str, tuple[AudioSegment, ...]], colours: dict[str, tu
 
     One inferno row per class; with rows of at least :data:`MIN_TEXT_ROW` px a black
     margin of width ``x0`` on the left holds each row's colour swatch and class name,
-    and the cells span ``[x0, W)``. Lower rows have no names and ``x0 = 0``.
+    and the cells span ``[x0, W)``; rows of at least :data:`MIN_SWATCH_ROW` px get the
+    swatch alone; lower rows neither, and ``x0 = 0``.
     """
     tracks = [(c, segs) for c, segs in audio.items() if segs]
     if not tracks:
@@ -156,9 +158,9 @@ def heat_strip(audio: dict[str, tuple[AudioSegment, ...]], colours: dict[str, tu
     w, h = size
     k = len(tracks)
     row = max(1, min(round(h * STRIP_ROW_FRACTION), int(h * STRIP_MAX_FRACTION) // k))
-    named = row >= MIN_TEXT_ROW
-    scale = cv2.getFontScaleFromHeight(FONT, max(1, int(row * 0.6)), 1)
-    x0 = 0
+    named, swatch = row >= MIN_TEXT_ROW, row >= MIN_SWATCH_ROW
+    scale = cv2.getFontScaleFromHeight(FONT, max(1, int(row * 0.7)), 1)
+    x0 = row if swatch else 0
     if named:
         widest = max(cv2.getTextSize(c, FONT, scale, 1)[0][0] for c, _ in tracks)
         x0 = min(row + 4 + widest + 4, w // 3)
@@ -173,8 +175,9 @@ def heat_strip(audio: dict[str, tuple[AudioSegment, ...]], colours: dict[str, tu
         rgb = cv2.applyColorMap(level, cv2.COLORMAP_INFERNO)[..., ::-1]  # (1, cells, 3) BGR → RGB
         band = strip[r * row:(r + 1) * row]
         band[:, x0:] = rgb
-        if named:
+        if swatch:
             band[1:row - 1, 1:row - 1] = colours.get(name, PALETTE[0])
+        if named:
             (_, th), _ = cv2.getTextSize(name, FONT, scale, 1)
             margin = np.ascontiguousarray(band[:, :x0])  # text stays inside the margin
             cv2.putText(margin, name, (row + 2, (row + th) // 2), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)

@@ -63,7 +63,7 @@ audio{width:100%}
 pre{background:var(--panel);padding:.6em;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
 dialog{max-width:min(96vw,1000px);padding:10px;border:1px solid #000}
-dialog img{max-width:100%;height:auto;display:block;image-rendering:auto}
+dialog img{width:min(88vw,640px);max-width:100%;height:auto;display:block}
 dialog::backdrop{background:rgba(0,0,0,.6)}
 button{font:inherit}
 th button{border:0;background:none;font-weight:700;cursor:pointer;padding:.1em .2em;color:var(--fg)}
