@@ -112,7 +112,8 @@ def train_command(tr: dict, run: str, processes: int) -> str:
         parts.append(f"--mix-prob {tr['mix_prob']}")
     if tr.get("aux_loss"):
         parts.append(f"--aux-loss {tr['aux_loss']}")
-    parts += [f"--aug-opt {k}={json.dumps(v)}" for k, v in (tr.get("augment_opts") or {}).items()]
+    parts += [f"--model-opt {k}={json.dumps(v, separators=(',', ':'))}" for k, v in (tr.get("model") or {}).items()]
+    parts += [f"--aug-opt {k}={json.dumps(v, separators=(',', ':'))}" for k, v in (tr.get("augment_opts") or {}).items()]
     if tr.get("init_model"):
         parts.append(f"--init-model {tr['init_model']}")
     return " ".join(parts + ["--device cpu"])
@@ -265,6 +266,32 @@ def update_noise_stress(folder: Path, val: Path, shift: Path | None) -> None:
     (folder / "README.md").write_text(card[:start] + noise_section(val, shift) + card[end:])
 
 
+def replace_classifier(folder: Path, run: Path) -> None:
+    """Replace the classifier of the checkpoint in ``folder`` by a run fine-tuned from it: its
+    ``config.json`` (the separation entry kept, with the files it declares) and weights; the card's
+    recipe gains the run's command and its size line is remeasured. The other sections are
+    rewritten by ``--update-variants``, ``--update-evaluation`` and ``--update-noise-stress``."""
+    from avscene.hub import load_pretrained
+
+    old = json.loads((folder / "config.json").read_text())
+    cfg = json.loads((run / "config.json").read_text())
+    if old.get("separation"):
+        cfg["separation"] = old["separation"]
+    shutil.copyfile(run / "model.safetensors", folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    load_pretrained(str(folder), offline=True)  # weights and kept files load strictly together
+    tr = cfg.get("training", {})
+    command = train_command(tr, run.name, tr.get("processes", 1))
+    card = (folder / "README.md").read_text()
+    recipe_end = card.index("```", card.index("# then fine-tuned from it"))
+    card = (card[:recipe_end] + f"# then fine-tuned again from that model ({tr.get('init_model')} held it), a "
+            f"temporal context over the audio windows added, with the background/timbre recipe:\n{command}\n"
+            + card[recipe_end:])
+    size_mb = (folder / "model.safetensors").stat().st_size / 1e6
+    card = re.sub(r"[0-9.]+ MB of float32 weights", f"{size_mb:.1f} MB of float32 weights", card, count=1)
+    (folder / "README.md").write_text(card)
+
+
 def update_separation(folder: Path, val: Path | None, shift: Path | None) -> None:
     """Replace the separation section of ``folder/README.md`` (or add it before the limitations)."""
     card = (folder / "README.md").read_text()
@@ -292,6 +319,8 @@ def main() -> None:
     ap.add_argument("--update-noise-stress", type=Path, default=None, metavar="MODEL_DIR",
                     help="only rewrite the noise-stress section of MODEL_DIR/README.md (with --eval-val and "
                          "optionally --eval-shift: avscene evaluate --add-noise ... --json-out files)")
+    ap.add_argument("--replace-classifier", type=Path, default=None, metavar="MODEL_DIR",
+                    help="only replace MODEL_DIR's classifier by the run RUNS_DIR fine-tuned from it (separation kept)")
     ap.add_argument("--eval-val", type=Path, default=None, help="avscene evaluate --json-out of the model on val")
     ap.add_argument("--eval-shift", type=Path, default=None, help="the same on val_shift")
     ap.add_argument("--keep-separation", action="store_true",
@@ -309,6 +338,11 @@ def main() -> None:
         if args.eval_val is None or args.eval_shift is None:
             ap.error("--update-evaluation needs --eval-val and --eval-shift")
         update_splits(args.update_evaluation, args.eval_val, args.eval_shift)
+        return
+    if args.replace_classifier is not None:
+        if args.runs is None:
+            ap.error("--replace-classifier needs the run folder as RUNS_DIR")
+        replace_classifier(args.replace_classifier, args.runs)
         return
     if args.update_noise_stress is not None:
         if args.eval_val is None:

@@ -3,7 +3,10 @@
 #  1. each of the paper's six variants for $EPOCHS epochs (batch 12, the same recipe), evaluated
 #     on avbench/val and avbench/val_shift — the comparison at one schedule (Table I);
 #  2. the bundled model: the async variant for $BUNDLED_EPOCHS epochs with the same recipe, then
-#     fine-tuned $FT_EPOCHS epochs from it with the robustness recipe $FT_RECIPE (issue 13);
+#     fine-tuned $FT_EPOCHS epochs from it with the robustness recipe $FT_RECIPE (issue 13), then
+#     $CTX_EPOCHS epochs more with a temporal context over the audio windows added and the
+#     recipe $CTX_RECIPE: backgrounds from the noise bank's training families, background-only
+#     negatives, pitch shift and frequency warp (issue 19);
 #  3. its separation dictionaries and separation network (train-dictionaries, train-separator);
 #  4. the card, from the evaluation files (val and val_shift side by side).
 # Every run uses two processes (torchrun, DistributedDataParallel over gloo, one thread each),
@@ -19,6 +22,10 @@ FT_EPOCHS=${FT_EPOCHS:-30}
 # the robustness recipe of the fine-tuning (issue 13): bag mixing and each modality's own loss;
 # from scratch they slowed learning (model card), so the variants and the base run train without
 FT_RECIPE=(${FT_RECIPE:---mix-prob 0.3 --aux-loss 0.5})
+CTX_EPOCHS=${CTX_EPOCHS:-25}
+CTX_RECIPE=(${CTX_RECIPE:---mix-prob 0.3 --aux-loss 0.5 --model-opt audio_context=[1,2,4]
+  --aug-opt background_prob=0.5 --aug-opt background_snr_db=[-5,20] --aug-opt negative_prob=0.1
+  --aug-opt pitch_semitones=2 --aug-opt pitch_prob=0.5 --aug-opt warp=0.08})
 train() {  # run dir, then avscene train options
   local out=$1; shift
   torchrun --nproc_per_node=2 -m avscene train "$AVBENCH/train/labels.csv" -o "$out" --preset small \
@@ -36,10 +43,12 @@ for variant in ${VARIANTS:-async sync audio visual onestream wsddn}; do
   evaluate "$RUNS/${variant}_$EPOCHS"
 done
 if [ -z "${VARIANTS:-}" ]; then
-  base=async_$BUNDLED_EPOCHS bundled=ft
+  base=async_$BUNDLED_EPOCHS ft=ft bundled=ctx
   train "$RUNS/$base" --variant async --epochs "$BUNDLED_EPOCHS" --lr 0.001 --patience 15
-  train "$RUNS/$bundled" --variant async --epochs "$FT_EPOCHS" --lr 0.0005 --patience "$FT_EPOCHS" \
+  train "$RUNS/$ft" --variant async --epochs "$FT_EPOCHS" --lr 0.0005 --patience "$FT_EPOCHS" \
     "${FT_RECIPE[@]}" --init-model "$RUNS/$base"
+  train "$RUNS/$bundled" --variant async --epochs "$CTX_EPOCHS" --lr 0.0005 --patience "$CTX_EPOCHS" \
+    "${CTX_RECIPE[@]}" --init-model "$RUNS/$ft"
   evaluate "$RUNS/$base"
   evaluate "$RUNS/$bundled"
   python scripts/model_card.py "$RUNS" "$bundled" models/avscene-av-small --base "$RUNS/$base"
