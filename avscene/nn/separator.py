@@ -29,6 +29,9 @@ from torch import Tensor, nn
 from avscene.errors import ConfigError
 
 LOG_EPS = 1e-5  # floor of the magnitudes before the log (a -100 dB floor for full-scale audio)
+# Upper bounds of the config's fields, checked before anything is allocated (far above the
+# bundled network: 16 classes, 1024 / 256, 256 channels, 8 blocks, kernel 3).
+MAX_FIELD = {"num_classes": 10_000, "n_fft": 16_384, "hop": 16_384, "hidden": 4096, "blocks": 64, "kernel": 31}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class SeparatorConfig:
             v = getattr(self, f.name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"separator config: {f.name} must be a positive integer, got {v!r}")
+            if v > MAX_FIELD[f.name]:
+                raise ConfigError(f"separator config: {f.name} is {v}, at most {MAX_FIELD[f.name]}")
         if self.kernel % 2 == 0:
             raise ConfigError(f"separator config: kernel must be odd, got {self.kernel}")
 
