@@ -203,10 +203,11 @@ def check_bundled_model() -> Check:
         return Check("model", False, str(e), fix)
     try:
         from avscene.hub import load_pretrained
+        from avscene.separation.checkpoint import with_parts
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            loaded = load_pretrained(str(path), device="cpu")
+            loaded = with_parts(load_pretrained(str(path), device="cpu"))
     except AvsceneError as e:
         return Check("model", False, f"{path}: {e}", fix)
     cfg = loaded.config

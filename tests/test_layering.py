@@ -27,11 +27,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "avscene.proposals": ("avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli", "avscene.io"),
     "avscene.io": ("avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli"),
     "avscene.tasks": ("avscene.train", "avscene.cli"),
-    # NCP source enhancement: signal maths over dsp/proposals, below the tasks that run it
-    "avscene.dictionary": ("avscene.io", "avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli",
-                           "avscene.hub", "avscene.doctor"),
-    "avscene.separation": ("avscene.io", "avscene.nn", "avscene.tasks", "avscene.train", "avscene.cli",
-                           "avscene.hub", "avscene.doctor"),
+    # separation: below the tasks that run it; its maths (ranking, dictionary) is pure
+    "avscene.separation": ("avscene.tasks", "avscene.train", "avscene.cli", "avscene.doctor"),
     # the model card text: reads configs, never loads, runs or trains anything
     "avscene.hub_card": ("avscene.io", "avscene.tasks", "avscene.train", "avscene.cli", "avscene.hub",
                          "avscene.doctor"),

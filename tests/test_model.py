@@ -356,9 +356,9 @@ def test_oversized_config_is_refused_before_anything_is_built(tmp_path, monkeypa
 
 
 def test_mask_net_config_is_bounded():
-    from avscene.nn.separator import SeparatorConfig
+    from avscene.nn.masknet import MaskNetConfig
 
-    assert SeparatorConfig(num_classes=16).hidden == 256
+    assert MaskNetConfig(num_classes=16).hidden == 256
     for field, value in (("hidden", 10**6), ("num_classes", 2_000_000), ("blocks", 10**4)):
         with pytest.raises(ConfigError, match=f"{field} is {value}, at most"):
-            SeparatorConfig(**{"num_classes": 16, field: value})
+            MaskNetConfig(**{"num_classes": 16, field: value})

@@ -28,6 +28,7 @@ from avscene.cli._options import (
     TimeoutOpt,
 )
 from avscene.cli._output import Sink, output_mode
+from avscene.separation.registry import MethodName, method_help
 from avscene.tasks.runner import DEFAULT_TIMEOUT_S
 from avscene.tasks.separate_files import DEFAULT_OUTPUT, WriteOptions, check_job, check_templates, separate_and_write
 
@@ -68,12 +69,7 @@ def separate_cmd(
                                                        help="Hard mask: keep the components whose scaled "
                                                        "relevance is >= this (the paper: 0.1). "
                                                        "Default: soft mask.")] = None,
-    method: Annotated[str, typer.Option(help="auto (the model's measured best, else the first it carries "
-                                        "of hybrid, mask, dictionary, ncp; ncp whenever --threshold is "
-                                        "given), hybrid (the mean of the mask and dictionary masks), mask (the "
-                                        "separation network: `avscene train-separator`), dictionary "
-                                        "(supervised NMF: `avscene train-dictionaries`) or ncp (the "
-                                        "paper's ranking of NMF components).")] = "auto",
+    method: Annotated[MethodName, typer.Option(help=method_help())] = MethodName.AUTO,
     components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components (ncp).")] = 20,
     divergence: Annotated[str, typer.Option(help="NMF divergence: kl (magnitude) or is (power).")] = "kl",
     output_rate: Annotated[str, typer.Option(help="model (16 kHz) or input (the input's sample "
@@ -107,7 +103,7 @@ def separate_cmd(
     check_templates(templates, p.files, n_all=p.n_all)
     opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,  # type: ignore[arg-type]
                            nmf=NMFOptions(k=components, divergence=divergence),  # type: ignore[arg-type]
-                           chunk_seconds=chunk_seconds, method=method)  # type: ignore[arg-type]
+                           chunk_seconds=chunk_seconds, method=method)
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
     job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_job)
     return execute(p, job, Sink(mode=mode, table=separate_table, log=p.log), batch, label="separate")

@@ -50,7 +50,7 @@ from avscene.train.augment import random_eq
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
-    from avscene.nn.separator import MaskNet
+    from avscene.nn.masknet import MaskNet
 
 SAMPLE_RATE = 16000
 ACTIVE_LEVEL = 0.6  # scaled window score at or above which the clip's class is active
@@ -441,7 +441,7 @@ def train_separator(pool: TrainingPool, holdout: TrainingPool | None, labels: Se
                     opts: SeparatorTrainOptions = SeparatorTrainOptions(), *, log_path: Path | None = None,
                     teacher: MaskNet | None = None,
                     progress: Callable[[int, int, float], None] | None = None) -> tuple[MaskNet, dict]:
-    """Train a :class:`~avscene.nn.separator.MaskNet` on mixtures drawn from ``pool``.
+    """Train a :class:`~avscene.nn.masknet.MaskNet` on mixtures drawn from ``pool``.
 
     With a ``teacher`` (self-training, a second round): the network starts from the teacher's
     weights, and each target segment is first cleaned by the teacher (its estimate of the
@@ -452,11 +452,11 @@ def train_separator(pool: TrainingPool, holdout: TrainingPool | None, labels: Se
         The network (eval mode, last step's weights) and a summary for ``config.json``:
         options, pool sizes, time, and the hold-out SDR at the end.
     """
-    from avscene.nn.separator import MaskNet, SeparatorConfig, num_parameters
+    from avscene.nn.masknet import MaskNet, MaskNetConfig, num_parameters
 
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
-    net = MaskNet(SeparatorConfig(num_classes=len(labels), hidden=opts.hidden, blocks=opts.blocks))
+    net = MaskNet(MaskNetConfig(num_classes=len(labels), hidden=opts.hidden, blocks=opts.blocks))
     if teacher is not None:
         if teacher.cfg != net.cfg:
             raise UsageError(f"the teacher's shape {teacher.cfg} differs from the options' {net.cfg}")
@@ -550,12 +550,13 @@ def train_separator_for(model_folder: str | Path, manifest: str | Path, opts: Se
     ``min_snr_db`` over their clip's background); with ``self_train``, a second round
     with those options follows, the first round's network as its teacher. The separator
     goes to ``separator.safetensors`` with its shape and this training's summary under
-    ``separation.mask`` in ``config.json`` (:func:`avscene.hub.save_separator`).
+    ``separation.mask`` in ``config.json`` (:func:`avscene.separation.checkpoint.save_mask_net`).
 
     Returns:
         The weights' path and the training summary.
     """
-    from avscene.hub import load_pretrained, save_separator
+    from avscene.hub import load_pretrained
+    from avscene.separation.checkpoint import save_mask_net
 
     if not Path(manifest).is_file():
         raise UsageError(f"training manifest {manifest} not found")
@@ -575,4 +576,4 @@ def train_separator_for(model_folder: str | Path, manifest: str | Path, opts: Se
                    "train_seconds": round(summary["train_seconds"] + second["train_seconds"], 1)}
     summary = {**summary, "manifest": Path(manifest).name, "min_anchor_snr_db": min_snr_db,
                "anchors_from": "the checkpoint's audio network"}
-    return save_separator(model_folder, net, summary), summary
+    return save_mask_net(model_folder, net, summary), summary
