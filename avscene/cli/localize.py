@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -31,11 +30,6 @@ from avscene.cli._options import (
 from avscene.cli._output import Sink, output_mode
 from avscene.tasks.runner import DEFAULT_TIMEOUT_S
 
-if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
-    from avscene.results import LocalizeResult
-    from avscene.tasks.localize import LocalizeOptions
-
 EPILOG = """Examples:
 
   avscene localize clip.mp4 --render overlay.mp4
@@ -56,51 +50,6 @@ def localize_table(results) -> Table:
             fmt = lambda iv: ", ".join(f"{a:.1f}–{b:.1f}" for a, b in iv) or "—"  # noqa: E731
             t.add_row(r.file, lab, fmt(tm.heard), fmt(tm.seen), "yes" if tm.overlap else "no")
     return t
-
-
-def output_path(template: str, src: Path, *, n_inputs: int, **fields: str) -> Path:
-    """Fill ``{name}`` (input stem) and other fields of an output template."""
-    from avscene.errors import UsageError
-
-    if n_inputs > 1 and "{name}" not in template:
-        raise UsageError(f"{template!r}: with several inputs the output needs a {{name}} placeholder, "
-                         "e.g. 'out/{name}.mp4'")
-    try:
-        return Path(template.format(name=src.stem, **fields))
-    except (KeyError, IndexError) as e:
-        raise UsageError(f"{template!r}: unknown placeholder {e}; use {{name}}") from e
-
-
-@dataclass(frozen=True)
-class WriteOptions:
-    """What a (worker) process needs to localize one input and write its files."""
-
-    localize: LocalizeOptions
-    render: str | None = None  # overlay video template
-    scores_tsv: Path | None = None  # folder of per-input score TSVs
-    n_inputs: int = 1  # inputs of the whole run (a template needs {name} when > 1)
-    force: bool = False  # overwrite existing files
-
-
-def localize_and_write(path: Path, *, loaded: LoadedModel, opts: WriteOptions) -> LocalizeResult:
-    """Localize one input and write its score TSV and overlay video; a writer failure fails the input."""
-    from avscene.io.render import render_overlay
-    from avscene.io.writers import write_scores_tsv
-    from avscene.tasks.localize import localize_file
-
-    r = localize_file(path, loaded, opts.localize)
-    if opts.scores_tsv is not None:
-        write_scores_tsv(r, opts.scores_tsv, class_names=list(loaded.labels), force=opts.force)
-    if opts.render:
-        render_overlay(r.file, r, output_path(opts.render, Path(r.file), n_inputs=opts.n_inputs), force=opts.force)
-    return r
-
-
-def check_labels(opts: WriteOptions, loaded: LoadedModel) -> None:
-    """Refuse an unknown --label once, before any input (a usage error, not N failed inputs)."""
-    from avscene.tasks.localize import resolve_labels
-
-    resolve_labels(opts.localize.labels, (), list(loaded.labels))
 
 
 def localize_cmd(
@@ -136,21 +85,25 @@ def localize_cmd(
     from avscene.io.writers import write_events_tsv
     from avscene.tasks.classify import ClassifyOptions
     from avscene.tasks.localize import LocalizeOptions
+    from avscene.tasks.outputs import (
+        RENDER, SCORES_TSV, WriteOptions, check_localize, check_outputs, localize_and_write, scores_tsv_template,
+    )
     from avscene.tasks.runner import FileJob, ModelSpec
 
     batch = BatchOptions(jobs=jobs, timeout=timeout, shard=shard, jsonl=jsonl, resume=resume,
                          retry_failed=retry_failed, force=force)
     mode = output_mode(json_out, jsonl)
     p = plan(paths, batch)
-    if render and p.files:
-        output_path(render, p.files[0], n_inputs=p.n_all)  # refuse a bad template before any work
+    templates = {**({RENDER: render} if render else {}),
+                 **({SCORES_TSV: scores_tsv_template(scores_tsv)} if scores_tsv is not None else {})}
+    check_outputs(templates, p.files, n_all=p.n_all)  # a bad template or a clash: refused before any work
     opts = LocalizeOptions(
         labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
         audio_all_classes=scores_tsv is not None,
         classify=ClassifyOptions(top_k=top_k, threshold=threshold,
                                  edge_model=None if edge_model is None else str(edge_model)))
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
-    job = FileJob(localize_and_write, spec, WriteOptions(opts, render, scores_tsv, p.n_all, force), check_labels)
+    job = FileJob(localize_and_write, spec, WriteOptions(opts, templates, force), check_localize)
     sink = Sink(mode=mode, table=localize_table, log=p.log)
     finish = None if events_tsv is None else (
         lambda: write_events_tsv(_all_results(p, sink), events_tsv, force=force))

@@ -1,6 +1,6 @@
 """``avscene separate``: write the sound of one class (and optionally the rest) of each input.
 
-A thin front end over :mod:`avscene.tasks.separate_files` (templates, the worker that
+A thin front end over :mod:`avscene.tasks.outputs` (templates, the worker that
 separates one input into its files) and the batch runner.
 """
 
@@ -30,7 +30,7 @@ from avscene.cli._options import (
 from avscene.cli._output import Sink, output_mode
 from avscene.separation.registry import MethodName, method_help
 from avscene.tasks.runner import DEFAULT_TIMEOUT_S
-from avscene.tasks.separate_files import DEFAULT_OUTPUT, WriteOptions, check_job, check_templates, separate_and_write
+from avscene.tasks.outputs import DEFAULT_SEPARATE_OUTPUT as DEFAULT_OUTPUT
 
 EPILOG = """Examples:
 
@@ -92,6 +92,7 @@ def separate_cmd(
 ) -> int:
     """Separate the sound of one class from each input (mask network, dictionaries, or NMF components ranked by the audio network)."""
     from avscene.proposals.nmf import NMFOptions
+    from avscene.tasks.outputs import RESIDUAL, SOURCE, WriteOptions, check_outputs, check_separate, separate_and_write
     from avscene.tasks.runner import FileJob, ModelSpec
     from avscene.tasks.separate import SeparateOptions
 
@@ -99,11 +100,11 @@ def separate_cmd(
                          retry_failed=retry_failed, force=force)
     mode = output_mode(json_out, jsonl)
     p = plan(paths, batch)
-    templates = {"-o": output or DEFAULT_OUTPUT, **({"--residual": residual} if residual else {})}
-    check_templates(templates, p.files, n_all=p.n_all)
+    templates = {SOURCE: output or DEFAULT_OUTPUT, **({RESIDUAL: residual} if residual else {})}
+    check_outputs(templates, p.files, n_all=p.n_all)
     opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,  # type: ignore[arg-type]
                            nmf=NMFOptions(k=components, divergence=divergence),  # type: ignore[arg-type]
                            chunk_seconds=chunk_seconds, method=method)
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
-    job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_job)
+    job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_separate)
     return execute(p, job, Sink(mode=mode, table=separate_table, log=p.log), batch, label="separate")
