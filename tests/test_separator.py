@@ -20,22 +20,17 @@ from avscene.nn.masknet import MaskNet, MaskNetConfig
 from avscene.separation.methods import MaskStrategy
 from avscene.separation.streaming import StreamingSeparation
 from avscene.testing.media import write_audio
-from avscene.train.separator import (
+from avscene.train.masknet import MaskNetTrainOptions, apply_mask, ideal_mask, mask_loss, snr_db, train_mask_net
+from avscene.train.masknet_data import (
     MixOptions,
     MixtureSampler,
     Segment,
-    SeparatorTrainOptions,
     TrainingPool,
     activity_runs,
     anchor_snr_db,
-    apply_mask,
     keep_clean_anchors,
-    ideal_mask,
-    mask_loss,
     mix,
     power,
-    snr_db,
-    train_separator,
 )
 
 SR = 16000
@@ -90,7 +85,7 @@ def _pool(rng: np.random.Generator, seconds: float = 3.0) -> TrainingPool:
 
 def test_sampler_mixes_only_what_it_says_with_disjoint_labels(rng) -> None:
     pool = _pool(rng)
-    opts = MixOptions(segment_seconds=0.5, other_prob=1.0, speed=0.0, eq_db=0.0, subtract_background=True)
+    opts = MixOptions(segment_seconds=0.5, other_prob=1.0, speed=0.0, eq_db=0.0)
     sampler = MixtureSampler(pool, ["a", "b", "c"], opts)
     assert sampler.classes == ["a", "b"]  # "c" has no anchor: never a target
     for _ in range(20):
@@ -98,8 +93,8 @@ def test_sampler_mixes_only_what_it_says_with_disjoint_labels(rng) -> None:
         assert len(s.mixture) == len(s.target) == SR // 2
         assert s.parts == ("background", "b" if s.label == "a" else "a")  # never the target's own class
         assert power(s.mixture) > power(s.target) > 0
-    m, t, c, bg = sampler.batch(rng, 5)
-    assert m.shape == t.shape == bg.shape == (5, SR // 2) and bg.abs().sum() > 0 and c.dtype == torch.int64 and set(c.tolist()) <= {0, 1}
+    m, t, c = sampler.batch(rng, 5)
+    assert m.shape == t.shape == (5, SR // 2) and c.dtype == torch.int64 and set(c.tolist()) <= {0, 1}
     alone = MixtureSampler(pool, ["a", "b"], MixOptions(segment_seconds=0.5, background_prob=0.0,
                                                         other_prob=0.0, speed=0.0, eq_db=0.0))
     s = alone.sample(rng)
@@ -146,11 +141,11 @@ def test_loss_is_zero_exactly_at_the_ideal_mask(rng) -> None:
 def test_a_few_steps_of_training_separate_two_generated_tones(rng) -> None:
     torch.manual_seed(0)
     pool = _pool(rng, seconds=3.0)
-    opts = SeparatorTrainOptions(steps=200, batch=8, lr=1e-2, hidden=32, blocks=2, holdout_mixtures=8,
+    opts = MaskNetTrainOptions(steps=200, batch=8, lr=1e-2, hidden=32, blocks=2, holdout_mixtures=8,
                                  log_every=40, eval_every=200,
                                  mix=MixOptions(segment_seconds=0.5, other_prob=1.0, background_prob=0.5,
                                                 snr_other=(-3.0, 3.0), speed=0.0, eq_db=0.0))
-    net, summary = train_separator(pool, pool, ["a", "b"], opts)
+    net, summary = train_mask_net(pool, pool, ["a", "b"], opts)
     assert summary["holdout"]["n"] == 8 and not net.training
     fresh_a, fresh_b = tone(440.0, 1.0, rng), tone(1300.0, 1.0, rng)
     m, t = mix(fresh_a, [(fresh_b, 0.0)], level_db=-20.0)
@@ -306,13 +301,13 @@ def test_self_training_starts_from_the_teacher_and_needs_its_shape(rng) -> None:
     pool = _pool(rng)
     mixo = MixOptions(segment_seconds=0.5, speed=0.0, eq_db=0.0)
     teacher = MaskNet(MaskNetConfig(num_classes=2, hidden=16, blocks=2)).eval()
-    net, summary = train_separator(pool, None, ["a", "b"], SeparatorTrainOptions(
+    net, summary = train_mask_net(pool, None, ["a", "b"], MaskNetTrainOptions(
         steps=1, batch=2, lr=0.0, hidden=16, blocks=2, mix=mixo), teacher=teacher)
     assert summary["rounds"] == 2 and summary["holdout"] is None
     for k, v in teacher.state_dict().items():  # lr 0: the student is still the teacher
         torch.testing.assert_close(net.state_dict()[k], v)
     with pytest.raises(UsageError, match="teacher's shape"):
-        train_separator(pool, None, ["a", "b"], SeparatorTrainOptions(steps=1, batch=2, hidden=32, blocks=2,
+        train_mask_net(pool, None, ["a", "b"], MaskNetTrainOptions(steps=1, batch=2, hidden=32, blocks=2,
                                                                       mix=mixo), teacher=teacher)
 
 
