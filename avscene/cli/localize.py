@@ -8,27 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from avscene.cli._batch import BatchOptions, Plan, execute, plan, recorded
-from avscene.cli._options import (
-    DeviceOpt,
-    EdgeModelOpt,
-    ForceOpt,
-    JobsOpt,
-    JsonlOpt,
-    JsonOpt,
-    ModelOpt,
-    OfflineOpt,
-    PathsArg,
-    ResumeOpt,
-    RetryFailedOpt,
-    RevisionOpt,
-    ShardOpt,
-    ThresholdOpt,
-    TimeoutOpt,
-    TopKOpt,
-)
-from avscene.cli._output import Sink, output_mode
-from avscene.tasks.runner import DEFAULT_TIMEOUT_S
+from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, batch_command, execute, plan, recorded
+from avscene.cli._options import PathsArg
+from avscene.cli._output import Sink
 
 EPILOG = """Examples:
 
@@ -52,6 +34,7 @@ def localize_table(results) -> Table:
     return t
 
 
+@batch_command(classifier=True)
 def localize_cmd(
     paths: PathsArg,
     label: Annotated[Optional[list[str]], typer.Option("--label", "-l", help="Report this class (repeatable); "
@@ -65,49 +48,29 @@ def localize_cmd(
                                                        "(filename, onset, offset, event_label).")] = None,
     scores_tsv: Annotated[Optional[Path], typer.Option(help="Write each input's audio scores for every "
                                                        "class as DIR/<name>.tsv (sed_scores_eval).")] = None,
-    force: ForceOpt = False,
-    model: ModelOpt = None,
-    revision: RevisionOpt = None,
-    device: DeviceOpt = "auto",
-    offline: OfflineOpt = False,
-    top_k: TopKOpt = None,
-    threshold: ThresholdOpt = None,
-    edge_model: EdgeModelOpt = None,
-    json_out: JsonOpt = False,
-    jsonl: JsonlOpt = None,
-    resume: ResumeOpt = False,
-    retry_failed: RetryFailedOpt = False,
-    jobs: JobsOpt = 1,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-    shard: ShardOpt = None,
+    *,
+    common: CommonArgs,
+    classifier: ClassifierArgs,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
     from avscene.io.writers import write_events_tsv
-    from avscene.tasks.classify import ClassifyOptions
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
         RENDER, SCORES_TSV, WriteOptions, check_localize, check_outputs, localize_and_write, scores_tsv_template,
     )
-    from avscene.tasks.runner import FileJob, ModelSpec
+    from avscene.tasks.runner import FileJob
 
-    batch = BatchOptions(jobs=jobs, timeout=timeout, shard=shard, jsonl=jsonl, resume=resume,
-                         retry_failed=retry_failed, force=force)
-    mode = output_mode(json_out, jsonl)
-    p = plan(paths, batch)
+    p = plan(paths, common.batch())
     templates = {**({RENDER: render} if render else {}),
                  **({SCORES_TSV: scores_tsv_template(scores_tsv)} if scores_tsv is not None else {})}
     check_outputs(templates, p.files, n_all=p.n_all)  # a bad template or a clash: refused before any work
-    opts = LocalizeOptions(
-        labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
-        audio_all_classes=scores_tsv is not None,
-        classify=ClassifyOptions(top_k=top_k, threshold=threshold,
-                                 edge_model=None if edge_model is None else str(edge_model)))
-    spec = ModelSpec(model, revision=revision, offline=offline, device=device)
-    job = FileJob(localize_and_write, spec, WriteOptions(opts, templates, force), check_localize)
-    sink = Sink(mode=mode, table=localize_table, log=p.log)
+    opts = LocalizeOptions(labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
+                           audio_all_classes=scores_tsv is not None, classify=classifier.classify_options())
+    job = FileJob(localize_and_write, common.model_spec(), WriteOptions(opts, templates, common.force), check_localize)
+    sink = Sink(mode=common.mode(), table=localize_table, log=p.log)
     finish = None if events_tsv is None else (
-        lambda: write_events_tsv(_all_results(p, sink), events_tsv, force=force))
-    return execute(p, job, sink, batch, label="localize", finish=finish)
+        lambda: write_events_tsv(_all_results(p, sink), events_tsv, force=common.force))
+    return execute(p, job, sink, common.batch(), label="localize", finish=finish)
 
 
 def _all_results(p: Plan, sink: Sink) -> list[Any]:
