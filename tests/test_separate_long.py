@@ -13,15 +13,10 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
+from chunking import chunk_bounds, chunk_weights
+
 from avscene.config import PreprocessConfig
-from avscene.dsp.overlap import (
-    OverlapAdd,
-    StreamResampler,
-    chunk_bounds,
-    chunk_weights,
-    fade_in,
-    ready_chunks,
-)
+from avscene.dsp.overlap import OverlapAdd, StreamResampler, fade_in, ready_chunks
 from avscene.errors import DecodeError, OutputError, UsageError
 from avscene.hub import load_pretrained
 from avscene.io.audio_stream import AudioReader
