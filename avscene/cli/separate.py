@@ -6,7 +6,7 @@ separates one input into its files) and the batch runner.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional, cast
 
 import typer
 from rich.table import Table
@@ -16,6 +16,9 @@ from avscene.cli._options import PathsArg
 from avscene.cli._output import Sink
 from avscene.separation.registry import MethodName, method_help
 from avscene.tasks.outputs import DEFAULT_SEPARATE_OUTPUT as DEFAULT_OUTPUT
+
+if TYPE_CHECKING:
+    from avscene.dsp.nmf import Divergence
 
 EPILOG = """Examples:
 
@@ -58,8 +61,8 @@ def separate_cmd(
     method: Annotated[MethodName, typer.Option(help=method_help())] = MethodName.AUTO,
     components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components (ncp).")] = 20,
     divergence: Annotated[str, typer.Option(help="NMF divergence: kl (magnitude) or is (power).")] = "kl",
-    output_rate: Annotated[str, typer.Option(help="model (16 kHz) or input (the input's sample "
-                                             "rate).")] = "model",
+    output_rate: Annotated[Literal["model", "input"], typer.Option(help="model (16 kHz) or input (the input's "
+                                                                   "sample rate).")] = "model",
     chunk_seconds: Annotated[float, typer.Option(min=2.0, help="Longer inputs are separated in chunks "
                                                  "of this length (one NMF each), cross-faded over 1 s; "
                                                  "memory does not grow with the input.")] = 30.0,
@@ -75,9 +78,10 @@ def separate_cmd(
     p = plan(paths, common.batch())
     templates = {SOURCE: output or DEFAULT_OUTPUT, **({RESIDUAL: residual} if residual else {})}
     check_outputs(templates, p.files, n_all=p.n_all)
-    opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,  # type: ignore[arg-type]
-                           nmf=NMFOptions(k=components, divergence=divergence),  # type: ignore[arg-type]
-                           chunk_seconds=chunk_seconds, method=method)
+    opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,
+                           nmf=NMFOptions(k=components, divergence=cast("Divergence", divergence)),  # checked with
+                           chunk_seconds=chunk_seconds,  # the other options, before any input (check_options)
+                           method=method)
     job = FileJob(separate_and_write, common.model_spec(), WriteOptions(opts, templates, common.force),
                   check_separate)
     return execute(p, job, Sink(mode=common.mode(), table=separate_table, log=p.log), common.batch(),
