@@ -88,3 +88,16 @@ def test_localize_refuses_two_inputs_writing_one_file_before_any_work(tmp_path, 
     # refused as a usage error before the model is even loaded (the model path does not exist)
     assert code == 2 and "would write the same file" in err and "in/a/x.mp4" in err and "in/b/x.mp4" in err, err
     assert not out.exists()
+
+
+def test_the_separation_method_is_resolved_once_per_run(tmp_path) -> None:
+    """``--method auto`` is decided when the job is set up (once per process), not per input."""
+    from avscene.tasks.outputs import WriteOptions, check_separate, separate_and_write
+    from avscene.tasks.runner import FileJob, ModelSpec
+    from avscene.tasks.separate import SeparateOptions
+
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")  # no mask network, no dictionaries: auto is ncp
+    job = FileJob(separate_and_write, ModelSpec(str(ckpt), device="cpu"),
+                  WriteOptions(SeparateOptions(label="a"), {SOURCE: str(tmp_path / "{name}.wav")}), check_separate)
+    per_input = job()
+    assert per_input.keywords["opts"].task.method == "ncp" and job.opts.task.method == "auto"

@@ -181,12 +181,14 @@ def separate_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) ->
                                residual_path=str(named[RESIDUAL]) if RESIDUAL in named else None)
 
 
-def check_separate(opts: WriteOptions, loaded: LoadedModel) -> None:
-    """Refuse a bad label or option once, before any input."""
+def check_separate(opts: WriteOptions, loaded: LoadedModel) -> WriteOptions:
+    """Refuse a bad label or option once, before any input; returns ``opts`` with the method
+    resolved for this model (``auto`` decided once per run, not per input)."""
     from avscene.tasks.separate import SeparateOptions, check_options
 
     assert isinstance(opts.task, SeparateOptions)  # internal: built by the separate command
-    check_options(opts.task, loaded)
+    method, _ = check_options(opts.task, loaded)
+    return dataclasses.replace(opts, task=dataclasses.replace(opts.task, method=method.name))
 
 
 # --------------------------------------------------------------------------- localize
