@@ -25,22 +25,20 @@ from typing import TYPE_CHECKING
 
 from avscene.config import PreprocessConfig
 from avscene.errors import CheckpointError, ConfigError, OutputError, UsageError
+from avscene.separation.parts import FILES as SEPARATION_FILES
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from avscene.dictionary import Dictionaries
-
     from avscene.nn.model import AVSceneNet, ModelConfig
-    from avscene.nn.separator import MaskNet
+    from avscene.separation.parts import SeparationParts
 
 FORMAT_VERSION = 1  # bump when config.json changes incompatibly; readers accept <= this
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-DICTIONARIES_NAME = "dictionaries.safetensors"  # optional: supervised-NMF dictionaries (separate --method dictionary)
-SEPARATOR_NAME = "separator.safetensors"  # optional: the mask network's weights (separate --method mask)
-HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, DICTIONARIES_NAME, SEPARATOR_NAME)  # all a download fetches from a repo
+# all a download fetches from a repo: the format's files and separation's optional ones
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, *SEPARATION_FILES)
 CONFIG_KEYS = ("format_version", "model", "labels", "preprocess", "training", "separation")
 REQUIRED_CONFIG_KEYS = ("format_version", "model", "labels", "preprocess")
 # The Hub's ``org/name`` form; anything else that is not an existing folder is a typo.
@@ -71,11 +69,9 @@ class LoadedModel:
     revision: str | None  # requested revision, None for the default
     folder: Path  # folder the files were read from
     commit: str | None = None  # Hub commit sha the weights came from; None for a local folder
-    dictionaries: Dictionaries | None = None  # supervised-NMF dictionaries, if the checkpoint has them
-    separator: MaskNet | None = None  # the separation mask network (eval mode, on the device), if any
-    # what `separate --method auto` uses with this checkpoint ("mask", "dictionary" or "ncp"; config.json's
-    # separation.default_method, set from a measurement); None: the first the checkpoint carries
-    separation_default: str | None = None
+    # the mask network, dictionaries and default method of separation; None: not read (load_pretrained
+    # reads the classifier only; avscene.separation.checkpoint.with_parts reads them, as load_model does)
+    separation: SeparationParts | None = None
 
 
 # --- low level: files --------------------------------------------------------------
@@ -433,155 +429,14 @@ def load_pretrained(
     return LoadedModel(
         model=model, config=cfg, labels=labels, preprocess=preprocess,
         model_id=model_id_or_path, revision=revision, folder=folder, commit=resolved.commit,
-        dictionaries=load_dictionaries(folder, raw, labels),
-        separator=load_separator(folder, raw, labels, device=device),
-        separation_default=_separation_default(raw, where),
     )
 
 
-SEPARATION_METHODS = ("hybrid", "mask", "dictionary", "ncp")
-
-
-def _separation_default(config: dict, where: str) -> str | None:
-    """``separation.default_method`` of ``config.json``, checked against what the checkpoint carries."""
-    sep = config.get("separation") or {}
-    method = sep.get("default_method")
-    if method is None:
-        return None
-    if method not in SEPARATION_METHODS:
-        raise CheckpointError(f"{where}: separation.default_method must be one of {list(SEPARATION_METHODS)}, "
-                              f"got {method!r}")
-    needs = {"hybrid": ("mask", "dictionary"), "ncp": ()}.get(method, (method,))
-    missing = [part for part in needs if part not in sep]
-    if missing:
-        raise CheckpointError(f"{where}: separation.default_method is {method!r} but the checkpoint has no "
-                              f"separation.{missing[0]}")
-    return method
-
-
-def set_separation_default(folder: str | Path, method: str | None) -> None:
-    """Record in ``config.json`` which method ``separate --method auto`` uses (None: remove the record)."""
-    folder = Path(folder)
-    config = read_config(folder)
-    sep = dict(config.get("separation") or {})
-    if method is None:
-        sep.pop("default_method", None)
-    else:
-        sep["default_method"] = method
-    config["separation"] = sep
-    _separation_default(config, str(folder / CONFIG_NAME))
-    _write_config(folder, config)
-
-
-def load_dictionaries(folder: Path, config: dict, labels: Sequence[str]) -> Dictionaries | None:
-    """The dictionaries ``config.json`` declares under ``separation.dictionary`` (None if none),
-    read strictly from ``dictionaries.safetensors``.
-
-    Raises:
-        CheckpointError: declared but missing, unreadable, or not matching the labels.
-    """
-    meta = (config.get("separation") or {}).get("dictionary")
-    if meta is None:
-        return None
-    from avscene.dictionary import Dictionaries
-
-    path = Path(folder) / DICTIONARIES_NAME
-    where = f"{Path(folder) / CONFIG_NAME}"
-    if not isinstance(meta, dict) or not {"n_fft", "hop", "class_atoms", "background_atoms"} <= set(meta):
-        raise CheckpointError(f"{where}: separation.dictionary needs n_fft, hop, class_atoms and background_atoms")
-    tensors = _declared_tensors(path, "dictionaries", "avscene train-dictionaries")
-    return Dictionaries.from_tensors(tensors, meta, labels, source=str(path))
-
-
-def _declared_tensors(path: Path, what: str, command: str) -> dict[str, Tensor]:
-    """The tensors of an optional checkpoint file that ``config.json`` declares (``what``, made by ``command``).
-
-    Raises:
-        CheckpointError: the file is missing or unreadable.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing but {CONFIG_NAME} declares {what}; re-download the "
-                              f"checkpoint or run `{command}` again")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"cannot read {path} ({e}); re-download the checkpoint or run `{command}` again") from e
-
-
-def _add_to_checkpoint(folder: Path, name: str, tensors: dict[str, Tensor], key: str, entry: object) -> Path:
-    """Write ``folder/name`` (safetensors) and ``separation.<key> = entry`` in ``config.json``, each
-    atomically, the weights first (so a config never names a file that is not there)."""
-    from safetensors.torch import save_file
-
-    from avscene.io.writers import atomic_write
-
-    with atomic_write(folder / name, force=True) as tmp:
-        save_file(tensors, str(tmp))
-        default_file_mode(tmp)  # safetensors creates it 0600
-    config = read_config(folder)
-    config["separation"] = {**(config.get("separation") or {}), key: entry}
-    _write_config(folder, config)
-    return folder / name
-
-
-def _write_config(folder: Path, config: dict) -> None:
+def write_config(folder: Path, config: dict) -> None:
+    """Replace ``folder/config.json`` with ``config``, atomically."""
     from avscene.io.writers import atomic_write_text
 
     atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
-
-
-def save_dictionaries(folder: str | Path, dicts: Dictionaries) -> Path:
-    """Add ``dicts`` to the checkpoint in ``folder``: ``dictionaries.safetensors`` and the
-    ``separation.dictionary`` entry of ``config.json``, each written atomically (the weights
-    first, so a config never names a file that is not there)."""
-    folder = Path(folder)
-    unknown = sorted(set(dicts.classes) - set(read_config(folder)["labels"]))
-    if unknown:
-        raise CheckpointError(f"dictionaries for {unknown}, which are not labels of {folder}")
-    return _add_to_checkpoint(folder, DICTIONARIES_NAME, dicts.tensors(), "dictionary", dicts.meta())
-
-
-def load_separator(folder: Path, config: dict, labels: Sequence[str], *, device: str = "cpu") -> MaskNet | None:
-    """The mask network ``config.json`` declares under ``separation.mask`` (None if none), loaded
-    strictly from ``separator.safetensors`` (every tensor's name and shape checked first).
-
-    Raises:
-        CheckpointError: declared but missing, unreadable, or not matching its config or the labels.
-    """
-    meta = (config.get("separation") or {}).get("mask")
-    if meta is None:
-        return None
-    from avscene.nn.separator import MaskNet, SeparatorConfig
-
-    path = Path(folder) / SEPARATOR_NAME
-    where = f"{Path(folder) / CONFIG_NAME}"
-    try:
-        cfg = SeparatorConfig.from_dict((meta or {}).get("network") or {})
-    except (ConfigError, TypeError) as e:
-        raise CheckpointError(f"{where}: invalid separation.mask.network: {e}") from e
-    if cfg.num_classes != len(labels):
-        raise CheckpointError(f"{where}: the separator has {cfg.num_classes} classes, the model {len(labels)} labels")
-    state = _declared_tensors(path, "a separator", "avscene train-separator")
-    net = MaskNet(cfg)
-    check_state_dict(net.state_dict(), state, name=str(path))
-    net.load_state_dict(state, strict=True)
-    return net.to(device).eval()
-
-
-def save_separator(folder: str | Path, net: MaskNet, training: dict | None = None) -> Path:
-    """Add the mask network to the checkpoint in ``folder``: ``separator.safetensors`` and the
-    ``separation.mask`` entry of ``config.json`` (its shape and how it was trained), each written
-    atomically, the weights first."""
-    folder = Path(folder)
-    labels = read_config(folder)["labels"]
-    if net.cfg.num_classes != len(labels):
-        raise CheckpointError(f"the separator has {net.cfg.num_classes} classes, {folder} has {len(labels)} labels")
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    entry = {"network": net.cfg.to_dict(), "training": training or {}}
-    return _add_to_checkpoint(folder, SEPARATOR_NAME, state, "mask", entry)
 
 
 def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], *, name: str) -> None:

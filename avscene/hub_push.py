@@ -14,6 +14,7 @@ from typing import Any
 from avscene.errors import CheckpointError, UsageError
 from avscene.hub import _REPO_ID_RE as REPO_ID_RE
 from avscene.hub import HUB_FILES, _env_offline, load_pretrained
+from avscene.separation.checkpoint import with_parts
 
 DEFAULT_MESSAGE = "Upload avscene checkpoint"
 
@@ -47,7 +48,7 @@ def upload(folder: str | Path, repo_id: str, *, revision: str | None = None, pri
         raise UsageError(f"{repo_id!r} is not a Hub repo id: write ORG/NAME")
     if _env_offline():
         raise UsageError("HF_HUB_OFFLINE is set: uploading needs the network; unset it to publish")
-    load_pretrained(str(folder), device="cpu")  # strict: refuses what a download could not load
+    with_parts(load_pretrained(str(folder), device="cpu"))  # strict: refuses what a download could not load
     files = tuple(name for name in HUB_FILES if (folder / name).is_file())
     branch = revision or "main"
     try:

@@ -281,3 +281,23 @@ def test_table_never_folds_a_long_path_when_piped(capsys, monkeypatch, tiny_mode
     code, out, err = run(capsys, "classify", clip, "-m", tiny_model_dir)
     assert code == 0, err
     assert any(str(clip) in line for line in out.splitlines())
+
+
+def test_batch_flags_are_declared_once_and_every_batch_command_has_them() -> None:
+    import typer
+
+    from avscene.cli import _batch
+    from avscene.cli.app import app
+
+    click_app = typer.main.get_command(app)
+    for name, classifier in (("classify", True), ("localize", True), ("separate", False)):
+        params = {p.name for p in click_app.commands[name].params}  # type: ignore[attr-defined]
+        assert set(_batch._COMMON_FLAGS) <= params, name
+        assert ({"top_k", "edge_model"} <= params) == classifier, name
+    # the aliases of the shared flags are used in cli/_batch.py alone (not repeated per command)
+    cli = Path(_batch.__file__).parent
+    aliases = {"JobsOpt", "JsonlOpt", "ResumeOpt", "RetryFailedOpt", "ShardOpt", "TimeoutOpt", "TopKOpt",
+               "EdgeModelOpt"}
+    users = {p.name for p in cli.glob("*.py") if p.name not in ("_options.py", "_batch.py")
+             and aliases & set(p.read_text().replace("(", " ").replace(",", " ").split())}
+    assert not users, users

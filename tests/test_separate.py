@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avscene.dsp.overlap import chunk_bounds, chunk_weights
+from chunking import chunk_bounds, chunk_weights
 from avscene.errors import UsageError
 from avscene.hub import load_pretrained
 from avscene.io.decode import read_audio

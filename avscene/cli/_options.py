@@ -75,7 +75,7 @@ ThresholdOpt = Annotated[
 def _check_edge_model(path: Optional[Path]) -> Optional[Path]:
     """Refuse a file OpenCV cannot use as a structured-edge model once, before any input."""
     if path is not None:
-        from avscene.proposals.visual import edge_model_problem
+        from avscene.proposals.edge_model import edge_model_problem
 
         problem = edge_model_problem(path)
         if problem is not None:

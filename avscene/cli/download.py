@@ -22,9 +22,10 @@ def download_cmd(
 ) -> int:
     """Download a checkpoint (config, weights, card) so later runs work with --offline."""
     from avscene.hub import load_pretrained, resolve
+    from avscene.separation.checkpoint import with_parts
 
     res = resolve(repo_id, revision=revision, offline=False, cache_dir=cache_dir)
     if verify:
-        load_pretrained(str(res.folder))
+        with_parts(load_pretrained(str(res.folder)))
     print(f"{repo_id}{'@' + revision if revision else ''} → {res.folder}")
     return 0

@@ -36,6 +36,19 @@ from avscene.nn.mil import (
 VARIANTS = ("async", "sync", "audio", "visual", "onestream", "wsddn")
 VISUAL_BACKBONES = ("small", "resnet18")
 SMALL_CNN_MIN_BLOCKS = 2  # the small CNN pools after its first two blocks (stride 8)
+# Upper bounds of the size fields, checked before anything is allocated: a config.json asking for
+# more is refused with a ConfigError (an embed_dim of 10^7 would otherwise try to allocate 40 GB).
+# Each is far above any avscene model (the bundled one: 16 classes, widths <= 4096, 4 conv blocks).
+MAX_SIZE = {
+    "num_classes": 10_000,  # AudioSet has 527 classes
+    "embed_dim": 8192, "audio_embed": 8192,
+    "audio_fc": 8192, "visual_fc": 8192,  # each fc width (VGGish's are 4096)
+    "visual_channels": 4096,  # each conv block width
+    "roi_size": 32,
+    "audio_width": 4.0,  # VGGish channel multiplier
+    "lse_r": 1000.0,
+}
+MAX_LAYERS = 16  # entries of audio_fc, visual_fc and visual_channels
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _checked(f.name, str(f.type), getattr(self, f.name)))
+        _check_sizes(self)
         if self.variant not in VARIANTS:
             raise ConfigError(f"variant: {self.variant!r} is not one of {', '.join(VARIANTS)}")
         if self.visual_backbone not in VISUAL_BACKBONES:
@@ -154,6 +168,18 @@ def _checked(name: str, type_name: str, value: Any) -> Any:
                                                    for v in value):
         raise ConfigError(f"{name}: {value!r} must be a list of positive integers")
     return tuple(value)
+
+
+def _check_sizes(cfg: ModelConfig) -> None:
+    """Raise ConfigError for a size field above :data:`MAX_SIZE` (before any tensor is allocated)."""
+    for name, limit in MAX_SIZE.items():
+        value = getattr(cfg, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and len(value) > MAX_LAYERS:
+            raise ConfigError(f"{name}: {len(value)} layers; at most {MAX_LAYERS}")
+        if any(not v <= limit for v in values):  # `not <=` also refuses NaN
+            raise ConfigError(f"{name}: {value!r} is too large; at most {limit:g}"
+                              f"{' each' if isinstance(value, tuple) else ''}")
 
 
 class ModelInput(NamedTuple):

@@ -34,13 +34,7 @@ import numpy as np
 
 from avscene.config import PreprocessConfig
 from avscene.errors import UsageError
-# Re-exported: avscene.doctor, avscene.cli._options and the tests import them from here.
-from avscene.proposals.edge_model import (  # noqa: F401
-    EDGE_MODEL_NODES,
-    EDGE_MODEL_URL,
-    edge_model_problem,
-    validate_edge_model,
-)
+from avscene.proposals.edge_model import validate_edge_model
 
 # EdgeBoxes runs on the frame resized so its long side lies in [EDGE_MIN_SIDE, EDGE_MAX_SIDE]:
 # 224x224 stays as is, 1280x720 -> 320x180 (bounds the cost), 112x112 -> 224x224.

@@ -26,7 +26,7 @@ import numpy as np
 
 from avscene.errors import UsageError
 from avscene.results import FailedInput, Label
-from avscene.tasks._memory import release_free_memory
+from avscene.io._memory import release_free_memory
 
 if TYPE_CHECKING:  # torch stays out of module import
     from avscene.hub import LoadedModel

@@ -16,7 +16,7 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +25,8 @@ import numpy as np
 
 from avscene.errors import UsageError
 from avscene.timing import segment_timestamps
-from avscene.results import AudioSegment, BoxDetection, Event, FailedInput, LocalizeResult, Timing
-from avscene.tasks._pipeline import Analysis, analyse, run_each
-from avscene.tasks.inputs import expand_inputs
+from avscene.results import AudioSegment, BoxDetection, Event, LocalizeResult, Timing
+from avscene.tasks._pipeline import Analysis, analyse
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
 
 if TYPE_CHECKING:
@@ -154,10 +153,3 @@ def localize_file(path: str | Path, loaded: LoadedModel, opts: LocalizeOptions |
     a = analyse(path, loaded, edge_model=opts.classify.edge_model)
     return localize_from_analysis(Path(path), a, loaded, opts)
 
-
-def localize_many(paths: Iterable[str | Path], loaded: LoadedModel,
-                  opts: LocalizeOptions | None = None) -> Iterator[LocalizeResult | FailedInput]:
-    """Localize files and directories; failures are yielded, not raised."""
-    opts = opts or LocalizeOptions()
-    resolve_labels(opts.labels, (), list(loaded.labels))
-    return run_each(expand_inputs(paths), lambda p: localize_file(p, loaded, opts))

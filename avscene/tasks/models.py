@@ -56,11 +56,13 @@ def load_model(
     offline: bool = False,
     device: str = "auto",
 ) -> LoadedModel:
-    """Load a checkpoint (local folder or Hub ``org/name``); None loads the bundled model."""
+    """Load a checkpoint (local folder or Hub ``org/name``) with its separation parts; None loads the
+    bundled model."""
     from avscene.hub import load_pretrained
+    from avscene.separation.checkpoint import with_parts
 
     target = str(default_model_path()) if model is None else str(model)
-    return load_pretrained(target, revision=revision, offline=offline, device=resolve_device(device))
+    return with_parts(load_pretrained(target, revision=revision, offline=offline, device=resolve_device(device)))
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:

@@ -47,8 +47,9 @@ class ReportOptions:
     thumb_width: int = THUMB_WIDTH  # px; smaller frames are kept at their size
     max_embed_seconds: float = MAX_EMBED_SECONDS  # audio up to this long is embedded in the page
     separate: bool = False  # also separate each predicted class (source and residual tracks)
-    separate_method: str = "auto"  # the separation method (see avscene.tasks.separate)
+    separate_method: str = "auto"  # the separation method (avscene.separation.registry.MethodName)
     command: str = ""  # the command line that made the report, shown on the page
+    version: str = ""  # the avscene version that made it, shown on the page
 
 
 def heard_seen(result: LocalizeResult, label: str) -> tuple[bool, bool]:
@@ -154,10 +155,11 @@ def _tracks(path: Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOpti
                          rate, embed)]
     seps: list[SeparateResult] = []
     if opts.separate:
+        from avscene.separation.registry import parse_method
         from avscene.tasks.separate import SeparateOptions, separate_file
 
         for label in r.classification.predicted:
-            s = separate_file(path, loaded, SeparateOptions(label=label, method=opts.separate_method))  # type: ignore[arg-type]
+            s = separate_file(path, loaded, SeparateOptions(label=label, method=parse_method(opts.separate_method)))
             seps.append(s.result)
             how = s.result.method
             tracks.append(AudioTrack(f"{label}: separated source ({how})", "source", label, s.source,

@@ -215,15 +215,17 @@ class FileJob:
     fn: Callable[..., TaskResult]  # fn(path, loaded=LoadedModel, opts=opts) → result
     model: ModelSpec
     opts: TaskOptions | None = None
-    check: Callable[[Any, LoadedModel], None] | None = None  # check(opts, loaded): refuse bad options once
+    # check(opts, loaded): refuse bad options once; it may return the options resolved for this model
+    check: Callable[[Any, LoadedModel], Any] | None = None
 
     def __call__(self) -> PerInput:
         import functools
 
         loaded = self.model.load()
+        opts = self.opts
         if self.check is not None:
-            self.check(self.opts, loaded)
-        return functools.partial(self.fn, loaded=loaded, opts=self.opts)
+            opts = self.check(opts, loaded) or opts
+        return functools.partial(self.fn, loaded=loaded, opts=opts)
 
 
 def run_batch(files: Sequence[Path], setup: Setup, *, jobs: int = 1, timeout: float | None = DEFAULT_TIMEOUT_S,

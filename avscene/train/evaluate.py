@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from avscene.hub import LoadedModel
 
 MODES = ("sync", "async", "offscreen", "silent")
-FRAME_TOL = 1e-3  # seconds: a sampled instant matches a ground-truth frame time
 
 
 @dataclass(frozen=True)

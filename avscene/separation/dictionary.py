@@ -30,7 +30,7 @@ from avscene.dsp.nmf import nmf
 from avscene.dsp.stft import STFTOptions, stft
 from avscene.errors import CheckpointError, UsageError
 from avscene.proposals.nmf import MASK_EPS
-from avscene.separation import separate_with_mask
+from avscene.separation.ranking import separate_with_mask
 
 CLASS_PREFIX = "class."  # tensor name of a class dictionary: class.<label>
 CLASS_ATOMS = 16  # spectral atoms per class dictionary
