@@ -64,6 +64,12 @@ ShardOpt = Annotated[
                  "of the inputs sorted by path, starting with the I-th. N runs with I = 1..N cover every "
                  "input exactly once."),
 ]
+AnyFormatOpt = Annotated[
+    bool,
+    typer.Option("--any-format", help="Also decode containers and codecs that videos and recordings do not "
+                 "use (by default only MP4/MOV/3GP, MKV/WebM, AVI, MPEG-TS/PS, FLV, WMV, Ogg, WAV/AIFF, MP3, "
+                 "AAC, FLAC and their usual codecs are read; anything else is refused before decoding)."),
+]
 TopKOpt = Annotated[
     Optional[int], typer.Option("--top-k", min=1, help="Predict at most K labels per input.")
 ]

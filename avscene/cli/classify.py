@@ -6,6 +6,7 @@ from rich.table import Table
 
 from avscene.cli._batch import BatchOptions, execute, plan
 from avscene.cli._options import (
+    AnyFormatOpt,
     DeviceOpt,
     EdgeModelOpt,
     ForceOpt,
@@ -68,6 +69,7 @@ def classify_cmd(
     jobs: JobsOpt = 1,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     shard: ShardOpt = None,
+    any_format: AnyFormatOpt = False,
 ) -> int:
     """Classify videos: video-level sound-event labels with a score per class."""
     from avscene.tasks.classify import ClassifyOptions, classify_file
@@ -78,6 +80,6 @@ def classify_cmd(
     mode = output_mode(json_out, jsonl)
     p = plan(paths, batch)
     opts = ClassifyOptions(top_k=top_k, threshold=threshold,
-                           edge_model=None if edge_model is None else str(edge_model))
+                           edge_model=None if edge_model is None else str(edge_model), any_format=any_format)
     job = FileJob(classify_file, ModelSpec(model, revision=revision, offline=offline, device=device), opts)
     return execute(p, job, Sink(mode=mode, table=classify_table, log=p.log), batch, label="classify")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from avscene.cli._batch import BatchOptions, Plan, execute, plan, recorded
 from avscene.cli._options import (
+    AnyFormatOpt,
     DeviceOpt,
     EdgeModelOpt,
     ForceOpt,
@@ -131,6 +132,7 @@ def localize_cmd(
     jobs: JobsOpt = 1,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     shard: ShardOpt = None,
+    any_format: AnyFormatOpt = False,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
     from avscene.io.writers import write_events_tsv
@@ -148,7 +150,8 @@ def localize_cmd(
         labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
         audio_all_classes=scores_tsv is not None,
         classify=ClassifyOptions(top_k=top_k, threshold=threshold,
-                                 edge_model=None if edge_model is None else str(edge_model)))
+                                 edge_model=None if edge_model is None else str(edge_model),
+                                 any_format=any_format))
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
     job = FileJob(localize_and_write, spec, WriteOptions(opts, render, scores_tsv, p.n_all, force), check_labels)
     sink = Sink(mode=mode, table=localize_table, log=p.log)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from avscene.cli._batch import BatchOptions, execute, plan
 from avscene.cli._options import (
+    AnyFormatOpt,
     DeviceOpt,
     ForceOpt,
     JobsOpt,
@@ -93,6 +94,7 @@ def separate_cmd(
     jobs: JobsOpt = 1,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     shard: ShardOpt = None,
+    any_format: AnyFormatOpt = False,
 ) -> int:
     """Separate the sound of one class from each input (mask network, dictionaries, or NMF components ranked by the audio network)."""
     from avscene.proposals.nmf import NMFOptions
@@ -107,7 +109,8 @@ def separate_cmd(
     check_templates(templates, p.files, n_all=p.n_all)
     opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,  # type: ignore[arg-type]
                            nmf=NMFOptions(k=components, divergence=divergence),  # type: ignore[arg-type]
-                           chunk_seconds=chunk_seconds, method=method)  # type: ignore[arg-type]
+                           chunk_seconds=chunk_seconds, method=method,  # type: ignore[arg-type]
+                           any_format=any_format)
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
     job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_job)
     return execute(p, job, Sink(mode=mode, table=separate_table, log=p.log), batch, label="separate")

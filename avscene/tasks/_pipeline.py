@@ -75,7 +75,7 @@ def chunk_seconds_for(info: MediaInfo, *, fps: float) -> float:
 
 
 def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = None,
-            chunk_seconds: float | None = None) -> Analysis:
+            chunk_seconds: float | None = None, any_format: bool = False) -> Analysis:
     """Decode one file, compute its proposals and run the network on them, chunk by chunk.
 
     Args:
@@ -86,6 +86,7 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
             None: :func:`chunk_seconds_for` the file). Only memory and speed depend on it,
             not the result (beyond float rounding; NCP bags are fitted per 23-s block on
             inputs over 34.56 s, whatever the chunk).
+        any_format: also decode containers and codecs outside :mod:`avscene.io.formats`.
 
     Raises:
         DecodeError: the file cannot be decoded.
@@ -97,9 +98,9 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
 
     cfg, pre = loaded.config, loaded.preprocess
     if chunk_seconds is None:
-        chunk_seconds = chunk_seconds_for(probe(path), fps=pre.fps)
+        chunk_seconds = chunk_seconds_for(probe(path, any_format=any_format), fps=pre.fps)
     with iter_chunks(path, chunk_seconds=chunk_seconds, fps=pre.fps, offset=pre.frame_offset,
-                     sample_rate=pre.sample_rate) as reader:
+                     sample_rate=pre.sample_rate, any_format=any_format) as reader:
         if not ((cfg.uses_audio and reader.has_audio) or (cfg.uses_visual and reader.has_video)):
             raise UsageError(
                 f"{path}: the model uses {'/'.join(_needed(cfg))} but the file has no such stream")

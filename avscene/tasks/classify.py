@@ -23,6 +23,7 @@ class ClassifyOptions:
     top_k: int | None = None  # keep at most this many predicted labels (None: all above threshold)
     threshold: float | None = None  # None: the model's decision threshold (0 hinge, 0.5 wsddn)
     edge_model: str | None = None  # optional structured-edge model file for EdgeBoxes
+    any_format: bool = False  # also decode containers/codecs outside avscene.io.formats (--any-format)
 
 
 def result_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: ClassifyOptions) -> ClassifyResult:
@@ -44,7 +45,7 @@ def result_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: Cla
 def classify_file(path: str | Path, loaded: LoadedModel, opts: ClassifyOptions | None = None) -> ClassifyResult:
     """Classify one file; raises an ``AvsceneError`` if it cannot be processed."""
     opts = opts or ClassifyOptions()
-    a = analyse(path, loaded, edge_model=opts.edge_model)
+    a = analyse(path, loaded, edge_model=opts.edge_model, any_format=opts.any_format)
     return result_from_analysis(Path(path), a, loaded, opts)
 
 

@@ -151,7 +151,7 @@ def localize_file(path: str | Path, loaded: LoadedModel, opts: LocalizeOptions |
     """Localize one file; raises an ``AvsceneError`` if it cannot be processed."""
     opts = opts or LocalizeOptions()
     resolve_labels(opts.labels, (), list(loaded.labels))  # fail early on an unknown --label
-    a = analyse(path, loaded, edge_model=opts.classify.edge_model)
+    a = analyse(path, loaded, edge_model=opts.classify.edge_model, any_format=opts.classify.any_format)
     return localize_from_analysis(Path(path), a, loaded, opts)
 
 
