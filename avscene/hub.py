@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from avscene.config import PreprocessConfig
 from avscene.errors import CheckpointError, ConfigError, OutputError, UsageError
+from avscene.results import json_text
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -116,7 +117,7 @@ def save_folder(folder: str | Path, *, config: dict, state_dict: dict[str, Tenso
     try:
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         default_file_mode(tmp / WEIGHTS_NAME)  # safetensors creates it 0600
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / CONFIG_NAME).write_text(json_text(config, indent=2) + "\n", encoding="utf-8")
         if card is not None and not (folder / CARD_NAME).exists():
             (tmp / CARD_NAME).write_text(card, encoding="utf-8")
         if not folder.exists():
@@ -138,11 +139,14 @@ def read_config(folder: str | Path) -> dict:
     """
     path = Path(folder) / CONFIG_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError as e:
         raise CheckpointError(f"{path} is missing; a checkpoint folder needs {CONFIG_NAME} and {WEIGHTS_NAME}") from e
     except (OSError, UnicodeDecodeError) as e:
         raise CheckpointError(f"cannot read {path}: {e}; re-download or re-save the checkpoint") from e
+    except _NonStandardJSON as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e} is not a JSON value); fix the file or "
+                              "re-download the checkpoint") from e
     except json.JSONDecodeError as e:
         raise CheckpointError(
             f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
@@ -166,6 +170,15 @@ def read_config(folder: str | Path) -> dict:
         warnings.warn(f"{path}: ignoring unknown config keys {unknown}", stacklevel=2)
     _check_types(data, path)
     return data
+
+
+class _NonStandardJSON(ValueError):
+    """``NaN`` / ``Infinity`` in a JSON file: Python's extension, not JSON."""
+
+
+
+def _refuse_constant(word: str) -> None:
+    raise _NonStandardJSON(word)
 
 
 def _check_types(data: dict, path: Path) -> None:
@@ -530,7 +543,7 @@ def _add_to_checkpoint(folder: Path, name: str, tensors: dict[str, Tensor], key:
 def _write_config(folder: Path, config: dict) -> None:
     from avscene.io.writers import atomic_write_text
 
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
+    atomic_write_text(folder / CONFIG_NAME, json_text(config, indent=2) + "\n", force=True)
 
 
 def save_dictionaries(folder: str | Path, dicts: Dictionaries) -> Path:
@@ -585,20 +598,32 @@ def save_separator(folder: str | Path, net: MaskNet, training: dict | None = Non
 
 
 def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], *, name: str) -> None:
-    """Raise if ``found`` (the checkpoint) differs from ``expected`` (the model) in names or shapes.
+    """Raise if ``found`` (the checkpoint) differs from ``expected`` (the model) in names, shapes or
+    dtypes, or holds a NaN or an infinity.
+
+    A dtype other than the network's would be cast silently by ``load_state_dict`` (int64
+    weights change the predictions), and one non-finite weight makes every score NaN.
 
     Raises:
-        CheckpointError: listing missing tensors, unexpected tensors and shape mismatches.
+        CheckpointError: listing missing and unexpected tensors, shape and dtype mismatches and
+            tensors with non-finite values.
     """
+    import torch
+
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
+    common = sorted(set(expected) & set(found))
     mismatched = [
         f"{k}: checkpoint {tuple(found[k].shape)} vs config {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(found))
-        if tuple(found[k].shape) != tuple(expected[k].shape)
+        for k in common if tuple(found[k].shape) != tuple(expected[k].shape)
     ]
+    dtypes = [f"{k}: checkpoint {str(found[k].dtype).removeprefix('torch.')} vs model "
+              f"{str(expected[k].dtype).removeprefix('torch.')}"
+              for k in common if found[k].dtype != expected[k].dtype]
+    non_finite = [k for k in common if found[k].is_floating_point() and not bool(torch.isfinite(found[k]).all())]
     problems = [_listing(what, items) for what, items in
-                (("missing tensors", missing), ("unexpected tensors", unexpected), ("shape mismatch", mismatched))
+                (("missing tensors", missing), ("unexpected tensors", unexpected), ("shape mismatch", mismatched),
+                 ("dtype mismatch", dtypes), ("NaN or infinite values", non_finite))
                 if items]
     if problems:
         raise CheckpointError(

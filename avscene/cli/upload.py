@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
+
+from avscene.results import json_text
 
 EPILOG = """Examples:
 
@@ -31,7 +32,7 @@ def upload_cmd(
 
     res = upload(folder, repo_id, revision=revision, private=private, message=message)
     if json_out:
-        print(json.dumps(res.to_json(), ensure_ascii=False))
+        print(json_text(res.to_json()))
     else:
         print(f"{folder} → {res.repo_id}@{res.revision} ({res.commit[:12]}): {', '.join(res.files)}")
     return 0

@@ -270,6 +270,19 @@ def ranked_labels(scores: np.ndarray, labels: Iterable[str]) -> tuple[Label, ...
     return tuple(Label(labels[i], float(scores[i])) for i in order)
 
 
+def check_finite(**thresholds: float | None) -> None:
+    """Refuse a NaN or infinite threshold (every comparison with NaN is false: no prediction, silently).
+
+    Raises:
+        UsageError: naming the option (``event_threshold`` → ``--event-threshold``).
+    """
+    import math
+
+    for name, value in thresholds.items():
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
 def predicted_labels(ranked: tuple[Label, ...], *, threshold: float, top_k: int | None) -> tuple[str, ...]:
     """Classes scoring above ``threshold``, at most ``top_k`` of them (best first)."""
     picked = [x.label for x in ranked if x.score > threshold]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avscene.results import ClassifyResult, FailedInput
-from avscene.tasks._pipeline import Analysis, analyse, predicted_labels, ranked_labels, run_each
+from avscene.tasks._pipeline import Analysis, analyse, check_finite, predicted_labels, ranked_labels, run_each
 from avscene.tasks.inputs import expand_inputs
 from avscene.tasks.models import model_ref
 
@@ -24,6 +24,9 @@ class ClassifyOptions:
     threshold: float | None = None  # None: the model's decision threshold (0 hinge, 0.5 wsddn)
     edge_model: str | None = None  # optional structured-edge model file for EdgeBoxes
     any_format: bool = False  # also decode containers/codecs outside avscene.io.formats (--any-format)
+
+    def __post_init__(self) -> None:
+        check_finite(threshold=self.threshold)
 
 
 def result_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: ClassifyOptions) -> ClassifyResult:

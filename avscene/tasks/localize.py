@@ -26,7 +26,7 @@ import numpy as np
 from avscene.errors import UsageError
 from avscene.timing import segment_timestamps
 from avscene.results import AudioSegment, BoxDetection, Event, FailedInput, LocalizeResult, Timing
-from avscene.tasks._pipeline import Analysis, analyse, run_each
+from avscene.tasks._pipeline import Analysis, analyse, check_finite, run_each
 from avscene.tasks.inputs import expand_inputs
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
 
@@ -44,6 +44,9 @@ class LocalizeOptions:
     visible_threshold: float = 0.0  # best-box E above this marks a frame as showing the class
     audio_all_classes: bool = False  # audio scores for every class (score TSVs), not just reported ones
     classify: ClassifyOptions = ClassifyOptions()
+
+    def __post_init__(self) -> None:
+        check_finite(event_threshold=self.event_threshold, visible_threshold=self.visible_threshold)
 
 
 def window_spans(times: np.ndarray, duration: float) -> np.ndarray:

@@ -8,7 +8,6 @@ batch, gradients are averaged by DDP, and only rank 0 writes files.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -23,6 +22,7 @@ from avscene.config import PreprocessConfig
 from avscene.errors import ConfigError
 from avscene.nn.model import AVSceneNet, ModelConfig
 from avscene.proposals.bags import AUDIO_PROPOSAL_TYPES
+from avscene.results import json_text
 from avscene.train import checkpointing
 from avscene.train.augment import AugmentOptions, clip_tensors, collate, mix_bags
 from avscene.train.calibrate import best_threshold, micro_f1_at
@@ -425,7 +425,7 @@ def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> flo
         f"{micro_f1_at(scores.numpy(), y > 0, t):.3f}")
     config["model"]["threshold"] = t
     tmp = run / f".{CONFIG_NAME}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json_text(config, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, run / CONFIG_NAME)
     return t
 
@@ -433,6 +433,6 @@ def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> flo
 def _append_jsonl(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
