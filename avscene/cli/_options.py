@@ -9,7 +9,7 @@ import typer
 
 PathsArg = Annotated[
     list[Path],
-    typer.Argument(help="Video/audio files or directories (searched recursively for media files).",
+    typer.Argument(metavar="PATH", help="Video/audio files or directories (searched recursively for media files).",
                    show_default=False),
 ]
 ModelOpt = Annotated[

@@ -21,7 +21,7 @@ from avscene.cli._output import check_report_path, emit_report
 
 EPILOG = """Examples:
 
-  avscene evaluate runs/av ../shared/avbench/val/labels.csv
+  avscene evaluate ../shared/avbench/val/labels.csv --model runs/av
 
   avscene evaluate --mode async ../shared/avbench/val/labels.csv --json-out eval.json
 """

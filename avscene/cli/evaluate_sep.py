@@ -25,8 +25,9 @@ EPILOG = """Examples:
 
   avscene evaluate-separation ../shared/avbench/val/sep --limit 6 --json-out sep.json
 
-  avscene train-dictionaries runs/av ../shared/avbench/train/labels.csv   (once: the supervised-NMF
-  avscene evaluate-separation SEP_DIR --model runs/av                      baseline then uses them)
+  # once, so that the supervised-NMF baseline has dictionaries to use:
+  avscene train-dictionaries runs/av ../shared/avbench/train/labels.csv
+  avscene evaluate-separation SEP_DIR --model runs/av
 """
 
 

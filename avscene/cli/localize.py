@@ -106,7 +106,7 @@ def check_labels(opts: WriteOptions, loaded: LoadedModel) -> None:
 
 def localize_cmd(
     paths: PathsArg,
-    label: Annotated[Optional[list[str]], typer.Option("--label", "-l", help="Report this class (repeatable); "
+    label: Annotated[Optional[list[str]], typer.Option("--label", "-l", metavar="CLASS", help="Report this class (repeatable); "
                                                        "default: the predicted classes.")] = None,
     boxes: Annotated[int, typer.Option(min=1, help="Boxes reported per class and frame.")] = 1,
     event_threshold: Annotated[float, typer.Option(help="Audio score above which a window is "

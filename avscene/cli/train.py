@@ -55,7 +55,7 @@ def train_cmd(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping after this many epochs "
                                           "without a better validation micro-F1.")] = 6,
-    freeze: Annotated[Optional[list[str]], typer.Option(help="Keep fixed: audio_backbone, "
+    freeze: Annotated[Optional[list[str]], typer.Option(metavar="PART", help="Keep fixed: audio_backbone, "
                                                         "visual_backbone, audio, visual.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation, the batches and the "
                                       "augmentation: the same seed, the same weights.")] = 0,
@@ -73,11 +73,11 @@ def train_cmd(
     calibrate: Annotated[bool, typer.Option(help="After training, set the decision threshold that "
                                             "maximises micro-F1 on the held-out clips.")] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
-    model_opt: Annotated[Optional[list[str]], typer.Option("--model-opt", help="ModelConfig override "
+    model_opt: Annotated[Optional[list[str]], typer.Option("--model-opt", metavar="KEY=VALUE", help="ModelConfig override "
                                                            "KEY=VALUE (JSON values), repeatable.")] = None,
-    pre_opt: Annotated[Optional[list[str]], typer.Option("--pre-opt", help="PreprocessConfig override "
+    pre_opt: Annotated[Optional[list[str]], typer.Option("--pre-opt", metavar="KEY=VALUE", help="PreprocessConfig override "
                                                          "KEY=VALUE, repeatable.")] = None,
-    aug_opt: Annotated[Optional[list[str]], typer.Option("--aug-opt", help="Augmentation setting "
+    aug_opt: Annotated[Optional[list[str]], typer.Option("--aug-opt", metavar="KEY=VALUE", help="Augmentation setting "
                                                          "KEY=VALUE (an AugmentOptions field, e.g. "
                                                          "eq_db=12), repeatable.")] = None,
 ) -> int:
