@@ -135,7 +135,7 @@ def localize_cmd(
     any_format: AnyFormatOpt = False,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
-    from avscene.io.writers import write_events_tsv
+    from avscene.io.writers import check_events_tsv_names, write_events_tsv
     from avscene.tasks.classify import ClassifyOptions
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.runner import FileJob, ModelSpec
@@ -146,6 +146,8 @@ def localize_cmd(
     p = plan(paths, batch)
     if render and p.files:
         output_path(render, p.files[0], n_inputs=p.n_all)  # refuse a bad template before any work
+    if events_tsv is not None:
+        check_events_tsv_names(p.files)  # a name the TSV cannot hold: refused before any output
     opts = LocalizeOptions(
         labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
         audio_all_classes=scores_tsv is not None,
