@@ -29,6 +29,12 @@ OfflineOpt = Annotated[
     typer.Option("--offline", help="Never touch the network: use the Hugging Face cache only "
                  "(also on when HF_HUB_OFFLINE=1)."),
 ]
+HubTimeoutOpt = Annotated[
+    Optional[float],
+    typer.Option("--hub-timeout", metavar="SECONDS",
+                 help="How long a Hugging Face Hub request may wait for the server (to connect, or for more "
+                 "data) before the command fails. Default: 10."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document with every result.")]
 JsonlOpt = Annotated[
     Optional[str],

@@ -81,7 +81,10 @@ def command(fn: Callable[..., int], name: str, epilog: str | None = None) -> Non
     def wrapper(*args, **kwargs):
         try:
             code = fn(*args, **kwargs)
-        except (KeyboardInterrupt, typer.Exit, typer.Abort):
+        except KeyboardInterrupt:  # Ctrl-C outside a batch loop (which reports its own)
+            print("avscene: interrupted (SIGINT)", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # noqa: BLE001 - mapped to a one-line message
             code = report(e)

@@ -8,6 +8,7 @@ from avscene.cli._batch import BatchOptions, execute, plan
 from avscene.cli._options import (
     AnyFormatOpt,
     DeviceOpt,
+    HubTimeoutOpt,
     EdgeModelOpt,
     ForceOpt,
     JobsOpt,
@@ -70,6 +71,7 @@ def classify_cmd(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     shard: ShardOpt = None,
     any_format: AnyFormatOpt = False,
+    hub_timeout: HubTimeoutOpt = None,
 ) -> int:
     """Classify videos: video-level sound-event labels with a score per class."""
     from avscene.tasks.classify import ClassifyOptions, classify_file
@@ -81,5 +83,5 @@ def classify_cmd(
     p = plan(paths, batch)
     opts = ClassifyOptions(top_k=top_k, threshold=threshold,
                            edge_model=None if edge_model is None else str(edge_model), any_format=any_format)
-    job = FileJob(classify_file, ModelSpec(model, revision=revision, offline=offline, device=device), opts)
+    job = FileJob(classify_file, ModelSpec(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout), opts)
     return execute(p, job, Sink(mode=mode, table=classify_table, log=p.log), batch, label="classify")

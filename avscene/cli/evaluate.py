@@ -10,6 +10,7 @@ from rich.table import Table
 
 from avscene.cli._options import (
     DeviceOpt,
+    HubTimeoutOpt,
     ModelOpt,
     OfflineOpt,
     ReportForceOpt,
@@ -56,6 +57,7 @@ def evaluate_cmd(
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     offline: OfflineOpt = False,
+    hub_timeout: HubTimeoutOpt = None,
     mode: Annotated[Optional[str], typer.Option(help="Only clips with an event of this synchrony mode: "
                                                 "sync, async, offscreen, silent.")] = None,
     ground_truth: Annotated[Optional[Path], typer.Option(help="ground_truth.jsonl (default: beside the "
@@ -74,7 +76,7 @@ def evaluate_cmd(
     from avscene.train.evaluate import evaluate
 
     check_report_path(json_out, force=force)
-    loaded = load_model(model, revision=revision, offline=offline, device=device)
+    loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("evaluate", total=None)
         rep = evaluate(loaded, manifest, ground_truth=ground_truth, mode=mode, threshold=threshold,

@@ -13,6 +13,7 @@ from avscene.cli._batch import BatchOptions, Plan, execute, plan, recorded
 from avscene.cli._options import (
     AnyFormatOpt,
     DeviceOpt,
+    HubTimeoutOpt,
     EdgeModelOpt,
     ForceOpt,
     JobsOpt,
@@ -133,6 +134,7 @@ def localize_cmd(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     shard: ShardOpt = None,
     any_format: AnyFormatOpt = False,
+    hub_timeout: HubTimeoutOpt = None,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
     from avscene.io.writers import check_events_tsv_names, write_events_tsv
@@ -154,7 +156,7 @@ def localize_cmd(
         classify=ClassifyOptions(top_k=top_k, threshold=threshold,
                                  edge_model=None if edge_model is None else str(edge_model),
                                  any_format=any_format))
-    spec = ModelSpec(model, revision=revision, offline=offline, device=device)
+    spec = ModelSpec(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     job = FileJob(localize_and_write, spec, WriteOptions(opts, render, scores_tsv, p.n_all, force), check_labels)
     sink = Sink(mode=mode, table=localize_table, log=p.log)
     finish = None if events_tsv is None else (

@@ -15,6 +15,7 @@ from avscene.cli._batch import BatchOptions, execute, plan
 from avscene.cli._options import (
     AnyFormatOpt,
     DeviceOpt,
+    HubTimeoutOpt,
     ForceOpt,
     JobsOpt,
     JsonlOpt,
@@ -95,6 +96,7 @@ def separate_cmd(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     shard: ShardOpt = None,
     any_format: AnyFormatOpt = False,
+    hub_timeout: HubTimeoutOpt = None,
 ) -> int:
     """Separate the sound of one class from each input (mask network, dictionaries, or NMF components ranked by the audio network)."""
     from avscene.proposals.nmf import NMFOptions
@@ -111,6 +113,6 @@ def separate_cmd(
                            nmf=NMFOptions(k=components, divergence=divergence),  # type: ignore[arg-type]
                            chunk_seconds=chunk_seconds, method=method,  # type: ignore[arg-type]
                            any_format=any_format)
-    spec = ModelSpec(model, revision=revision, offline=offline, device=device)
+    spec = ModelSpec(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_job)
     return execute(p, job, Sink(mode=mode, table=separate_table, log=p.log), batch, label="separate")

@@ -195,11 +195,13 @@ class ModelSpec:
     revision: str | None = None  # Hub revision
     offline: bool = False  # Hugging Face cache only
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    hub_timeout: float | None = None  # s a Hub request may wait for the server; None: the default
 
     def load(self) -> LoadedModel:
         from avscene.tasks.models import load_model
 
-        return load_model(self.model, revision=self.revision, offline=self.offline, device=self.device)
+        return load_model(self.model, revision=self.revision, offline=self.offline, device=self.device,
+                          hub_timeout=self.hub_timeout)
 
 
 @dataclass(frozen=True)
