@@ -18,6 +18,8 @@ import re
 import shutil
 import secrets
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from avscene.config import PreprocessConfig
 from avscene.errors import CheckpointError, ConfigError, OutputError, UsageError
+from avscene.results import json_text
 from avscene.separation.parts import FILES as SEPARATION_FILES
 
 if TYPE_CHECKING:
@@ -45,6 +48,10 @@ REQUIRED_CONFIG_KEYS = ("format_version", "model", "labels", "preprocess")
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _LIST_SHOWN = 5  # names shown per category in a mismatch message
+# s: how long a Hub request may wait for the server (to connect, or for the next bytes) before the
+# call fails; huggingface_hub's own default for its downloads, which it does not apply to every
+# request (a server that accepts and never answers would hang the metadata call for ever).
+DEFAULT_HUB_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,7 @@ def save_folder(folder: str | Path, *, config: dict, state_dict: dict[str, Tenso
     try:
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         default_file_mode(tmp / WEIGHTS_NAME)  # safetensors creates it 0600
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / CONFIG_NAME).write_text(json_text(config, indent=2) + "\n", encoding="utf-8")
         if card is not None and not (folder / CARD_NAME).exists():
             (tmp / CARD_NAME).write_text(card, encoding="utf-8")
         if not folder.exists():
@@ -134,11 +141,14 @@ def read_config(folder: str | Path) -> dict:
     """
     path = Path(folder) / CONFIG_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError as e:
         raise CheckpointError(f"{path} is missing; a checkpoint folder needs {CONFIG_NAME} and {WEIGHTS_NAME}") from e
     except (OSError, UnicodeDecodeError) as e:
         raise CheckpointError(f"cannot read {path}: {e}; re-download or re-save the checkpoint") from e
+    except _NonStandardJSON as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e} is not a JSON value); fix the file or "
+                              "re-download the checkpoint") from e
     except json.JSONDecodeError as e:
         raise CheckpointError(
             f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
@@ -162,6 +172,15 @@ def read_config(folder: str | Path) -> dict:
         warnings.warn(f"{path}: ignoring unknown config keys {unknown}", stacklevel=2)
     _check_types(data, path)
     return data
+
+
+class _NonStandardJSON(ValueError):
+    """``NaN`` / ``Infinity`` in a JSON file: Python's extension, not JSON."""
+
+
+
+def _refuse_constant(word: str) -> None:
+    raise _NonStandardJSON(word)
 
 
 def _check_types(data: dict, path: Path) -> None:
@@ -198,7 +217,8 @@ def load_state_dict(folder: str | Path) -> dict[str, Tensor]:
 
 
 def resolve(
-    model_id_or_path: str, *, revision: str | None = None, offline: bool = False, cache_dir: str | None = None
+    model_id_or_path: str, *, revision: str | None = None, offline: bool = False, cache_dir: str | None = None,
+    hub_timeout: float | None = None,
 ) -> ResolvedCheckpoint:
     """Find a checkpoint folder: a local folder as-is, or a Hub repo fetched into the HF cache.
 
@@ -210,10 +230,13 @@ def resolve(
         offline: use the HF cache only, with no network access at all; also on when
             the ``HF_HUB_OFFLINE`` environment variable is truthy.
         cache_dir: HF cache folder (default ``HF_HUB_CACHE``: ``~/.cache/huggingface/hub``).
+        hub_timeout: seconds each Hub request may wait for the server (see :func:`hub_timeout`;
+            None: ``DEFAULT_HUB_TIMEOUT``).
 
     Raises:
-        CheckpointError: not found locally, on the Hub or in the cache (the message says what to do).
-        UsageError: a revision was given for a local folder.
+        CheckpointError: not found locally, on the Hub or in the cache, or the Hub did not answer
+            in time (the message says what to do).
+        UsageError: a revision was given for a local folder, or a bad ``hub_timeout``.
     """
     path = Path(model_id_or_path).expanduser()
     if path.is_dir():
@@ -229,7 +252,8 @@ def resolve(
             "check the path or the repo id"
         )
     offline = offline or _env_offline()
-    folder = Path(_download(model_id_or_path, revision=revision, offline=offline, cache_dir=cache_dir))
+    folder = Path(_download(model_id_or_path, revision=revision, offline=offline, cache_dir=cache_dir,
+                            timeout=hub_timeout))
     _check_folder(folder, model_id_or_path)
     commit = folder.name if _COMMIT_RE.match(folder.name) else None
     return ResolvedCheckpoint(folder=folder, model_id=model_id_or_path, revision=revision, commit=commit)
@@ -249,31 +273,88 @@ def _check_folder(folder: Path, model_id: str) -> None:
         )
 
 
-def _download(repo_id: str, *, revision: str | None, offline: bool, cache_dir: str | None) -> str:
+@contextmanager
+def hub_timeout(seconds: float | None) -> Iterator[float]:
+    """Within the block, every huggingface_hub request fails after ``seconds`` without an answer.
+
+    huggingface_hub's HTTP client has no timeout of its own, and some of its calls (the repo
+    metadata before a snapshot download, the calls of an upload) pass ``timeout=None``: a
+    server that accepts the connection and never answers would hang them. The block installs
+    a client that gives every request at most ``seconds`` (to connect, and between bytes read
+    or written; shorter limits of huggingface_hub's own are kept), gives the downloads the same
+    limit, and restores the previous client and limit at its end. A big file is not limited as a whole: only a server
+    that stops sending is.
+
+    Args:
+        seconds: the limit; None: ``DEFAULT_HUB_TIMEOUT``.
+
+    Yields:
+        The limit in force.
+
+    Raises:
+        UsageError: ``seconds`` is not a positive number.
+    """
+    import math
+
+    from huggingface_hub import constants, set_client_factory
+    from huggingface_hub.utils import _http
+
+    seconds = DEFAULT_HUB_TIMEOUT if seconds is None else seconds
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"--hub-timeout must be a positive number of seconds, got {seconds!r}")
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
+    previous_download = constants.HF_HUB_DOWNLOAD_TIMEOUT
+
+    def limit(request) -> None:  # noqa: ANN001 - an httpx Request, before it is sent
+        given = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {k: seconds if given.get(k) is None else min(given[k], seconds)
+                                         for k in ("connect", "read", "write", "pool")}
+
+    def factory():  # noqa: ANN202 - an httpx client
+        client = previous()
+        hooks = client.event_hooks
+        client.event_hooks = {**hooks, "request": [*hooks.get("request", []), limit]}
+        return client
+
+    set_client_factory(factory)
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
+    try:
+        yield seconds
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = previous_download
+        set_client_factory(previous)
+
+
+def _download(repo_id: str, *, revision: str | None, offline: bool, cache_dir: str | None,
+              timeout: float | None = None) -> str:
     """snapshot_download of the checkpoint files, its errors turned into CheckpointErrors."""
     from huggingface_hub import snapshot_download
 
     import avscene
 
-    try:
-        return snapshot_download(
-            repo_id,
-            revision=revision,
-            allow_patterns=list(HUB_FILES),
-            local_files_only=offline,  # passed explicitly: HF_HUB_OFFLINE is only read at import
-            cache_dir=cache_dir,
-            library_name="avscene",
-            library_version=avscene.__version__,
-        )
-    except Exception as e:
-        error = _hub_error(e, repo_id=repo_id, revision=revision, offline=offline, cache_dir=cache_dir)
-        if error is None:
-            raise
-        raise error from e
+    with hub_timeout(timeout) as seconds:
+        try:
+            return snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=list(HUB_FILES),
+                local_files_only=offline,  # passed explicitly: HF_HUB_OFFLINE is only read at import
+                cache_dir=cache_dir,
+                etag_timeout=seconds,
+                library_name="avscene",
+                library_version=avscene.__version__,
+            )
+        except Exception as e:
+            error = _hub_error(e, repo_id=repo_id, revision=revision, offline=offline, cache_dir=cache_dir,
+                               timeout=seconds)
+            if error is None:
+                raise
+            raise error from e
 
 
 def _hub_error(
-    e: Exception, *, repo_id: str, revision: str | None, offline: bool, cache_dir: str | None
+    e: Exception, *, repo_id: str, revision: str | None, offline: bool, cache_dir: str | None,
+    timeout: float = DEFAULT_HUB_TIMEOUT,
 ) -> CheckpointError | None:
     """The CheckpointError (with its fix) for a huggingface_hub failure, None if unexpected."""
     from huggingface_hub import constants
@@ -288,6 +369,11 @@ def _hub_error(
 
     at = f"{repo_id}@{revision}" if revision else repo_id
     cache = cache_dir or constants.HF_HUB_CACHE
+    if is_timeout(e):
+        return CheckpointError(
+            f"the Hugging Face Hub ({constants.ENDPOINT}) did not answer within {timeout:g} s while fetching "
+            f"{at}; check your connection (or HF_ENDPOINT), raise --hub-timeout, or pass --offline if it is cached"
+        )
     if isinstance(e, LocalEntryNotFoundError) and offline:
         return CheckpointError(
             f"{at} is not in the Hugging Face cache ({cache}); run once online: "
@@ -317,6 +403,18 @@ def _hub_error(
             "check your connection, or pass --offline if the model is cached"
         )
     return None
+
+
+def is_timeout(e: BaseException) -> bool:
+    """Whether ``e``, or an exception it was raised from, is a network timeout (any HTTP library)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        http = type(e).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"}
+        if isinstance(e, TimeoutError) or (http and "Timeout" in type(e).__name__):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _is_network_error(e: Exception) -> bool:
@@ -386,6 +484,7 @@ def load_pretrained(
     offline: bool = False,
     device: str = "cpu",
     cache_dir: str | None = None,
+    hub_timeout: float | None = None,
 ) -> LoadedModel:
     """Load a checkpoint from a folder or a Hub repo, strictly.
 
@@ -393,7 +492,7 @@ def load_pretrained(
     ``config.json`` before any weight is copied.
 
     Args:
-        model_id_or_path, revision, offline, cache_dir: as for :func:`resolve`.
+        model_id_or_path, revision, offline, cache_dir, hub_timeout: as for :func:`resolve`.
         device: torch device for the model, e.g. ``"cpu"`` or ``"cuda"``.
 
     Raises:
@@ -402,7 +501,8 @@ def load_pretrained(
     """
     from avscene.nn.model import AVSceneNet, ModelConfig
 
-    resolved = resolve(model_id_or_path, revision=revision, offline=offline, cache_dir=cache_dir)
+    resolved = resolve(model_id_or_path, revision=revision, offline=offline, cache_dir=cache_dir,
+                       hub_timeout=hub_timeout)
     folder = resolved.folder
     raw = read_config(folder)
     where = f"{folder / CONFIG_NAME}"
@@ -436,24 +536,36 @@ def write_config(folder: Path, config: dict) -> None:
     """Replace ``folder/config.json`` with ``config``, atomically."""
     from avscene.io.writers import atomic_write_text
 
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
+    atomic_write_text(folder / CONFIG_NAME, json_text(config, indent=2) + "\n", force=True)
 
 
 def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], *, name: str) -> None:
-    """Raise if ``found`` (the checkpoint) differs from ``expected`` (the model) in names or shapes.
+    """Raise if ``found`` (the checkpoint) differs from ``expected`` (the model) in names, shapes or
+    dtypes, or holds a NaN or an infinity.
+
+    A dtype other than the network's would be cast silently by ``load_state_dict`` (int64
+    weights change the predictions), and one non-finite weight makes every score NaN.
 
     Raises:
-        CheckpointError: listing missing tensors, unexpected tensors and shape mismatches.
+        CheckpointError: listing missing and unexpected tensors, shape and dtype mismatches and
+            tensors with non-finite values.
     """
+    import torch
+
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
+    common = sorted(set(expected) & set(found))
     mismatched = [
         f"{k}: checkpoint {tuple(found[k].shape)} vs config {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(found))
-        if tuple(found[k].shape) != tuple(expected[k].shape)
+        for k in common if tuple(found[k].shape) != tuple(expected[k].shape)
     ]
+    dtypes = [f"{k}: checkpoint {str(found[k].dtype).removeprefix('torch.')} vs model "
+              f"{str(expected[k].dtype).removeprefix('torch.')}"
+              for k in common if found[k].dtype != expected[k].dtype]
+    non_finite = [k for k in common if found[k].is_floating_point() and not bool(torch.isfinite(found[k]).all())]
     problems = [_listing(what, items) for what, items in
-                (("missing tensors", missing), ("unexpected tensors", unexpected), ("shape mismatch", mismatched))
+                (("missing tensors", missing), ("unexpected tensors", unexpected), ("shape mismatch", mismatched),
+                 ("dtype mismatch", dtypes), ("NaN or infinite values", non_finite))
                 if items]
     if problems:
         raise CheckpointError(

@@ -18,8 +18,31 @@ decision threshold (0 for hinge variants, 0.5 for ``wsddn``, or the user's
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def json_text(doc: Any, *, indent: int | None = None) -> str:
+    """``doc`` as standard JSON text (RFC 8259): every JSON file and line avscene writes goes here.
+
+    Python's ``json`` writes a NaN or an infinity as the bare words ``NaN`` / ``Infinity``,
+    which other JSON parsers refuse; here a non-finite float (an undefined metric) becomes
+    ``null``, and ``allow_nan=False`` guarantees that nothing else slips through.
+    """
+    return json.dumps(_finite(doc), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(x: Any) -> Any:
+    """``x`` with every non-finite float replaced by None (dicts, lists and tuples recursed)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def _r(x: float, nd: int = 4) -> float:

@@ -49,16 +49,18 @@ def test_hybrid_is_the_mean_of_the_two_estimates_and_adds_up(rng) -> None:
     dicts = learn_dictionaries(train, classes=["violin", "drum"], class_atoms=4, background_atoms=4)
     violin = harmonic(440.0, 4, rng)
     mixture = (violin + hum(4)).astype(np.float32)
-    net = _net(2)
-    hybrid, ranking = HybridStrategy(net, dicts, 0, "violin")(mixture)
-    masked, _ = MaskStrategy(net, 0)(mixture)
     dictionary, _ = DictionaryStrategy(dicts, "violin")(mixture)
-    assert ranking is None and hybrid.shape == (2, len(mixture))
-    np.testing.assert_allclose(hybrid[0] + hybrid[1], mixture, atol=1e-5)
-    np.testing.assert_allclose(hybrid[0], 0.5 * (masked[0] + dictionary[0]), atol=1e-4)
-    assert sdr(hybrid[0], violin) > sdr(mixture, violin) + 1.0
-    # an untrained network is a poor half: the dictionaries alone do better here, the mean lies between
-    assert sdr(masked[0], violin) < sdr(hybrid[0], violin) < sdr(dictionary[0], violin)
+    for seed in range(5):  # untrained networks differ: the claims must hold for each, not for a lucky one
+        net = _net(2, seed)
+        hybrid, ranking = HybridStrategy(net, dicts, 0, "violin")(mixture)
+        masked, _ = MaskStrategy(net, 0)(mixture)
+        assert ranking is None and hybrid.shape == (2, len(mixture))
+        np.testing.assert_allclose(hybrid[0] + hybrid[1], mixture, atol=1e-5)
+        np.testing.assert_allclose(hybrid[0], 0.5 * (masked[0] + dictionary[0]), atol=1e-4)
+        # the violin is recovered (measured 6-11 dB above the mixture over these seeds)
+        assert sdr(hybrid[0], violin) > sdr(mixture, violin) + 3.0, seed
+        # an untrained network is a poor half: the dictionaries alone do better, the mean lies between
+        assert sdr(masked[0], violin) < sdr(hybrid[0], violin) < sdr(dictionary[0], violin), seed
 
 
 def test_hybrid_refuses_a_separator_and_dictionaries_on_different_stfts(rng) -> None:

@@ -2,7 +2,8 @@
 
 The flags are declared once, here: :func:`batch_command` adds them to a command (the
 model, device, output mode, ``--jsonl``/``--resume``, ``--jobs``, ``--timeout``, ``--shard``,
-``--force``; with ``classifier=True`` also ``--top-k``, ``--threshold``, ``--edge-model``) and
+``--force``, ``--any-format``, ``--hub-timeout``; with ``classifier=True`` also ``--top-k``,
+``--threshold``, ``--edge-model``) and
 hands them to it as one :class:`CommonArgs` (and :class:`ClassifierArgs`). A command calls
 :func:`plan` (inputs, shard, what ``--resume`` skips), then :func:`execute` with a picklable
 job (:class:`avscene.tasks.runner.FileJob`) and its :class:`~avscene.cli._output.Sink`.
@@ -21,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from avscene.cli._errors import EXIT_INPUT_FAILED, EXIT_OK, verbose
 from avscene.cli._options import (
+    AnyFormatOpt,
     DeviceOpt,
     EdgeModelOpt,
     ForceOpt,
+    HubTimeoutOpt,
     JobsOpt,
     JsonlOpt,
     JsonOpt,
@@ -77,6 +80,8 @@ class CommonArgs:
     jobs: int = 1  # --jobs
     timeout: float = DEFAULT_TIMEOUT_S  # --timeout, seconds per input
     shard: str | None = None  # --shard I/N
+    any_format: bool = False  # --any-format: also decode containers/codecs outside avscene.io.formats
+    hub_timeout: float | None = None  # --hub-timeout: seconds a Hub request may wait; None: the default
 
     def batch(self) -> BatchOptions:
         return BatchOptions(jobs=self.jobs, timeout=self.timeout, shard=self.shard, jsonl=self.jsonl,
@@ -85,7 +90,8 @@ class CommonArgs:
     def model_spec(self) -> ModelSpec:
         from avscene.tasks.runner import ModelSpec
 
-        return ModelSpec(self.model, revision=self.revision, offline=self.offline, device=self.device)
+        return ModelSpec(self.model, revision=self.revision, offline=self.offline, device=self.device,
+                         hub_timeout=self.hub_timeout)
 
     def mode(self) -> str:
         from avscene.cli._output import output_mode
@@ -101,17 +107,19 @@ class ClassifierArgs:
     threshold: float | None = None  # --threshold: score above which a label is predicted
     edge_model: Path | None = None  # --edge-model: structured-edge model file for EdgeBoxes
 
-    def classify_options(self) -> ClassifyOptions:
+    def classify_options(self, *, any_format: bool = False) -> ClassifyOptions:
         from avscene.tasks.classify import ClassifyOptions
 
         return ClassifyOptions(top_k=self.top_k, threshold=self.threshold,
-                               edge_model=None if self.edge_model is None else str(self.edge_model))
+                               edge_model=None if self.edge_model is None else str(self.edge_model),
+                               any_format=any_format)
 
 
 # each flag's parameter name -> its Annotated alias (cli/_options.py); defaults are the dataclasses'
 _COMMON_FLAGS = {"model": ModelOpt, "revision": RevisionOpt, "device": DeviceOpt, "offline": OfflineOpt,
                  "json_out": JsonOpt, "jsonl": JsonlOpt, "resume": ResumeOpt, "retry_failed": RetryFailedOpt,
-                 "force": ForceOpt, "jobs": JobsOpt, "timeout": TimeoutOpt, "shard": ShardOpt}
+                 "force": ForceOpt, "jobs": JobsOpt, "timeout": TimeoutOpt, "shard": ShardOpt,
+                 "any_format": AnyFormatOpt, "hub_timeout": HubTimeoutOpt}
 _CLASSIFIER_FLAGS = {"top_k": TopKOpt, "threshold": ThresholdOpt, "edge_model": EdgeModelOpt}
 
 

@@ -9,7 +9,7 @@ import typer
 
 PathsArg = Annotated[
     list[Path],
-    typer.Argument(help="Video/audio files or directories (searched recursively for media files).",
+    typer.Argument(metavar="PATH", help="Video/audio files or directories (searched recursively for media files).",
                    show_default=False),
 ]
 ModelOpt = Annotated[
@@ -28,6 +28,12 @@ OfflineOpt = Annotated[
     bool,
     typer.Option("--offline", help="Never touch the network: use the Hugging Face cache only "
                  "(also on when HF_HUB_OFFLINE=1)."),
+]
+HubTimeoutOpt = Annotated[
+    Optional[float],
+    typer.Option("--hub-timeout", metavar="SECONDS",
+                 help="How long a Hugging Face Hub request may wait for the server (to connect, or for more "
+                 "data) before the command fails. Default: 10."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document with every result.")]
 JsonlOpt = Annotated[
@@ -63,6 +69,12 @@ ShardOpt = Annotated[
     typer.Option("--shard", metavar="I/N", help="Process only shard I of N (1 <= I <= N): every N-th input "
                  "of the inputs sorted by path, starting with the I-th. N runs with I = 1..N cover every "
                  "input exactly once."),
+]
+AnyFormatOpt = Annotated[
+    bool,
+    typer.Option("--any-format", help="Also decode containers and codecs that videos and recordings do not "
+                 "use (by default only MP4/MOV/3GP, MKV/WebM, AVI, MPEG-TS/PS, FLV, WMV, Ogg, WAV/AIFF, MP3, "
+                 "AAC, FLAC and their usual codecs are read; anything else is refused before decoding)."),
 ]
 TopKOpt = Annotated[
     Optional[int], typer.Option("--top-k", min=1, help="Predict at most K labels per input.")

@@ -40,5 +40,5 @@ def classify_cmd(paths: PathsArg, *, common: CommonArgs, classifier: ClassifierA
     from avscene.tasks.runner import FileJob
 
     p = plan(paths, common.batch())
-    job = FileJob(classify_file, common.model_spec(), classifier.classify_options())
+    job = FileJob(classify_file, common.model_spec(), classifier.classify_options(any_format=common.any_format))
     return execute(p, job, Sink(mode=common.mode(), table=classify_table, log=p.log), common.batch(), label="classify")

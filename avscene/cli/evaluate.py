@@ -10,6 +10,7 @@ from rich.table import Table
 
 from avscene.cli._options import (
     DeviceOpt,
+    HubTimeoutOpt,
     ModelOpt,
     OfflineOpt,
     ReportForceOpt,
@@ -21,7 +22,7 @@ from avscene.cli._output import check_report_path, emit_report
 
 EPILOG = """Examples:
 
-  avscene evaluate runs/av ../shared/avbench/val/labels.csv
+  avscene evaluate ../shared/avbench/val/labels.csv --model runs/av
 
   avscene evaluate --mode async ../shared/avbench/val/labels.csv --json-out eval.json
 
@@ -79,6 +80,7 @@ def evaluate_cmd(
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     offline: OfflineOpt = False,
+    hub_timeout: HubTimeoutOpt = None,
     mode: Annotated[Optional[str], typer.Option(help="Only clips with an event of this synchrony mode: "
                                                 "sync, async, offscreen, silent.")] = None,
     ground_truth: Annotated[Optional[Path], typer.Option(help="ground_truth.jsonl (default: beside the "
@@ -106,7 +108,7 @@ def evaluate_cmd(
 
     check_report_path(json_out, force=force)
     noise = parse_noise_specs(add_noise or [])
-    loaded = load_model(model, revision=revision, offline=offline, device=device)
+    loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("evaluate", total=None)
         rep = evaluate(loaded, manifest, ground_truth=ground_truth, mode=mode, threshold=threshold,

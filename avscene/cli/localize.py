@@ -39,7 +39,7 @@ def localize_table(results) -> Table:
 @batch_command(classifier=True)
 def localize_cmd(
     paths: PathsArg,
-    label: Annotated[Optional[list[str]], typer.Option("--label", "-l", help="Report this class (repeatable); "
+    label: Annotated[Optional[list[str]], typer.Option("--label", "-l", metavar="CLASS", help="Report this class (repeatable); "
                                                        "default: the predicted classes.")] = None,
     boxes: Annotated[int, typer.Option(min=1, help="Boxes reported per class and frame.")] = 1,
     event_threshold: Annotated[float, typer.Option(help="Audio score above which a window is "
@@ -57,7 +57,7 @@ def localize_cmd(
     classifier: ClassifierArgs,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
-    from avscene.io.writers import write_events_tsv
+    from avscene.io.writers import check_events_tsv_names, write_events_tsv
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
         AUDACITY, RENDER, SCORES_TSV, VTT, WriteOptions, check_localize, check_outputs, localize_and_write,
@@ -71,8 +71,11 @@ def localize_cmd(
                  **({VTT: vtt} if vtt else {}), **({AUDACITY: audacity} if audacity else {})}
     once = {"--events-tsv": events_tsv} if events_tsv is not None else {}
     check_outputs(templates, p.files, n_all=p.n_all, once=once)  # a bad template or a clash: refused up front
+    if events_tsv is not None:
+        check_events_tsv_names(p.files)  # a name the TSV cannot hold: refused before any output
     opts = LocalizeOptions(labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
-                           audio_all_classes=scores_tsv is not None, classify=classifier.classify_options())
+                           audio_all_classes=scores_tsv is not None,
+                           classify=classifier.classify_options(any_format=common.any_format))
     job = FileJob(localize_and_write, common.model_spec(), WriteOptions(opts, templates, common.force), check_localize)
     sink = Sink(mode=common.mode(), table=localize_table, log=p.log)
     finish = None if events_tsv is None else (

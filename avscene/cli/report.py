@@ -52,7 +52,7 @@ def report_cmd(
     max_embed_seconds: Annotated[float, typer.Option(min=0.0, help="Audio up to this long is embedded in the "
                                                      "page; longer tracks are written beside it (Ogg/Opus) "
                                                      "and linked.")] = MAX_EMBED_SECONDS,
-    label: Annotated[Optional[list[str]], typer.Option("--label", "-l", help="Report this class (repeatable); "
+    label: Annotated[Optional[list[str]], typer.Option("--label", "-l", metavar="CLASS", help="Report this class (repeatable); "
                                                        "default: the predicted classes.")] = None,
     event_threshold: Annotated[float, typer.Option(help="Audio score above which a window is "
                                                    "sounding (the paper: 0).")] = 0.0,
@@ -79,7 +79,7 @@ def report_cmd(
     once = {f"-o (its {REPORT_INDEX})": index} if index is not None else {}
     check_outputs(templates, p.files, n_all=p.n_all, once=once)  # a bad template or a clash: refused up front
     loc = LocalizeOptions(labels=tuple(label or ()), event_threshold=event_threshold,
-                          classify=classifier.classify_options())
+                          classify=classifier.classify_options(any_format=common.any_format))
     opts = ReportOptions(localize=loc, max_thumbnails=max_thumbnails, max_embed_seconds=max_embed_seconds,
                          separate=separate, separate_method=method.value, command=shlex.join(["avscene", *ARGV]),
                          version=__version__)

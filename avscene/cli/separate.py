@@ -81,7 +81,7 @@ def separate_cmd(
     opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,
                            nmf=NMFOptions(k=components, divergence=cast("Divergence", divergence)),  # checked with
                            chunk_seconds=chunk_seconds,  # the other options, before any input (check_options)
-                           method=method)
+                           method=method, any_format=common.any_format)
     job = FileJob(separate_and_write, common.model_spec(), WriteOptions(opts, templates, common.force),
                   check_separate)
     return execute(p, job, Sink(mode=common.mode(), table=separate_table, log=p.log), common.batch(),

@@ -285,6 +285,16 @@ def _tsv_field(value: str, what: str) -> str:
     return value
 
 
+def check_events_tsv_names(files: Iterable[str | Path]) -> None:
+    """Refuse, before any work, inputs whose file name an events TSV cannot hold.
+
+    Raises:
+        OutputError: a file name contains a tab or a line break.
+    """
+    for f in files:
+        _tsv_field(Path(f).name, "file name")
+
+
 def events_tsv_text(results: Iterable[LocalizeResult | FailedInput]) -> str:
     """The DCASE event table of ``results`` as text (see :func:`write_events_tsv`)."""
     lines = ["\t".join(EVENTS_HEADER)]

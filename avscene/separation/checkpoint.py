@@ -136,7 +136,8 @@ def load_dictionaries(folder: Path, config: dict, labels: Sequence[str]) -> Dict
 
 def load_mask_net(folder: Path, config: dict, labels: Sequence[str], *, device: str = "cpu") -> MaskNet | None:
     """The mask network ``config.json`` declares under ``separation.mask`` (None if none), loaded
-    strictly from ``separator.safetensors`` (every tensor's name and shape checked first).
+    strictly from ``separator.safetensors`` (every tensor's name, shape and dtype checked first, and
+    every weight finite: ``hub.check_state_dict``).
 
     Raises:
         CheckpointError: declared but missing, unreadable, or not matching its config or the labels.

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avscene.results import ClassifyResult, FailedInput
-from avscene.tasks._pipeline import Analysis, analyse, predicted_labels, ranked_labels, run_each
+from avscene.tasks._pipeline import Analysis, analyse, check_finite, predicted_labels, ranked_labels, run_each
 from avscene.tasks.inputs import expand_inputs
 from avscene.tasks.models import model_ref
 
@@ -23,6 +23,10 @@ class ClassifyOptions:
     top_k: int | None = None  # keep at most this many predicted labels (None: all above threshold)
     threshold: float | None = None  # None: the model's decision threshold (0 hinge, 0.5 wsddn)
     edge_model: str | None = None  # optional structured-edge model file for EdgeBoxes
+    any_format: bool = False  # also decode containers/codecs outside avscene.io.formats (--any-format)
+
+    def __post_init__(self) -> None:
+        check_finite(threshold=self.threshold)
 
 
 def result_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: ClassifyOptions) -> ClassifyResult:
@@ -44,7 +48,7 @@ def result_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: Cla
 def classify_file(path: str | Path, loaded: LoadedModel, opts: ClassifyOptions | None = None) -> ClassifyResult:
     """Classify one file; raises an ``AvsceneError`` if it cannot be processed."""
     opts = opts or ClassifyOptions()
-    a = analyse(path, loaded, edge_model=opts.edge_model)
+    a = analyse(path, loaded, edge_model=opts.edge_model, any_format=opts.any_format)
     return result_from_analysis(Path(path), a, loaded, opts)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from avscene.errors import UsageError
 from avscene.timing import segment_timestamps
 from avscene.results import AudioSegment, BoxDetection, Event, LocalizeResult, Timing
-from avscene.tasks._pipeline import Analysis, analyse
+from avscene.tasks._pipeline import Analysis, analyse, check_finite
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ class LocalizeOptions:
     visible_threshold: float = 0.0  # best-box E above this marks a frame as showing the class
     audio_all_classes: bool = False  # audio scores for every class (score TSVs), not just reported ones
     classify: ClassifyOptions = ClassifyOptions()
+
+    def __post_init__(self) -> None:
+        check_finite(event_threshold=self.event_threshold, visible_threshold=self.visible_threshold)
 
 
 def window_spans(times: np.ndarray, duration: float) -> np.ndarray:
@@ -150,6 +153,6 @@ def localize_file(path: str | Path, loaded: LoadedModel, opts: LocalizeOptions |
     """Localize one file; raises an ``AvsceneError`` if it cannot be processed."""
     opts = opts or LocalizeOptions()
     resolve_labels(opts.labels, (), list(loaded.labels))  # fail early on an unknown --label
-    a = analyse(path, loaded, edge_model=opts.classify.edge_model)
+    a = analyse(path, loaded, edge_model=opts.classify.edge_model, any_format=opts.classify.any_format)
     return localize_from_analysis(Path(path), a, loaded, opts)
 

@@ -113,7 +113,8 @@ def _thumbnails(path: Path, r: LocalizeResult, instants: Sequence[float], classe
     poster = None
     wanted, layer = iter(keep), None
     want = next(wanted, None)
-    for t, frame in iter_frames(path, fps=pre.fps, offset=pre.frame_offset):
+    for t, frame in iter_frames(path, fps=pre.fps, offset=pre.frame_offset,
+                                   any_format=opts.localize.classify.any_format):
         if want is None:
             break
         if abs(t - want) > 1e-3:
@@ -149,7 +150,7 @@ def _tracks(path: Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOpti
             left_out.append("separation: the input has no audio to separate")
         return (), ()
     rate = loaded.preprocess.sample_rate
-    audio = read_audio(path, sample_rate=rate)
+    audio = read_audio(path, sample_rate=rate, any_format=opts.localize.classify.any_format)
     embed = len(audio) / rate <= opts.max_embed_seconds
     tracks = [AudioTrack("Original soundtrack (16 kHz mono, as the model hears it)", "original", None, audio,
                          rate, embed)]
@@ -159,7 +160,9 @@ def _tracks(path: Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOpti
         from avscene.tasks.separate import SeparateOptions, separate_file
 
         for label in r.classification.predicted:
-            s = separate_file(path, loaded, SeparateOptions(label=label, method=parse_method(opts.separate_method)))
+            sep_opts = SeparateOptions(label=label, method=parse_method(opts.separate_method),
+                                       any_format=opts.localize.classify.any_format)
+            s = separate_file(path, loaded, sep_opts)
             seps.append(s.result)
             how = s.result.method
             tracks.append(AudioTrack(f"{label}: separated source ({how})", "source", label, s.source,

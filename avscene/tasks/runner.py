@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avscene.errors import OutputError, UsageError
-from avscene.results import InputResult, TaskResult
+from avscene.results import InputResult, TaskResult, json_text
 from avscene.tasks.limits import (  # re-exported: the batch API's names
     DEFAULT_TIMEOUT_S,
     Interrupted,
@@ -132,7 +132,7 @@ class ResultLog:
 
     def append(self, record: dict) -> None:
         """Write one record as one line, durably (write + fsync)."""
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        data = (json_text(record) + "\n").encode()
         with interrupts_held():
             fd = self._open()
             view = memoryview(data)
@@ -195,11 +195,13 @@ class ModelSpec:
     revision: str | None = None  # Hub revision
     offline: bool = False  # Hugging Face cache only
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    hub_timeout: float | None = None  # s a Hub request may wait for the server; None: the default
 
     def load(self) -> LoadedModel:
         from avscene.tasks.models import load_model
 
-        return load_model(self.model, revision=self.revision, offline=self.offline, device=self.device)
+        return load_model(self.model, revision=self.revision, offline=self.offline, device=self.device,
+                          hub_timeout=self.hub_timeout)
 
 
 @dataclass(frozen=True)

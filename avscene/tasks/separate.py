@@ -108,6 +108,7 @@ class SeparateOptions:
     # a method of avscene.separation.registry.METHODS, or "auto": the checkpoint's measured best,
     # else the first it carries (hybrid > mask > dictionary > ncp), ncp whenever a threshold is given
     method: MethodName = MethodName.AUTO
+    any_format: bool = False  # also decode containers/codecs outside avscene.io.formats (--any-format)
 
 
 def method_for(opts: SeparateOptions, loaded: LoadedModel) -> Method:
@@ -230,11 +231,12 @@ class _ChosenLabel:
     warnings: tuple[str, ...]
 
 
-def _choose_label(path: str | Path, loaded: LoadedModel, given: int | None) -> _ChosenLabel:
+def _choose_label(path: str | Path, loaded: LoadedModel, given: int | None, *,
+                  any_format: bool = False) -> _ChosenLabel:
     """The given label, or the classifier's top class on the whole file."""
     if given is not None:
         return _ChosenLabel(loaded.labels[given], given, "given", None, ())
-    a = analyse(path, loaded)
+    a = analyse(path, loaded, any_format=any_format)
     top = ranked_labels(a.output.scores.numpy(), loaded.labels)[0]
     warnings = list(a.info.warnings)
     limit = loaded.config.decision_threshold
@@ -262,13 +264,13 @@ def _open_audio(path: str | Path, loaded: LoadedModel, opts: SeparateOptions) ->
     from avscene.io.audio_stream import AudioReader
     from avscene.io.decode import probe
 
-    info = probe(path)
+    info = probe(path, any_format=opts.any_format)
     if not info.has_audio:
         raise UsageError(f"{path}: the file has no audio stream, so there is nothing to separate "
                          "(a silent video?)")
     sr = loaded.preprocess.sample_rate
     rate = info.audio_rate if opts.output_rate == "input" and info.audio_rate else sr
-    return AudioReader(path, sample_rate=rate), rate
+    return AudioReader(path, sample_rate=rate, any_format=opts.any_format), rate
 
 
 def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions | None,
@@ -301,7 +303,7 @@ def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions
     method, given = check_options(opts, loaded)  # the method is resolved once, here
     reader, rate = _open_audio(path, loaded, opts)
     with reader:
-        chosen = _choose_label(path, loaded, given)
+        chosen = _choose_label(path, loaded, given, any_format=opts.any_format)
         sink.open(chosen.name, rate)
         sep = _streaming(loaded, method, chosen.index, opts)
         sr = loaded.preprocess.sample_rate
