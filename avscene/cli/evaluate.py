@@ -42,6 +42,12 @@ def report_table(rep) -> Table:
         rows += [("SED segment F1 (1 s)", rep.sed.f1), ("SED error rate", rep.sed.error_rate)]
     if rep.localization is not None:
         rows += [("pointing game", rep.localization.pointing_accuracy), ("CorLoc@0.5", rep.localization.corloc)]
+    if rep.avvp is not None:
+        for level in ("segment", "event"):
+            sc = getattr(rep.avvp, level)
+            rows += [(f"AVVP {level}-level {name}", getattr(sc, key)) for name, key in (
+                ("audio F1", "audio"), ("visual F1", "visual"), ("audio-visual F1", "audio_visual"),
+                ("Type@AV", "type_av"), ("Event@AV", "event_av"))]
     for mode, r in (rep.recall_by_mode or {}).items():
         rows.append((f"recall, {mode} events (n={r['n']})", r["recall"]))
     for name, v in rows:
@@ -66,7 +72,7 @@ def evaluate_cmd(
     json_flag: ReportJsonOpt = False,
     force: ReportForceOpt = False,
 ) -> int:
-    """Evaluate a model: classification F1, sound event detection, visual localisation."""
+    """Evaluate a model: classification F1, sound event detection, visual localisation, AVVP parsing."""
     from rich.console import Console
     from rich.progress import Progress
 

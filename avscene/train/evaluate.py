@@ -5,7 +5,11 @@
 * sound event detection: DCASE 2017 segment-based F1 and error rate on 1-s
   segments, from the events ``localize`` reports (predicted classes, audio stream);
 * visual localisation: pointing game and CorLoc@0.5 of the top box of each
-  ground-truth class, on the sampled frames where that object is visible.
+  ground-truth class, on the sampled frames where that object is visible;
+* audio-visual video parsing (the LLP protocol, :mod:`avscene.train.metrics_avvp`):
+  segment- and event-level F1 of audio, visual and audio-visual events, Type@AV and
+  Event@AV, from ``localize``'s ``timing`` (``heard`` / ``seen`` of the predicted
+  classes) against the ground truth's per-event ``audio`` and ``visual.interval``.
 
 Ground truth is ``ground_truth.jsonl`` beside the manifest (avbench format).
 """
@@ -31,6 +35,7 @@ from avscene.train.metrics import (
     classification_metrics,
     top1_accuracy,
 )
+from avscene.train.metrics_avvp import AVVPMetrics, ClipParse, avvp_metrics, clip_parse
 from avscene.train.metrics_sed import SegmentMetrics, segment_activity, segment_based_metrics
 
 if TYPE_CHECKING:
@@ -55,6 +60,7 @@ class EvaluationReport:
     failed: tuple[tuple[str, str], ...] = ()
     # event mode -> {"recall": fraction of its events whose class is detected in the clip, "n": events}
     recall_by_mode: dict[str, dict[str, float | int]] | None = None
+    avvp: AVVPMetrics | None = None  # LLP protocol on the clips with ground truth
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +73,7 @@ class EvaluationReport:
             "sed": None if self.sed is None else self.sed.to_json(),
             "localization": None if self.localization is None else self.localization.to_json(),
             "recall_by_mode": self.recall_by_mode,
+            "avvp": None if self.avvp is None else self.avvp.to_json(),
             "failed": [{"file": f, "error": e} for f, e in self.failed],
         }
 
@@ -91,6 +98,26 @@ def recall_by_mode(events: list[tuple[str, str, set[str]]]) -> dict[str, dict[st
         hits.setdefault(mode, []).append(cls in detected)
     order = [m for m in MODES if m in hits] + sorted(set(hits) - set(MODES))
     return {m: {"recall": float(np.mean(hits[m])), "n": len(hits[m])} for m in order}
+
+
+def ground_truth_parse(rec: dict, names: list[str], *, duration: float) -> ClipParse:
+    """Heard / seen rolls of an avbench record: each event's ``audio`` and ``visual.interval``."""
+    heard: dict[int, list] = {}
+    seen: dict[int, list] = {}
+    for ev in rec["events"]:
+        c = names.index(ev["class"])
+        if ev.get("audio"):
+            heard.setdefault(c, []).append(ev["audio"])
+        if ev.get("visual"):
+            seen.setdefault(c, []).append(ev["visual"]["interval"])
+    return clip_parse(heard, seen, num_classes=len(names), duration=duration)
+
+
+def predicted_parse(timing: dict, names: list[str], *, duration: float) -> ClipParse:
+    """Heard / seen rolls of ``localize``'s ``timing`` (label → ``Timing``)."""
+    heard = {names.index(lab): t.heard for lab, t in timing.items()}
+    seen = {names.index(lab): t.seen for lab, t in timing.items()}
+    return clip_parse(heard, seen, num_classes=len(names), duration=duration)
 
 
 def _clip_id(p: Path) -> str:
@@ -127,6 +154,8 @@ def evaluate(
     loc_opts = LocalizeOptions(classify=ClassifyOptions(threshold=threshold))
     scores, keep, failed = [], [], []
     ref_rolls, est_rolls = [], []
+    gt_parse: list[ClipParse] = []
+    est_parse: list[ClipParse] = []
     mode_events: list[tuple[str, str, set[str]]] = []
     loc = LocalizationScores()
     for i, ex in enumerate(examples):
@@ -149,6 +178,8 @@ def evaluate(
                 ref_rolls.append(segment_activity(ref, class_names=names, duration=duration))
                 est_rolls.append(segment_activity(est, class_names=names, duration=duration))
             _score_boxes(a, rec, names, loc)
+            gt_parse.append(ground_truth_parse(rec, names, duration=duration))
+            est_parse.append(predicted_parse(res.timing, names, duration=duration))
         if progress:
             progress(i + 1, len(examples))
     if not keep:
@@ -168,6 +199,7 @@ def evaluate(
         localization=loc if loc.n else None,
         failed=tuple(failed),
         recall_by_mode=recall_by_mode(mode_events) if mode_events else None,
+        avvp=avvp_metrics(est_parse, gt_parse) if gt_parse else None,
     )
 
 
