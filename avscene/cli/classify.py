@@ -6,6 +6,7 @@ from rich.table import Table
 
 from avscene.cli._batch import BatchOptions, execute, plan
 from avscene.cli._options import (
+    AudioThresholdOpt,
     DeviceOpt,
     EdgeModelOpt,
     ForceOpt,
@@ -22,6 +23,7 @@ from avscene.cli._options import (
     ThresholdOpt,
     TimeoutOpt,
     TopKOpt,
+    VisualThresholdOpt,
 )
 from avscene.cli._output import Sink, output_mode
 from avscene.tasks.runner import DEFAULT_TIMEOUT_S
@@ -59,6 +61,8 @@ def classify_cmd(
     offline: OfflineOpt = False,
     top_k: TopKOpt = None,
     threshold: ThresholdOpt = None,
+    audio_threshold: AudioThresholdOpt = None,
+    visual_threshold: VisualThresholdOpt = None,
     edge_model: EdgeModelOpt = None,
     json_out: JsonOpt = False,
     jsonl: JsonlOpt = None,
@@ -77,7 +81,8 @@ def classify_cmd(
                          retry_failed=retry_failed, force=force)
     mode = output_mode(json_out, jsonl)
     p = plan(paths, batch)
-    opts = ClassifyOptions(top_k=top_k, threshold=threshold,
+    opts = ClassifyOptions(top_k=top_k, threshold=threshold, audio_threshold=audio_threshold,
+                                 visual_threshold=visual_threshold,
                            edge_model=None if edge_model is None else str(edge_model))
     job = FileJob(classify_file, ModelSpec(model, revision=revision, offline=offline, device=device), opts)
     return execute(p, job, Sink(mode=mode, table=classify_table, log=p.log), batch, label="classify")

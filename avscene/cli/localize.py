@@ -11,6 +11,7 @@ from rich.table import Table
 
 from avscene.cli._batch import BatchOptions, Plan, execute, plan, recorded
 from avscene.cli._options import (
+    AudioThresholdOpt,
     DeviceOpt,
     EdgeModelOpt,
     ForceOpt,
@@ -27,6 +28,7 @@ from avscene.cli._options import (
     ThresholdOpt,
     TimeoutOpt,
     TopKOpt,
+    VisualThresholdOpt,
 )
 from avscene.cli._output import Sink, output_mode
 from avscene.tasks.runner import DEFAULT_TIMEOUT_S
@@ -113,7 +115,8 @@ def localize_cmd(
     render: Annotated[Optional[str], typer.Option(help="Write an overlay video (H.264 + AAC); "
                                                   "a template with {name} for several inputs.")] = None,
     events_tsv: Annotated[Optional[Path], typer.Option(help="Write all events as a DCASE TSV "
-                                                       "(filename, onset, offset, event_label).")] = None,
+                                                       "(filename, onset, offset, event_label, modality: "
+                                                       "audio, visual or audio-visual).")] = None,
     scores_tsv: Annotated[Optional[Path], typer.Option(help="Write each input's audio scores for every "
                                                        "class as DIR/<name>.tsv (sed_scores_eval).")] = None,
     force: ForceOpt = False,
@@ -123,6 +126,8 @@ def localize_cmd(
     offline: OfflineOpt = False,
     top_k: TopKOpt = None,
     threshold: ThresholdOpt = None,
+    audio_threshold: AudioThresholdOpt = None,
+    visual_threshold: VisualThresholdOpt = None,
     edge_model: EdgeModelOpt = None,
     json_out: JsonOpt = False,
     jsonl: JsonlOpt = None,
@@ -147,7 +152,8 @@ def localize_cmd(
     opts = LocalizeOptions(
         labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
         audio_all_classes=scores_tsv is not None,
-        classify=ClassifyOptions(top_k=top_k, threshold=threshold,
+        classify=ClassifyOptions(top_k=top_k, threshold=threshold, audio_threshold=audio_threshold,
+                                 visual_threshold=visual_threshold,
                                  edge_model=None if edge_model is None else str(edge_model)))
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
     job = FileJob(localize_and_write, spec, WriteOptions(opts, render, scores_tsv, p.n_all, force), check_labels)
@@ -161,7 +167,7 @@ def _all_results(p: Plan, sink: Sink) -> list[Any]:
     """This run's results and, with --resume, the recorded ones, in input order (for the events TSV)."""
     from types import SimpleNamespace
 
-    from avscene.results import Event
+    from avscene.results import Event, Timing
 
     new = {r.file: r for r in sink.results}
     old = recorded(p)
@@ -171,5 +177,8 @@ def _all_results(p: Plan, sink: Sink) -> list[Any]:
             out.append(new[f])
         elif f in old and "error" not in old[f]:  # the fields the TSV writer reads
             events = tuple(Event(e["label"], e["onset"], e["offset"]) for e in old[f].get("events", []))
-            out.append(SimpleNamespace(ok=True, file=f, events=events))
+            timing = {lab: Timing(*(tuple(map(tuple, t.get(k, []))) for k in ("heard", "seen")),
+                                  overlap=bool(t.get("overlap")), both=tuple(map(tuple, t.get("both", []))))
+                      for lab, t in old[f].get("timing", {}).items()}
+            out.append(SimpleNamespace(ok=True, file=f, events=events, timing=timing))
     return out

@@ -57,6 +57,8 @@ class ModelConfig:
     embed_norm: bool = True  # BatchNorm in the proposal embedding layers (see backbones.embedding_layer)
     score_scale: float | None = None  # factor on the ℓ2-normalised scores; None: sqrt(num_classes)
     threshold: float | None = None  # decision threshold calibrated after training; None: 0 (hinge), 0.5 (wsddn)
+    audio_threshold: float | None = None  # "heard": audio modality score above this; None: as `threshold`'s default
+    visual_threshold: float | None = None  # "seen": visual modality score above this; None: likewise
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -107,6 +109,15 @@ class ModelConfig:
         probabilities (WSDDN) and 0 for hinge-trained scores."""
         if self.threshold is not None:
             return self.threshold
+        return 0.5 if self.variant == "wsddn" else 0.0
+
+    def modality_threshold(self, modality: str) -> float:
+        """Threshold of a modality's own score (``modality_scores``): the calibrated
+        ``audio_threshold`` / ``visual_threshold`` if set, else 0.5 (WSDDN) or 0 (hinge: the sign
+        of the modality's share of the fused score)."""
+        t = {"audio": self.audio_threshold, "visual": self.visual_threshold}[modality]
+        if t is not None:
+            return t
         return 0.5 if self.variant == "wsddn" else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +190,21 @@ class ModelOutput(NamedTuple):
     segment_scores: Tensor | None = None  # (B, S, C) sync: fused segment scores before pooling
     audio_segment_scores: Tensor | None = None  # (B, S, C) sync: audio share of segment_scores
     visual_segment_scores: Tensor | None = None  # (B, S, C) sync: visual share
+
+
+def modality_scores(out: ModelOutput, cfg: ModelConfig) -> dict[str, Tensor]:
+    """Each modality's own video-level score, on the scale of the fused one: (B, C) per modality.
+
+    Hinge variants: the modality's ℓ2-normalised score times ``cfg.fused_scale`` (its share of
+    the fused score; the per-modality training loss sees the same); WSDDN: its probability.
+    A modality absent from ``out`` is absent from the dict.
+    """
+    from avscene.nn.mil import l2_normalise
+
+    raw = {"audio": out.audio_scores, "visual": out.visual_scores}
+    if cfg.loss == "bce":
+        return {m: s for m, s in raw.items() if s is not None}
+    return {m: l2_normalise(s) * cfg.fused_scale for m, s in raw.items() if s is not None}
 
 
 class ProposalFeatures(NamedTuple):
