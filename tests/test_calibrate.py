@@ -29,3 +29,18 @@ def test_ties_go_to_the_default() -> None:
     s = np.array([[2.0, -2.0]])
     y = np.array([[True, False]])
     assert best_threshold(s, y, default=0.0) == 0.0  # every threshold in (-2, 2) is perfect
+
+
+def test_modality_thresholds_by_hand() -> None:
+    from avscene.train.calibrate import best_modality_thresholds, or_f1_at
+
+    # one class, four clips: 0 heard, 1 seen only (silent), 2 and 3 absent
+    y = np.array([[True], [True], [False], [False]])
+    audio = np.array([[2.0], [-3.0], [-1.5], [-3.0]])
+    visual = np.array([[-3.0], [0.5], [-3.0], [0.3]])
+    # at (0, 0): clips 0, 1 and 3 -> TP 2, FP 1 -> F1 = 4 / 5
+    assert or_f1_at(audio, visual, y, 0.0, 0.0) == 4 / 5
+    # perfect: t_audio in [-1.5, 1] (clip 0 only) and t_visual in [0.3, 0.5) (clip 1, not 3);
+    # the grid pair closest to (0, 0) in L1 is (0.0, 0.3)
+    assert best_modality_thresholds(audio, visual, y, default=0.0) == (0.0, 0.3)
+    assert or_f1_at(audio, visual, y, 0.0, 0.3) == 1.0

@@ -180,11 +180,16 @@ def test_evaluate_scores_the_localize_timing_against_the_ground_truth_intervals(
     gt = [ClipParse(np.pad(g.audio, ((0, len(names) - C), (0, 0))), np.pad(g.visual, ((0, len(names) - C), (0, 0))))
           for g in gt]
     opts = LocalizeOptions(classify=ClassifyOptions(threshold=loaded.config.decision_threshold))
-    pred = []
+    pred, found = [], {}
     for g in gts:
         res = localize_file(tmp_path / "clips" / f"{g['clip']}.mp4", loaded, opts)
+        parsed = {p.label for p in res.classification.parse if p.heard or p.seen}
+        for ev in g["events"]:
+            found.setdefault(ev["mode"], []).append(ev["class"] in parsed)
         idx = {names.index(lab): t for lab, t in res.timing.items()}
         pred.append(clip_parse({c: t.heard for c, t in idx.items()}, {c: t.seen for c, t in idx.items()},
                                num_classes=len(names), duration=3.0))
     assert rep.avvp == avvp_metrics(pred, gt)
+    assert rep.recall_by_mode_parse == {m: {"recall": sum(v) / len(v), "n": len(v)}
+                                        for m, v in (("sync", found["sync"]), ("offscreen", found["offscreen"]))}
     assert rep.to_json()["avvp"]["n_clips"] == 2

@@ -91,3 +91,66 @@ def test_generated_media_every_threshold_extreme(tiny_model_dir: Path, clips: di
     _check_consistent(r, n)
     assert all(p.audio_score is None and not p.heard and p.seen for p in r.classification.parse)
     assert json.loads(json.dumps(r.to_json()))["parse"][0]["audio"] is None
+
+
+def test_modality_thresholds_in_the_config_are_validated_with_defaults() -> None:
+    from avscene.errors import ConfigError
+    from avscene.nn.model import ModelConfig
+
+    assert ModelConfig(num_classes=3).modality_threshold("audio") == 0.0  # hinge: the sign
+    assert ModelConfig(num_classes=3, variant="wsddn").modality_threshold("visual") == 0.5
+    cfg = ModelConfig.from_dict({"num_classes": 3, "audio_threshold": -0.25, "visual_threshold": 1})
+    assert (cfg.modality_threshold("audio"), cfg.modality_threshold("visual")) == (-0.25, 1.0)
+    with pytest.raises(ConfigError, match="visual_threshold"):
+        ModelConfig.from_dict({"num_classes": 3, "visual_threshold": "high"})
+
+
+def test_calibrate_reproduces_the_holdout_and_stores_the_thresholds(tiny_model_dir: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    import shutil
+
+    import numpy as np
+
+    from avscene.cli.app import main
+    from avscene.errors import UsageError
+    from avscene.hub import load_pretrained, read_config
+    from avscene.tasks.classify import classify_file
+    from avscene.testing.media import write_video
+    from avscene.train.calibrate import best_modality_thresholds
+    from avscene.train.data import read_manifest
+    from avscene.train.loop import split_examples
+    from avscene.train.recalibrate import calibrate_modalities
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    names = list(load_pretrained(str(model)).labels)
+    (tmp_path / "clips").mkdir()
+    rows = ["clip,labels"]
+    for i in range(6):
+        write_video(tmp_path / "clips" / f"{i:05d}.mp4", duration=2.0, freq=300.0 + 150 * i)
+        rows.append(f"{i:05d},{names[i % 2]}")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    with pytest.raises(UsageError, match="training record lacks val_split, seed"):  # an untrained checkpoint
+        calibrate_modalities(model, csv)
+    config = read_config(model)
+    config["training"] = {"manifest": str(csv), "val_split": 0.5, "seed": 3}
+    (model / "config.json").write_text(json.dumps(config))
+    before = (model / "config.json").read_text()
+    assert main(["calibrate", str(model), "--dry-run"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (model / "config.json").read_text() == before and shown["written"] is None
+    res = calibrate_modalities(model)
+    # the hold-out is the training run's: split_examples with the recorded fraction and seed
+    _, held = split_examples(read_manifest(csv), 0.5, 3)
+    assert res.n_clips == len(held) == 4  # round(3 * 0.5) = 2 of each label set
+    # the thresholds are the best pair for the classify pipeline's modality scores of those clips
+    loaded = load_pretrained(str(model))  # reloaded: the thresholds are now in config.json
+    parses = [classify_file(e.path, loaded).parse for e in held]
+    audio = np.array([[p.audio_score for p in ps] for ps in parses])
+    visual = np.array([[p.visual_score for p in ps] for ps in parses])
+    y = np.array([[lab in e.labels for lab in names] for e in held])
+    assert (res.audio_threshold, res.visual_threshold) == best_modality_thresholds(audio, visual, y, default=0.0)
+    assert loaded.config.audio_threshold == res.audio_threshold
+    assert loaded.config.visual_threshold == res.visual_threshold
+    assert shown["audio_threshold"] == res.audio_threshold

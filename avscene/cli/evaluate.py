@@ -50,6 +50,8 @@ def report_table(rep) -> Table:
                 ("Type@AV", "type_av"), ("Event@AV", "event_av"))]
     for mode, r in (rep.recall_by_mode or {}).items():
         rows.append((f"recall, {mode} events (n={r['n']})", r["recall"]))
+    for mode, r in (rep.recall_by_mode_parse or {}).items():
+        rows.append((f"recall, {mode} events, heard or seen", r["recall"]))
     for name, v in rows:
         t.add_row(name, _fmt(v))
     return t

@@ -34,3 +34,29 @@ def best_threshold(scores: np.ndarray, y: np.ndarray, *, default: float,
     f1 = np.array([micro_f1_at(scores, y, t) for t in grid])
     ties = grid[f1 >= f1.max() - 1e-12]
     return float(ties[np.argmin(np.abs(ties - default))])
+
+
+def or_f1_at(audio: np.ndarray, visual: np.ndarray, y: np.ndarray, t_audio: float, t_visual: float) -> float:
+    """Micro-F1 of "heard OR seen", ``(audio > t_audio) | (visual > t_visual)``, against ``y``."""
+    return micro_prf(y, (audio > t_audio) | (visual > t_visual), undefined=0.0)[2]
+
+
+def best_modality_thresholds(audio: np.ndarray, visual: np.ndarray, y: np.ndarray, *, default: float,
+                             grid: np.ndarray = THRESHOLD_GRID) -> tuple[float, float]:
+    """The grid pair ``(t_audio, t_visual)`` whose "heard OR seen" best reproduces the video labels.
+
+    The training clips carry video-level labels only, and a class is in a clip's label set
+    when it is heard *or* seen; so the per-modality thresholds are chosen together, for the
+    highest micro-F1 of the OR of the two decisions. Ties go to the pair closest to
+    ``(default, default)`` (L1), then to the lower audio threshold.
+
+    Args:
+        audio, visual: (N, C) per-modality scores (``avscene.nn.model.modality_scores``).
+        y: (N, C) bool labels.
+        default: the model's uncalibrated modality threshold (0 for hinge scores).
+    """
+    f1 = np.array([[or_f1_at(audio, visual, y, ta, tv) for tv in grid] for ta in grid])  # (G, G)
+    ia, iv = np.nonzero(f1 >= f1.max() - 1e-12)
+    dist = np.abs(grid[ia] - default) + np.abs(grid[iv] - default)
+    k = int(np.argmin(dist))  # first minimum: the lowest audio threshold among the closest
+    return float(grid[ia[k]]), float(grid[iv[k]])

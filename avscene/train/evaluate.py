@@ -61,6 +61,8 @@ class EvaluationReport:
     # event mode -> {"recall": fraction of its events whose class is detected in the clip, "n": events}
     recall_by_mode: dict[str, dict[str, float | int]] | None = None
     avvp: AVVPMetrics | None = None  # LLP protocol on the clips with ground truth
+    # as recall_by_mode, an event found when its class is heard or seen (the per-modality decisions)
+    recall_by_mode_parse: dict[str, dict[str, float | int]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class EvaluationReport:
             "localization": None if self.localization is None else self.localization.to_json(),
             "recall_by_mode": self.recall_by_mode,
             "avvp": None if self.avvp is None else self.avvp.to_json(),
+            "recall_by_mode_parse": self.recall_by_mode_parse,
             "failed": [{"file": f, "error": e} for f, e in self.failed],
         }
 
@@ -157,6 +160,7 @@ def evaluate(
     gt_parse: list[ClipParse] = []
     est_parse: list[ClipParse] = []
     mode_events: list[tuple[str, str, set[str]]] = []
+    parse_events: list[tuple[str, str, set[str]]] = []
     loc = LocalizationScores()
     for i, ex in enumerate(examples):
         try:
@@ -171,6 +175,8 @@ def evaluate(
             detected = {names[c] for c in np.flatnonzero(scores[-1] > threshold)}
             mode_events += [(ev["mode"], ev["class"], detected) for ev in rec["events"]]
             res = localize_from_analysis(ex.path, a, loaded, loc_opts)
+            parsed = {p.label for p in res.classification.parse if p.heard or p.seen}
+            parse_events += [(ev["mode"], ev["class"], parsed) for ev in rec["events"]]
             duration = float(rec.get("duration", a.info.duration))
             ref = [(ev["audio"][0], ev["audio"][1], ev["class"]) for ev in rec["events"] if ev["audio"]]
             est = [(e.onset, min(e.offset, duration), e.label) for e in res.events]
@@ -200,6 +206,7 @@ def evaluate(
         failed=tuple(failed),
         recall_by_mode=recall_by_mode(mode_events) if mode_events else None,
         avvp=avvp_metrics(est_parse, gt_parse) if gt_parse else None,
+        recall_by_mode_parse=recall_by_mode(parse_events) if parse_events else None,
     )
 
 
