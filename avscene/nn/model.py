@@ -56,9 +56,9 @@ class ModelConfig:
     lse_r: float = 5.0  # sharpness of log-sum-exp pooling (onestream, sync)
     embed_norm: bool = True  # BatchNorm in the proposal embedding layers (see backbones.embedding_layer)
     score_scale: float | None = None  # factor on the ℓ2-normalised scores; None: sqrt(num_classes)
-    threshold: float | None = None  # decision threshold calibrated after training; None: 0 (hinge), 0.5 (wsddn)
     audio_threshold: float | None = None  # "heard": audio modality score above this; None: as `threshold`'s default
     visual_threshold: float | None = None  # "seen": visual modality score above this; None: likewise
+    threshold: float | None = None  # decision threshold calibrated after training; None: 0 (hinge), 0.5 (wsddn)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
