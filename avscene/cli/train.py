@@ -40,7 +40,8 @@ def train_cmd(
     val: Annotated[Optional[Path], typer.Option("--val", help="Validation manifest (default: hold out "
                                                 "--val-split of the training manifest).")] = None,
     val_split: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
-    variant: Annotated[str, typer.Option(help="async, sync, audio, visual, onestream or wsddn.")] = "async",
+    variant: Annotated[str, typer.Option(help="async, sync, audio, visual, onestream, wsddn or avor "
+                                         "(noisy-OR of the modalities: heard or seen).")] = "async",
     preset: Annotated[str, typer.Option(help="Architecture: small (CPU-trainable, the bundled "
                                         "model's) or vggish (the paper's VGGish + ResNet-18).")] = "small",
     audio_proposals: Annotated[str, typer.Option(help="tsp, ncp or tsp+ncp.")] = "tsp",

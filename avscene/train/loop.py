@@ -285,7 +285,8 @@ class Trainer:
             clips, y = self._mixed([self.train_clips[i] for i in mine], y_all[mine], rng)
             x = self._input(clips, rng)
             loss = training_loss(net(x), y.to(self.cfg.device), loss_fn, scale=self.mcfg.fused_scale,
-                                 aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn")
+                                 aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn",
+                                 sigmoid=self.mcfg.variant == "avor")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -389,10 +390,10 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
 
 
 def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0.0,
-                  wsddn: bool = False) -> torch.Tensor:
+                  wsddn: bool = False, sigmoid: bool = False) -> torch.Tensor:
     """The fused loss, plus ``aux`` times the mean of each modality's own loss (its scores
-    ℓ2-normalised and scaled as in the fusion; WSDDN's probabilities as they are), so that
-    neither stream can lean on the other."""
+    ℓ2-normalised and scaled as in the fusion, through a sigmoid for avor; WSDDN's
+    probabilities as they are), so that neither stream can lean on the other."""
     from avscene.nn.mil import l2_normalise
 
     loss = loss_fn(out.scores, y)
@@ -400,6 +401,7 @@ def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0
         return loss
     own = [s if wsddn else l2_normalise(s) * scale for s in (out.audio_scores, out.visual_scores)
            if s is not None]
+    own = [torch.sigmoid(s) for s in own] if sigmoid else own
     if len(own) < 2:  # one modality: its own loss is the fused one
         return loss
     return loss + aux * torch.stack([loss_fn(s, y) for s in own]).mean()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from avscene.errors import UsageError
-from avscene.train.calibrate import best_modality_thresholds, or_f1_at
+from avscene.train.calibrate import PROBABILITY_GRID, THRESHOLD_GRID, best_modality_thresholds, or_f1_at
 from avscene.train.data import Example, read_manifest, targets
 
 
@@ -96,7 +96,8 @@ def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, 
     y = targets(held, names) > 0
     cfg = loaded.config
     default = 0.5 if cfg.loss == "bce" else 0.0
-    ta, tv = best_modality_thresholds(a, v, y, default=default)
+    grid = PROBABILITY_GRID if cfg.loss == "bce" else THRESHOLD_GRID
+    ta, tv = best_modality_thresholds(a, v, y, default=default, grid=grid)
     written = None
     if write:
         config["model"].update(audio_threshold=ta, visual_threshold=tv)
