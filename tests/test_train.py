@@ -95,6 +95,23 @@ def test_learns_separable_toy_problem(toy, cache_dir, tmp_path):
     assert correct / len(truth) >= 0.9
 
 
+def test_avor_fusion_learns_the_toy_problem(toy, cache_dir, tmp_path):
+    """The noisy-OR ("heard or seen") variant, with each modality's own loss, still learns the toy problem."""
+    from avscene.hub import load_pretrained
+    from avscene.tasks.classify import classify_file
+
+    out = tmp_path / "run"
+    fit(toy_config(toy, cache_dir, out, epochs=8, variant="avor", aux_loss=0.5), log=quiet)
+    losses = [r["train_loss"] for r in log_epochs(out)]
+    assert np.mean(losses[-2:]) < 0.5 * losses[0]
+    loaded = load_pretrained(str(out), device="cpu")
+    assert loaded.config.variant == "avor"
+    truth = {r.path: r.labels for r in read_manifest(toy)}
+    results = {p: classify_file(p, loaded) for p in truth}
+    assert sum(r.predicted == truth[p] for p, r in results.items()) / len(truth) >= 0.9
+    assert all(0.0 <= lab.score <= 1.0 for r in results.values() for lab in r.labels)  # probabilities
+
+
 class Interrupt(Exception):
     pass
 
@@ -410,19 +427,3 @@ def test_init_model_starts_from_the_checkpoint_and_checks_it(toy, cache_dir, tmp
     with pytest.raises(ConfigError, match="model-opt"):
         Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first)), log=quiet)
 
-
-def test_avor_fusion_learns_the_toy_problem(toy, cache_dir, tmp_path):
-    """The noisy-OR ("heard or seen") variant, with each modality's own loss, still learns the toy problem."""
-    from avscene.hub import load_pretrained
-    from avscene.tasks.classify import classify_file
-
-    out = tmp_path / "run"
-    fit(toy_config(toy, cache_dir, out, epochs=8, variant="avor", aux_loss=0.5), log=quiet)
-    losses = [r["train_loss"] for r in log_epochs(out)]
-    assert np.mean(losses[-2:]) < 0.5 * losses[0]
-    loaded = load_pretrained(str(out), device="cpu")
-    assert loaded.config.variant == "avor"
-    truth = {r.path: r.labels for r in read_manifest(toy)}
-    results = {p: classify_file(p, loaded) for p in truth}
-    assert sum(r.predicted == truth[p] for p, r in results.items()) / len(truth) >= 0.9
-    assert all(0.0 <= lab.score <= 1.0 for r in results.values() for lab in r.labels)  # probabilities
