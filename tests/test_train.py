@@ -426,4 +426,3 @@ def test_init_model_starts_from_the_checkpoint_and_checks_it(toy, cache_dir, tmp
                            variant="audio"), log=quiet)
     with pytest.raises(ConfigError, match="model-opt"):
         Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first)), log=quiet)
-
