@@ -23,10 +23,11 @@ def _check_consistent(r: LocalizeResult, n_classes: int) -> None:
     limits = c.modality_thresholds
     for p in c.parse:
         assert p.predicted == (p.label in c.predicted)
+        # heard: above the calibrated threshold, or predicted with a positive audio share (hinge base 0)
         if p.audio_score is not None:
-            assert p.heard == (p.audio_score > limits["audio"])
+            assert p.heard == (p.audio_score > limits["audio"] or (p.predicted and p.audio_score > 0))
         if p.visual_score is not None:
-            assert p.seen == (p.visual_score > limits["visual"])
+            assert p.seen == (p.visual_score > limits["visual"] or (p.predicted and p.visual_score > 0))
         if p.heard or p.seen or p.predicted:
             assert p.label in r.timing  # reported
     for lab, t in r.timing.items():
@@ -149,8 +150,10 @@ def test_calibrate_reproduces_the_holdout_and_stores_the_thresholds(tiny_model_d
     parses = [classify_file(e.path, loaded).parse for e in held]
     audio = np.array([[p.audio_score for p in ps] for ps in parses])
     visual = np.array([[p.visual_score for p in ps] for ps in parses])
+    pred = np.array([[p.predicted for p in ps] for ps in parses])
     y = np.array([[lab in e.labels for lab in names] for e in held])
-    assert (res.audio_threshold, res.visual_threshold) == best_modality_thresholds(audio, visual, y, default=0.0)
+    assert (res.audio_threshold, res.visual_threshold) == best_modality_thresholds(audio, visual, y, default=0.0,
+                                                                                   predicted=pred)
     assert loaded.config.audio_threshold == res.audio_threshold
     assert loaded.config.visual_threshold == res.visual_threshold
     assert shown["audio_threshold"] == res.audio_threshold

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from avscene.results import ClassifyResult, ClassParse, FailedInput
 from avscene.tasks._pipeline import Analysis, analyse, predicted_labels, ranked_labels, run_each
 from avscene.tasks.inputs import expand_inputs
@@ -53,22 +55,41 @@ def modality_thresholds(loaded: LoadedModel, opts: ClassifyOptions) -> dict[str,
     return {m: loaded.config.modality_threshold(m) if t is None else t for m, t in given.items()}
 
 
+def modality_decisions(audio: np.ndarray, visual: np.ndarray, predicted: np.ndarray, *, t_audio: float,
+                       t_visual: float, base: float) -> tuple[np.ndarray, np.ndarray]:
+    """Heard and seen, per class: ``(C,)`` or ``(N, C)`` arrays in, bool arrays out.
+
+    A class is heard when its audio score clears ``t_audio`` (the calibrated threshold), or when
+    the fused decision predicts it and its audio score clears ``base`` (the uncalibrated one:
+    0, the sign of its share of the fused score; 0.5 for probabilities); likewise seen. So a
+    predicted class is parsed into the modalities that carry it, and a class the fused score
+    misses (a silent object outvoted by the audio) is still seen when its visual score alone
+    is strong. A modality score of ``-inf`` (stream absent) is never heard / seen.
+    """
+    heard = (audio > t_audio) | (predicted & (audio > base))
+    seen = (visual > t_visual) | (predicted & (visual > base))
+    return heard, seen
+
+
 def class_parse(a: Analysis, loaded: LoadedModel, predicted: tuple[str, ...],
                 opts: ClassifyOptions) -> tuple[ClassParse, ...]:
     """Fused and per-modality video-level decisions of every class, in class order."""
     from avscene.nn.model import modality_scores
 
+    names = list(loaded.labels)
     per = {m: s.numpy() for m, s in modality_scores(a.output, loaded.config).items()}  # (C,) each
+    absent = np.full(len(names), -np.inf)
     limit = modality_thresholds(loaded, opts)
+    pred = np.array([lab in predicted for lab in names])
+    heard, seen = modality_decisions(per.get("audio", absent), per.get("visual", absent), pred,
+                                     t_audio=limit["audio"], t_visual=limit["visual"],
+                                     base=0.5 if loaded.config.loss == "bce" else 0.0)
     fused = a.output.scores.numpy()
-    out = []
-    for c, lab in enumerate(loaded.labels):
-        sa = None if "audio" not in per else float(per["audio"][c])
-        sv = None if "visual" not in per else float(per["visual"][c])
-        out.append(ClassParse(lab, float(fused[c]), lab in predicted,
-                              audio_score=sa, heard=sa is not None and sa > limit["audio"],
-                              visual_score=sv, seen=sv is not None and sv > limit["visual"]))
-    return tuple(out)
+    return tuple(ClassParse(lab, float(fused[c]), bool(pred[c]),
+                            audio_score=None if "audio" not in per else float(per["audio"][c]), heard=bool(heard[c]),
+                            visual_score=None if "visual" not in per else float(per["visual"][c]),
+                            seen=bool(seen[c]))
+                 for c, lab in enumerate(names))
 
 
 def classify_file(path: str | Path, loaded: LoadedModel, opts: ClassifyOptions | None = None) -> ClassifyResult:

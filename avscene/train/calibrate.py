@@ -37,26 +37,38 @@ def best_threshold(scores: np.ndarray, y: np.ndarray, *, default: float,
     return float(ties[np.argmin(np.abs(ties - default))])
 
 
-def or_f1_at(audio: np.ndarray, visual: np.ndarray, y: np.ndarray, t_audio: float, t_visual: float) -> float:
-    """Micro-F1 of "heard OR seen", ``(audio > t_audio) | (visual > t_visual)``, against ``y``."""
-    return micro_prf(y, (audio > t_audio) | (visual > t_visual), undefined=0.0)[2]
+def or_f1_at(audio: np.ndarray, visual: np.ndarray, y: np.ndarray, t_audio: float, t_visual: float, *,
+             predicted: np.ndarray | None = None, base: float = 0.0) -> float:
+    """Micro-F1 of "heard OR seen" (``avscene.tasks.classify.modality_decisions``) against ``y``.
+
+    ``predicted``: (N, C) fused decisions (None: none predicted, the thresholds alone decide).
+    """
+    from avscene.tasks.classify import modality_decisions
+
+    pred = np.zeros(y.shape, dtype=bool) if predicted is None else predicted
+    heard, seen = modality_decisions(audio, visual, pred, t_audio=t_audio, t_visual=t_visual, base=base)
+    return micro_prf(y, heard | seen, undefined=0.0)[2]
 
 
 def best_modality_thresholds(audio: np.ndarray, visual: np.ndarray, y: np.ndarray, *, default: float,
-                             grid: np.ndarray = THRESHOLD_GRID) -> tuple[float, float]:
+                             grid: np.ndarray = THRESHOLD_GRID,
+                             predicted: np.ndarray | None = None) -> tuple[float, float]:
     """The grid pair ``(t_audio, t_visual)`` whose "heard OR seen" best reproduces the video labels.
 
     The training clips carry video-level labels only, and a class is in a clip's label set
     when it is heard *or* seen; so the per-modality thresholds are chosen together, for the
-    highest micro-F1 of the OR of the two decisions. Ties go to the pair closest to
+    highest micro-F1 of the OR of the two decisions (``modality_decisions``, with the fused
+    ``predicted`` decisions and ``base = default``). Ties go to the pair closest to
     ``(default, default)`` (L1), then to the lower audio threshold.
 
     Args:
         audio, visual: (N, C) per-modality scores (``avscene.nn.model.modality_scores``).
         y: (N, C) bool labels.
         default: the model's uncalibrated modality threshold (0 for hinge scores).
+        predicted: (N, C) bool fused decisions, or None.
     """
-    f1 = np.array([[or_f1_at(audio, visual, y, ta, tv) for tv in grid] for ta in grid])  # (G, G)
+    f1 = np.array([[or_f1_at(audio, visual, y, ta, tv, predicted=predicted, base=default) for tv in grid]
+                   for ta in grid])  # (G, G)
     ia, iv = np.nonzero(f1 >= f1.max() - 1e-12)
     dist = np.abs(grid[ia] - default) + np.abs(grid[iv] - default)
     k = int(np.argmin(dist))  # first minimum: the lowest audio threshold among the closest

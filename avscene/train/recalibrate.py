@@ -97,7 +97,8 @@ def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, 
     cfg = loaded.config
     default = 0.5 if cfg.loss == "bce" else 0.0
     grid = PROBABILITY_GRID if cfg.loss == "bce" else THRESHOLD_GRID
-    ta, tv = best_modality_thresholds(a, v, y, default=default, grid=grid)
+    pred = s > cfg.decision_threshold  # (N, C) the fused decisions
+    ta, tv = best_modality_thresholds(a, v, y, default=default, grid=grid, predicted=pred)
     written = None
     if write:
         config["model"].update(audio_threshold=ta, visual_threshold=tv)
@@ -109,6 +110,7 @@ def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, 
 
     return ModalityCalibration(
         audio_threshold=ta, visual_threshold=tv, n_clips=len(held),
-        f1_before=or_f1_at(a, v, y, cfg.modality_threshold("audio"), cfg.modality_threshold("visual")),
-        f1_after=or_f1_at(a, v, y, ta, tv),
-        fused_f1=micro_prf(y, s > cfg.decision_threshold, undefined=0.0)[2], written=written)
+        f1_before=or_f1_at(a, v, y, cfg.modality_threshold("audio"), cfg.modality_threshold("visual"),
+                           predicted=pred, base=default),
+        f1_after=or_f1_at(a, v, y, ta, tv, predicted=pred, base=default),
+        fused_f1=micro_prf(y, pred, undefined=0.0)[2], written=written)
