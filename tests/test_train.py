@@ -112,6 +112,21 @@ def test_avor_fusion_learns_the_toy_problem(toy, cache_dir, tmp_path):
     assert all(0.0 <= lab.score <= 1.0 for r in results.values() for lab in r.labels)  # probabilities
 
 
+def test_refine_labels_keeps_per_modality_targets_within_the_labels(toy, cache_dir, tmp_path):
+    with pytest.raises(ConfigError, match="--aux-loss"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "x", refine_labels=True), log=quiet)
+    first = tmp_path / "first"
+    fit(toy_config(toy, cache_dir, first, epochs=2), log=quiet)
+    out = tmp_path / "refined"
+    fit(toy_config(toy, cache_dir, out, epochs=1, init_model=str(first), model={}, preprocess={},
+                   aux_loss=0.5, refine_labels=True), log=quiet)
+    with np.load(out / "refined_targets.npz") as f:
+        ya, yv = f["audio"], f["visual"]
+    y = np.array([[lab in e.labels for lab in ("blue", "red")] for e in read_manifest(toy)])
+    assert ya.shape == yv.shape == y.shape
+    assert ((ya | yv) == y).all()  # each label kept in at least one modality, none added
+
+
 class Interrupt(Exception):
     pass
 

@@ -59,6 +59,10 @@ def train_cmd(
     augment: Annotated[bool, typer.Option(help="Audio/visual augmentation.")] = True,
     mix_prob: Annotated[float, typer.Option(help="Bag mixing: probability of adding a second clip to a bag (labels: union).")] = 0.0,
     aux_loss: Annotated[float, typer.Option(help="Weight of each modality's own loss beside the fused one.")] = 0.0,
+    refine_labels: Annotated[bool, typer.Option("--refine-labels", help="Modality-aware targets for each "
+                                                "modality's own loss: a label is kept in the stream that still "
+                                                "finds it beside an unrelated clip's other track (MA; scored by "
+                                                "the starting model: use with --init-model).")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default ~/.cache/avscene).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes preparing the cache.")] = 2,
     init_audio: Annotated[Optional[Path], typer.Option(help="VGGish weights (.safetensors or .pth).")] = None,
@@ -88,6 +92,7 @@ def train_cmd(
         val_split=val_split, variant=variant, audio_proposals=audio_proposals, epochs=epochs,
         batches_per_epoch=batches_per_epoch, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         patience=patience, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
+        refine_labels=refine_labels,
         cache_dir=None if cache_dir is None else str(cache_dir), workers=workers,
         init_audio=None if init_audio is None else str(init_audio),
         init_visual=None if init_visual is None else str(init_visual),
