@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from avscene.cli._options import (
+    AudioThresholdOpt,
     DeviceOpt,
     ModelOpt,
     OfflineOpt,
@@ -16,6 +17,7 @@ from avscene.cli._options import (
     ReportJsonOpt,
     ReportJsonOutOpt,
     RevisionOpt,
+    VisualThresholdOpt,
 )
 from avscene.cli._output import check_report_path, emit_report
 
@@ -70,6 +72,8 @@ def evaluate_cmd(
                                                          "manifest).")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Decision threshold (default: the model's; "
                                                        "0 is the paper's).")] = None,
+    audio_threshold: AudioThresholdOpt = None,
+    visual_threshold: VisualThresholdOpt = None,
     json_out: ReportJsonOutOpt = None,
     json_flag: ReportJsonOpt = False,
     force: ReportForceOpt = False,
@@ -86,6 +90,7 @@ def evaluate_cmd(
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("evaluate", total=None)
         rep = evaluate(loaded, manifest, ground_truth=ground_truth, mode=mode, threshold=threshold,
+                       audio_threshold=audio_threshold, visual_threshold=visual_threshold,
                        progress=lambda done, total: bar.update(task, completed=done, total=total))
     emit_report(rep, [report_table(rep)], json_out=json_out, json_flag=json_flag, force=force)
     return 0

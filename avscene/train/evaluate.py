@@ -134,12 +134,15 @@ def evaluate(
     ground_truth: str | Path | None = None,
     mode: str | None = None,
     threshold: float | None = None,
+    audio_threshold: float | None = None,
+    visual_threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationReport:
     """Evaluate ``loaded`` on every clip of ``manifest`` (restricted to ``mode`` if given).
 
     ``threshold`` overrides the model's decision threshold (e.g. 0, the paper's, for a
-    checkpoint whose threshold was calibrated).
+    checkpoint whose threshold was calibrated); ``audio_threshold`` / ``visual_threshold``
+    the heard / seen ones.
     """
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode must be one of {MODES}")
@@ -154,7 +157,8 @@ def evaluate(
         if not examples:
             raise UsageError(f"no clip of mode {mode!r} in {manifest}")
     threshold = loaded.config.decision_threshold if threshold is None else threshold
-    loc_opts = LocalizeOptions(classify=ClassifyOptions(threshold=threshold))
+    loc_opts = LocalizeOptions(classify=ClassifyOptions(threshold=threshold, audio_threshold=audio_threshold,
+                                                        visual_threshold=visual_threshold))
     scores, keep, failed = [], [], []
     ref_rolls, est_rolls = [], []
     gt_parse: list[ClipParse] = []
