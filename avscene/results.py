@@ -326,6 +326,79 @@ class SeparateResult:
         }
 
 
+@dataclass(frozen=True)
+class ReportResult:
+    """One input's HTML report (``avscene report``): everything ``localize`` emits, plus
+
+    ``"report": {"page": str,                       # the HTML file written
+                 "presence": {label: "heard" | "seen" | "both" | "neither"},
+                 "files": [str, ...],               # written beside the page (long audio, captions)
+                 "left_out": [str, ...],            # what the page does not show, in words
+                 "poster": str|null,                # a small JPEG data: URI of one frame (for the index)
+                 "separations": [<separate's JSON>, ...]}``  # with --separate: one per predicted class
+    """
+
+    localization: LocalizeResult
+    page: str
+    presence: dict[str, str]
+    files: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()
+    poster: str | None = None
+    separations: tuple[SeparateResult, ...] = ()
+
+    ok = True
+
+    @property
+    def file(self) -> str:
+        return self.localization.file
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.localization.to_json()
+        d["report"] = {"page": self.page, "presence": dict(self.presence), "files": list(self.files),
+                       "left_out": list(self.left_out), "poster": self.poster,
+                       "separations": [s.to_json() for s in self.separations]}
+        return d
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A sampled frame as shown in a report (in memory, not JSON): ``image`` (H, W, 3) uint8 RGB."""
+
+    t: float  # seconds: the sampled instant
+    label: str | None  # the class whose boxes are drawn on it; None: the plain frame
+    image: Any  # np.ndarray (H, W, 3) uint8 RGB, already drawn on
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """A signal a report lets the reader play (in memory, not JSON)."""
+
+    title: str  # what a person reads next to the player
+    kind: str  # "original" | "source" | "residual"
+    label: str | None  # the class of a separated source / residual
+    samples: Any  # np.ndarray (N,) float32 mono in [-1, 1]
+    sample_rate: int
+    embed: bool  # in the page (data: URI); False: written beside the page and linked
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    """Everything one report page shows, computed (``avscene.tasks.report``); the writer only formats it."""
+
+    localization: LocalizeResult
+    classes: tuple[str, ...]  # timeline rows, in order: the reported classes
+    presence: dict[str, str]  # label -> "heard" | "seen" | "both" | "neither"
+    colours: dict[str, tuple[int, int, int]]  # label -> RGB (the overlay's colours)
+    thumbnails: dict[str, tuple[Thumbnail, ...]]  # label -> its row's frames, with its boxes
+    poster: Thumbnail | None  # a small plain frame for the index
+    tracks: tuple[AudioTrack, ...]
+    separations: tuple[SeparateResult, ...]
+    left_out: tuple[str, ...]  # what the page does not show, in words
+    n_frames: int  # frames sampled from the input (thumbnails show a subset)
+    command: str  # the exact command line
+    version: str  # avscene's version
+
+
 # What one input of a task gives: its result, or the FailedInput that stands for it.
-TaskResult = ClassifyResult | LocalizeResult | SeparateResult
+TaskResult = ClassifyResult | LocalizeResult | SeparateResult | ReportResult
 InputResult = TaskResult | FailedInput

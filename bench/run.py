@@ -9,7 +9,8 @@ On generated clips (224x224, 8 fps, 16 kHz mono AAC, as avbench) of each duratio
 * each command (``classify``, ``localize --render``, ``separate --label``) in a cold process
   of its own (``bench/_child.py``: wall time with imports, and that process's peak RSS);
 * warm, in-process: ``classify`` per stage (decode, audio proposals, visual proposals,
-  networks), ``localize``, overlay rendering, ``separate`` and NMF alone;
+  networks), ``localize``, overlay rendering, ``report`` (and its time beyond ``localize``;
+  the bytes of its files, with and without ``--separate``), ``separate`` and NMF alone;
 * the same on a real clip (``--clip``, default the avbench example: natural images make
   EdgeBoxes work harder than the generated pictures do);
 * directory throughput: ``classify`` on ``--jobs-clips`` copies of the real clip with
@@ -102,6 +103,7 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         rows["localize: render overlay"] = _median(
             lambda: render_overlay(clip, loc, Path(tmp) / "o.mp4", force=True), 1)
+    rows["report: page beyond localize"] = _median(lambda: report_page(clip, loaded, localized=loc), repeat)
     rows["separate"] = _median(lambda: avscene.separate(clip, model=loaded, label=label), repeat)
     hybrid = loaded.separator is not None and loaded.dictionaries is not None
     for method, present in (("hybrid", hybrid or None), ("mask", loaded.separator),
@@ -115,6 +117,22 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
     V = torch.as_tensor(stft(audio)).abs().float()  # (F, T) magnitude
     rows["separate: NMF alone (whole clip)"] = _median(lambda: nmf(V, k=NMF_COMPONENTS), 1)
     return rows
+
+
+def report_page(clip: Path, loaded, *, separate: bool = False, localized=None) -> int:
+    """``avscene report`` of one clip in-process (page and files written); returns the bytes written.
+
+    With ``localized`` (the clip's localize result) only what the report adds runs.
+    """
+    from avscene.io.report_html import write_report
+    from avscene.tasks.report import ReportOptions, build_page, page_from_localization
+
+    opts = ReportOptions(separate=separate)
+    page = (build_page(clip, loaded, opts) if localized is None else
+            page_from_localization(clip, localized, loaded, opts))
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_report(page, Path(tmp) / "r.html", force=True)
+        return sum(f.stat().st_size for f in files)
 
 
 def throughput(clip: Path, n: int, model: str | None) -> dict[str, dict[str, float]]:
@@ -158,6 +176,8 @@ def report(results: dict) -> None:
         for name, s in d.get("warm", {}).items():
             t.add_row(f"{name} (warm)", f"{s:.3f}", f"{s / d['seconds']:.4f}", f"{s / floor:.1f}", "")
         con.print(t)
+        for name, mb in d.get("report_mb", {}).items():
+            con.print(f"report size, {name}: {mb:.2f} MB (files written, audio beside the page included)")
     if results.get("throughput"):
         t = Table("run", "seconds", "clips/s (all)", "first result s", "clips/s (steady)",
                   title=f"classify, {results['jobs_clips']} copies of {results['throughput_clip']}")
@@ -205,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         if loaded is not None:
             entry["warm"] = warm(clip, loaded, args.repeat if seconds <= 60 else 1, label)
+            entry["report_mb"] = {"page": report_page(clip, loaded) / 1e6}
+            if seconds <= 60:  # separating every predicted class of a long input takes minutes
+                entry["report_mb"]["page --separate"] = report_page(clip, loaded, separate=True) / 1e6
         results["clips"].append(entry)
         print(f"done: {clip}", file=sys.stderr)
     if args.jobs_clips:

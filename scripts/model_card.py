@@ -3,6 +3,7 @@
     python scripts/model_card.py RUNS_DIR BEST_VARIANT models/avscene-av-small
     python scripts/model_card.py --update-separation models/avscene-av-small --sep VAL.txt --sep-shift SHIFT.txt
     python scripts/model_card.py RUNS_DIR --update-variants models/avscene-av-small
+    python scripts/model_card.py --update-noise-stress models/avscene-av-small --eval-val VAL.json --eval-shift SHIFT.json
 
 Copies ``config.json`` and ``model.safetensors`` of ``RUNS_DIR/BEST_VARIANT`` and writes a
 ``README.md`` card with the variant comparison read from ``RUNS_DIR/*/eval_val*.json``
@@ -18,7 +19,8 @@ import shutil
 from pathlib import Path
 
 SEP_START, SEP_END = "\n## Separation", "\n## Limitations"
-SPLITS_START = "\n## val and val_shift"  # the side-by-side section ends where the separation section starts
+SPLITS_START = "\n## val and val_shift"  # the side-by-side section ends where the next of these starts
+NOISE_START = "\n## Noise stress"  # between the val / val_shift section and the separation section
 
 VARIANT_NAMES = {"async": "AV two-stream (async)", "sync": "AV two-stream, synchronous", "audio": "audio only",
                  "visual": "visual only", "onestream": "AV one-stream (log-sum-exp)", "wsddn": "WSDDN-type"}
@@ -187,14 +189,80 @@ def splits_section(val: Path, shift: Path) -> str:
             + "\n".join(lines) + "\n")
 
 
+def _first(card: str, *markers: str) -> int:
+    """Where the first of ``markers`` present in ``card`` starts."""
+    return min(i for i in (card.find(m) for m in markers) if i >= 0)
+
+
 def update_splits(folder: Path, val: Path, shift: Path) -> None:
-    """Replace (or add, before the separation section) the val / val_shift section of the card."""
+    """Replace (or add, before the noise-stress or separation section) the val / val_shift section of the card."""
     card = (folder / "README.md").read_text()
-    end = card.find(SEP_START)
-    end = card.index(SEP_END) if end < 0 else end
+    end = _first(card, NOISE_START, SEP_START, SEP_END)
     start = card.find(SPLITS_START)
     start = end if start < 0 or start > end else start
     (folder / "README.md").write_text(card[:start] + splits_section(val, shift) + card[end:])
+
+
+def _noise_rows(evals: list[tuple[str, dict]]) -> list[str]:
+    """One row per noise family and SNR: micro-F1 (change from clean) and the highest per-class
+    false-positive rate (its class), per split."""
+    keys = list(dict.fromkeys((c["family"], c["snr_db"]) for _, e in evals for c in e["conditions"]))
+    lines = ["| noise | texture | SNR dB | " + " | ".join(f"{n} micro-F1 (Δ clean) | {n} max FP rate (class)"
+                                                       for n, _ in evals) + " |",
+             "|---|---|---|" + "---|---|" * len(evals)]
+    for fam, snr in keys:
+        cells = []
+        for _, e in evals:
+            c = next((c for c in e["conditions"] if (c["family"], c["snr_db"]) == (fam, snr)), None)
+            if c is None:
+                cells += ["—", "—"]
+                continue
+            clean = e["clean"]["micro_f1"]
+            delta = "" if c["micro_f1"] is None or clean is None else f" ({c['micro_f1'] - clean:+.3f})"
+            cells += [f"{_f(c['micro_f1'])}{delta}",
+                      f"{_f(c['max_fp_rate'])}{' (' + c['worst_class'] + ')' if c.get('worst_class') else ''}"]
+        texture = next((c["texture"] for _, e in evals for c in e["conditions"] if c["family"] == fam), None)
+        name = "all of the above (pooled)" if fam == "all" else f"`{fam}`"
+        lines.append(f"| {name} | {texture or '—'} | {snr:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def noise_section(val: Path, shift: Path | None) -> str:
+    """The card's noise-stress section, from ``avscene evaluate --add-noise … --json-out`` files."""
+    evals = [(n, json.loads(p.read_text())["noise_stress"]) for n, p in (("val", val), ("val_shift", shift))
+             if p is not None]
+    missing = [n for n, e in evals if e is None]
+    if missing:
+        raise SystemExit(f"the evaluation of {', '.join(missing)} has no noise_stress section: run "
+                         "avscene evaluate with --add-noise")
+    clean = " / ".join(f"{n} micro-F1 {_f(e['clean']['micro_f1'])}, max FP rate {_f(e['clean']['max_fp_rate'])}"
+                       for n, e in evals)
+    lines = _noise_rows(evals)
+    families = list(dict.fromkeys(p["family"] for _, e in evals for p in e["pure_noise"]))
+    pure = ["| noise | " + " | ".join(f"{n}: clips with any label (of N)" for n, _ in evals) + " |",
+            "|---|" + "---|" * len(evals)]
+    for fam in families:
+        cells = []
+        for _, e in evals:
+            p = next((p for p in e["pure_noise"] if p["family"] == fam), None)
+            cells.append("—" if p is None else f"{_f(p['any_label'])} (of {p['n_clips']})")
+        pure.append(f"| `{fam}` | " + " | ".join(cells) + " |")
+    return ("\n## Noise stress\n\n`avscene evaluate --add-noise FAMILY:SNR`: each clip again with a background of "
+            "the project's procedural noise bank (`avscene/dsp/noise.py`) added at SNR dB over the clip's own "
+            "mixture power; the families here are held out from training (never heard by the model). Micro-F1, "
+            "and per class the false-positive rate on the clips without that class (the highest of the 15 "
+            f"shown). Clean: {clean}. Copied from the evaluation files.\n\n" + "\n".join(lines)
+            + "\n\nPure noise (no event): each clip's audio replaced by the noise at the clip's level, frames "
+            "left out (they show the clip's objects); any label is a false alarm.\n\n" + "\n".join(pure) + "\n")
+
+
+def update_noise_stress(folder: Path, val: Path, shift: Path | None) -> None:
+    """Replace (or add, before the separation section) the noise-stress section of the card."""
+    card = (folder / "README.md").read_text()
+    end = _first(card, SEP_START, SEP_END)
+    start = card.find(NOISE_START)
+    start = end if start < 0 or start > end else start
+    (folder / "README.md").write_text(card[:start] + noise_section(val, shift) + card[end:])
 
 
 def update_separation(folder: Path, val: Path | None, shift: Path | None) -> None:
@@ -221,6 +289,9 @@ def main() -> None:
                     help="only rewrite the val / val_shift section of MODEL_DIR/README.md (with --eval-val, --eval-shift)")
     ap.add_argument("--update-variants", type=Path, default=None, metavar="MODEL_DIR",
                     help="only rewrite the rows of the variant table of MODEL_DIR/README.md from the runs of RUNS_DIR")
+    ap.add_argument("--update-noise-stress", type=Path, default=None, metavar="MODEL_DIR",
+                    help="only rewrite the noise-stress section of MODEL_DIR/README.md (with --eval-val and "
+                         "optionally --eval-shift: avscene evaluate --add-noise ... --json-out files)")
     ap.add_argument("--eval-val", type=Path, default=None, help="avscene evaluate --json-out of the model on val")
     ap.add_argument("--eval-shift", type=Path, default=None, help="the same on val_shift")
     ap.add_argument("--keep-separation", action="store_true",
@@ -238,6 +309,11 @@ def main() -> None:
         if args.eval_val is None or args.eval_shift is None:
             ap.error("--update-evaluation needs --eval-val and --eval-shift")
         update_splits(args.update_evaluation, args.eval_val, args.eval_shift)
+        return
+    if args.update_noise_stress is not None:
+        if args.eval_val is None:
+            ap.error("--update-noise-stress needs --eval-val (and optionally --eval-shift)")
+        update_noise_stress(args.update_noise_stress, args.eval_val, args.eval_shift)
         return
     if args.update_variants is not None:
         if args.runs is None:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from avscene.errors import DecodeError, OutputError, UsageError
-from avscene.io.render import PALETTE, render_overlay
-from avscene.results import AudioSegment, BoxDetection, ClassifyResult, Label, LocalizeResult, ModelRef
+from avscene.io.draw import PALETTE
+from avscene.io.render import render_overlay
+from avscene.results import AudioSegment, BoxDetection, ClassifyResult, Label, LocalizeResult, ModelRef, Timing
 from avscene.testing.media import index_colour, write_audio, write_video
 
 INFERNO_LOW = (0, 0, 4)  # inferno colour map at 0 (near black)
@@ -19,11 +20,14 @@ INFERNO_HIGH = (252, 255, 164)  # inferno colour map at 1 (pale yellow)
 
 
 def _result(file: Path | str, duration: float, *, visual: dict | None = None,
-            audio: dict | None = None) -> LocalizeResult:
+            audio: dict | None = None, seen: dict | None = None) -> LocalizeResult:
+    """A result; each class of ``visual`` is seen throughout unless ``seen`` says when."""
     cls = ClassifyResult(file=str(file), duration=duration, modalities=("audio", "visual"),
                          labels=(Label("dog", 1.0),), predicted=("dog",), threshold=0.0,
                          model=ModelRef("test"))
-    return LocalizeResult(classification=cls, visual=visual or {}, audio=audio or {})
+    seen = {c: ((0.0, duration),) for c in visual or {}} | (seen or {})
+    timing = {c: Timing(heard=(), seen=tuple(iv), overlap=False) for c, iv in seen.items()}
+    return LocalizeResult(classification=cls, visual=visual or {}, audio=audio or {}, timing=timing)
 
 
 def _heat_track(heats: list[float]) -> tuple[AudioSegment, ...]:
@@ -141,17 +145,19 @@ def test_rotated_input_is_rendered_upright(tmp_path):
 # --------------------------------------------------------------------------- drawing
 
 
-def _outline_contrast(img: np.ndarray, bg: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """Mean |colour - background| along the left edge band of a box outline."""
+def _shows_box(img: np.ndarray, k: int, box: tuple[int, int, int, int], colour=PALETTE[0]) -> bool:
+    """Whether frame ``k``'s box outline (its left edge band) is nearer the class colour than the background."""
     x0, y0, _, y1 = box
-    return float(np.abs(_mean(img, x0, y0 + 8, x0 + 4, y1 - 8) - bg).mean())
+    got = _mean(img, x0, y0 + 8, x0 + 2, y1 - 8)
+    return bool(np.abs(got - np.array(colour)).mean() < np.abs(got - np.array(index_colour(k), float)).mean())
 
 
 def test_boxes_are_drawn_in_place_with_score_opacity(tmp_path):
     size = (320, 240)  # outline thickness round(240/150) = 2 px
     src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=size, audio_codec=None)
     box = (80, 60, 240, 200)
-    weak, strong = BoxDetection(0.5, box, -3.0), BoxDetection(1.5, box, 5.0)
+    # 2 sampled frames: opacity 0.5 + 0.5 * clip(E * 2, 0, 1): E = 0.1 → 0.6, E = 5 → 1
+    weak, strong = BoxDetection(0.5, box, 0.1), BoxDetection(1.5, box, 5.0)
     report = render_overlay(src, _result(src, 2.0, visual={"dog": (weak, strong)}), tmp_path / "out.mp4")
     frames, _ = _decode(report.path)
     colour = np.array(PALETTE[0], dtype=np.float64)
@@ -161,12 +167,36 @@ def test_boxes_are_drawn_in_place_with_score_opacity(tmp_path):
         # Away from the box and inside it the frame is untouched.
         np.testing.assert_allclose(_mean(img, 10, 220, 60, 235), bg, atol=6)
         np.testing.assert_allclose(_mean(img, 120, 100, 200, 160), bg, atol=6)
-        # On the outline: alpha * colour + (1 - alpha) * background, alpha 0.15 (weak) or 1 (strong).
-        alpha = 0.15 if k == 2 else 1.0
+        alpha = 0.6 if k == 2 else 1.0
         x0, y0, _, y1 = box
         got = _mean(img, x0, y0 + 8, x0 + 2, y1 - 8)
         np.testing.assert_allclose(got, alpha * colour + (1 - alpha) * bg, atol=25)
-    assert _outline_contrast(frames[14], index_colour(14), box) > 3 * _outline_contrast(frames[2], index_colour(2), box)
+        # The name plate above the box is opaque, whatever the box's opacity.
+        np.testing.assert_allclose(_mean(img, x0 + 1, y0 - 3, x0 + 3, y0 - 1), colour, atol=25)
+
+
+def test_opacity_is_one_scale_for_every_class(tmp_path):
+    # Two classes with the same score: the same opacity, though their score ranges differ.
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240), audio_codec=None)
+    a, b = (20, 40, 140, 220), (180, 40, 300, 220)
+    dets = {"dog": (BoxDetection(0.5, a, 0.2), BoxDetection(1.5, a, 0.2)),
+            "car": (BoxDetection(0.5, b, 0.2), BoxDetection(1.5, b, 9.0))}
+    frames, _ = _decode(render_overlay(src, _result(src, 2.0, visual=dets), tmp_path / "out.mp4").path)
+    k = 6  # t = 0.75: the instant 0.5, both at E = 0.2 → alpha 0.5 + 0.5 * 0.4 = 0.7
+    bg = np.array(index_colour(k), dtype=np.float64)
+    for box, colour in ((a, PALETTE[0]), (b, PALETTE[1])):
+        got = _mean(frames[k], box[0], box[1] + 8, box[0] + 2, box[3] - 8)
+        np.testing.assert_allclose(got, 0.7 * np.array(colour) + 0.3 * bg, atol=25)
+
+
+def test_boxes_only_where_the_class_is_seen(tmp_path):
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240), audio_codec=None)
+    box = (80, 60, 240, 200)
+    dets = (BoxDetection(0.5, box, 5.0), BoxDetection(1.5, box, 5.0))
+    result = _result(src, 2.0, visual={"dog": dets}, seen={"dog": ((1.0, 2.0),)})  # not seen in [0, 1)
+    frames, _ = _decode(render_overlay(src, result, tmp_path / "out.mp4").path)
+    drawn = [_shows_box(f, k, box) for k, f in enumerate(frames)]
+    assert drawn == [k >= 12 for k in range(16)]  # from the instant 1.5 s on ("hold")
 
 
 @pytest.mark.parametrize(("hold", "switch_frame"), [("hold", 12), ("nearest", 8)])
@@ -178,8 +208,8 @@ def test_box_hold_modes(tmp_path, hold, switch_frame):
     report = render_overlay(src, _result(src, 2.0, visual={"dog": dets}), tmp_path / "out.mp4",
                             box_hold=hold)
     frames, _ = _decode(report.path)
-    shows_b = [_outline_contrast(f, np.array(index_colour(k), float), b) > 20 for k, f in enumerate(frames)]
-    shows_a = [_outline_contrast(f, np.array(index_colour(k), float), a) > 20 for k, f in enumerate(frames)]
+    shows_b = [_shows_box(f, k, b) for k, f in enumerate(frames)]
+    shows_a = [_shows_box(f, k, a) for k, f in enumerate(frames)]
     assert shows_b == [k >= switch_frame for k in range(16)]
     assert shows_a == [k < switch_frame for k in range(16)]
 
@@ -199,6 +229,22 @@ def test_heatmap_strip_fills_the_bottom_rows(tmp_path):
     np.testing.assert_allclose(_mean(img, 10, 93, 70, 95), high, atol=20)  # car row, early
     np.testing.assert_allclose(_mean(img, 82, 93, 124, 95), low, atol=20)  # car row, late
     np.testing.assert_allclose(_mean(img, 0, 40, 128, 86), index_colour(0), atol=6)  # above: untouched
+
+
+def test_heatmap_strip_names_sit_beside_the_cells(tmp_path):
+    # 288 px high: 12-px rows, named; the cells start right of the names' margin.
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 288), audio_codec=None)
+    audio = {"dog": _heat_track([1, 1, 1, 1])}  # all hot: every cell pale yellow
+    frames, _ = _decode(render_overlay(src, _result(src, 2.0, audio=audio), tmp_path / "out.mp4").path)
+    band = frames[15][277:287].astype(np.float64)  # (10, W, 3): the row, less its edge pixels
+    hot = np.abs(band - np.array(INFERNO_HIGH)).mean(axis=(0, 2)) < 30  # (W,) column is a heat cell
+    x0 = int(np.argmax(hot))
+    assert 30 < x0 < 320 // 3  # a margin wide enough for "dog" and the swatch, not more than a third
+    assert hot[x0 + 2:300].all()  # from there on cells only (the playhead is at the right end)
+    swatch = _mean(frames[15], 2, 277, 10, 286)
+    np.testing.assert_allclose(swatch, PALETTE[0], atol=30)  # the class colour at the far left
+    text = band[:, 10:x0].max(axis=2)
+    assert (text > 180).any() and (text < 40).mean() > 0.5  # white letters on black
 
 
 def test_playhead_moves_with_time(tmp_path):

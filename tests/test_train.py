@@ -441,3 +441,33 @@ def test_init_model_starts_from_the_checkpoint_and_checks_it(toy, cache_dir, tmp
                            variant="audio"), log=quiet)
     with pytest.raises(ConfigError, match="model-opt"):
         Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first)), log=quiet)
+
+
+def test_init_model_can_add_a_temporal_context_that_starts_from_the_checkpoints_scores(toy, cache_dir, tmp_path):
+    first = tmp_path / "first"
+    fit(toy_config(toy, cache_dir, first, epochs=1), log=quiet)
+    plain = Trainer(toy_config(toy, cache_dir, tmp_path / "a", init_model=str(first), model={}, preprocess={}),
+                    log=quiet)
+    plain.load_clips()
+    ctx = Trainer(toy_config(toy, cache_dir, tmp_path / "b", init_model=str(first), model={"audio_context": [1, 2]},
+                             preprocess={}), log=quiet)
+    ctx.load_clips()
+    assert ctx.mcfg.audio_context == (1, 2) and ctx.model.audio_context is not None
+    # the added part starts as the identity: the same hold-out scores as the checkpoint itself
+    torch.testing.assert_close(ctx.holdout_scores()[0], plain.holdout_scores()[0])
+    with pytest.raises(ConfigError, match="model-opt"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first), model={"embed_dim": 8},
+                           preprocess={}), log=quiet)
+
+
+def test_negative_bags_get_no_label(toy, cache_dir, tmp_path):
+    trainer = Trainer(toy_config(toy, cache_dir, tmp_path / "run", augment=True,
+                                 augment_opts={"negative_prob": 1.0}), log=quiet)
+    trainer.load_clips()
+    clips = trainer.train_clips[:4]
+    y = torch.ones(4, len(trainer.class_names))
+    out, y_out = trainer._negatives(clips, y, np.random.default_rng(0))
+    assert torch.all(y_out == 0) and torch.all(y == 1)  # the caller's targets are not modified
+    assert all(not np.array_equal(o.audio[: len(c.audio)], c.audio) for o, c in zip(out, clips))
+    kept, y_kept = trainer._negatives(clips, y, None)  # no generator: evaluation, nothing changes
+    assert kept == clips and torch.equal(y_kept, y)

@@ -41,6 +41,9 @@ def set_verbose(on: bool) -> None:
     _verbose = on
 
 
+ARGV: list[str] = []  # the arguments of the running command (set by ``main``; a report shows them)
+
+
 def verbose() -> bool:
     """Tracebacks wanted: ``--verbose`` or ``AVSCENE_DEBUG=1``."""
     return _verbose or os.environ.get("AVSCENE_DEBUG", "") not in ("", "0")

@@ -106,3 +106,14 @@ ReportJsonOutOpt = Annotated[
 ]
 ReportJsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")]
 ReportForceOpt = Annotated[bool, typer.Option(help="Overwrite --json-out.")]
+VttOpt = Annotated[
+    Optional[str],
+    typer.Option("--vtt", metavar="FILE", help="Write the sound events as WebVTT captions ([violin] cues, one "
+                 "line per class sounding); a template with {name} for several inputs, e.g. 'subs/{name}.vtt'."),
+]
+AudacityOpt = Annotated[
+    Optional[str],
+    typer.Option("--audacity", metavar="FILE", help="Write the sound events as an Audacity label track "
+                 "(start<TAB>end<TAB>label; File > Import > Labels); a template with {name}, "
+                 "e.g. '{name}.labels.txt'."),
+]

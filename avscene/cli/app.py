@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from avscene import __version__
-from avscene.cli._errors import EXIT_USAGE, report, set_verbose
+from avscene.cli._errors import ARGV, EXIT_USAGE, report, set_verbose
 
 app = typer.Typer(
     name="avscene",
@@ -65,9 +65,11 @@ def _register() -> None:
         calibrate, classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, train_dictionaries,
         train_separator, upload,
     )
+    from avscene.cli import report as report_cli
 
     command(classify.classify_cmd, "classify", classify.EPILOG)
     command(localize.localize_cmd, "localize", localize.EPILOG)
+    command(report_cli.report_cmd, "report", report_cli.EPILOG)
     command(train.train_cmd, "train", train.EPILOG)
     command(train_dictionaries.train_dictionaries_cmd, "train-dictionaries", train_dictionaries.EPILOG)
     command(train_separator.train_separator_cmd, "train-separator", train_separator.EPILOG)
@@ -85,6 +87,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     set_verbose(False)  # the --verbose of a previous in-process call does not carry over
     try:
         rv = app(args=argv, standalone_mode=False)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from avscene.cli._batch import BatchOptions, Plan, execute, plan, recorded
 from avscene.cli._options import (
+    AudacityOpt,
     AudioThresholdOpt,
     DeviceOpt,
     EdgeModelOpt,
@@ -29,6 +30,7 @@ from avscene.cli._options import (
     TimeoutOpt,
     TopKOpt,
     VisualThresholdOpt,
+    VttOpt,
 )
 from avscene.cli._output import Sink, output_mode
 from avscene.tasks.runner import DEFAULT_TIMEOUT_S
@@ -82,6 +84,8 @@ class WriteOptions:
     scores_tsv: Path | None = None  # folder of per-input score TSVs
     n_inputs: int = 1  # inputs of the whole run (a template needs {name} when > 1)
     force: bool = False  # overwrite existing files
+    vtt: str | None = None  # WebVTT captions template
+    audacity: str | None = None  # Audacity label track template
 
 
 def localize_and_write(path: Path, *, loaded: LoadedModel, opts: WriteOptions) -> LocalizeResult:
@@ -95,7 +99,19 @@ def localize_and_write(path: Path, *, loaded: LoadedModel, opts: WriteOptions) -
         write_scores_tsv(r, opts.scores_tsv, class_names=list(loaded.labels), force=opts.force)
     if opts.render:
         render_overlay(r.file, r, output_path(opts.render, Path(r.file), n_inputs=opts.n_inputs), force=opts.force)
+    write_event_files(r, opts.vtt, opts.audacity, n_inputs=opts.n_inputs, force=opts.force)
     return r
+
+
+def write_event_files(r: LocalizeResult, vtt: str | None, audacity: str | None, *, n_inputs: int,
+                      force: bool) -> None:
+    """The --vtt captions and --audacity label track of one input, where asked for."""
+    from avscene.io.captions import write_audacity, write_webvtt
+
+    if vtt:
+        write_webvtt(r.events, output_path(vtt, Path(r.file), n_inputs=n_inputs), force=force)
+    if audacity:
+        write_audacity(r.events, output_path(audacity, Path(r.file), n_inputs=n_inputs), force=force)
 
 
 def check_labels(opts: WriteOptions, loaded: LoadedModel) -> None:
@@ -119,6 +135,8 @@ def localize_cmd(
                                                        "audio, visual or audio-visual).")] = None,
     scores_tsv: Annotated[Optional[Path], typer.Option(help="Write each input's audio scores for every "
                                                        "class as DIR/<name>.tsv (sed_scores_eval).")] = None,
+    vtt: VttOpt = None,
+    audacity: AudacityOpt = None,
     force: ForceOpt = False,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
@@ -147,8 +165,9 @@ def localize_cmd(
                          retry_failed=retry_failed, force=force)
     mode = output_mode(json_out, jsonl)
     p = plan(paths, batch)
-    if render and p.files:
-        output_path(render, p.files[0], n_inputs=p.n_all)  # refuse a bad template before any work
+    for template in (render, vtt, audacity):
+        if template and p.files:
+            output_path(template, p.files[0], n_inputs=p.n_all)  # refuse a bad template before any work
     opts = LocalizeOptions(
         labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
         audio_all_classes=scores_tsv is not None,
@@ -156,7 +175,7 @@ def localize_cmd(
                                  visual_threshold=visual_threshold,
                                  edge_model=None if edge_model is None else str(edge_model)))
     spec = ModelSpec(model, revision=revision, offline=offline, device=device)
-    job = FileJob(localize_and_write, spec, WriteOptions(opts, render, scores_tsv, p.n_all, force), check_labels)
+    job = FileJob(localize_and_write, spec, WriteOptions(opts, render, scores_tsv, p.n_all, force, vtt, audacity), check_labels)
     sink = Sink(mode=mode, table=localize_table, log=p.log)
     finish = None if events_tsv is None else (
         lambda: write_events_tsv(_all_results(p, sink), events_tsv, force=force))

@@ -6,13 +6,13 @@ interrupted render leaves no file). What is drawn:
 
 * **Boxes.** For each class in ``result.visual``, the boxes of the sampled
   frame instant in effect (see ``box_hold``), drawn in the class's colour with
-  its name above. Opacity follows the box score relative to the class's score
-  range over the clip (paper, Fig. 7): min–max over all the class's boxes maps
-  to alpha in ``[ALPHA_MIN, 1]``.
+  its name on a plate, only where the class is reported seen at that instant,
+  with opacity from the box score on one scale for every frame and class
+  (:mod:`avscene.io.draw`, the rule the report's thumbnails follow too).
 * **Heatmap strip.** Along the bottom, over the picture, one row per class in
   ``result.audio`` showing ``AudioSegment.heat`` through the inferno colour map
-  (each window standing for its central span, as in the score TSV), with the
-  class name at the left and a white playhead at the frame's time.
+  (each window standing for its central span, as in the score TSV), the class
+  names in a margin at the left, and a white playhead at the frame's time.
 
 Timing is kept exactly: the output uses the input stream's time base and each
 frame's own pts, so odd rates (30000/1001) and variable frame rates survive;
@@ -34,18 +34,10 @@ import cv2
 import numpy as np
 
 from avscene.errors import DecodeError, UsageError
+from avscene.io.draw import BoxLayer, heat_strip
 from avscene.io.writers import atomic_write
-from avscene.timing import segment_timestamps
-from avscene.results import AudioSegment, BoxDetection, LocalizeResult
+from avscene.results import LocalizeResult
 
-ALPHA_MIN = 0.15  # opacity of a class's weakest box (paper, Fig. 7)
-# Tableau 10: distinct, colour-blind-friendly RGB colours; class i gets PALETTE[i % 10].
-PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
-STRIP_ROW_FRACTION = 1 / 24  # heatmap row height per class: 30 px at 720p, 9 px at 224 px
-STRIP_MAX_FRACTION = 1 / 3  # the strip never covers more than a third of the frame
-MIN_TEXT_ROW = 9  # px: rows lower than this get no class name
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 X264_OPTIONS = {"preset": "veryfast", "crf": "20"}  # fast, visually clean overlays
 ENCODE_THREADS = 2
 AAC_MAX_CHANNELS = 8  # ffmpeg's native AAC encoder handles layouts up to 7.1
@@ -311,97 +303,17 @@ class _Overlay:
     def __init__(self, result: LocalizeResult, size: tuple[int, int], *, duration: float,
                  box_hold: str):
         self.size, self.duration = size, max(duration, 1e-9)
-        names = list(dict.fromkeys([*result.visual, *result.audio]))
-        self.colours = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(names)}
-        self.tracks = [_BoxTrack(dets, box_hold) for dets in result.visual.values() if dets]
-        self.track_names = [c for c, dets in result.visual.items() if dets]
-        w, h = size
-        self.thickness = max(2, round(min(w, h) / 150))
-        self.font_scale = max(0.3, h / 720)
-        self.strip = _heat_strip(result.audio, self.colours, size, self.duration)  # (S, W, 3)
-        self.playhead_w = max(1, w // 320)
+        self.boxes = BoxLayer(result, size, box_hold=box_hold)
+        strip = heat_strip(result.audio, self.boxes.colours, size, self.duration)
+        self.strip, self.cells_x0 = strip if strip is not None else (None, 0)  # (S, W, 3), first cell column
+        self.playhead_w = max(1, size[0] // 320)
 
     def draw(self, img: np.ndarray, t: float) -> None:
-        for name, track in zip(self.track_names, self.tracks):
-            for det, alpha in track.at(t):
-                self._box(img, det.box, name, alpha)
+        self.boxes.draw(img, t)
         if self.strip is not None:
             h, w = img.shape[:2]
             s = self.strip.shape[0]
             img[h - s:] = self.strip
-            x = min(max(round(t / self.duration * w), 0), w - self.playhead_w)
+            x0, cells = self.cells_x0, w - self.cells_x0
+            x = x0 + min(max(round(t / self.duration * cells), 0), cells - self.playhead_w)
             img[h - s:, x:x + self.playhead_w] = 255
-
-    def _box(self, img: np.ndarray, box: tuple[float, ...], name: str, alpha: float) -> None:
-        h, w = img.shape[:2]
-        x0, y0 = max(0, round(box[0])), max(0, round(box[1]))
-        x1, y1 = min(w, round(box[2])), min(h, round(box[3]))  # exclusive
-        if x1 <= x0 or y1 <= y0:
-            return
-        colour = self.colours[name]
-        (tw, th), base = cv2.getTextSize(name, FONT, self.font_scale, 1)
-        label_h = th + base + 2
-        ly = y0 - label_h if y0 >= label_h else y0  # above the box, else inside its top
-        rx0, ry0 = x0, min(y0, ly)
-        rx1, ry1 = min(w, max(x1, x0 + tw + 4)), max(y1, min(h, ly + label_h))
-        patch = img[ry0:ry1, rx0:rx1]
-        drawn = patch.copy()
-        cv2.rectangle(drawn, (x0 - rx0, y0 - ry0), (x1 - 1 - rx0, y1 - 1 - ry0), colour, self.thickness)
-        cv2.rectangle(drawn, (0, ly - ry0), (tw + 3, ly - ry0 + label_h - 1), colour, cv2.FILLED)
-        ink = (0, 0, 0) if sum(colour) > 380 else (255, 255, 255)
-        cv2.putText(drawn, name, (2, ly - ry0 + th + 1), FONT, self.font_scale, ink, 1, cv2.LINE_AA)
-        cv2.addWeighted(drawn, alpha, patch, 1.0 - alpha, 0.0, dst=patch)
-
-
-class _BoxTrack:
-    """One class's boxes grouped by sampled instant, with their opacities."""
-
-    def __init__(self, dets: tuple[BoxDetection, ...], box_hold: str):
-        scores = np.array([d.score for d in dets])
-        lo, hi = float(scores.min()), float(scores.max())
-        self.times = np.array(sorted({d.t for d in dets}))  # (N,)
-        self.groups: list[list[tuple[BoxDetection, float]]] = [[] for _ in self.times]
-        for d in dets:
-            alpha = 1.0 if hi - lo < 1e-12 else ALPHA_MIN + (1 - ALPHA_MIN) * (d.score - lo) / (hi - lo)
-            self.groups[int(np.searchsorted(self.times, d.t))].append((d, alpha))
-        # "hold": switch at each instant; "nearest": switch halfway between instants.
-        self.hold = box_hold == "hold"
-        self.edges = self.times if self.hold else (self.times[:-1] + self.times[1:]) / 2
-
-    def at(self, t: float) -> list[tuple[BoxDetection, float]]:
-        i = int(np.searchsorted(self.edges, t, side="right"))
-        return self.groups[max(i - 1, 0) if self.hold else i]
-
-
-def _heat_strip(audio: dict[str, tuple[AudioSegment, ...]], colours: dict[str, tuple[int, int, int]],
-                size: tuple[int, int], duration: float) -> np.ndarray | None:
-    """The static part of the heatmap strip: one inferno row per class. → (K·row, W, 3) RGB."""
-    tracks = [(c, segs) for c, segs in audio.items() if segs]
-    if not tracks:
-        return None
-    w, h = size
-    k = len(tracks)
-    row = max(1, min(round(h * STRIP_ROW_FRACTION), int(h * STRIP_MAX_FRACTION) // k))
-    strip = np.zeros((k * row, w, 3), np.uint8)
-    t_cols = (np.arange(w) + 0.5) * duration / w  # (W,) time at each column centre
-    for r, (name, segs) in enumerate(tracks):
-        ts = segment_timestamps([a.start for a in segs], [a.end for a in segs], duration)  # (P+1,)
-        idx = np.clip(np.searchsorted(ts, t_cols, side="right") - 1, 0, len(segs) - 1)  # (W,)
-        heat = np.array([a.heat for a in segs])[idx]  # (W,)
-        level = np.round(np.clip(heat, 0, 1) * 255).astype(np.uint8)[None, :]  # (1, W)
-        rgb = cv2.applyColorMap(level, cv2.COLORMAP_INFERNO)[..., ::-1]  # (1, W, 3) BGR → RGB
-        strip[r * row:(r + 1) * row] = rgb
-        if row >= MIN_TEXT_ROW:
-            _strip_label(strip[r * row:(r + 1) * row], name, colours[name])
-    return strip[-h:]
-
-
-def _strip_label(band: np.ndarray, name: str, colour: tuple[int, int, int]) -> None:
-    """A class-coloured swatch and ``name`` in white on a black outline, at the left of a strip row."""
-    row = band.shape[0]
-    band[1:row - 1, 1:row - 1] = colour
-    scale = cv2.getFontScaleFromHeight(FONT, max(1, int(row * 0.6)), 1)
-    (_, th), _ = cv2.getTextSize(name, FONT, scale, 1)
-    org = (row + 2, (row + th) // 2)
-    cv2.putText(band, name, org, FONT, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(band, name, org, FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)

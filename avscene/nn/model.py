@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from avscene.errors import ConfigError, UsageError
 from avscene.nn.backbones import N_MELS, PATCH_FRAMES, AudioBranch, VisualBranch
+from avscene.nn.context import TemporalContext
 from avscene.nn.mil import (
     OneStreamHead, TwoStreamHead, WSDDNHead, l2_fuse, mean_fuse, noisy_or_fuse, smooth_max, sync_pool,
 )
@@ -62,6 +63,7 @@ class ModelConfig:
     audio_threshold: float | None = None  # "heard": audio modality score above this; None: as `threshold`'s default
     visual_threshold: float | None = None  # "seen": visual modality score above this; None: likewise
     threshold: float | None = None  # decision threshold calibrated after training; None: 0 (hinge), 0.5 (wsddn)
+    audio_context: tuple[int, ...] = ()  # dilations of the temporal context over audio windows (nn/context.py); () = none
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -161,7 +163,7 @@ def _checked(name: str, type_name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name}: {value!r} must be a positive integer")
         return value
-    # tuple[int, ...]: JSON gives lists
+    # tuple[int, ...]: JSON gives lists (an empty list is allowed: "none")
     if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
                                                    for v in value):
         raise ConfigError(f"{name}: {value!r} must be a list of positive integers")
@@ -305,6 +307,7 @@ class AVSceneNet(nn.Module):
         self.cfg = cfg
         self.audio = AudioBranch(cfg) if cfg.uses_audio else None
         self.visual = VisualBranch(cfg) if cfg.uses_visual else None
+        self.audio_context = TemporalContext(cfg) if cfg.uses_audio and cfg.audio_context else None
         self.audio_head = _make_head(cfg) if cfg.uses_audio else None
         self.visual_head = _make_head(cfg) if cfg.uses_visual else None
 
@@ -363,7 +366,8 @@ class AVSceneNet(nn.Module):
         cfg = self.cfg
         a = v = None
         if f.audio is not None and self.audio_head is not None:
-            a = _Bag(f.audio, f.audio_mask, f.audio_segment)
+            z = f.audio if self.audio_context is None else self.audio_context(f.audio, f.audio_mask)  # (B, P, d)
+            a = _Bag(z, f.audio_mask, f.audio_segment)
         if f.visual is not None and self.visual_head is not None:
             B, T, M = f.visual.shape[:3]
             mask = f.frame_mask[:, :, None].expand(B, T, M).reshape(B, T * M)  # (B, T*M)

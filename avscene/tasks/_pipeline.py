@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +74,16 @@ def chunk_seconds_for(info: MediaInfo, *, fps: float) -> float:
     return float(min(CHUNK_SECONDS, max(MIN_CHUNK_SECONDS, CHUNK_FRAME_BYTES / per_second)))
 
 
+@dataclass(frozen=True)
+class AudioVariant:
+    """One version of a file's audio to analyse (the noise-stress evaluation adds backgrounds)."""
+
+    # (decoded audio of a chunk (n,), index of its first sample in the file) -> the (n,) samples
+    # the proposals see instead; None: the audio as decoded
+    edit: Callable[[np.ndarray, int], np.ndarray] | None = None
+    video: bool = True  # False: the frames are left out, as for an audio-only input
+
+
 def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = None,
             chunk_seconds: float | None = None) -> Analysis:
     """Decode one file, compute its proposals and run the network on them, chunk by chunk.
@@ -91,6 +101,18 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
         DecodeError: the file cannot be decoded.
         UsageError: the file has none of the streams the model uses, or ``chunk_seconds`` <= 0.
     """
+    return analyse_variants(path, loaded, (AudioVariant(),), edge_model=edge_model,
+                            chunk_seconds=chunk_seconds)[0]
+
+
+def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[AudioVariant], *,
+                     edge_model: str | None = None, chunk_seconds: float | None = None) -> list[Analysis]:
+    """:func:`analyse` of several versions of one file's audio, decoding the file and embedding its
+    frames once (the frames' proposals and features are shared: only the audio differs).
+
+    Returns:
+        One :class:`Analysis` per variant, in order.
+    """
     import torch
 
     from avscene.io.decode import iter_chunks, probe
@@ -104,25 +126,29 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
             raise UsageError(
                 f"{path}: the model uses {'/'.join(_needed(cfg))} but the file has no such stream")
         emb = _Embedder(loaded, edge_model=edge_model, audio=cfg.uses_audio and reader.has_audio,
-                        visual=cfg.uses_visual and reader.has_video)
+                        visual=cfg.uses_visual and reader.has_video and any(v.video for v in variants),
+                        variants=variants)
         _consume(reader, emb)
-    feats, aprops, vprops = emb.result()
-    if feats is None and emb.skipped_video is not None:
-        raise UsageError(f"{path}: the model uses {'/'.join(_needed(cfg))}, and the video's "
-                         f"{emb.skipped_video}; use a file whose video is at least that size")
-    if feats is None:
-        raise UsageError(f"{path}: the model uses {'/'.join(_needed(cfg))} but none of it could "
-                         "be decoded")
-    with emb.timer("network"), torch.inference_mode():
-        out = loaded.model.forward_head(feats)
-        out = type(out)(*[None if t is None else t[0].float().cpu() for t in out])
-    info = reader.info
-    warnings = [*info.warnings, *_missing(cfg, reader, aprops, vprops, emb.skipped_video)]
-    if warnings != list(info.warnings):
-        import dataclasses
+    out = []
+    for k, variant in enumerate(variants):
+        feats, aprops, vprops = emb.result(k)
+        if feats is None and emb.skipped_video is not None:
+            raise UsageError(f"{path}: the model uses {'/'.join(_needed(cfg))}, and the video's "
+                             f"{emb.skipped_video}; use a file whose video is at least that size")
+        if feats is None:
+            raise UsageError(f"{path}: the model uses {'/'.join(_needed(cfg))} but none of it could "
+                             "be decoded")
+        with emb.timer("network"), torch.inference_mode():
+            res = loaded.model.forward_head(feats)
+            res = type(res)(*[None if t is None else t[0].float().cpu() for t in res])
+        info = reader.info
+        warnings = [*info.warnings, *_missing(cfg, reader, aprops, vprops, emb.skipped_video)]
+        if warnings != list(info.warnings) and variant.video:
+            import dataclasses
 
-        info = dataclasses.replace(info, warnings=tuple(warnings))
-    return Analysis(info=info, audio=aprops, visual=vprops, output=out, timings=emb.timings)
+            info = dataclasses.replace(info, warnings=tuple(warnings))
+        out.append(Analysis(info=info, audio=aprops, visual=vprops, output=res, timings=emb.timings))
+    return out
 
 
 def _consume(reader: ChunkReader, emb: _Embedder) -> None:
@@ -160,14 +186,17 @@ def _missing(cfg: ModelConfig, reader: ChunkReader, aprops: ProposalTimes | None
 class _Embedder:
     """Proposals and proposal features of successive chunks; keeps no frame or audio."""
 
-    def __init__(self, loaded: LoadedModel, *, edge_model: str | None, audio: bool, visual: bool):
+    def __init__(self, loaded: LoadedModel, *, edge_model: str | None, audio: bool, visual: bool,
+                 variants: Sequence[AudioVariant]):
         from avscene.proposals.bags import AudioBagStream
 
         self._loaded, self._edge_model, self._visual = loaded, edge_model, visual
-        self._bag = AudioBagStream(cfg=loaded.preprocess) if audio else None
+        self._variants = tuple(variants)
+        self._bags = [AudioBagStream(cfg=loaded.preprocess) for _ in variants] if audio else None
         self._device = next(loaded.model.parameters()).device
-        self._feats: list[ProposalFeatures] = []
-        self._audio: list[ProposalTimes] = []  # times only: patches are dropped once embedded
+        self._audio_feats: list[list[ProposalFeatures]] = [[] for _ in variants]  # per variant
+        self._visual_feats: list[ProposalFeatures] = []  # shared by the variants with video
+        self._audio: list[list[ProposalTimes]] = [[] for _ in variants]  # times only: patches dropped once embedded
         self._boxes: list[VisualProposals] = []
         self.skipped_video: str | None = None  # why the video was left out: _too_small()
         self.timings = dict.fromkeys(("decode", "audio_proposals", "visual_proposals", "network"), 0.0)
@@ -181,10 +210,12 @@ class _Embedder:
     def add(self, chunk: ClipChunk) -> None:
         from avscene.proposals.visual import visual_proposals
 
-        aprops = vprops = None
-        if self._bag is not None and chunk.audio is not None:
-            with self.timer("audio_proposals"):
-                aprops = self._bag.push(chunk.audio)
+        if self._bags is not None and chunk.audio is not None:
+            for k, (bag, variant) in enumerate(zip(self._bags, self._variants)):
+                audio = chunk.audio if variant.edit is None else variant.edit(chunk.audio, chunk.audio_start)
+                with self.timer("audio_proposals"):
+                    aprops = bag.push(audio)
+                self._embed_audio(k, aprops)
         if self._visual and chunk.frames is not None:
             self.skipped_video = _too_small(chunk.frames)
             self._visual = self.skipped_video is None
@@ -192,29 +223,30 @@ class _Embedder:
             with self.timer("visual_proposals"):
                 vprops = visual_proposals(chunk.frames, chunk.frame_times, cfg=self._loaded.preprocess,
                                           edge_model=self._edge_model)
-        self._embed(aprops, chunk.frames, vprops)
+            self._embed_visual(chunk.frames, vprops)
 
     def finish(self) -> None:
-        if self._bag is not None:
+        for k, bag in enumerate(self._bags or ()):
             with self.timer("audio_proposals"):
-                aprops = self._bag.finish()
-            self._embed(aprops, None, None)
+                aprops = bag.finish()
+            self._embed_audio(k, aprops)
 
-    def _embed(self, aprops: AudioProposals | None, frames: np.ndarray | None,
-               vprops: VisualProposals | None) -> None:
-        """Features of the audio proposals, then of the frames ``EMBED_FRAMES`` at a time."""
+    def _embed_audio(self, k: int, aprops: AudioProposals | None) -> None:
         if aprops is not None:
-            self._features(patches=aprops.patches, patch_times=aprops.times)
-            self._audio.append(aprops.timing)
-        if vprops is not None:
-            for i in range(0, len(vprops.times), EMBED_FRAMES):
-                part = slice(i, i + EMBED_FRAMES)
-                self._features(frames=frames[part], frame_times=vprops.times[part], boxes=vprops.boxes[part])
-            self._boxes.append(vprops)
+            self._audio_feats[k].append(self._features(patches=aprops.patches, patch_times=aprops.times))
+            self._audio[k].append(aprops.timing)
+
+    def _embed_visual(self, frames: np.ndarray, vprops: VisualProposals) -> None:
+        """Features of the frames, ``EMBED_FRAMES`` at a time."""
+        for i in range(0, len(vprops.times), EMBED_FRAMES):
+            part = slice(i, i + EMBED_FRAMES)
+            self._visual_feats.append(self._features(frames=frames[part], frame_times=vprops.times[part],
+                                                     boxes=vprops.boxes[part]))
+        self._boxes.append(vprops)
 
     def _features(self, *, patches: np.ndarray | None = None, patch_times: np.ndarray | None = None,
                   frames: np.ndarray | None = None, frame_times: np.ndarray | None = None,
-                  boxes: np.ndarray | None = None) -> None:
+                  boxes: np.ndarray | None = None) -> ProposalFeatures:
         import torch
 
         from avscene.nn.inputs import single_input
@@ -223,21 +255,23 @@ class _Embedder:
             x, _ = single_input(patches=patches, patch_times=patch_times, frames=frames,
                                 frame_times=frame_times, boxes=boxes,
                                 image_size=self._loaded.preprocess.image_size, device=self._device)
-            self._feats.append(self._loaded.model.forward_features(x))
+            return self._loaded.model.forward_features(x)
 
-    def result(self) -> tuple[ProposalFeatures | None, ProposalTimes | None, VisualProposals | None]:
-        """The joined features, audio proposal times and visual proposals."""
+    def result(self, k: int = 0) -> tuple[ProposalFeatures | None, ProposalTimes | None, VisualProposals | None]:
+        """Variant ``k``'s joined features, audio proposal times and visual proposals."""
         from avscene.nn.model import cat_features
         from avscene.proposals.audio import ProposalTimes
         from avscene.proposals.visual import VisualProposals
 
-        feats = cat_features(self._feats) if self._feats else None
+        video = self._variants[k].video
+        parts = self._audio_feats[k] + (self._visual_feats if video else [])  # joined per modality
+        feats = cat_features(parts) if parts else None
         aprops = vprops = None
-        if self._audio:
-            comps = [a.component for a in self._audio]
-            aprops = ProposalTimes(np.concatenate([a.times for a in self._audio]),  # (P, 2)
+        if self._audio[k]:
+            comps = [a.component for a in self._audio[k]]
+            aprops = ProposalTimes(np.concatenate([a.times for a in self._audio[k]]),  # (P, 2)
                                    None if comps[0] is None else np.concatenate(comps))
-        if self._boxes:
+        if self._boxes and video:
             vprops = VisualProposals(*(np.concatenate([getattr(v, f) for v in self._boxes])
                                        for f in ("boxes", "scores", "times")))  # (T, M, 4), (T, M), (T,)
         return feats, aprops, vprops

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from avscene.config import PreprocessConfig
+from avscene.dsp.noise import mix_at_snr, training_noise
+from avscene.dsp.timbre import pitch_shift, warp_frequency
 from avscene.nn.inputs import normalise_images, segment_of_times
 from avscene.nn.model import ModelInput
 from avscene.train.data import CachedClip
@@ -37,6 +39,12 @@ class AugmentOptions:
     eq_points: int = 6  # control points of that curve (log-spaced, 50 Hz to Nyquist)
     freq_mask: int = 8  # SpecAugment: one band mask of up to this many mel bands per bag
     time_mask: int = 0  # SpecAugment: one mask of up to this many frames in each patch (0: off)
+    background_prob: float = 0.0  # probability of adding a background from the noise bank's training families
+    background_snr_db: tuple[float, float] = (-5.0, 20.0)  # its SNR range over the clip (dsp.noise.mix_at_snr)
+    negative_prob: float = 0.0  # probability that a bag becomes a background-only negative (no label)
+    pitch_semitones: float = 0.0  # pitch shift without tempo change, uniform in ±pitch_semitones
+    pitch_prob: float = 0.5  # probability of that shift
+    warp: float = 0.0  # frequency-axis warp of the log-mel patches: middle moved by up to ±warp of the bands
     flip_prob: float = 0.5  # horizontal mirror of frames and boxes
     brightness: float = 0.3  # multiplicative brightness in [1 - b, 1 + b]
     contrast: float = 0.3  # contrast around the mean in [1 - c, 1 + c]
@@ -69,8 +77,11 @@ class AugmentOptions:
 
 
 def augment_audio(audio: np.ndarray, rng: np.random.Generator, opts: AugmentOptions, *, sr: int) -> np.ndarray:
-    """Gain, speed (linear-interpolation resampling), start shift and noise. (N,) → (N',)."""
+    """Pitch, speed (linear-interpolation resampling), start shift, EQ, gain, background and noise.
+    (N,) → (N',)."""
     x = audio.astype(np.float32)
+    if opts.pitch_semitones > 0 and rng.random() < opts.pitch_prob:
+        x = pitch_shift(x, float(rng.uniform(-opts.pitch_semitones, opts.pitch_semitones)))
     if opts.speed > 0:
         factor = rng.uniform(1 - opts.speed, 1 + opts.speed)
         n_out = max(1, int(round(len(x) / factor)))
@@ -79,6 +90,8 @@ def augment_audio(audio: np.ndarray, rng: np.random.Generator, opts: AugmentOpti
         x = x[int(rng.uniform(0, opts.shift_s) * sr):]
     if opts.eq_db > 0:
         x = random_eq(x, rng, max_db=opts.eq_db, points=opts.eq_points, sr=sr)
+    if opts.background_prob > 0 and rng.random() < opts.background_prob:
+        x = mix_at_snr(x, training_noise(len(x), sr=sr, rng=rng), float(rng.uniform(*opts.background_snr_db)))
     x = x * np.float32(10 ** (rng.uniform(-opts.gain_db, opts.gain_db) / 20))
     if rng.random() < opts.noise_prob:
         rms = float(np.sqrt(np.mean(x**2)) + 1e-8)
@@ -133,6 +146,22 @@ def mix_bags(a: CachedClip, b: CachedClip, rng: np.random.Generator, *, level_db
     return CachedClip(audio=audio if audio is not None else a.audio, frames=frames, boxes=boxes, frame_times=times)
 
 
+def background_negative(clip: CachedClip, rng: np.random.Generator, *, sr: int) -> CachedClip:
+    """A bag with nothing to find: the audio replaced by a background of the noise bank's training
+    families (as long as the clip's audio, at a random level), every frame by one flat colour with
+    the clip's boxes kept. Its target is "no class": it teaches that a sound texture the
+    classes never make, and a picture without objects, are not evidence of any class."""
+    audio = None
+    if clip.audio is not None:
+        level = np.float32(10 ** (rng.uniform(-30.0, -10.0) / 20))  # RMS -30..-10 dBFS, like the clips' backgrounds
+        audio = np.clip(training_noise(len(clip.audio), sr=sr, rng=rng) * level, -1.0, 1.0).astype(np.float32)
+    frames = None
+    if clip.frames is not None:
+        colour = rng.integers(0, 256, size=(1, 3, 1, 1), dtype=np.uint8)
+        frames = np.broadcast_to(colour, clip.frames.shape).copy()  # (T, 3, h, w)
+    return CachedClip(audio=audio, frames=frames, boxes=clip.boxes, frame_times=clip.frame_times)
+
+
 def augment_frames(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,
                    opts: AugmentOptions) -> tuple[torch.Tensor, np.ndarray]:
     """Mirror + photometric jitter. (T, 3, h, w) uint8, (T, M, 4) → float [0,255] tensor, boxes."""
@@ -178,7 +207,11 @@ def clip_tensors(clip: CachedClip, pre: PreprocessConfig, rng: np.random.Generat
     if clip.audio is not None:
         audio = clip.audio if rng is None else augment_audio(clip.audio, rng, opts, sr=pre.sample_rate)
         ap = audio_bag(audio, cfg=pre)
-        patches = ap.patches if rng is None else spec_mask(ap.patches, rng, opts.freq_mask, opts.time_mask)
+        patches = ap.patches
+        if rng is not None:
+            if opts.warp > 0:
+                patches = warp_frequency(patches, float(rng.uniform(-opts.warp, opts.warp)))
+            patches = spec_mask(patches, rng, opts.freq_mask, opts.time_mask)
         out["audio"] = torch.from_numpy(np.ascontiguousarray(patches, np.float32))
         out["audio_segment"] = segment_of_times(ap.times.mean(axis=1))
     if clip.frames is not None:

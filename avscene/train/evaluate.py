@@ -10,6 +10,8 @@
   segment- and event-level F1 of audio, visual and audio-visual events, Type@AV and
   Event@AV, from ``localize``'s ``timing`` (``heard`` / ``seen`` of the predicted
   classes) against the ground truth's per-event ``audio`` and ``visual.interval``.
+* noise stress (on request): false-positive rates and micro-F1 with noise families added,
+  and false alarms on pure noise (:mod:`avscene.train.noise_stress`).
 
 Ground truth is ``ground_truth.jsonl`` beside the manifest (avbench format).
 """
@@ -17,7 +19,7 @@ Ground truth is ``ground_truth.jsonl`` beside the manifest (avbench format).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ from avscene.train.metrics import (
 )
 from avscene.train.metrics_avvp import AVVPMetrics, ClipParse, avvp_metrics, clip_parse
 from avscene.train.metrics_sed import SegmentMetrics, segment_activity, segment_based_metrics
+from avscene.train.noise_stress import NoiseCondition, NoiseStress, NoiseStressReport
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
@@ -63,6 +66,7 @@ class EvaluationReport:
     avvp: AVVPMetrics | None = None  # LLP protocol on the clips with ground truth
     # as recall_by_mode, an event found when its class is heard or seen (the per-modality decisions)
     recall_by_mode_parse: dict[str, dict[str, float | int]] | None = None
+    noise_stress: NoiseStressReport | None = None  # with --add-noise
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class EvaluationReport:
             "avvp": None if self.avvp is None else self.avvp.to_json(),
             "recall_by_mode_parse": self.recall_by_mode_parse,
             "failed": [{"file": f, "error": e} for f, e in self.failed],
+            "noise_stress": None if self.noise_stress is None else self.noise_stress.to_json(),
         }
 
 
@@ -137,15 +142,22 @@ def evaluate(
     audio_threshold: float | None = None,
     visual_threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    noise: Sequence[NoiseCondition] = (),
+    pure_noise_clips: int | None = None,
 ) -> EvaluationReport:
     """Evaluate ``loaded`` on every clip of ``manifest`` (restricted to ``mode`` if given).
 
     ``threshold`` overrides the model's decision threshold (e.g. 0, the paper's, for a
     checkpoint whose threshold was calibrated); ``audio_threshold`` / ``visual_threshold``
-    the heard / seen ones.
+    the heard / seen ones. ``noise``: the noise-stress conditions
+    (:func:`avscene.train.noise_stress.parse_noise_specs`), each clip then also analysed with
+    each one, and with pure noise of each family for the first ``pure_noise_clips`` clips
+    (None: all; 0: none).
     """
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode must be one of {MODES}")
+    if pure_noise_clips is not None and not noise:
+        raise UsageError("--pure-noise-clips scores the noise families of --add-noise: give --add-noise too")
     names = list(loaded.labels)
     examples = read_manifest(manifest, class_names=names)
     gt = read_ground_truth(Path(ground_truth) if ground_truth else Path(manifest).parent / "ground_truth.jsonl")
@@ -166,9 +178,13 @@ def evaluate(
     mode_events: list[tuple[str, str, set[str]]] = []
     parse_events: list[tuple[str, str, set[str]]] = []
     loc = LocalizationScores()
+    stress = NoiseStress(tuple(noise), tuple(names), threshold, pure_noise_clips) if noise else None
     for i, ex in enumerate(examples):
         try:
-            a = analyse(ex.path, loaded)
+            if stress is None:
+                a = analyse(ex.path, loaded)
+            else:  # the clean analysis, and the noisy versions' predictions kept by ``stress``
+                a = stress.analyse(ex.path, _clip_id(ex.path), loaded)
         except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal
             failed.append((str(ex.path), str(e)))
             continue
@@ -211,6 +227,7 @@ def evaluate(
         recall_by_mode=recall_by_mode(mode_events) if mode_events else None,
         avvp=avvp_metrics(est_parse, gt_parse) if gt_parse else None,
         recall_by_mode_parse=recall_by_mode(parse_events) if parse_events else None,
+        noise_stress=None if stress is None else stress.report(y, s > threshold),
     )
 
 

@@ -24,7 +24,7 @@ from avscene.errors import ConfigError
 from avscene.nn.model import AVSceneNet, ModelConfig
 from avscene.proposals.bags import AUDIO_PROPOSAL_TYPES
 from avscene.train import checkpointing
-from avscene.train.augment import AugmentOptions, clip_tensors, collate, mix_bags
+from avscene.train.augment import AugmentOptions, background_negative, clip_tensors, collate, mix_bags
 from avscene.train.calibrate import best_threshold, micro_f1_at
 from avscene.train.data import (
     BalancedBatchSampler,
@@ -40,6 +40,9 @@ from avscene.train.data import (
 from avscene.train.metrics import micro_prf
 
 FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
+# ModelConfig fields a fine-tuning run (--init-model) may add, each with the prefix of the
+# parameters of the part it adds (those start as built; every other weight comes from the checkpoint)
+ADDABLE: dict[str, str] = {"audio_context": "audio_context."}
 
 # Named architectures: ModelConfig and PreprocessConfig overrides. "small" trains from
 # scratch on a 2-core CPU in well under an hour (the bundled model); "vggish" is the
@@ -207,6 +210,8 @@ class Trainer:
             self.model = AVSceneNet(self.mcfg).to(cfg.device)
         checkpointing.initialise(self.model, audio=cfg.init_audio, visual=cfg.init_visual)
         checkpointing.freeze(self.model, cfg.freeze)
+        if self.mcfg.audio_context and self.pre.audio_proposals != "tsp":
+            raise ConfigError("audio_context needs time-ordered audio windows: use --audio-proposals tsp")
         self.cache = ClipCache(Path(cfg.cache_dir) if cfg.cache_dir else None, self.pre)
 
     def load_clips(self, progress: Callable[[int, int], None] | None = None) -> None:
@@ -226,9 +231,11 @@ class Trainer:
         ``cfg.init_model`` (weights loaded strictly), its calibrated threshold dropped."""
         from avscene.hub import load_pretrained
 
-        if cfg.model or cfg.preprocess or cfg.init_audio or cfg.init_visual:
+        added = {k: v for k, v in cfg.model.items() if k in ADDABLE}
+        if set(cfg.model) - set(ADDABLE) or cfg.preprocess or cfg.init_audio or cfg.init_visual:
             raise ConfigError("--init-model takes the architecture and preprocessing of that checkpoint: "
-                              "drop --model-opt, --pre-opt, --init-audio and --init-visual")
+                              "drop --pre-opt, --init-audio, --init-visual and every --model-opt but "
+                              f"{', '.join(ADDABLE)} (a part added to it)")
         loaded = load_pretrained(cfg.init_model, offline=True, device=cfg.device)
         if tuple(loaded.labels) != tuple(self.class_names):
             raise ConfigError(f"--init-model {cfg.init_model} has the labels {list(loaded.labels)}, the "
@@ -239,8 +246,16 @@ class Trainer:
         if loaded.preprocess.audio_proposals != cfg.audio_proposals:
             raise ConfigError(f"--init-model {cfg.init_model} uses --audio-proposals "
                               f"{loaded.preprocess.audio_proposals}")
-        mcfg = dataclasses.replace(loaded.config, threshold=None)
-        model = loaded.model.to(cfg.device)
+        mcfg = dataclasses.replace(loaded.config, threshold=None, **added)
+        model = loaded.model
+        if added:  # the checkpoint's weights in a network that has the added part, which starts as built
+            model = AVSceneNet(mcfg)
+            missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
+            prefixes = tuple(ADDABLE[k] for k in added)
+            if unexpected or any(not k.startswith(prefixes) for k in missing):
+                raise ConfigError(f"--init-model: weights do not fit the network with {sorted(added)}: "
+                                  f"missing {missing}, unexpected {unexpected}")
+        model = model.to(cfg.device)
         model.cfg = mcfg  # saved with the fine-tuned weights; the threshold is calibrated again
         return model, mcfg, loaded.preprocess
 
@@ -276,6 +291,20 @@ class Trainer:
                 y[i] = torch.maximum(y[i], torch.from_numpy(y_all[j]).to(y.dtype))
         return clips, y
 
+    def _negatives(self, clips: list[CachedClip], y: torch.Tensor,
+                   rng: np.random.Generator | None) -> tuple[list[CachedClip], torch.Tensor]:
+        """Background-only negatives: each bag, with probability ``negative_prob``, becomes
+        ``augment.background_negative`` of itself, with no label."""
+        p = self.augment_options.negative_prob
+        if rng is None or p <= 0:
+            return clips, y
+        clips, y = list(clips), y.clone()
+        for i in range(len(clips)):
+            if rng.random() < p:
+                clips[i] = background_negative(clips[i], rng, sr=self.pre.sample_rate)
+                y[i] = 0
+        return clips, y
+
     def train_epoch(self, epoch: int, net, opt, loss_fn, step: Callable[[], None] | None = None) -> float:
         net.train()
         checkpointing.eval_frozen(self.model, self.cfg.freeze)
@@ -288,6 +317,7 @@ class Trainer:
             mine = batch[self.rank :: self.world]
             rng = np.random.default_rng([self.cfg.seed, epoch, b, self.rank]) if self.cfg.augment else None
             clips, y = self._mixed([self.train_clips[i] for i in mine], y_all[mine], rng)
+            clips, y = self._negatives(clips, y, rng)
             x = self._input(clips, rng)
             modal = None if self.modal_targets is None else \
                 tuple(torch.from_numpy(t[mine]).float().to(self.cfg.device) for t in self.modal_targets)
