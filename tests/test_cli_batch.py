@@ -109,7 +109,8 @@ def test_failed_inputs_are_skipped_on_resume_unless_retried(capsys, tiny_model_d
 
 
 def test_localize_events_tsv_after_resume_covers_every_input(capsys, tiny_model_dir, media, tmp_path):
-    argv = ["localize", media, "-m", tiny_model_dir, "--threshold", "-10", "--event-threshold", "-100"]
+    argv = ["localize", media, "-m", tiny_model_dir, "--threshold", "-10", "--event-threshold", "-100",
+            "--audio-threshold", "-10", "--visual-threshold", "-10"]  # every class heard and seen
     full, part, log = tmp_path / "full.tsv", tmp_path / "part.tsv", tmp_path / "l.jsonl"
     code, _, err = run(capsys, *argv, "--events-tsv", full, "--jsonl", log)
     assert code == 0, err
@@ -118,6 +119,7 @@ def test_localize_events_tsv_after_resume_covers_every_input(capsys, tiny_model_
     code, _, err = run(capsys, *argv, "--events-tsv", part, "--jsonl", log, "--resume")
     assert code == 0, err
     assert len(full.read_text().splitlines()) > 1  # events of several inputs (every window is "sounding")
+    assert "\tvisual\n" in full.read_text() and "\taudio-visual\n" in full.read_text()
     assert part.read_text() == full.read_text()  # the recorded input's events come from the log
 
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from avscene.errors import UsageError
+from avscene.tasks.classify import ClassifyOptions
 from avscene.tasks.localize import (
     LocalizeOptions,
     frame_spans,
     heat,
-    intervals_overlap,
+    intervals_intersection,
     localize_file,
     merge_active,
     resolve_labels,
@@ -53,9 +54,11 @@ def test_heat_scales_to_unit_range_and_constant_is_zero() -> None:
     assert heat(np.array([3.0, 3.0])).tolist() == [0.0, 0.0]
 
 
-def test_intervals_overlap_and_frame_spans() -> None:
-    assert intervals_overlap([(0.0, 2.0)], [(1.5, 3.0)])
-    assert not intervals_overlap([(0.0, 2.0)], [(2.0, 3.0)])  # touching is not overlapping
+def test_intervals_intersection_and_frame_spans() -> None:
+    assert intervals_intersection([(0.0, 2.0)], [(1.5, 3.0)]) == [(1.5, 2.0)]
+    assert intervals_intersection([(0.0, 2.0)], [(2.0, 3.0)]) == []  # touching is not overlapping
+    assert intervals_intersection([(0.0, 2.0), (4.0, 9.0)], [(1.0, 5.0), (8.0, 10.0)]) == [
+        (1.0, 2.0), (4.0, 5.0), (8.0, 9.0)]
     assert frame_spans(np.array([0.5, 1.5, 9.5]), fps=1.0, duration=9.8).tolist() == [[0, 1], [1, 2], [9, 9.8]]
 
 
@@ -102,14 +105,22 @@ def test_audio_only_and_video_only_inputs(loaded, clips: dict) -> None:
 
 
 def test_events_follow_the_threshold_on_window_scores(loaded, clips: dict) -> None:
-    r = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=-1e9))
+    heard = ClassifyOptions(audio_threshold=-1e9)  # every class heard: the window threshold alone decides
+    r = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=-1e9, classify=heard))
     # every window above an impossible-to-miss threshold: one event per class covering the clip
     for lab in LABELS:
         ev = [e for e in r.events if e.label == lab]
         assert len(ev) == 1 and ev[0].onset == 0.0
         assert ev[0].offset == pytest.approx(r.classification.duration)
-    r2 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=1e9))
-    assert r2.events == ()
+    r2 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=1e9, classify=heard))
+    # no window clears the threshold: a heard class keeps its best window as its one event
+    for lab in LABELS:
+        ev = [e for e in r2.events if e.label == lab]
+        best = max(r2.audio[lab], key=lambda x: x.score)
+        assert len(ev) == 1 and ev[0].onset < best.end and ev[0].offset > best.start  # its span lies in it
+    deaf = ClassifyOptions(audio_threshold=1e9)  # no class heard: no event, whatever the windows
+    r3 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=-1e9, classify=deaf))
+    assert r3.events == () and all(not t.heard and not t.both for t in r3.timing.values())
     # heat is the per-class min-max of the window scores
     segs = r.audio["violin"]
     s = np.array([x.score for x in segs])
@@ -121,7 +132,7 @@ def test_cli_localize_json_tsv_and_render(tiny_model_dir: Path, clips: dict, tmp
 
     out_video, events, scores = tmp_path / "ov.mp4", tmp_path / "ev.tsv", tmp_path / "scores"
     code = main(["localize", str(clips["av"]), "-m", str(tiny_model_dir), "--label", "drum", "--json",
-                 "--event-threshold", "-1e9", "--render", str(out_video), "--events-tsv", str(events),
+                 "--event-threshold", "-1e9", "--audio-threshold", "-1e9", "--visual-threshold", "-1e9", "--render", str(out_video), "--events-tsv", str(events),
                  "--scores-tsv", str(scores)])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -129,7 +140,7 @@ def test_cli_localize_json_tsv_and_render(tiny_model_dir: Path, clips: dict, tmp
     for key in ("file", "duration", "modalities", "labels", "predicted", "model", "visual", "audio", "events"):
         assert key in rec
     assert set(rec["visual"]) == {"drum"} and rec["events"][0]["label"] == "drum"
-    assert events.read_text().splitlines()[0] == "filename\tonset\toffset\tevent_label"
+    assert events.read_text().splitlines()[0] == "filename\tonset\toffset\tevent_label\tmodality"
     assert events.read_text().splitlines()[1].split("\t")[0] == clips["av"].name
     header = (scores / f"{clips['av'].stem}.tsv").read_text().splitlines()[0].split("\t")
     assert header[:2] == ["onset", "offset"] and set(header[2:]) == set(LABELS)

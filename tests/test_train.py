@@ -155,6 +155,38 @@ def test_trains_without_holdout(toy, cache_dir, tmp_path, split):
     assert load_pretrained(str(out), device="cpu").config.threshold is None
 
 
+def test_avor_fusion_learns_the_toy_problem(toy, cache_dir, tmp_path):
+    """The noisy-OR ("heard or seen") variant, with each modality's own loss, still learns the toy problem."""
+    from avscene.hub import load_pretrained
+    from avscene.tasks.classify import classify_file
+
+    out = tmp_path / "run"
+    fit(toy_config(toy, cache_dir, out, epochs=8, variant="avor", aux_loss=0.5), log=quiet)
+    losses = [r["train_loss"] for r in log_epochs(out)]
+    assert np.mean(losses[-2:]) < 0.5 * losses[0]
+    loaded = load_pretrained(str(out), device="cpu")
+    assert loaded.config.variant == "avor"
+    truth = {r.path: r.labels for r in read_manifest(toy)}
+    results = {p: classify_file(p, loaded) for p in truth}
+    assert sum(r.predicted == truth[p] for p, r in results.items()) / len(truth) >= 0.9
+    assert all(0.0 <= lab.score <= 1.0 for r in results.values() for lab in r.labels)  # probabilities
+
+
+def test_refine_labels_keeps_per_modality_targets_within_the_labels(toy, cache_dir, tmp_path):
+    with pytest.raises(ConfigError, match="--aux-loss"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "x", refine_labels=True), log=quiet)
+    first = tmp_path / "first"
+    fit(toy_config(toy, cache_dir, first, epochs=2), log=quiet)
+    out = tmp_path / "refined"
+    fit(toy_config(toy, cache_dir, out, epochs=1, init_model=str(first), model={}, preprocess={},
+                   aux_loss=0.5, refine_labels=True), log=quiet)
+    with np.load(out / "refined_targets.npz") as f:
+        ya, yv = f["audio"], f["visual"]
+    y = np.array([[lab in e.labels for lab in ("blue", "red")] for e in read_manifest(toy)])
+    assert ya.shape == yv.shape == y.shape
+    assert ((ya | yv) == y).all()  # each label kept in at least one modality, none added
+
+
 class Interrupt(Exception):
     pass
 

@@ -3,7 +3,7 @@
 The flags are declared once, here: :func:`batch_command` adds them to a command (the
 model, device, output mode, ``--jsonl``/``--resume``, ``--jobs``, ``--timeout``, ``--shard``,
 ``--force``, ``--any-format``, ``--hub-timeout``; with ``classifier=True`` also ``--top-k``,
-``--threshold``, ``--edge-model``) and
+``--threshold``, ``--audio-threshold``, ``--visual-threshold``, ``--edge-model``) and
 hands them to it as one :class:`CommonArgs` (and :class:`ClassifierArgs`). A command calls
 :func:`plan` (inputs, shard, what ``--resume`` skips), then :func:`execute` with a picklable
 job (:class:`avscene.tasks.runner.FileJob`) and its :class:`~avscene.cli._output.Sink`.
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from avscene.cli._errors import EXIT_INPUT_FAILED, EXIT_OK, verbose
 from avscene.cli._options import (
     AnyFormatOpt,
+    AudioThresholdOpt,
     DeviceOpt,
     EdgeModelOpt,
     ForceOpt,
@@ -39,6 +40,7 @@ from avscene.cli._options import (
     ThresholdOpt,
     TimeoutOpt,
     TopKOpt,
+    VisualThresholdOpt,
 )
 from avscene.tasks.runner import DEFAULT_TIMEOUT_S
 
@@ -106,13 +108,16 @@ class ClassifierArgs:
     top_k: int | None = None  # --top-k
     threshold: float | None = None  # --threshold: score above which a label is predicted
     edge_model: Path | None = None  # --edge-model: structured-edge model file for EdgeBoxes
+    audio_threshold: float | None = None  # --audio-threshold: audio score above which a class is heard
+    visual_threshold: float | None = None  # --visual-threshold: visual score above which a class is seen
 
     def classify_options(self, *, any_format: bool = False) -> ClassifyOptions:
         from avscene.tasks.classify import ClassifyOptions
 
         return ClassifyOptions(top_k=self.top_k, threshold=self.threshold,
                                edge_model=None if self.edge_model is None else str(self.edge_model),
-                               any_format=any_format)
+                               any_format=any_format, audio_threshold=self.audio_threshold,
+                               visual_threshold=self.visual_threshold)
 
 
 # each flag's parameter name -> its Annotated alias (cli/_options.py); defaults are the dataclasses'
@@ -120,7 +125,8 @@ _COMMON_FLAGS = {"model": ModelOpt, "revision": RevisionOpt, "device": DeviceOpt
                  "json_out": JsonOpt, "jsonl": JsonlOpt, "resume": ResumeOpt, "retry_failed": RetryFailedOpt,
                  "force": ForceOpt, "jobs": JobsOpt, "timeout": TimeoutOpt, "shard": ShardOpt,
                  "any_format": AnyFormatOpt, "hub_timeout": HubTimeoutOpt}
-_CLASSIFIER_FLAGS = {"top_k": TopKOpt, "threshold": ThresholdOpt, "edge_model": EdgeModelOpt}
+_CLASSIFIER_FLAGS = {"top_k": TopKOpt, "threshold": ThresholdOpt, "audio_threshold": AudioThresholdOpt,
+                     "visual_threshold": VisualThresholdOpt, "edge_model": EdgeModelOpt}
 
 
 def _parameters(cls: type, flags: dict[str, Any]) -> list[inspect.Parameter]:

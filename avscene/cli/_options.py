@@ -84,6 +84,18 @@ ThresholdOpt = Annotated[
     typer.Option("--threshold", help="Score above which a label is predicted "
                  "(default: the model's, 0 for hinge-trained models)."),
 ]
+AudioThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option("--audio-threshold", help="Audio score above which a class is heard (default: the "
+                 "model's calibrated one, else 0 for hinge-trained models)."),
+]
+VisualThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option("--visual-threshold", help="Visual score above which a class is seen (default: the "
+                 "model's calibrated one, else 0 for hinge-trained models)."),
+]
+
+
 def _check_edge_model(path: Optional[Path]) -> Optional[Path]:
     """Refuse a file OpenCV cannot use as a structured-edge model once, before any input."""
     if path is not None:

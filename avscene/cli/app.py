@@ -105,7 +105,7 @@ def _verbatim_examples(epilog: str | None) -> str | None:
 
 def _register() -> None:
     from avscene.cli import (
-        classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, train_dictionaries,
+        calibrate, classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, train_dictionaries,
         train_separator, upload,
     )
     from avscene.cli import report as report_cli
@@ -117,6 +117,7 @@ def _register() -> None:
     command(train_dictionaries.train_dictionaries_cmd, "train-dictionaries", train_dictionaries.EPILOG)
     command(train_separator.train_separator_cmd, "train-separator", train_separator.EPILOG)
     command(evaluate.evaluate_cmd, "evaluate", evaluate.EPILOG)
+    command(calibrate.calibrate_cmd, "calibrate", calibrate.EPILOG)
     command(download.download_cmd, "download", download.EPILOG)
     command(upload.upload_cmd, "upload", upload.EPILOG)
     command(separate.separate_cmd, "separate", separate.EPILOG)

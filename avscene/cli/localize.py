@@ -47,7 +47,8 @@ def localize_cmd(
     render: Annotated[Optional[str], typer.Option(help="Write an overlay video (H.264 + AAC); "
                                                   "a template with {name} for several inputs.")] = None,
     events_tsv: Annotated[Optional[Path], typer.Option(help="Write all events as a DCASE TSV "
-                                                       "(filename, onset, offset, event_label).")] = None,
+                                                       "(filename, onset, offset, event_label, modality: "
+                                                       "audio, visual or audio-visual).")] = None,
     scores_tsv: Annotated[Optional[Path], typer.Option(help="Write each input's audio scores for every "
                                                        "class as DIR/<name>.tsv (sed_scores_eval).")] = None,
     vtt: VttOpt = None,
@@ -87,7 +88,7 @@ def _all_results(p: Plan, sink: Sink) -> list[Any]:
     """This run's results and, with --resume, the recorded ones, in input order (for the events TSV)."""
     from types import SimpleNamespace
 
-    from avscene.results import Event
+    from avscene.results import Event, Timing
 
     new = {r.file: r for r in sink.results}
     old = recorded(p)
@@ -97,5 +98,8 @@ def _all_results(p: Plan, sink: Sink) -> list[Any]:
             out.append(new[f])
         elif f in old and "error" not in old[f]:  # the fields the TSV writer reads
             events = tuple(Event(e["label"], e["onset"], e["offset"]) for e in old[f].get("events", []))
-            out.append(SimpleNamespace(ok=True, file=f, events=events))
+            timing = {lab: Timing(*(tuple(map(tuple, t.get(k, []))) for k in ("heard", "seen")),
+                                  overlap=bool(t.get("overlap")), both=tuple(map(tuple, t.get("both", []))))
+                      for lab, t in old[f].get("timing", {}).items()}
+            out.append(SimpleNamespace(ok=True, file=f, events=events, timing=timing))
     return out

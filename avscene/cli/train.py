@@ -43,7 +43,8 @@ def train_cmd(
                                              "(without --val) to choose the best epoch and calibrate the "
                                              "threshold. 0, or too few clips to hold any out: the last "
                                              "epoch is kept, uncalibrated.")] = 0.1,
-    variant: Annotated[str, typer.Option(help="async, sync, audio, visual, onestream or wsddn.")] = "async",
+    variant: Annotated[str, typer.Option(help="async, sync, audio, visual, onestream, wsddn or avor "
+                                         "(noisy-OR of the modalities: heard or seen).")] = "async",
     preset: Annotated[str, typer.Option(help="Architecture: small (CPU-trainable, the bundled "
                                         "model's) or vggish (the paper's VGGish + ResNet-18).")] = "small",
     audio_proposals: Annotated[str, typer.Option(help="tsp, ncp or tsp+ncp.")] = "tsp",
@@ -63,6 +64,10 @@ def train_cmd(
     augment: Annotated[bool, typer.Option(help="Audio/visual augmentation.")] = True,
     mix_prob: Annotated[float, typer.Option(help="Bag mixing: probability of adding a second clip to a bag (labels: union).")] = 0.0,
     aux_loss: Annotated[float, typer.Option(help="Weight of each modality's own loss beside the fused one.")] = 0.0,
+    refine_labels: Annotated[bool, typer.Option("--refine-labels", help="Modality-aware targets for each "
+                                                "modality's own loss: a label is kept in the stream that still "
+                                                "finds it beside an unrelated clip's other track (MA; scored by "
+                                                "the starting model: use with --init-model).")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default ~/.cache/avscene).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes preparing the cache.")] = 2,
     init_audio: Annotated[Optional[Path], typer.Option(help="VGGish weights (.safetensors or .pth).")] = None,
@@ -92,6 +97,7 @@ def train_cmd(
         val_split=val_split, variant=variant, audio_proposals=audio_proposals, epochs=epochs,
         batches_per_epoch=batches_per_epoch, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         patience=patience, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
+        refine_labels=refine_labels,
         cache_dir=None if cache_dir is None else str(cache_dir), workers=workers,
         init_audio=None if init_audio is None else str(init_audio),
         init_visual=None if init_visual is None else str(init_visual),

@@ -55,9 +55,13 @@ class ReportOptions:
 def heard_seen(result: LocalizeResult, label: str) -> tuple[bool, bool]:
     """Whether ``label`` is heard and whether it is seen anywhere in the input.
 
-    Read from ``timing``: heard = any heard interval, seen = any seen interval (the one
-    place to change when the results carry per-modality video-level decisions).
+    The classifier's per-modality video-level decisions (``ClassParse.heard`` / ``.seen``) when
+    the result carries them; else read from ``timing``: heard = any heard interval, seen = any
+    seen interval.
     """
+    for p in result.classification.parse:
+        if p.label == label:
+            return p.heard, p.seen
     tm: Timing | None = result.timing.get(label)
     return (bool(tm.heard), bool(tm.seen)) if tm is not None else (False, False)
 

@@ -87,6 +87,7 @@ class TrainConfig:
     augment: bool = True
     mix_prob: float = 0.0  # bag mixing: probability that a training bag gets a second clip (labels: union)
     aux_loss: float = 0.0  # weight of each modality's own loss beside the fused one (0: off)
+    refine_labels: bool = False  # modality-aware targets for the aux loss (train/refine.py; needs aux_loss)
     augment_opts: dict = field(default_factory=dict)  # AugmentOptions overrides (field: value)
     cache_dir: str | None = None  # None: $AVSCENE_CACHE or ~/.cache/avscene
     workers: int = 2  # processes preparing the cache
@@ -203,6 +204,10 @@ class Trainer:
         else:
             self.train_ex, self.val_ex = split_examples(examples, cfg.val_split, cfg.seed)
         self.augment_options = AugmentOptions.from_dict(cfg.augment_opts)
+        if cfg.refine_labels and (cfg.aux_loss <= 0 or cfg.mix_prob > 0):
+            raise ConfigError("--refine-labels trains each modality's own loss: give --aux-loss > 0, "
+                              "and no --mix-prob (mixed bags have no refined targets)")
+        self.modal_targets: tuple[np.ndarray, np.ndarray] | None = None  # refined (y_audio, y_visual)
         if cfg.init_model:
             self.model, self.mcfg, self.pre = self._start_from(cfg)
         else:
@@ -320,8 +325,11 @@ class Trainer:
             clips, y = self._mixed([self.train_clips[i] for i in mine], y_all[mine], rng)
             clips, y = self._negatives(clips, y, rng)
             x = self._input(clips, rng)
+            modal = None if self.modal_targets is None else \
+                tuple(torch.from_numpy(t[mine]).float().to(self.cfg.device) for t in self.modal_targets)
             loss = training_loss(net(x), y.to(self.cfg.device), loss_fn, scale=self.mcfg.fused_scale,
-                                 aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn")
+                                 aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn",
+                                 sigmoid=self.mcfg.variant == "avor", modality_targets=modal)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -329,6 +337,23 @@ class Trainer:
             if step:
                 step()
         return float(np.mean(losses)) if losses else float("nan")
+
+    @torch.no_grad()
+    def modality_targets(self, *, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Refined (y_audio, y_visual) of the training clips, scored by the current model with each
+        clip's audio (then frames) beside an unrelated clip's other track (``train/refine.py``)."""
+        from avscene.train.refine import keep_modality, refine_targets, unrelated_partners
+
+        self.model.eval()
+        y = targets(self.train_ex, self.class_names) > 0
+        partners = unrelated_partners(y, np.random.default_rng([self.cfg.seed, 1]))
+        kept = {}
+        for keep in ("audio", "visual"):
+            clips = [keep_modality(c, self.train_clips[j], keep) if j >= 0 else c
+                     for c, j in zip(self.train_clips, partners)]
+            kept[keep] = torch.cat([self.model(self._input(clips[i : i + batch], None)).scores.float().cpu()
+                                    for i in range(0, len(clips), batch)]).numpy()
+        return refine_targets(y, kept["audio"], kept["visual"], partners, threshold=self.mcfg.decision_threshold)
 
     @torch.no_grad()
     def holdout_scores(self, *, batch: int = 16) -> tuple[torch.Tensor, np.ndarray]:
@@ -373,6 +398,8 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
         log = lambda m: None  # noqa: E731 - one copy of each message
     out = Path(cfg.output)
     tr.load_clips(on_prepare)
+    if cfg.refine_labels:
+        tr.modal_targets = _refined_targets(tr, out, resume=cfg.resume, log=log)
     params = [p for p in tr.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * 0.02)
@@ -442,21 +469,42 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
                         class_names=tuple(tr.class_names), holdout_clips=holdout)
 
 
+def _refined_targets(tr: Trainer, out: Path, *, resume: bool,
+                     log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """The run's refined targets: computed once by the starting model, kept in the run folder
+    (a resumed run reuses them, so it continues as the uninterrupted one would)."""
+    path = out / "refined_targets.npz"
+    if resume and path.is_file():
+        with np.load(path) as f:
+            return f["audio"], f["visual"]
+    ya, yv = tr.modality_targets()
+    if tr.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(path, audio=ya, visual=yv)
+    y = targets(tr.train_ex, tr.class_names) > 0
+    log(f"refined labels: {int(y.sum() - ya.sum())} audio and {int(y.sum() - yv.sum())} visual targets "
+        f"dropped of {int(y.sum())}")
+    return ya, yv
+
+
 def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0.0,
-                  wsddn: bool = False) -> torch.Tensor:
+                  wsddn: bool = False, sigmoid: bool = False,
+                  modality_targets: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The fused loss, plus ``aux`` times the mean of each modality's own loss (its scores
-    ℓ2-normalised and scaled as in the fusion; WSDDN's probabilities as they are), so that
-    neither stream can lean on the other."""
+    ℓ2-normalised and scaled as in the fusion, through a sigmoid for avor; WSDDN's
+    probabilities as they are), so that neither stream can lean on the other."""
     from avscene.nn.mil import l2_normalise
 
     loss = loss_fn(out.scores, y)
     if aux <= 0:
         return loss
-    own = [s if wsddn else l2_normalise(s) * scale for s in (out.audio_scores, out.visual_scores)
-           if s is not None]
+    ty = (y, y) if modality_targets is None else modality_targets  # (audio, visual) targets
+    own = [(s if wsddn else l2_normalise(s) * scale, t)
+           for s, t in zip((out.audio_scores, out.visual_scores), ty) if s is not None]
+    own = [(torch.sigmoid(s), t) for s, t in own] if sigmoid else own
     if len(own) < 2:  # one modality: its own loss is the fused one
         return loss
-    return loss + aux * torch.stack([loss_fn(s, y) for s in own]).mean()
+    return loss + aux * torch.stack([loss_fn(s, t) for s, t in own]).mean()
 
 
 def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> float:
