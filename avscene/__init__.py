@@ -26,6 +26,7 @@ __all__ = ["classify", "load_model", "localize", "separate", "__version__"]
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
     from avscene.results import ClassifyResult, LocalizeResult
+    from avscene.separation.registry import MethodName
     from avscene.tasks.separate import Separation
 
     ModelLike = LoadedModel | str | Path | None  # a loaded model, a folder or Hub id, None: bundled
@@ -62,13 +63,14 @@ def localize(path: str | Path, *, model: ModelLike = None, labels: list[str] | t
 
 
 def separate(path: str | Path, *, model: ModelLike = None, label: str | None = None, threshold: float | None = None,
-             method: str = "auto") -> Separation:
+             method: MethodName | str = "auto") -> Separation:
     """Separate the audio of ``label`` (None: the top predicted class) from the rest of the mixture.
 
     ``method``: "hybrid", "mask", "dictionary", "ncp" or "auto" (the best the model carries; see
     :class:`avscene.tasks.separate.SeparateOptions`).
     """
+    from avscene.separation.registry import parse_method
     from avscene.tasks.separate import SeparateOptions, separate_file
 
-    opts = SeparateOptions(label=label, threshold=threshold, method=method)  # type: ignore[arg-type]
+    opts = SeparateOptions(label=label, threshold=threshold, method=parse_method(method))
     return separate_file(path, _model(model), opts)

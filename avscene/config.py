@@ -26,6 +26,9 @@ import dataclasses
 from dataclasses import dataclass
 
 
+VISUAL_PROPOSAL_TYPES = ("edgeboxes", "dense")
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How a file becomes network input. Serialised in ``config.json``."""
@@ -46,6 +49,14 @@ class PreprocessConfig:
     boxes_per_frame: int = 10  # M_img: EdgeBoxes proposals kept per frame
     audio_proposals: str = "tsp"  # audio bag: "tsp", "ncp" or "tsp+ncp" (avscene.proposals.bags)
     ncp_components: int = 20  # K: NMF components of an NCP bag
+    visual_proposals: str = "edgeboxes"  # "edgeboxes" (boxes_per_frame per frame) or "dense" (proposals/dense.py)
+
+    def __post_init__(self) -> None:
+        if self.visual_proposals not in VISUAL_PROPOSAL_TYPES:
+            from avscene.errors import ConfigError
+
+            raise ConfigError(f"visual_proposals: {self.visual_proposals!r} is not one of "
+                              f"{', '.join(VISUAL_PROPOSAL_TYPES)}")
 
     @property
     def patch_seconds(self) -> float:

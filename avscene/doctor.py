@@ -203,10 +203,11 @@ def check_bundled_model() -> Check:
         return Check("model", False, str(e), fix)
     try:
         from avscene.hub import load_pretrained
+        from avscene.separation.checkpoint import with_parts
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            loaded = load_pretrained(str(path), device="cpu")
+            loaded = with_parts(load_pretrained(str(path), device="cpu"))
     except AvsceneError as e:
         return Check("model", False, f"{path}: {e}", fix)
     cfg = loaded.config
@@ -304,7 +305,7 @@ def check_edge_model(path: str | Path) -> Check:
     The reference model.yml.gz of opencv_extra publishes no checksum: the SHA-256 is printed
     so that users can compare copies.
     """
-    from avscene.proposals.visual import EDGE_MODEL_URL, edge_model_problem
+    from avscene.proposals.edge_model import EDGE_MODEL_URL, edge_model_problem
 
     path = Path(path)
     fix = f"download OpenCV's model.yml.gz ({EDGE_MODEL_URL}) and pass its path, or drop --edge-model"

@@ -18,6 +18,8 @@ import re
 import shutil
 import secrets
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -25,28 +27,31 @@ from typing import TYPE_CHECKING
 
 from avscene.config import PreprocessConfig
 from avscene.errors import CheckpointError, ConfigError, OutputError, UsageError
+from avscene.results import json_text
+from avscene.separation.parts import FILES as SEPARATION_FILES
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from avscene.dictionary import Dictionaries
-
     from avscene.nn.model import AVSceneNet, ModelConfig
-    from avscene.nn.separator import MaskNet
+    from avscene.separation.parts import SeparationParts
 
 FORMAT_VERSION = 1  # bump when config.json changes incompatibly; readers accept <= this
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-DICTIONARIES_NAME = "dictionaries.safetensors"  # optional: supervised-NMF dictionaries (separate --method dictionary)
-SEPARATOR_NAME = "separator.safetensors"  # optional: the mask network's weights (separate --method mask)
-HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, DICTIONARIES_NAME, SEPARATOR_NAME)  # all a download fetches from a repo
+# all a download fetches from a repo: the format's files and separation's optional ones
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, *SEPARATION_FILES)
 CONFIG_KEYS = ("format_version", "model", "labels", "preprocess", "training", "separation")
 REQUIRED_CONFIG_KEYS = ("format_version", "model", "labels", "preprocess")
 # The Hub's ``org/name`` form; anything else that is not an existing folder is a typo.
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _LIST_SHOWN = 5  # names shown per category in a mismatch message
+# s: how long a Hub request may wait for the server (to connect, or for the next bytes) before the
+# call fails; huggingface_hub's own default for its downloads, which it does not apply to every
+# request (a server that accepts and never answers would hang the metadata call for ever).
+DEFAULT_HUB_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -71,11 +76,9 @@ class LoadedModel:
     revision: str | None  # requested revision, None for the default
     folder: Path  # folder the files were read from
     commit: str | None = None  # Hub commit sha the weights came from; None for a local folder
-    dictionaries: Dictionaries | None = None  # supervised-NMF dictionaries, if the checkpoint has them
-    separator: MaskNet | None = None  # the separation mask network (eval mode, on the device), if any
-    # what `separate --method auto` uses with this checkpoint ("mask", "dictionary" or "ncp"; config.json's
-    # separation.default_method, set from a measurement); None: the first the checkpoint carries
-    separation_default: str | None = None
+    # the mask network, dictionaries and default method of separation; None: not read (load_pretrained
+    # reads the classifier only; avscene.separation.checkpoint.with_parts reads them, as load_model does)
+    separation: SeparationParts | None = None
 
 
 # --- low level: files --------------------------------------------------------------
@@ -116,7 +119,7 @@ def save_folder(folder: str | Path, *, config: dict, state_dict: dict[str, Tenso
     try:
         save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         default_file_mode(tmp / WEIGHTS_NAME)  # safetensors creates it 0600
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        (tmp / CONFIG_NAME).write_text(json_text(config, indent=2) + "\n", encoding="utf-8")
         if card is not None and not (folder / CARD_NAME).exists():
             (tmp / CARD_NAME).write_text(card, encoding="utf-8")
         if not folder.exists():
@@ -138,11 +141,14 @@ def read_config(folder: str | Path) -> dict:
     """
     path = Path(folder) / CONFIG_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError as e:
         raise CheckpointError(f"{path} is missing; a checkpoint folder needs {CONFIG_NAME} and {WEIGHTS_NAME}") from e
     except (OSError, UnicodeDecodeError) as e:
         raise CheckpointError(f"cannot read {path}: {e}; re-download or re-save the checkpoint") from e
+    except _NonStandardJSON as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e} is not a JSON value); fix the file or "
+                              "re-download the checkpoint") from e
     except json.JSONDecodeError as e:
         raise CheckpointError(
             f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
@@ -166,6 +172,15 @@ def read_config(folder: str | Path) -> dict:
         warnings.warn(f"{path}: ignoring unknown config keys {unknown}", stacklevel=2)
     _check_types(data, path)
     return data
+
+
+class _NonStandardJSON(ValueError):
+    """``NaN`` / ``Infinity`` in a JSON file: Python's extension, not JSON."""
+
+
+
+def _refuse_constant(word: str) -> None:
+    raise _NonStandardJSON(word)
 
 
 def _check_types(data: dict, path: Path) -> None:
@@ -202,7 +217,8 @@ def load_state_dict(folder: str | Path) -> dict[str, Tensor]:
 
 
 def resolve(
-    model_id_or_path: str, *, revision: str | None = None, offline: bool = False, cache_dir: str | None = None
+    model_id_or_path: str, *, revision: str | None = None, offline: bool = False, cache_dir: str | None = None,
+    hub_timeout: float | None = None,
 ) -> ResolvedCheckpoint:
     """Find a checkpoint folder: a local folder as-is, or a Hub repo fetched into the HF cache.
 
@@ -214,10 +230,13 @@ def resolve(
         offline: use the HF cache only, with no network access at all; also on when
             the ``HF_HUB_OFFLINE`` environment variable is truthy.
         cache_dir: HF cache folder (default ``HF_HUB_CACHE``: ``~/.cache/huggingface/hub``).
+        hub_timeout: seconds each Hub request may wait for the server (see :func:`hub_timeout`;
+            None: ``DEFAULT_HUB_TIMEOUT``).
 
     Raises:
-        CheckpointError: not found locally, on the Hub or in the cache (the message says what to do).
-        UsageError: a revision was given for a local folder.
+        CheckpointError: not found locally, on the Hub or in the cache, or the Hub did not answer
+            in time (the message says what to do).
+        UsageError: a revision was given for a local folder, or a bad ``hub_timeout``.
     """
     path = Path(model_id_or_path).expanduser()
     if path.is_dir():
@@ -233,7 +252,8 @@ def resolve(
             "check the path or the repo id"
         )
     offline = offline or _env_offline()
-    folder = Path(_download(model_id_or_path, revision=revision, offline=offline, cache_dir=cache_dir))
+    folder = Path(_download(model_id_or_path, revision=revision, offline=offline, cache_dir=cache_dir,
+                            timeout=hub_timeout))
     _check_folder(folder, model_id_or_path)
     commit = folder.name if _COMMIT_RE.match(folder.name) else None
     return ResolvedCheckpoint(folder=folder, model_id=model_id_or_path, revision=revision, commit=commit)
@@ -253,31 +273,88 @@ def _check_folder(folder: Path, model_id: str) -> None:
         )
 
 
-def _download(repo_id: str, *, revision: str | None, offline: bool, cache_dir: str | None) -> str:
+@contextmanager
+def hub_timeout(seconds: float | None) -> Iterator[float]:
+    """Within the block, every huggingface_hub request fails after ``seconds`` without an answer.
+
+    huggingface_hub's HTTP client has no timeout of its own, and some of its calls (the repo
+    metadata before a snapshot download, the calls of an upload) pass ``timeout=None``: a
+    server that accepts the connection and never answers would hang them. The block installs
+    a client that gives every request at most ``seconds`` (to connect, and between bytes read
+    or written; shorter limits of huggingface_hub's own are kept), gives the downloads the same
+    limit, and restores the previous client and limit at its end. A big file is not limited as a whole: only a server
+    that stops sending is.
+
+    Args:
+        seconds: the limit; None: ``DEFAULT_HUB_TIMEOUT``.
+
+    Yields:
+        The limit in force.
+
+    Raises:
+        UsageError: ``seconds`` is not a positive number.
+    """
+    import math
+
+    from huggingface_hub import constants, set_client_factory
+    from huggingface_hub.utils import _http
+
+    seconds = DEFAULT_HUB_TIMEOUT if seconds is None else seconds
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"--hub-timeout must be a positive number of seconds, got {seconds!r}")
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
+    previous_download = constants.HF_HUB_DOWNLOAD_TIMEOUT
+
+    def limit(request) -> None:  # noqa: ANN001 - an httpx Request, before it is sent
+        given = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {k: seconds if given.get(k) is None else min(given[k], seconds)
+                                         for k in ("connect", "read", "write", "pool")}
+
+    def factory():  # noqa: ANN202 - an httpx client
+        client = previous()
+        hooks = client.event_hooks
+        client.event_hooks = {**hooks, "request": [*hooks.get("request", []), limit]}
+        return client
+
+    set_client_factory(factory)
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
+    try:
+        yield seconds
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = previous_download
+        set_client_factory(previous)
+
+
+def _download(repo_id: str, *, revision: str | None, offline: bool, cache_dir: str | None,
+              timeout: float | None = None) -> str:
     """snapshot_download of the checkpoint files, its errors turned into CheckpointErrors."""
     from huggingface_hub import snapshot_download
 
     import avscene
 
-    try:
-        return snapshot_download(
-            repo_id,
-            revision=revision,
-            allow_patterns=list(HUB_FILES),
-            local_files_only=offline,  # passed explicitly: HF_HUB_OFFLINE is only read at import
-            cache_dir=cache_dir,
-            library_name="avscene",
-            library_version=avscene.__version__,
-        )
-    except Exception as e:
-        error = _hub_error(e, repo_id=repo_id, revision=revision, offline=offline, cache_dir=cache_dir)
-        if error is None:
-            raise
-        raise error from e
+    with hub_timeout(timeout) as seconds:
+        try:
+            return snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=list(HUB_FILES),
+                local_files_only=offline,  # passed explicitly: HF_HUB_OFFLINE is only read at import
+                cache_dir=cache_dir,
+                etag_timeout=seconds,
+                library_name="avscene",
+                library_version=avscene.__version__,
+            )
+        except Exception as e:
+            error = _hub_error(e, repo_id=repo_id, revision=revision, offline=offline, cache_dir=cache_dir,
+                               timeout=seconds)
+            if error is None:
+                raise
+            raise error from e
 
 
 def _hub_error(
-    e: Exception, *, repo_id: str, revision: str | None, offline: bool, cache_dir: str | None
+    e: Exception, *, repo_id: str, revision: str | None, offline: bool, cache_dir: str | None,
+    timeout: float = DEFAULT_HUB_TIMEOUT,
 ) -> CheckpointError | None:
     """The CheckpointError (with its fix) for a huggingface_hub failure, None if unexpected."""
     from huggingface_hub import constants
@@ -292,6 +369,11 @@ def _hub_error(
 
     at = f"{repo_id}@{revision}" if revision else repo_id
     cache = cache_dir or constants.HF_HUB_CACHE
+    if is_timeout(e):
+        return CheckpointError(
+            f"the Hugging Face Hub ({constants.ENDPOINT}) did not answer within {timeout:g} s while fetching "
+            f"{at}; check your connection (or HF_ENDPOINT), raise --hub-timeout, or pass --offline if it is cached"
+        )
     if isinstance(e, LocalEntryNotFoundError) and offline:
         return CheckpointError(
             f"{at} is not in the Hugging Face cache ({cache}); run once online: "
@@ -321,6 +403,18 @@ def _hub_error(
             "check your connection, or pass --offline if the model is cached"
         )
     return None
+
+
+def is_timeout(e: BaseException) -> bool:
+    """Whether ``e``, or an exception it was raised from, is a network timeout (any HTTP library)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        http = type(e).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"}
+        if isinstance(e, TimeoutError) or (http and "Timeout" in type(e).__name__):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _is_network_error(e: Exception) -> bool:
@@ -390,6 +484,7 @@ def load_pretrained(
     offline: bool = False,
     device: str = "cpu",
     cache_dir: str | None = None,
+    hub_timeout: float | None = None,
 ) -> LoadedModel:
     """Load a checkpoint from a folder or a Hub repo, strictly.
 
@@ -397,7 +492,7 @@ def load_pretrained(
     ``config.json`` before any weight is copied.
 
     Args:
-        model_id_or_path, revision, offline, cache_dir: as for :func:`resolve`.
+        model_id_or_path, revision, offline, cache_dir, hub_timeout: as for :func:`resolve`.
         device: torch device for the model, e.g. ``"cpu"`` or ``"cuda"``.
 
     Raises:
@@ -406,7 +501,8 @@ def load_pretrained(
     """
     from avscene.nn.model import AVSceneNet, ModelConfig
 
-    resolved = resolve(model_id_or_path, revision=revision, offline=offline, cache_dir=cache_dir)
+    resolved = resolve(model_id_or_path, revision=revision, offline=offline, cache_dir=cache_dir,
+                       hub_timeout=hub_timeout)
     folder = resolved.folder
     raw = read_config(folder)
     where = f"{folder / CONFIG_NAME}"
@@ -433,172 +529,43 @@ def load_pretrained(
     return LoadedModel(
         model=model, config=cfg, labels=labels, preprocess=preprocess,
         model_id=model_id_or_path, revision=revision, folder=folder, commit=resolved.commit,
-        dictionaries=load_dictionaries(folder, raw, labels),
-        separator=load_separator(folder, raw, labels, device=device),
-        separation_default=_separation_default(raw, where),
     )
 
 
-SEPARATION_METHODS = ("hybrid", "mask", "dictionary", "ncp")
-
-
-def _separation_default(config: dict, where: str) -> str | None:
-    """``separation.default_method`` of ``config.json``, checked against what the checkpoint carries."""
-    sep = config.get("separation") or {}
-    method = sep.get("default_method")
-    if method is None:
-        return None
-    if method not in SEPARATION_METHODS:
-        raise CheckpointError(f"{where}: separation.default_method must be one of {list(SEPARATION_METHODS)}, "
-                              f"got {method!r}")
-    needs = {"hybrid": ("mask", "dictionary"), "ncp": ()}.get(method, (method,))
-    missing = [part for part in needs if part not in sep]
-    if missing:
-        raise CheckpointError(f"{where}: separation.default_method is {method!r} but the checkpoint has no "
-                              f"separation.{missing[0]}")
-    return method
-
-
-def set_separation_default(folder: str | Path, method: str | None) -> None:
-    """Record in ``config.json`` which method ``separate --method auto`` uses (None: remove the record)."""
-    folder = Path(folder)
-    config = read_config(folder)
-    sep = dict(config.get("separation") or {})
-    if method is None:
-        sep.pop("default_method", None)
-    else:
-        sep["default_method"] = method
-    config["separation"] = sep
-    _separation_default(config, str(folder / CONFIG_NAME))
-    _write_config(folder, config)
-
-
-def load_dictionaries(folder: Path, config: dict, labels: Sequence[str]) -> Dictionaries | None:
-    """The dictionaries ``config.json`` declares under ``separation.dictionary`` (None if none),
-    read strictly from ``dictionaries.safetensors``.
-
-    Raises:
-        CheckpointError: declared but missing, unreadable, or not matching the labels.
-    """
-    meta = (config.get("separation") or {}).get("dictionary")
-    if meta is None:
-        return None
-    from avscene.dictionary import Dictionaries
-
-    path = Path(folder) / DICTIONARIES_NAME
-    where = f"{Path(folder) / CONFIG_NAME}"
-    if not isinstance(meta, dict) or not {"n_fft", "hop", "class_atoms", "background_atoms"} <= set(meta):
-        raise CheckpointError(f"{where}: separation.dictionary needs n_fft, hop, class_atoms and background_atoms")
-    tensors = _declared_tensors(path, "dictionaries", "avscene train-dictionaries")
-    return Dictionaries.from_tensors(tensors, meta, labels, source=str(path))
-
-
-def _declared_tensors(path: Path, what: str, command: str) -> dict[str, Tensor]:
-    """The tensors of an optional checkpoint file that ``config.json`` declares (``what``, made by ``command``).
-
-    Raises:
-        CheckpointError: the file is missing or unreadable.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing but {CONFIG_NAME} declares {what}; re-download the "
-                              f"checkpoint or run `{command}` again")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"cannot read {path} ({e}); re-download the checkpoint or run `{command}` again") from e
-
-
-def _add_to_checkpoint(folder: Path, name: str, tensors: dict[str, Tensor], key: str, entry: object) -> Path:
-    """Write ``folder/name`` (safetensors) and ``separation.<key> = entry`` in ``config.json``, each
-    atomically, the weights first (so a config never names a file that is not there)."""
-    from safetensors.torch import save_file
-
-    from avscene.io.writers import atomic_write
-
-    with atomic_write(folder / name, force=True) as tmp:
-        save_file(tensors, str(tmp))
-        default_file_mode(tmp)  # safetensors creates it 0600
-    config = read_config(folder)
-    config["separation"] = {**(config.get("separation") or {}), key: entry}
-    _write_config(folder, config)
-    return folder / name
-
-
-def _write_config(folder: Path, config: dict) -> None:
+def write_config(folder: Path, config: dict) -> None:
+    """Replace ``folder/config.json`` with ``config``, atomically."""
     from avscene.io.writers import atomic_write_text
 
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n", force=True)
-
-
-def save_dictionaries(folder: str | Path, dicts: Dictionaries) -> Path:
-    """Add ``dicts`` to the checkpoint in ``folder``: ``dictionaries.safetensors`` and the
-    ``separation.dictionary`` entry of ``config.json``, each written atomically (the weights
-    first, so a config never names a file that is not there)."""
-    folder = Path(folder)
-    unknown = sorted(set(dicts.classes) - set(read_config(folder)["labels"]))
-    if unknown:
-        raise CheckpointError(f"dictionaries for {unknown}, which are not labels of {folder}")
-    return _add_to_checkpoint(folder, DICTIONARIES_NAME, dicts.tensors(), "dictionary", dicts.meta())
-
-
-def load_separator(folder: Path, config: dict, labels: Sequence[str], *, device: str = "cpu") -> MaskNet | None:
-    """The mask network ``config.json`` declares under ``separation.mask`` (None if none), loaded
-    strictly from ``separator.safetensors`` (every tensor's name and shape checked first).
-
-    Raises:
-        CheckpointError: declared but missing, unreadable, or not matching its config or the labels.
-    """
-    meta = (config.get("separation") or {}).get("mask")
-    if meta is None:
-        return None
-    from avscene.nn.separator import MaskNet, SeparatorConfig
-
-    path = Path(folder) / SEPARATOR_NAME
-    where = f"{Path(folder) / CONFIG_NAME}"
-    try:
-        cfg = SeparatorConfig.from_dict((meta or {}).get("network") or {})
-    except (ConfigError, TypeError) as e:
-        raise CheckpointError(f"{where}: invalid separation.mask.network: {e}") from e
-    if cfg.num_classes != len(labels):
-        raise CheckpointError(f"{where}: the separator has {cfg.num_classes} classes, the model {len(labels)} labels")
-    state = _declared_tensors(path, "a separator", "avscene train-separator")
-    net = MaskNet(cfg)
-    check_state_dict(net.state_dict(), state, name=str(path))
-    net.load_state_dict(state, strict=True)
-    return net.to(device).eval()
-
-
-def save_separator(folder: str | Path, net: MaskNet, training: dict | None = None) -> Path:
-    """Add the mask network to the checkpoint in ``folder``: ``separator.safetensors`` and the
-    ``separation.mask`` entry of ``config.json`` (its shape and how it was trained), each written
-    atomically, the weights first."""
-    folder = Path(folder)
-    labels = read_config(folder)["labels"]
-    if net.cfg.num_classes != len(labels):
-        raise CheckpointError(f"the separator has {net.cfg.num_classes} classes, {folder} has {len(labels)} labels")
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    entry = {"network": net.cfg.to_dict(), "training": training or {}}
-    return _add_to_checkpoint(folder, SEPARATOR_NAME, state, "mask", entry)
+    atomic_write_text(folder / CONFIG_NAME, json_text(config, indent=2) + "\n", force=True)
 
 
 def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], *, name: str) -> None:
-    """Raise if ``found`` (the checkpoint) differs from ``expected`` (the model) in names or shapes.
+    """Raise if ``found`` (the checkpoint) differs from ``expected`` (the model) in names, shapes or
+    dtypes, or holds a NaN or an infinity.
+
+    A dtype other than the network's would be cast silently by ``load_state_dict`` (int64
+    weights change the predictions), and one non-finite weight makes every score NaN.
 
     Raises:
-        CheckpointError: listing missing tensors, unexpected tensors and shape mismatches.
+        CheckpointError: listing missing and unexpected tensors, shape and dtype mismatches and
+            tensors with non-finite values.
     """
+    import torch
+
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
+    common = sorted(set(expected) & set(found))
     mismatched = [
         f"{k}: checkpoint {tuple(found[k].shape)} vs config {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(found))
-        if tuple(found[k].shape) != tuple(expected[k].shape)
+        for k in common if tuple(found[k].shape) != tuple(expected[k].shape)
     ]
+    dtypes = [f"{k}: checkpoint {str(found[k].dtype).removeprefix('torch.')} vs model "
+              f"{str(expected[k].dtype).removeprefix('torch.')}"
+              for k in common if found[k].dtype != expected[k].dtype]
+    non_finite = [k for k in common if found[k].is_floating_point() and not bool(torch.isfinite(found[k]).all())]
     problems = [_listing(what, items) for what, items in
-                (("missing tensors", missing), ("unexpected tensors", unexpected), ("shape mismatch", mismatched))
+                (("missing tensors", missing), ("unexpected tensors", unexpected), ("shape mismatch", mismatched),
+                 ("dtype mismatch", dtypes), ("NaN or infinite values", non_finite))
                 if items]
     if problems:
         raise CheckpointError(

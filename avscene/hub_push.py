@@ -13,7 +13,8 @@ from typing import Any
 
 from avscene.errors import CheckpointError, UsageError
 from avscene.hub import _REPO_ID_RE as REPO_ID_RE
-from avscene.hub import HUB_FILES, _env_offline, load_pretrained
+from avscene.hub import HUB_FILES, _env_offline, hub_timeout, load_pretrained
+from avscene.separation.checkpoint import with_parts
 
 DEFAULT_MESSAGE = "Upload avscene checkpoint"
 
@@ -35,7 +36,7 @@ class UploadResult:
 
 
 def upload(folder: str | Path, repo_id: str, *, revision: str | None = None, private: bool = False,
-           message: str | None = None, token: str | None = None) -> UploadResult:
+           message: str | None = None, token: str | None = None, timeout: float | None = None) -> UploadResult:
     """Publish ``folder`` as ``repo_id`` (created if missing), on branch ``revision`` (default main).
 
     Raises:
@@ -47,19 +48,20 @@ def upload(folder: str | Path, repo_id: str, *, revision: str | None = None, pri
         raise UsageError(f"{repo_id!r} is not a Hub repo id: write ORG/NAME")
     if _env_offline():
         raise UsageError("HF_HUB_OFFLINE is set: uploading needs the network; unset it to publish")
-    load_pretrained(str(folder), device="cpu")  # strict: refuses what a download could not load
+    with_parts(load_pretrained(str(folder), device="cpu"))  # strict: refuses what a download could not load
     files = tuple(name for name in HUB_FILES if (folder / name).is_file())
     branch = revision or "main"
-    try:
-        return _publish(folder, repo_id, files, branch=branch, private=private,
-                        message=message or DEFAULT_MESSAGE, token=token)
-    except (CheckpointError, UsageError):
-        raise
-    except Exception as e:
-        error = _upload_error(e, repo_id)
-        if error is None:
+    with hub_timeout(timeout) as seconds:
+        try:
+            return _publish(folder, repo_id, files, branch=branch, private=private,
+                            message=message or DEFAULT_MESSAGE, token=token)
+        except (CheckpointError, UsageError):
             raise
-        raise error from e
+        except Exception as e:
+            error = _upload_error(e, repo_id, seconds)
+            if error is None:
+                raise
+            raise error from e
 
 
 def _publish(folder: Path, repo_id: str, files: tuple[str, ...], *, branch: str, private: bool,
@@ -76,12 +78,17 @@ def _publish(folder: Path, repo_id: str, files: tuple[str, ...], *, branch: str,
                         files=files, private=private)
 
 
-def _upload_error(e: Exception, repo_id: str) -> CheckpointError | None:
+def _upload_error(e: Exception, repo_id: str, timeout: float) -> CheckpointError | None:
     """A one-line CheckpointError with its fix for a huggingface_hub failure; None if unexpected."""
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    from avscene.hub import _first_line, _is_network_error
+    from avscene.hub import _first_line, _is_network_error, is_timeout
+
+    if is_timeout(e):
+        return CheckpointError(f"the Hugging Face Hub ({constants.ENDPOINT}) did not answer within {timeout:g} s "
+                               f"while uploading to {repo_id}; check your connection (or HF_ENDPOINT) and retry, "
+                               "or raise --hub-timeout")
 
     if isinstance(e, HfHubHTTPError):
         status = getattr(getattr(e, "response", None), "status_code", None)

@@ -18,8 +18,31 @@ decision threshold (0 for hinge variants, 0.5 for ``wsddn``, or the user's
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def json_text(doc: Any, *, indent: int | None = None) -> str:
+    """``doc`` as standard JSON text (RFC 8259): every JSON file and line avscene writes goes here.
+
+    Python's ``json`` writes a NaN or an infinity as the bare words ``NaN`` / ``Infinity``,
+    which other JSON parsers refuse; here a non-finite float (an undefined metric) becomes
+    ``null``, and ``allow_nan=False`` guarantees that nothing else slips through.
+    """
+    return json.dumps(_finite(doc), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(x: Any) -> Any:
+    """``x`` with every non-finite float replaced by None (dicts, lists and tuples recursed)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def _r(x: float, nd: int = 4) -> float:
@@ -63,6 +86,41 @@ class FailedInput:
 
 
 @dataclass(frozen=True)
+class ClassParse:
+    """Video-level decisions of one class: fused, and per modality (heard, seen).
+
+    JSON::
+
+        {"label": str, "score": float, "predicted": bool,
+         "audio": {"score": float, "heard": bool} | null,    # null: no audio score
+         "visual": {"score": float, "seen": bool} | null}
+
+    ``score`` / ``predicted`` are the fused score and decision (as in ``labels`` /
+    ``predicted``). A modality's ``score`` is its own video-level score on the fused
+    score's scale (hinge variants: its ℓ2-normalised score times ``√C``, the share it
+    adds to the fused score; ``wsddn``: its probability); ``heard`` / ``seen`` is that
+    score above the modality's threshold (``modality_thresholds``).
+    """
+
+    label: str
+    score: float
+    predicted: bool
+    audio_score: float | None = None
+    heard: bool = False
+    visual_score: float | None = None
+    seen: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "score": _r(self.score),
+            "predicted": self.predicted,
+            "audio": None if self.audio_score is None else {"score": _r(self.audio_score), "heard": self.heard},
+            "visual": None if self.visual_score is None else {"score": _r(self.visual_score), "seen": self.seen},
+        }
+
+
+@dataclass(frozen=True)
 class ClassifyResult:
     """Video-level labels of one input.
 
@@ -72,11 +130,15 @@ class ClassifyResult:
          "labels": [{"label": str, "score": float}, ...],   # every class, best first
          "predicted": [str, ...],                           # score > threshold, top-k
          "threshold": float,
+         "parse": [ClassParse, ...],                        # every class, in the model's class order
+         "modality_thresholds": {"audio": float, "visual": float},
          "model": {"id": str, "revision": str|null},
          "warnings": [str, ...]}
 
     ``modalities`` lists the modalities the scores were computed from: a file
     without an audio stream gives ``["visual"]`` (no audio score is faked).
+    ``parse`` holds, for every class, the fused decision and the per-modality
+    ones (:class:`ClassParse`): is it heard, is it seen.
     """
 
     file: str
@@ -87,6 +149,8 @@ class ClassifyResult:
     threshold: float
     model: ModelRef
     warnings: tuple[str, ...] = ()
+    parse: tuple[ClassParse, ...] = ()
+    modality_thresholds: dict[str, float] = field(default_factory=dict)
 
     ok = True
 
@@ -98,6 +162,8 @@ class ClassifyResult:
             "labels": [x.to_json() for x in self.labels],
             "predicted": list(self.predicted),
             "threshold": self.threshold,
+            "parse": [x.to_json() for x in self.parse],
+            "modality_thresholds": dict(self.modality_thresholds),
             "model": self.model.to_json(),
             "warnings": list(self.warnings),
         }
@@ -155,16 +221,24 @@ class Event:
 
 @dataclass(frozen=True)
 class Timing:
-    """When a class is heard and seen. JSON: ``{"heard": [[s,e],...], "seen": [[s,e],...], "overlap": bool}``."""
+    """The per-second parse of one class: when it is heard, seen, and both.
+
+    JSON: ``{"heard": [[s,e],...], "seen": [[s,e],...], "both": [[s,e],...], "overlap": bool}``.
+    ``heard`` (audio events) is empty unless the class is heard (``ClassParse.heard``),
+    ``seen`` (visual events) empty unless it is seen; ``both`` (audio-visual events) is
+    their intersection, ``overlap`` whether it is non-empty.
+    """
 
     heard: tuple[tuple[float, float], ...]
     seen: tuple[tuple[float, float], ...]
     overlap: bool
+    both: tuple[tuple[float, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "heard": [[_r(a, 3), _r(b, 3)] for a, b in self.heard],
             "seen": [[_r(a, 3), _r(b, 3)] for a, b in self.seen],
+            "both": [[_r(a, 3), _r(b, 3)] for a, b in self.both],
             "overlap": self.overlap,
         }
 
@@ -175,7 +249,7 @@ class LocalizeResult:
 
     ``"visual": {label: [{"t", "box", "score"}, ...]}``, ``"audio": {label: [{"start",
     "end", "score", "heat"}, ...]}``, ``"events": [{"label", "onset", "offset"}, ...]``,
-    ``"timing": {label: {"heard", "seen", "overlap"}}`` and, for the synchronous
+    ``"timing": {label: {"heard", "seen", "both", "overlap"}}`` and, for the synchronous
     variant, ``"sync_segments": {label: [[start, end], ...]}``.
     """
 

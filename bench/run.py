@@ -105,12 +105,13 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
             lambda: render_overlay(clip, loc, Path(tmp) / "o.mp4", force=True), 1)
     rows["report: page beyond localize"] = _median(lambda: report_page(clip, loaded, localized=loc), repeat)
     rows["separate"] = _median(lambda: avscene.separate(clip, model=loaded, label=label), repeat)
-    hybrid = loaded.separator is not None and loaded.dictionaries is not None
-    for method, present in (("hybrid", hybrid or None), ("mask", loaded.separator),
-                            ("dictionary", loaded.dictionaries), ("ncp", True)):
-        if present is not None:
-            rows[f"separate --method {method}"] = _median(
-                lambda m=method: avscene.separate(clip, model=loaded, label=label, method=m), repeat)
+    from avscene.separation.checkpoint import parts_of
+    from avscene.separation.registry import METHODS, missing_parts
+
+    for method in METHODS.values():  # every method the model carries the parts of
+        if not missing_parts(method, parts_of(loaded)):
+            rows[f"separate --method {method.name.value}"] = _median(
+                lambda m=method.name: avscene.separate(clip, model=loaded, label=label, method=m), repeat)
     import torch
 
     audio = read_audio(clip, sample_rate=16000)  # audio only: the frames are not needed here

@@ -419,3 +419,50 @@ def use_endpoint(url: str) -> Iterator[None]:
         yield
     finally:
         constants.ENDPOINT, constants.HUGGINGFACE_CO_URL_TEMPLATE = saved
+
+
+class SilentServer:
+    """A loopback TCP server that accepts every connection and never answers (a hung Hub).
+
+    ``url`` is its address; :attr:`accepted` is set once a client has connected, so a test can
+    act while a request is waiting, without sleeping. The connections are held until ``stop``.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind((LOOPBACK, 0))
+        self._sock.listen(64)
+        self.url = f"http://{LOOPBACK}:{self._sock.getsockname()[1]}"
+        self.accepted = threading.Event()
+        self._conns: list = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:  # closed by stop()
+                return
+            self._conns.append(conn)
+            self.accepted.set()
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        import socket
+
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
+        self._sock.close()
+        for conn in self._conns:
+            conn.close()
+        self._thread.join()

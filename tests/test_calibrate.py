@@ -29,3 +29,41 @@ def test_ties_go_to_the_default() -> None:
     s = np.array([[2.0, -2.0]])
     y = np.array([[True, False]])
     assert best_threshold(s, y, default=0.0) == 0.0  # every threshold in (-2, 2) is perfect
+
+
+def test_modality_thresholds_by_hand() -> None:
+    from avscene.train.calibrate import best_modality_thresholds, or_f1_at
+
+    # one class, four clips: 0 heard, 1 seen only (silent), 2 and 3 absent
+    y = np.array([[True], [True], [False], [False]])
+    audio = np.array([[2.0], [-3.0], [-1.5], [-3.0]])
+    visual = np.array([[-3.0], [0.5], [-3.0], [0.3]])
+    # at (0, 0): clips 0, 1 and 3 -> TP 2, FP 1 -> F1 = 4 / 5
+    assert or_f1_at(audio, visual, y, 0.0, 0.0) == 4 / 5
+    # perfect: t_audio in [-1.5, 1] (clip 0 only) and t_visual in [0.3, 0.5) (clip 1, not 3);
+    # the grid pair closest to (0, 0) in L1 is (0.0, 0.3)
+    assert best_modality_thresholds(audio, visual, y, default=0.0) == (0.0, 0.3)
+    assert or_f1_at(audio, visual, y, 0.0, 0.3) == 1.0
+
+
+def test_modality_thresholds_with_the_fused_decisions_by_hand() -> None:
+    from avscene.tasks.classify import modality_decisions
+    from avscene.train.calibrate import best_modality_thresholds, or_f1_at
+
+    # one class, four clips: 0 predicted by the fused score and faintly heard, 1 seen only,
+    # 2 and 3 absent but with a middling visual (2) or audio (3) score
+    y = np.array([[True], [True], [False], [False]])
+    pred = np.array([[True], [False], [False], [False]])
+    audio = np.array([[0.1], [-1.0], [-1.0], [0.2]])
+    visual = np.array([[-1.0], [0.6], [0.4], [-1.0]])
+    heard, seen = modality_decisions(audio, visual, pred, t_audio=0.2, t_visual=0.4, base=0.0)
+    # clip 0: 0.1 < 0.2 but predicted with 0.1 > 0 -> heard; clip 3: 0.2 is not > 0.2
+    assert heard[:, 0].tolist() == [True, False, False, False]
+    assert seen[:, 0].tolist() == [False, True, False, False]  # 0.6 > 0.4, 0.4 is not
+    # with the fused decisions: perfect for t_audio >= 0.2 and 0.4 <= t_visual < 0.6: closest (0.2, 0.4)
+    assert or_f1_at(audio, visual, y, 0.2, 0.4, predicted=pred) == 1.0
+    assert best_modality_thresholds(audio, visual, y, default=0.0, predicted=pred) == (0.2, 0.4)
+    # without them clip 0 needs t_audio < 0.1, which lets clip 3 in: TP 2, FP 1 -> F1 4/5 beats
+    # missing clip 0 (TP 1, FN 1 -> 2/3); closest such pair (0.0, 0.4)
+    assert best_modality_thresholds(audio, visual, y, default=0.0) == (0.0, 0.4)
+    assert or_f1_at(audio, visual, y, 0.0, 0.4) == 4 / 5

@@ -75,7 +75,7 @@ def test_cli_localize_writes_captions_matching_the_json(tiny_model_dir: Path, cl
     from avscene.cli.app import main
 
     code = main(["localize", str(clips["av"]), "-m", str(tiny_model_dir), "--label", "drum", "--label", "violin",
-                 "--event-threshold", "-1e9", "--json", "--vtt", str(tmp_path / "{name}.vtt"),
+                 "--event-threshold", "-1e9", "--audio-threshold", "-1e9", "--json", "--vtt", str(tmp_path / "{name}.vtt"),
                  "--audacity", str(tmp_path / "{name}.txt")])
     out, err = capsys.readouterr()
     assert code == 0, err

@@ -109,7 +109,8 @@ def test_failed_inputs_are_skipped_on_resume_unless_retried(capsys, tiny_model_d
 
 
 def test_localize_events_tsv_after_resume_covers_every_input(capsys, tiny_model_dir, media, tmp_path):
-    argv = ["localize", media, "-m", tiny_model_dir, "--threshold", "-10", "--event-threshold", "-100"]
+    argv = ["localize", media, "-m", tiny_model_dir, "--threshold", "-10", "--event-threshold", "-100",
+            "--audio-threshold", "-10", "--visual-threshold", "-10"]  # every class heard and seen
     full, part, log = tmp_path / "full.tsv", tmp_path / "part.tsv", tmp_path / "l.jsonl"
     code, _, err = run(capsys, *argv, "--events-tsv", full, "--jsonl", log)
     assert code == 0, err
@@ -118,6 +119,7 @@ def test_localize_events_tsv_after_resume_covers_every_input(capsys, tiny_model_
     code, _, err = run(capsys, *argv, "--events-tsv", part, "--jsonl", log, "--resume")
     assert code == 0, err
     assert len(full.read_text().splitlines()) > 1  # events of several inputs (every window is "sounding")
+    assert "\tvisual\n" in full.read_text() and "\taudio-visual\n" in full.read_text()
     assert part.read_text() == full.read_text()  # the recorded input's events come from the log
 
 
@@ -281,3 +283,23 @@ def test_table_never_folds_a_long_path_when_piped(capsys, monkeypatch, tiny_mode
     code, out, err = run(capsys, "classify", clip, "-m", tiny_model_dir)
     assert code == 0, err
     assert any(str(clip) in line for line in out.splitlines())
+
+
+def test_batch_flags_are_declared_once_and_every_batch_command_has_them() -> None:
+    import typer
+
+    from avscene.cli import _batch
+    from avscene.cli.app import app
+
+    click_app = typer.main.get_command(app)
+    for name, classifier in (("classify", True), ("localize", True), ("separate", False)):
+        params = {p.name for p in click_app.commands[name].params}  # type: ignore[attr-defined]
+        assert set(_batch._COMMON_FLAGS) <= params, name
+        assert ({"top_k", "edge_model"} <= params) == classifier, name
+    # the aliases of the shared flags are used in cli/_batch.py alone (not repeated per command)
+    cli = Path(_batch.__file__).parent
+    aliases = {"JobsOpt", "JsonlOpt", "ResumeOpt", "RetryFailedOpt", "ShardOpt", "TimeoutOpt", "TopKOpt",
+               "EdgeModelOpt"}
+    users = {p.name for p in cli.glob("*.py") if p.name not in ("_options.py", "_batch.py")
+             and aliases & set(p.read_text().replace("(", " ").replace(",", " ").split())}
+    assert not users, users

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hubserver import HubServer
+import pytest
+
+from hubserver import HubServer, SilentServer, use_endpoint
 
 REPO = "avscene-test/tiny-cli"
 
@@ -101,3 +103,57 @@ def test_upload_offline_is_a_usage_error(tiny_model_dir: Path, tmp_path: Path) -
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     out = _run(["upload", str(tiny_model_dir), "avscene-test/x"], env)
     assert out.returncode == 2 and "HF_HUB_OFFLINE" in out.stderr
+
+
+# ---- a Hub that accepts connections and never answers ------------------------------------------
+
+
+@pytest.fixture
+def silent_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: nothing to fall back on
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_checked")
+    with SilentServer() as server, use_endpoint(server.url):
+        yield server
+
+
+@pytest.mark.parametrize("command", ["download", "classify", "evaluate", "upload"])
+def test_a_hub_that_never_answers_fails_with_one_line(silent_hub, command, tiny_model_dir, clips, capsys):
+    """Each command that talks to the Hub gives up after --hub-timeout with one line naming it."""
+    from huggingface_hub import constants, get_session
+
+    from avscene.cli.app import main
+
+    args = {"download": ["download", "org/name"],
+            "classify": ["classify", str(clips["av"]), "--model", "org/name"],
+            "evaluate": ["evaluate", str(clips["av"]), "--model", "org/name"],
+            "upload": ["upload", str(tiny_model_dir), "org/name"]}[command]
+    default_timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    code = main([*args, "--hub-timeout", "1"])
+    _, err = capsys.readouterr()
+    assert silent_hub.accepted.is_set()  # it did wait on the server
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "did not answer within 1 s" in lines[0] and "--hub-timeout" in lines[0], err
+    # huggingface_hub's own settings are restored afterwards
+    assert constants.HF_HUB_DOWNLOAD_TIMEOUT == default_timeout
+    assert get_session().timeout.read is None
+
+
+def test_ctrl_c_interrupts_a_hung_hub_call(tmp_path: Path) -> None:
+    """With a limit far away (600 s), SIGINT while the request waits ends the command at once."""
+    import signal
+
+    with SilentServer() as server:
+        env = {**os.environ, "HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf"), "NO_PROXY": "127.0.0.1"}
+        env.pop("HF_HUB_OFFLINE", None)
+        proc = subprocess.Popen([sys.executable, "-m", "avscene", "download", "org/name", "--hub-timeout", "600"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.accepted.wait(120), "the command never reached the Hub"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)  # a hang guard only: 600 s is the Hub limit
+        finally:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err

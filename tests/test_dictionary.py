@@ -11,9 +11,11 @@ import pytest
 import soundfile as sf
 
 from avscene.cli.app import main
-from avscene.dictionary import Dictionaries, learn_dictionaries, separate_with_dictionaries
+from avscene.separation.dictionary import Dictionaries, learn_dictionaries, separate_with_dictionaries
 from avscene.errors import CheckpointError
-from avscene.hub import DICTIONARIES_NAME, load_pretrained, save_dictionaries
+from avscene.separation.checkpoint import save_dictionaries
+from avscene.separation.parts import DICTIONARIES_NAME
+from avscene.tasks.models import load_model
 from avscene.testing.media import write_audio
 from avscene.train.metrics_sep import sdr
 
@@ -70,12 +72,12 @@ def test_checkpoint_round_trip_is_strict(tiny_model_dir, tmp_path, rng) -> None:
     config = json.loads((folder / "config.json").read_text())
     assert config["separation"]["dictionary"] == {"n_fft": 1024, "hop": 256, "class_atoms": 3,
                                                   "background_atoms": 2}
-    back = load_pretrained(str(folder)).dictionaries
+    back = load_model(str(folder), device="cpu").separation.dictionaries
     assert back is not None and sorted(back.classes) == sorted(d.classes)
     for c in d.classes:
         np.testing.assert_array_equal(back.classes[c], d.classes[c])
     np.testing.assert_array_equal(back.background, d.background)
-    assert load_pretrained(str(tiny_model_dir)).dictionaries is None  # none declared: none loaded
+    assert load_model(str(tiny_model_dir), device="cpu").separation.dictionaries is None  # none declared: none loaded
 
     from safetensors.torch import load_file, save_file
 
@@ -83,10 +85,10 @@ def test_checkpoint_round_trip_is_strict(tiny_model_dir, tmp_path, rng) -> None:
     del tensors["class.drum"]
     save_file(tensors, str(folder / DICTIONARIES_NAME))
     with pytest.raises(CheckpointError, match=r"missing \['class.drum'\]"):
-        load_pretrained(str(folder))
+        load_model(str(folder), device="cpu")
     (folder / DICTIONARIES_NAME).unlink()
     with pytest.raises(CheckpointError, match="declares dictionaries"):
-        load_pretrained(str(folder))
+        load_model(str(folder), device="cpu")
 
 
 def _mixture_file(tmp_path: Path) -> Path:
@@ -144,7 +146,7 @@ def test_train_dictionaries_command_stores_them_in_the_checkpoint(capsys, tiny_m
     code = main(["train-dictionaries", str(folder), str(tmp_path / "labels.csv"), "--clips-per-class", "2"])
     _, err = capsys.readouterr()
     assert code == 0, err
-    d = load_pretrained(str(folder)).dictionaries
+    d = load_model(str(folder), device="cpu").separation.dictionaries
     assert d is not None and sorted(d.classes) == ["car", "drum", "violin"]
     peak = {c: int(np.argmax(d.classes[c].sum(axis=1))) for c in d.classes}
     assert peak["violin"] == round(440.0 / (SR / 1024)) and peak["drum"] == round(300.0 / (SR / 1024))

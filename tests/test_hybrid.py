@@ -12,11 +12,12 @@ import soundfile as sf
 import torch
 
 from avscene.cli.app import main
-from avscene.dictionary import Dictionaries, learn_dictionaries
+from avscene.separation.dictionary import Dictionaries, learn_dictionaries
 from avscene.errors import CheckpointError
-from avscene.hub import load_pretrained, save_dictionaries, save_separator, set_separation_default
-from avscene.nn.separator import MaskNet, SeparatorConfig
-from avscene.tasks.separate import DictionaryStrategy, HybridStrategy, MaskStrategy
+from avscene.separation.checkpoint import save_dictionaries, save_mask_net, set_default_method
+from avscene.tasks.models import load_model
+from avscene.nn.masknet import MaskNet, MaskNetConfig
+from avscene.separation.methods import DictionaryStrategy, HybridStrategy, MaskStrategy
 from avscene.testing.media import write_audio
 from avscene.train.metrics_sep import sdr
 
@@ -31,7 +32,7 @@ def harmonic(f0: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
 
 def _net(classes: int, seed: int = 0) -> MaskNet:
     torch.manual_seed(seed)
-    net = MaskNet(SeparatorConfig(num_classes=classes, hidden=16, blocks=2))
+    net = MaskNet(MaskNetConfig(num_classes=classes, hidden=16, blocks=2))
     with torch.no_grad():
         net.film.weight.normal_(0, 0.5)  # the class matters
     return net.eval()
@@ -48,16 +49,18 @@ def test_hybrid_is_the_mean_of_the_two_estimates_and_adds_up(rng) -> None:
     dicts = learn_dictionaries(train, classes=["violin", "drum"], class_atoms=4, background_atoms=4)
     violin = harmonic(440.0, 4, rng)
     mixture = (violin + hum(4)).astype(np.float32)
-    net = _net(2)
-    hybrid, ranking = HybridStrategy(net, dicts, 0, "violin")(mixture)
-    masked, _ = MaskStrategy(net, 0)(mixture)
     dictionary, _ = DictionaryStrategy(dicts, "violin")(mixture)
-    assert ranking is None and hybrid.shape == (2, len(mixture))
-    np.testing.assert_allclose(hybrid[0] + hybrid[1], mixture, atol=1e-5)
-    np.testing.assert_allclose(hybrid[0], 0.5 * (masked[0] + dictionary[0]), atol=1e-4)
-    assert sdr(hybrid[0], violin) > sdr(mixture, violin) + 1.0
-    # an untrained network is a poor half: the dictionaries alone do better here, the mean lies between
-    assert sdr(masked[0], violin) < sdr(hybrid[0], violin) < sdr(dictionary[0], violin)
+    for seed in range(5):  # untrained networks differ: the claims must hold for each, not for a lucky one
+        net = _net(2, seed)
+        hybrid, ranking = HybridStrategy(net, dicts, 0, "violin")(mixture)
+        masked, _ = MaskStrategy(net, 0)(mixture)
+        assert ranking is None and hybrid.shape == (2, len(mixture))
+        np.testing.assert_allclose(hybrid[0] + hybrid[1], mixture, atol=1e-5)
+        np.testing.assert_allclose(hybrid[0], 0.5 * (masked[0] + dictionary[0]), atol=1e-4)
+        # the violin is recovered (measured 6-11 dB above the mixture over these seeds)
+        assert sdr(hybrid[0], violin) > sdr(mixture, violin) + 3.0, seed
+        # an untrained network is a poor half: the dictionaries alone do better, the mean lies between
+        assert sdr(masked[0], violin) < sdr(hybrid[0], violin) < sdr(dictionary[0], violin), seed
 
 
 def test_hybrid_refuses_a_separator_and_dictionaries_on_different_stfts(rng) -> None:
@@ -73,7 +76,7 @@ def _with_both(tiny_model_dir: Path, tmp_path: Path, rng, *, dictionaries: bool 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     labels = json.loads((folder / "config.json").read_text())["labels"]
-    save_separator(folder, _net(len(labels), seed=2), {"steps": 0})
+    save_mask_net(folder, _net(len(labels), seed=2), {"steps": 0})
     if dictionaries:
         save_dictionaries(folder, Dictionaries(
             classes={c: rng.random((513, 3)).astype(np.float32) for c in labels},
@@ -94,14 +97,14 @@ def test_cli_auto_is_hybrid_when_the_model_has_both(capsys, tiny_model_dir, tmp_
     s, _ = sf.read(out, dtype="float32")
     r, _ = sf.read(rest, dtype="float32")
     np.testing.assert_allclose(s + r, x, atol=1e-5)
-    set_separation_default(folder, "dictionary")  # a measured default wins over the order
+    set_default_method(folder, "dictionary")  # a measured default wins over the order
     code = main(["separate", str(mix_file), "-m", str(folder), "--label", "violin", "-o", str(out), "--json",
                  "--force"])
     stdout, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(stdout)[0]["method"] == "dictionary"
-    set_separation_default(folder, "hybrid")
-    assert load_pretrained(str(folder)).separation_default == "hybrid"
+    set_default_method(folder, "hybrid")
+    assert load_model(str(folder), device="cpu").separation.default_method == "hybrid"
 
 
 def test_hybrid_needs_both_parts(capsys, tiny_model_dir, tmp_path, rng) -> None:
@@ -112,4 +115,4 @@ def test_hybrid_needs_both_parts(capsys, tiny_model_dir, tmp_path, rng) -> None:
     _, err = capsys.readouterr()
     assert code == 2 and "train-dictionaries" in err and not (tmp_path / "x.wav").exists()
     with pytest.raises(CheckpointError, match="no separation.dictionary"):
-        set_separation_default(folder, "hybrid")
+        set_default_method(folder, "hybrid")

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from avscene.errors import UsageError
+from avscene.tasks.classify import ClassifyOptions
 from avscene.tasks.localize import (
     LocalizeOptions,
     frame_spans,
     heat,
-    intervals_overlap,
+    intervals_intersection,
     localize_file,
     merge_active,
     resolve_labels,
@@ -53,9 +54,11 @@ def test_heat_scales_to_unit_range_and_constant_is_zero() -> None:
     assert heat(np.array([3.0, 3.0])).tolist() == [0.0, 0.0]
 
 
-def test_intervals_overlap_and_frame_spans() -> None:
-    assert intervals_overlap([(0.0, 2.0)], [(1.5, 3.0)])
-    assert not intervals_overlap([(0.0, 2.0)], [(2.0, 3.0)])  # touching is not overlapping
+def test_intervals_intersection_and_frame_spans() -> None:
+    assert intervals_intersection([(0.0, 2.0)], [(1.5, 3.0)]) == [(1.5, 2.0)]
+    assert intervals_intersection([(0.0, 2.0)], [(2.0, 3.0)]) == []  # touching is not overlapping
+    assert intervals_intersection([(0.0, 2.0), (4.0, 9.0)], [(1.0, 5.0), (8.0, 10.0)]) == [
+        (1.0, 2.0), (4.0, 5.0), (8.0, 9.0)]
     assert frame_spans(np.array([0.5, 1.5, 9.5]), fps=1.0, duration=9.8).tolist() == [[0, 1], [1, 2], [9, 9.8]]
 
 
@@ -102,14 +105,22 @@ def test_audio_only_and_video_only_inputs(loaded, clips: dict) -> None:
 
 
 def test_events_follow_the_threshold_on_window_scores(loaded, clips: dict) -> None:
-    r = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=-1e9))
+    heard = ClassifyOptions(audio_threshold=-1e9)  # every class heard: the window threshold alone decides
+    r = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=-1e9, classify=heard))
     # every window above an impossible-to-miss threshold: one event per class covering the clip
     for lab in LABELS:
         ev = [e for e in r.events if e.label == lab]
         assert len(ev) == 1 and ev[0].onset == 0.0
         assert ev[0].offset == pytest.approx(r.classification.duration)
-    r2 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=1e9))
-    assert r2.events == ()
+    r2 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=1e9, classify=heard))
+    # no window clears the threshold: a heard class keeps its best window as its one event
+    for lab in LABELS:
+        ev = [e for e in r2.events if e.label == lab]
+        best = max(r2.audio[lab], key=lambda x: x.score)
+        assert len(ev) == 1 and ev[0].onset < best.end and ev[0].offset > best.start  # its span lies in it
+    deaf = ClassifyOptions(audio_threshold=1e9)  # no class heard: no event, whatever the windows
+    r3 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=-1e9, classify=deaf))
+    assert r3.events == () and all(not t.heard and not t.both for t in r3.timing.values())
     # heat is the per-class min-max of the window scores
     segs = r.audio["violin"]
     s = np.array([x.score for x in segs])
@@ -121,7 +132,7 @@ def test_cli_localize_json_tsv_and_render(tiny_model_dir: Path, clips: dict, tmp
 
     out_video, events, scores = tmp_path / "ov.mp4", tmp_path / "ev.tsv", tmp_path / "scores"
     code = main(["localize", str(clips["av"]), "-m", str(tiny_model_dir), "--label", "drum", "--json",
-                 "--event-threshold", "-1e9", "--render", str(out_video), "--events-tsv", str(events),
+                 "--event-threshold", "-1e9", "--audio-threshold", "-1e9", "--visual-threshold", "-1e9", "--render", str(out_video), "--events-tsv", str(events),
                  "--scores-tsv", str(scores)])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -129,15 +140,61 @@ def test_cli_localize_json_tsv_and_render(tiny_model_dir: Path, clips: dict, tmp
     for key in ("file", "duration", "modalities", "labels", "predicted", "model", "visual", "audio", "events"):
         assert key in rec
     assert set(rec["visual"]) == {"drum"} and rec["events"][0]["label"] == "drum"
-    assert events.read_text().splitlines()[0] == "filename\tonset\toffset\tevent_label"
+    assert events.read_text().splitlines()[0] == "filename\tonset\toffset\tevent_label\tmodality"
     assert events.read_text().splitlines()[1].split("\t")[0] == clips["av"].name
     header = (scores / f"{clips['av'].stem}.tsv").read_text().splitlines()[0].split("\t")
     assert header[:2] == ["onset", "offset"] and set(header[2:]) == set(LABELS)
-    assert out_video.stat().st_size > 0
+    check_overlay(clips["av"], out_video, rec["visual"]["drum"], rec["timing"]["drum"]["seen"])
     # an existing overlay is not overwritten without --force: that input fails, exit code 1
     code = main(["localize", str(clips["av"]), "-m", str(tiny_model_dir), "--render", str(out_video), "--jsonl", "-"])
     _, err = capsys.readouterr()
     assert code == 1 and "--force" in err
+
+
+def _rgb_frames(path: Path) -> tuple[list[float], list[np.ndarray], object]:
+    import av
+
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        rate = v.average_rate
+        frames = [(f.time, f.to_ndarray(format="rgb24").astype(int)) for f in c.decode(v)]
+    return [t for t, _ in frames], [f for _, f in frames], rate
+
+
+def check_overlay(src: Path, overlay: Path, boxes: list[dict], seen: list[list[float]]) -> None:
+    """The overlay has the source's frames (count, times, rate) and sound, and the strongest
+    box of an instant where the class is seen (the overlay draws boxes only there: io/draw.py)
+    drawn where the result puts it: its left edge changed, the picture away from the box,
+    its label and the heat strip (bottom third at most) unchanged up to coding noise. A class
+    never seen has nothing drawn above the heat strip."""
+    from avscene.io.decode import read_audio
+
+    src_t, src_f, src_rate = _rgb_frames(src)
+    out_t, out_f, out_rate = _rgb_frames(overlay)
+    assert out_rate == src_rate and np.allclose(out_t, src_t, atol=1e-3)
+    shown = [b for b in boxes if any(a <= b["t"] < e for a, e in seen)]
+    h, w = src_f[0].shape[:2]
+    if not shown:  # the class is never seen: no box and no label anywhere above the heat strip
+        for f_out, f_src in zip(out_f, src_f):
+            changed = np.abs(f_out - f_src).max(axis=2) > 40
+            assert changed[: h - h // 3 - 1].mean() < 0.01, "a box drawn where the class is not seen"
+    else:
+        best = max(shown, key=lambda b: b["score"])
+        k = next(i for i, t in enumerate(src_t) if t >= best["t"])  # a frame showing it ("hold")
+        x0, y0, x1, y1 = (round(v) for v in best["box"])
+        changed = np.abs(out_f[k] - src_f[k]).max(axis=2) > 40  # (H, W)
+        edge_rows = slice(y0, max(y0 + 1, min(y1, h - h // 3)))
+        # the outline (2 px, blurred by 4:2:0 chroma) lies within 2 px of the box's left side
+        assert changed[edge_rows, max(0, x0 - 2):x0 + 3].any(axis=1).mean() > 0.8, "no box edge where the box is"
+        away = np.ones((h, w), dtype=bool)
+        away[max(0, y0 - 14):y1 + 2, max(0, x0 - 2):max(x1, x0 + 48) + 2] = False  # box and label
+        away[h - h // 3 - 1:] = False  # heat strip
+        assert changed[away].mean() < 0.05, "the picture changed away from the box"
+    a, b = read_audio(src), read_audio(overlay)
+    assert abs(len(b) - len(a)) < 0.05 * len(a)
+    spectrum = np.abs(np.fft.rfft(b[: len(a)]))
+    assert abs(np.argmax(spectrum) * 16000 / len(a[: len(b)]) - 440.0) < 2.0  # the tone is kept
+    assert 0.8 < np.sqrt(np.mean(b**2)) / np.sqrt(np.mean(a**2)) < 1.25
 
 
 def test_cli_render_template_needs_name_for_several_inputs(tiny_model_dir: Path, clips: dict, tmp_path: Path,
@@ -149,3 +206,21 @@ def test_cli_render_template_needs_name_for_several_inputs(tiny_model_dir: Path,
     _, err = capsys.readouterr()
     assert code == 2 and "{name}" in err
     assert not (tmp_path / "one.mp4").exists()
+
+
+def test_events_tsv_refuses_a_tab_in_a_file_name_before_any_output(tiny_model_dir: Path, clips: dict,
+                                                                    tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from avscene.cli.app import main
+
+    good, tabbed = tmp_path / "good.mp4", tmp_path / "a\tb.mp4"
+    shutil.copyfile(clips["av"], good)
+    shutil.copyfile(clips["av"], tabbed)
+    out = tmp_path / "out"
+    code = main(["localize", str(good), str(tabbed), "-m", str(tiny_model_dir), "--events-tsv", str(out / "ev.tsv"),
+                 "--render", str(out / "{name}.mp4"), "--scores-tsv", str(out / "scores"),
+                 "--jsonl", str(out / "log.jsonl")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "contains a tab or line break" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing was written: not the overlays, scores or log of the good input

@@ -189,3 +189,34 @@ def test_sync_pool_batch_with_an_empty_bag_is_finite():
 def test_sync_pool_rejects_negative_segments():
     with pytest.raises(UsageError, match=">= 0"):
         sync_pool([torch.zeros(1, 2, 1)], [torch.zeros(1, 2, 1)], [torch.tensor([[0, -1]])], [None], r=1.0)
+
+
+def test_noisy_or_fuse_by_hand():
+    from avscene.nn.mil import noisy_or_fuse
+
+    pa = torch.tensor([[0.9, 0.0, 0.5]])
+    pv = torch.tensor([[0.0, 0.8, 0.5]])
+    # 1 - (1 - 0.9)(1 - 0) = 0.9; 1 - 1 * 0.2 = 0.8; 1 - 0.5 * 0.5 = 0.75
+    assert torch.allclose(noisy_or_fuse([pa, pv]), torch.tensor([[0.9, 0.8, 0.75]]))
+    assert torch.equal(noisy_or_fuse([pa]), pa)  # one modality: its own probability
+
+
+def test_avor_variant_fuses_modality_probabilities_by_noisy_or():
+    from avscene.nn.mil import l2_normalise
+    from avscene.nn.model import AVSceneNet, ModelConfig, ModelInput, modality_scores
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_classes=3, variant="avor", audio_width=0.125, audio_fc=(32,), visual_channels=(8, 16),
+                      visual_fc=(32, 32), embed_dim=16)
+    assert cfg.loss == "bce" and cfg.decision_threshold == 0.5 and cfg.modality_threshold("visual") == 0.5
+    net = AVSceneNet(cfg).eval()
+    x = ModelInput(audio=torch.randn(2, 4, 96, 64), images=torch.rand(2, 2, 3, 32, 32),
+                   boxes=torch.tensor([0.0, 0.0, 16.0, 16.0]).expand(2, 2, 1, 4).clone())
+    with torch.no_grad():
+        out = net(x)
+    pa = torch.sigmoid(l2_normalise(out.audio_scores) * cfg.fused_scale)
+    pv = torch.sigmoid(l2_normalise(out.visual_scores) * cfg.fused_scale)
+    assert torch.allclose(out.scores, 1 - (1 - pa) * (1 - pv), atol=1e-6)
+    per = modality_scores(out, cfg)
+    assert torch.allclose(per["audio"], pa) and torch.allclose(per["visual"], pv)
+    assert bool((out.scores >= torch.maximum(pa, pv) - 1e-6).all())  # OR: at least either modality

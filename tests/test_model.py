@@ -324,3 +324,43 @@ def test_plain_torch_roi_align_matches_torchvision(seed: int) -> None:
     assert got.shape == (K, C, 6, 6)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("field,value", [("embed_dim", 10_000_000), ("num_classes", 2_000_000),
+                                         ("audio_fc", [4096, 10**9]), ("visual_channels", [32] * 100),
+                                         ("roi_size", 4096), ("audio_width", float("nan"))])
+def test_oversized_config_is_refused_before_anything_is_built(tmp_path, monkeypatch, field, value):
+    """A config.json asking for a huge network fails with a ConfigError naming the field, before the
+    weights are read or a tensor allocated (it used to end in "can't allocate 40 GB")."""
+    import avscene.hub as hub
+    from avscene.nn.model import MAX_SIZE
+    from avscene.testing.models import tiny_checkpoint
+
+    assert max(ModelConfig(num_classes=16).audio_fc) <= MAX_SIZE["audio_fc"]  # the defaults pass
+    with pytest.raises(ConfigError, match=field):
+        ModelConfig.from_dict({"num_classes": 2, field: value})
+    folder = tiny_checkpoint(tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"][field] = value
+    if field == "num_classes":
+        cfg["labels"] = [f"c{i}" for i in range(value)]
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+    def no_build(*a, **k):
+        raise AssertionError("the network or its weights were touched")
+
+    monkeypatch.setattr(hub, "load_state_dict", no_build)
+    monkeypatch.setattr("avscene.nn.model.AVSceneNet.__init__", no_build)
+    # NaN is not JSON: config.json's reader refuses the file before the field is even looked at
+    expected = "NaN is not a JSON value" if value != value else f"invalid config: {field}.*(at most|layers)"
+    with pytest.raises(CheckpointError, match=expected):
+        hub.load_pretrained(str(folder))
+
+
+def test_mask_net_config_is_bounded():
+    from avscene.nn.masknet import MaskNetConfig
+
+    assert MaskNetConfig(num_classes=16).hidden == 256
+    for field, value in (("hidden", 10**6), ("num_classes", 2_000_000), ("blocks", 10**4)):
+        with pytest.raises(ConfigError, match=f"{field} is {value}, at most"):
+            MaskNetConfig(**{"num_classes": 16, field: value})

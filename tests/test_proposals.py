@@ -17,15 +17,14 @@ from avscene.dsp.mel import log_mel
 from avscene.errors import UsageError
 from avscene.proposals.audio import audio_proposals, frame_patches, patch_segments
 from avscene.testing.models import MINI_EDGE_MODEL_YAML as STUB_SED_MODEL
+from avscene.proposals.edge_model import edge_model_problem, validate_edge_model
 from avscene.proposals.visual import (
     edge_boxes,
-    edge_model_problem,
     EdgeBoxesParams,
     edge_orientation,
     edges_nms,
     fallback_boxes,
     gradient_edges,
-    validate_edge_model,
     visual_proposals,
 )
 

@@ -10,6 +10,7 @@ runs them (``--virtual-time-budget`` lets the scripts and media loads finish) an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -217,7 +218,8 @@ def test_index_sorts_and_filters(browser: str, tiny_model_dir: Path, clips: dict
         shutil.copy(clips[name], videos / clips[name].name)
     out = tmp_path / "reports"
     code = run_report(str(videos), "-m", str(tiny_model_dir), "-o", f"{out}/", "-l", "violin",
-                         "--event-threshold", "-1e9", "--jsonl", str(tmp_path / "r.jsonl"))  # heard wherever audio
+                         "--event-threshold", "-1e9", "--audio-threshold", "-1e9",  # heard wherever audio
+                         "--jsonl", str(tmp_path / "r.jsonl"))
     assert code == 0
     records = _records(tmp_path / "r.jsonl")
     plain = load(browser, out / "index.html")
@@ -252,7 +254,8 @@ def test_report_exports_captions_and_fails_like_the_other_commands(tiny_model_di
     page = tmp_path / "{name}.html"
     code = run_report(str(clips["av"]), str(tmp_path / "missing.mp4"), "-m", str(tiny_model_dir), "-o",
                          str(page), "-l", "drum", "--vtt", str(tmp_path / "{name}.vtt"), "--audacity",
-                         str(tmp_path / "{name}.txt"), "--event-threshold", "-1e9", "--jsonl", "-")
+                         str(tmp_path / "{name}.txt"), "--event-threshold", "-1e9", "--audio-threshold", "-1e9",
+                         "--jsonl", "-")
     out, err = capsys.readouterr()
     assert code == 1 and "missing.mp4" in err  # one input failed: exit 1, the other is reported
     ok = [json.loads(line) for line in out.splitlines() if "report" in json.loads(line)]
@@ -283,6 +286,25 @@ def test_thumbnails_follow_the_overlay_rule(tiny_model_dir: Path, clips: dict) -
     edge = [np.abs(t.image[20:40, 8:10].reshape(-1, 3).astype(float) - colour).mean() for t in thumbs]
     assert edge[0] > 40 and edge[1] < 20  # not seen at 0.5 s: no box; seen at 1.5 s: the car's colour, opaque
     assert page.presence == {"car": "seen"} and page.tracks == ()
+
+
+def test_heard_and_seen_come_from_the_classifiers_parse_when_the_result_has_one() -> None:
+    """The page's heard / seen per class are the classifier's per-modality decisions (ClassParse);
+    a result without them (an older record) falls back to its timing."""
+    from avscene.results import ClassifyResult, ClassParse, Label, LocalizeResult, ModelRef, Timing
+    from avscene.tasks.report import heard_seen, presence_word
+
+    timing = {"car": Timing(heard=(), seen=((1.0, 2.0),), overlap=False),
+              "dog": Timing(heard=((0.0, 1.0),), seen=(), overlap=False)}
+    parse = (ClassParse("car", 1.0, True, audio_score=0.7, heard=True, visual_score=-0.2, seen=False),
+             ClassParse("dog", -1.0, False, audio_score=-0.5, heard=False, visual_score=0.4, seen=True))
+    cls = ClassifyResult(file="x.mp4", duration=2.0, modalities=("audio", "visual"),
+                         labels=(Label("car", 1.0), Label("dog", -1.0)), predicted=("car",), threshold=0.0,
+                         model=ModelRef("test"), parse=parse)
+    r = LocalizeResult(classification=cls, timing=timing)
+    assert [presence_word(*heard_seen(r, c)) for c in ("car", "dog")] == ["heard", "seen"]
+    old = LocalizeResult(classification=dataclasses.replace(cls, parse=()), timing=timing)
+    assert [presence_word(*heard_seen(old, c)) for c in ("car", "dog")] == ["seen", "heard"]
 
 
 def test_usage_errors_and_unwritable_pages(tiny_model_dir: Path, clips: dict, tmp_path: Path, capsys) -> None:

@@ -13,30 +13,20 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
+from chunking import chunk_bounds, chunk_weights
+
 from avscene.config import PreprocessConfig
-from avscene.dsp.overlap import (
-    OverlapAdd,
-    StreamResampler,
-    chunk_bounds,
-    chunk_weights,
-    fade_in,
-    ready_chunks,
-)
+from avscene.dsp.overlap import OverlapAdd, StreamResampler, fade_in, ready_chunks
 from avscene.errors import DecodeError, OutputError, UsageError
 from avscene.hub import load_pretrained
 from avscene.io.audio_stream import AudioReader
 from avscene.io.decode import read_audio
 from avscene.io.writers import SeparationFiles, atomic_audio_writer
 from avscene.proposals.nmf import NMFOptions
-from avscene.tasks.separate import (
-    ChunkedSeparator,
-    NCPStrategy,
-    SeparateOptions,
-    pump_model_rate,
-    separate_audio,
-    separate_file,
-    separate_stream,
-)
+from avscene.separation.methods import NCPStrategy
+from avscene.separation.parts import SeparationParts
+from avscene.separation.streaming import StreamingSeparation, pump_model_rate
+from avscene.tasks.separate import SeparateOptions, separate_audio, separate_file, separate_stream
 from avscene.testing.media import truncate_file, write_video
 from avscene.testing.models import tiny_checkpoint
 
@@ -189,7 +179,7 @@ def test_multi_chunk_adds_up_and_keeps_the_length(loaded) -> None:
 def test_output_does_not_depend_on_the_block_sizes(loaded, rng: np.random.Generator) -> None:
     x = _mix(19 * SR + 3, seed=4)
     whole, _, bounds, _ = separate_audio(x, loaded, 2, LONG)
-    sep = ChunkedSeparator(NCPStrategy(loaded, 2, nmf=FAST_NMF, threshold=None), size=8 * SR, overlap=SR)
+    sep = StreamingSeparation(NCPStrategy(loaded, 2, nmf=FAST_NMF, threshold=None), size=8 * SR, overlap=SR)
     cuts = np.sort(rng.integers(0, len(x), 9))
     parts = [sep.push(p) for p in np.split(x, cuts)] + [sep.finish()]
     np.testing.assert_array_equal(np.concatenate(parts, axis=1)[0], whole)
@@ -214,7 +204,7 @@ def test_streaming_output_lags_the_input_by_at_most_two_chunks(loaded) -> None:
             pulled[0] += len(x[i:i + block])
             yield x[i:i + block]
 
-    sep = ChunkedSeparator(NCPStrategy(loaded, 0, nmf=FAST_NMF, threshold=None), size=size, overlap=overlap)
+    sep = StreamingSeparation(NCPStrategy(loaded, 0, nmf=FAST_NMF, threshold=None), size=size, overlap=overlap)
     assert pump_model_rate(blocks(), sep, Sink()) == len(x)
     assert len(written) >= 3  # written as it went (after each full chunk), not all at the end
 
@@ -248,7 +238,7 @@ def _band_model() -> SimpleNamespace:
             energy = patches.exp()  # (n, 96, 64)
             return torch.stack([energy[:, :, b].mean(dim=(1, 2)) for b in bands], dim=1)  # (n, 2)
 
-    return SimpleNamespace(model=Bands(), preprocess=PreprocessConfig(), dictionaries=None, separator=None, separation_default=None)
+    return SimpleNamespace(model=Bands(), preprocess=PreprocessConfig(), separation=SeparationParts(), model_id="bands")
 
 
 # ----------------------------------------------------------------------------- files

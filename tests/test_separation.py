@@ -18,14 +18,14 @@ from avscene.proposals.nmf import (
     ncp_patches,
     nmf_tracks,
 )
-from avscene.separation import (
+from avscene.separation.ranking import (
     Enhancement,
     component_relevance,
     component_weights,
     reconstruct,
     scale_alpha,
 )
-from avscene.tasks.separate_chunks import enhance_scored, score_with
+from avscene.separation.methods import enhance_scored, score_with
 
 SR = 16000
 CFG = PreprocessConfig()

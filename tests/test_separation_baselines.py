@@ -12,9 +12,10 @@ import torch
 
 from avscene.hub import load_pretrained
 from avscene.proposals.nmf import NMFOptions, nmf_tracks
-from avscene.separation import reconstruct
+from avscene.separation.ranking import reconstruct
 from avscene.testing.media import write_video
 from avscene.testing.models import tiny_checkpoint
+from avscene.separation import dictionary as sd
 from avscene.train import separation_baselines as sb
 from avscene.train.evaluate_sep import METHODS, ORACLE, evaluate_separation, read_sep_manifest
 from avscene.train.metrics_sep import sdr, si_sdr
@@ -60,7 +61,7 @@ def test_kl_nmf_keeps_fixed_atoms_and_fits_exact_data(rng) -> None:
     W_true = torch.as_tensor(rng.random((30, 3)) * (rng.random((30, 3)) > 0.5) + 1e-3)
     W_true = W_true / W_true.sum(dim=0)
     V = W_true @ torch.as_tensor(rng.random((3, 50)) * 5)  # exactly rank 3
-    W, H = sb.kl_nmf(V, k_free=1, W_fixed=W_true[:, 1:], n_iter=400)
+    W, H = sd.kl_nmf(V, k_free=1, W_fixed=W_true[:, 1:], n_iter=400)
     assert torch.equal(W[:, 1:], W_true[:, 1:])  # fixed atoms untouched, after the free one
     torch.testing.assert_close(W[:, 0].sum(), torch.tensor(1.0, dtype=W.dtype))
     assert float(torch.linalg.norm(W @ H - V) / torch.linalg.norm(V)) < 0.02
@@ -68,7 +69,7 @@ def test_kl_nmf_keeps_fixed_atoms_and_fits_exact_data(rng) -> None:
 
 def test_quiet_frames_picks_the_lowest_energy_frames() -> None:
     spec = torch.tensor([[3.0, 0.1, 2.0, 0.2, 5.0], [0.0, 0.1, 0.0, 0.0, 0.0]])  # energies 9, .02, 4, .04, 25
-    torch.testing.assert_close(sb.quiet_frames(spec, quantile=0.4), spec[:, [1, 3]])
+    torch.testing.assert_close(sd.quiet_frames(spec, quantile=0.4), spec[:, [1, 3]])
 
 
 def test_basis_mfcc_ignores_the_level(rng) -> None:
@@ -93,7 +94,7 @@ def test_oracle_weights_on_exact_sources(rng) -> None:
 
 def test_background_dictionary_comes_from_the_quiet_frames(toy) -> None:
     train, _, _ = toy
-    d = sb.learn_dictionaries(train, classes=["a"], class_atoms=4, background_atoms=4)
+    d = sd.learn_dictionaries(train, classes=["a"], class_atoms=4, background_atoms=4)
     bin_of = lambda hz: round(hz / (SR / 1024))  # noqa: E731
     bg = d.background.sum(axis=1)  # (F,)
     assert bg[bin_of(1250)] > 20 * bg[bin_of(440)]  # the steady tone, not the class tone
@@ -104,8 +105,8 @@ def test_background_dictionary_comes_from_the_quiet_frames(toy) -> None:
 
 def test_supervised_nmf_separates_the_toy(toy) -> None:
     train, source, mixture = toy
-    d = sb.learn_dictionaries(train, classes=["a"], class_atoms=4, background_atoms=4)
-    est = sb.supervised_nmf(mixture, d, "a")
+    d = sd.learn_dictionaries(train, classes=["a"], class_atoms=4, background_atoms=4)
+    est = sd.supervised_nmf(mixture, d, "a")
     assert sdr(est, source) - sdr(mixture, source) > 5.0
 
 

@@ -52,6 +52,29 @@ def toy(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def toy_heldout(tmp_path_factory) -> tuple[Path, Path]:
+    """``val.csv`` and ``test.csv``: 4 clips each of the toy classes that training never sees (the
+    box elsewhere and smaller, the tone a little off the training frequency, quieter)."""
+    from avscene.testing.media import write_video
+
+    root = tmp_path_factory.mktemp("toy_heldout")
+    (root / "clips").mkdir()
+    boxes = [(4, 4, 36, 30), (28, 16, 60, 44), (8, 20, 40, 46), (30, 2, 62, 30)]
+    manifests = {}
+    for split, shift in (("val", 1.04), ("test", 0.96)):
+        rows = ["clip,labels"]
+        for i, box in enumerate(boxes):
+            name = "red" if i % 2 == 0 else "blue"
+            colour, freq = TOY_CLASSES[name]
+            write_video(root / "clips" / f"{split}{i}.mp4", duration=2.0, fps=4, size=(64, 48), box=box,
+                        box_color=colour, freq=freq * shift, amplitude=0.3)
+            rows.append(f"{split}{i},{name}")
+        manifests[split] = root / f"{split}.csv"
+        manifests[split].write_text("\n".join(rows) + "\n")
+    return manifests["val"], manifests["test"]
+
+
+@pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
@@ -75,24 +98,93 @@ def same_weights(a: Path, b: Path) -> bool:
 # ---- the loop -----------------------------------------------------------------------------------
 
 
-def test_learns_separable_toy_problem(toy, cache_dir, tmp_path):
+def _micro_f1(scores: np.ndarray, y: np.ndarray, threshold: float) -> float:
+    """Micro-F1 of ``scores > threshold`` against bool ``y``, counted directly (0 when undefined)."""
+    pred = scores > threshold
+    tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def test_learns_separable_toy_problem(toy, toy_heldout, cache_dir, tmp_path):
+    from avscene.hub import load_pretrained
+    from avscene.tasks.classify import classify_file
+    from avscene.train.calibrate import THRESHOLD_GRID
+
+    val, test = toy_heldout
+    out = tmp_path / "run"
+    summary = fit(toy_config(toy, cache_dir, out, epochs=8, val_manifest=str(val)), log=quiet)
+    losses = [r["train_loss"] for r in log_epochs(out)]
+    assert len(losses) == 8 and summary.epochs_run == 8
+    assert np.mean(losses[-2:]) < 0.5 * losses[0]
+    assert summary.class_names == ("blue", "red") and summary.holdout_clips == 4
+
+    loaded = load_pretrained(str(out), device="cpu")
+    assert loaded.labels == ("blue", "red")
+    # The stored threshold is the one of the grid with the best micro-F1 on the validation clips
+    # (which training never saw), counted here from the model's scores of those clips.
+    t = loaded.config.threshold
+    assert t is not None
+    val_rows = read_manifest(val)
+    scores = np.array([[x.score for x in sorted(classify_file(r.path, loaded).labels, key=lambda x: x.label)]
+                       for r in val_rows])  # (4, 2) in label order
+    y = np.array([[c in r.labels for c in loaded.labels] for r in val_rows])
+    assert _micro_f1(scores, y, t) >= max(_micro_f1(scores, y, g) for g in THRESHOLD_GRID) - 1e-12
+    # Clips seen by neither training nor selection are classified right.
+    truth = {r.path: r.labels for r in read_manifest(test)}
+    correct = sum(classify_file(p, loaded).predicted == labels for p, labels in truth.items())
+    assert correct == len(truth)
+
+
+@pytest.mark.parametrize("split", [0.0, 0.05])  # 0.05 of 6 clips per label set rounds to none
+def test_trains_without_holdout(toy, cache_dir, tmp_path, split):
+    from avscene.hub import load_pretrained, read_config
+
+    out = tmp_path / "run"
+    messages: list[str] = []
+    summary = fit(toy_config(toy, cache_dir, out, epochs=2, val_manifest=None, val_split=split, patience=1),
+                  log=messages.append)
+    assert summary.holdout_clips == 0 and summary.epochs_run == 2 and summary.best_epoch == 1
+    assert any("no hold-out clips" in m and "last one is kept" in m for m in messages)
+    assert not any("calibrated threshold" in m for m in messages)
+    assert [sorted(r) for r in log_epochs(out)] == [["epoch", "lr", "seconds", "train_loss"]] * 2
+    # the checkpoint is the last epoch's, uncalibrated, and says how it was chosen
+    assert same_weights(out / "model.safetensors", out / "last" / "model.safetensors")
+    training = read_config(out)["training"]
+    assert training["holdout_clips"] == 0 and training["selection"] == "last epoch (no hold-out clips)"
+    assert training["best_epoch"] == 1 and training["val_micro_f1"] is None
+    assert load_pretrained(str(out), device="cpu").config.threshold is None
+
+
+def test_avor_fusion_learns_the_toy_problem(toy, cache_dir, tmp_path):
+    """The noisy-OR ("heard or seen") variant, with each modality's own loss, still learns the toy problem."""
     from avscene.hub import load_pretrained
     from avscene.tasks.classify import classify_file
 
     out = tmp_path / "run"
-    summary = fit(toy_config(toy, cache_dir, out, epochs=8), log=quiet)
+    fit(toy_config(toy, cache_dir, out, epochs=8, variant="avor", aux_loss=0.5), log=quiet)
     losses = [r["train_loss"] for r in log_epochs(out)]
-    assert len(losses) == 8 and summary.epochs_run == 8
     assert np.mean(losses[-2:]) < 0.5 * losses[0]
-    assert summary.class_names == ("blue", "red")
-
     loaded = load_pretrained(str(out), device="cpu")
-    assert loaded.labels == ("blue", "red")
-    # the decision threshold was calibrated on the held-out clips and stored in the checkpoint
-    assert loaded.config.threshold is not None and -2.0 <= loaded.config.threshold <= 1.0
+    assert loaded.config.variant == "avor"
     truth = {r.path: r.labels for r in read_manifest(toy)}
-    correct = sum(classify_file(p, loaded).predicted == labels for p, labels in truth.items())
-    assert correct / len(truth) >= 0.9
+    results = {p: classify_file(p, loaded) for p in truth}
+    assert sum(r.predicted == truth[p] for p, r in results.items()) / len(truth) >= 0.9
+    assert all(0.0 <= lab.score <= 1.0 for r in results.values() for lab in r.labels)  # probabilities
+
+
+def test_refine_labels_keeps_per_modality_targets_within_the_labels(toy, cache_dir, tmp_path):
+    with pytest.raises(ConfigError, match="--aux-loss"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "x", refine_labels=True), log=quiet)
+    first = tmp_path / "first"
+    fit(toy_config(toy, cache_dir, first, epochs=2), log=quiet)
+    out = tmp_path / "refined"
+    fit(toy_config(toy, cache_dir, out, epochs=1, init_model=str(first), model={}, preprocess={},
+                   aux_loss=0.5, refine_labels=True), log=quiet)
+    with np.load(out / "refined_targets.npz") as f:
+        ya, yv = f["audio"], f["visual"]
+    y = np.array([[lab in e.labels for lab in ("blue", "red")] for e in read_manifest(toy)])
+    assert ya.shape == yv.shape == y.shape
+    assert ((ya | yv) == y).all()  # each label kept in at least one modality, none added
 
 
 class Interrupt(Exception):

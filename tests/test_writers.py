@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -27,6 +28,7 @@ from avscene.results import (
     Label,
     LocalizeResult,
     ModelRef,
+    Timing,
 )
 
 WIN, HOP = 0.96, 0.48  # audio window and hop in seconds
@@ -123,20 +125,33 @@ def test_events_tsv_exact_text(tmp_path):
     none = _result("c.mp4")  # no events: no row
     out = write_events_tsv([a, FailedInput("x.mp4", "broken"), none, b], tmp_path / "ev.tsv", force=False)
     assert out.read_text() == (
-        "filename\tonset\toffset\tevent_label\n"
-        "a.mp4\t0.240\t1.200\tdog\n"
-        "a.mp4\t1.200\t10.000\tcar\n"
-        "b.mkv\t3.000\t5.000\tdog\n"
+        "filename\tonset\toffset\tevent_label\tmodality\n"
+        "a.mp4\t0.240\t1.200\tdog\taudio\n"
+        "a.mp4\t1.200\t10.000\tcar\taudio\n"
+        "b.mkv\t3.000\t5.000\tdog\taudio\n"
     )
+
+
+def test_events_tsv_modality_column_from_the_timing(tmp_path):
+    timing = {"dog": Timing(heard=((1.0, 3.0),), seen=((2.0, 5.0),), overlap=True, both=((2.0, 3.0),)),
+              "cat": Timing(heard=(), seen=((0.0, 1.0),), overlap=False)}
+    r = dataclasses.replace(_result("a.mp4", events=(Event("dog", 1.0, 3.0),)), timing=timing)
+    out = write_events_tsv([r], tmp_path / "ev.tsv", force=False)
+    assert out.read_text().splitlines()[1:] == [
+        "a.mp4\t0.000\t1.000\tcat\tvisual",
+        "a.mp4\t1.000\t3.000\tdog\taudio",
+        "a.mp4\t2.000\t5.000\tdog\tvisual",
+        "a.mp4\t2.000\t3.000\tdog\taudio-visual",
+    ]
 
 
 def test_events_tsv_overwrite_protection(tmp_path):
     path = tmp_path / "ev.tsv"
     write_events_tsv([], path, force=False)
-    assert path.read_text() == "filename\tonset\toffset\tevent_label\n"
+    assert path.read_text() == "filename\tonset\toffset\tevent_label\tmodality\n"
     with pytest.raises(OutputError, match="--force"):
         write_events_tsv([_result(events=(Event("dog", 0, 1),))], path, force=False)
-    assert path.read_text() == "filename\tonset\toffset\tevent_label\n"
+    assert path.read_text() == "filename\tonset\toffset\tevent_label\tmodality\n"
 
 
 def test_events_tsv_rejects_a_tab_in_a_file_name(tmp_path):

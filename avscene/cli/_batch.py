@@ -1,24 +1,53 @@
-"""The batch flags shared by ``classify``, ``localize`` and ``separate``, and one driver for them.
+"""The batch flags shared by ``classify``, ``localize``, ``report`` and ``separate``, and one driver for them.
 
-A command builds a :class:`BatchOptions` from its flags, calls :func:`plan` (inputs,
-shard, what ``--resume`` skips), then :func:`execute` with a picklable job
-(:class:`avscene.tasks.runner.FileJob`) and its :class:`~avscene.cli._output.Sink`.
+The flags are declared once, here: :func:`batch_command` adds them to a command (the
+model, device, output mode, ``--jsonl``/``--resume``, ``--jobs``, ``--timeout``, ``--shard``,
+``--force``, ``--any-format``, ``--hub-timeout``; with ``classifier=True`` also ``--top-k``,
+``--threshold``, ``--audio-threshold``, ``--visual-threshold``, ``--edge-model``) and
+hands them to it as one :class:`CommonArgs` (and :class:`ClassifierArgs`). A command calls
+:func:`plan` (inputs, shard, what ``--resume`` skips), then :func:`execute` with a picklable
+job (:class:`avscene.tasks.runner.FileJob`) and its :class:`~avscene.cli._output.Sink`.
 The logic lives in :mod:`avscene.tasks.runner`; this module only wires flags and messages.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avscene.cli._errors import EXIT_INPUT_FAILED, EXIT_OK, verbose
+from avscene.cli._options import (
+    AnyFormatOpt,
+    AudioThresholdOpt,
+    DeviceOpt,
+    EdgeModelOpt,
+    ForceOpt,
+    HubTimeoutOpt,
+    JobsOpt,
+    JsonlOpt,
+    JsonOpt,
+    ModelOpt,
+    OfflineOpt,
+    ResumeOpt,
+    RetryFailedOpt,
+    RevisionOpt,
+    ShardOpt,
+    ThresholdOpt,
+    TimeoutOpt,
+    TopKOpt,
+    VisualThresholdOpt,
+)
+from avscene.tasks.runner import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from avscene.cli._output import Sink
-    from avscene.tasks.runner import ResultLog, Setup
+    from avscene.tasks.classify import ClassifyOptions
+    from avscene.tasks.runner import ModelSpec, ResultLog, Setup
 
 STDOUT = "-"  # --jsonl - : the records go to stdout
 EXIT_SIGINT = 130  # 128 + SIGINT, the shell's code for a Ctrl-C
@@ -35,6 +64,100 @@ class BatchOptions:
     resume: bool = False  # skip inputs recorded in the jsonl file, append to it
     retry_failed: bool = False  # with resume: process inputs recorded as failed again
     force: bool = False  # overwrite outputs, and an existing jsonl file without resume
+
+
+@dataclass(frozen=True)
+class CommonArgs:
+    """The flags of every batch command (declared once: :func:`batch_command`)."""
+
+    model: str | None = None  # --model: a folder or a Hub repo id; None: the bundled model
+    revision: str | None = None  # --revision of a Hub repo
+    device: str = "auto"  # --device
+    offline: bool = False  # --offline: the HF cache only
+    json_out: bool = False  # --json: one JSON document
+    jsonl: str | None = None  # --jsonl FILE ("-": stdout)
+    resume: bool = False  # --resume
+    retry_failed: bool = False  # --retry-failed
+    force: bool = False  # --force: overwrite outputs
+    jobs: int = 1  # --jobs
+    timeout: float = DEFAULT_TIMEOUT_S  # --timeout, seconds per input
+    shard: str | None = None  # --shard I/N
+    any_format: bool = False  # --any-format: also decode containers/codecs outside avscene.io.formats
+    hub_timeout: float | None = None  # --hub-timeout: seconds a Hub request may wait; None: the default
+
+    def batch(self) -> BatchOptions:
+        return BatchOptions(jobs=self.jobs, timeout=self.timeout, shard=self.shard, jsonl=self.jsonl,
+                            resume=self.resume, retry_failed=self.retry_failed, force=self.force)
+
+    def model_spec(self) -> ModelSpec:
+        from avscene.tasks.runner import ModelSpec
+
+        return ModelSpec(self.model, revision=self.revision, offline=self.offline, device=self.device,
+                         hub_timeout=self.hub_timeout)
+
+    def mode(self) -> str:
+        from avscene.cli._output import output_mode
+
+        return output_mode(self.json_out, self.jsonl)
+
+
+@dataclass(frozen=True)
+class ClassifierArgs:
+    """The classifier's flags of ``classify``, ``localize`` and ``report`` (declared once: :func:`batch_command`)."""
+
+    top_k: int | None = None  # --top-k
+    threshold: float | None = None  # --threshold: score above which a label is predicted
+    edge_model: Path | None = None  # --edge-model: structured-edge model file for EdgeBoxes
+    audio_threshold: float | None = None  # --audio-threshold: audio score above which a class is heard
+    visual_threshold: float | None = None  # --visual-threshold: visual score above which a class is seen
+
+    def classify_options(self, *, any_format: bool = False) -> ClassifyOptions:
+        from avscene.tasks.classify import ClassifyOptions
+
+        return ClassifyOptions(top_k=self.top_k, threshold=self.threshold,
+                               edge_model=None if self.edge_model is None else str(self.edge_model),
+                               any_format=any_format, audio_threshold=self.audio_threshold,
+                               visual_threshold=self.visual_threshold)
+
+
+# each flag's parameter name -> its Annotated alias (cli/_options.py); defaults are the dataclasses'
+_COMMON_FLAGS = {"model": ModelOpt, "revision": RevisionOpt, "device": DeviceOpt, "offline": OfflineOpt,
+                 "json_out": JsonOpt, "jsonl": JsonlOpt, "resume": ResumeOpt, "retry_failed": RetryFailedOpt,
+                 "force": ForceOpt, "jobs": JobsOpt, "timeout": TimeoutOpt, "shard": ShardOpt,
+                 "any_format": AnyFormatOpt, "hub_timeout": HubTimeoutOpt}
+_CLASSIFIER_FLAGS = {"top_k": TopKOpt, "threshold": ThresholdOpt, "audio_threshold": AudioThresholdOpt,
+                     "visual_threshold": VisualThresholdOpt, "edge_model": EdgeModelOpt}
+
+
+def _parameters(cls: type, flags: dict[str, Any]) -> list[inspect.Parameter]:
+    defaults = {f.name: f.default for f in fields(cls)}
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=alias)
+            for name, alias in flags.items()]
+
+
+def batch_command(*, classifier: bool = False) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Give a command the batch flags: ``fn(..., common: CommonArgs[, classifier: ClassifierArgs])``
+    becomes a Typer command taking them as options (declared once, in this module)."""
+
+    def decorate(fn: Callable[..., int]) -> Callable[..., int]:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name not in ("common", "classifier")]
+        groups = [("common", CommonArgs, _COMMON_FLAGS)]
+        if classifier:
+            groups.append(("classifier", ClassifierArgs, _CLASSIFIER_FLAGS))
+        params = own + [p for _, cls, flags in groups for p in _parameters(cls, flags)]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> int:
+            for name, cls, flags in groups:
+                kwargs[name] = cls(**{flag: kwargs.pop(flag) for flag in flags})
+            return fn(**kwargs)
+
+        setattr(command, "__signature__", sig.replace(parameters=params))  # what Typer reads
+        command.__annotations__ = {**{p.name: p.annotation for p in params}, "return": sig.return_annotation}
+        return command
+
+    return decorate
 
 
 @dataclass

@@ -9,7 +9,7 @@ import typer
 
 PathsArg = Annotated[
     list[Path],
-    typer.Argument(help="Video/audio files or directories (searched recursively for media files).",
+    typer.Argument(metavar="PATH", help="Video/audio files or directories (searched recursively for media files).",
                    show_default=False),
 ]
 ModelOpt = Annotated[
@@ -28,6 +28,12 @@ OfflineOpt = Annotated[
     bool,
     typer.Option("--offline", help="Never touch the network: use the Hugging Face cache only "
                  "(also on when HF_HUB_OFFLINE=1)."),
+]
+HubTimeoutOpt = Annotated[
+    Optional[float],
+    typer.Option("--hub-timeout", metavar="SECONDS",
+                 help="How long a Hugging Face Hub request may wait for the server (to connect, or for more "
+                 "data) before the command fails. Default: 10."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document with every result.")]
 JsonlOpt = Annotated[
@@ -64,6 +70,12 @@ ShardOpt = Annotated[
                  "of the inputs sorted by path, starting with the I-th. N runs with I = 1..N cover every "
                  "input exactly once."),
 ]
+AnyFormatOpt = Annotated[
+    bool,
+    typer.Option("--any-format", help="Also decode containers and codecs that videos and recordings do not "
+                 "use (by default only MP4/MOV/3GP, MKV/WebM, AVI, MPEG-TS/PS, FLV, WMV, Ogg, WAV/AIFF, MP3, "
+                 "AAC, FLAC and their usual codecs are read; anything else is refused before decoding)."),
+]
 TopKOpt = Annotated[
     Optional[int], typer.Option("--top-k", min=1, help="Predict at most K labels per input.")
 ]
@@ -72,10 +84,22 @@ ThresholdOpt = Annotated[
     typer.Option("--threshold", help="Score above which a label is predicted "
                  "(default: the model's, 0 for hinge-trained models)."),
 ]
+AudioThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option("--audio-threshold", help="Audio score above which a class is heard (default: the "
+                 "model's calibrated one, else 0 for hinge-trained models)."),
+]
+VisualThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option("--visual-threshold", help="Visual score above which a class is seen (default: the "
+                 "model's calibrated one, else 0 for hinge-trained models)."),
+]
+
+
 def _check_edge_model(path: Optional[Path]) -> Optional[Path]:
     """Refuse a file OpenCV cannot use as a structured-edge model once, before any input."""
     if path is not None:
-        from avscene.proposals.visual import edge_model_problem
+        from avscene.proposals.edge_model import edge_model_problem
 
         problem = edge_model_problem(path)
         if problem is not None:

@@ -8,7 +8,6 @@ Results go to stdout; progress bars and per-input error lines go to stderr, so
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from avscene.results import json_text
 
 if TYPE_CHECKING:
     from avscene.tasks.runner import ResultLog
@@ -67,12 +68,12 @@ class Sink:
             for w in r.to_json().get("warnings", []):
                 self.err.print(f"avscene: warning: {r.file}: {w}", markup=False, highlight=False)
         if self.mode == "jsonl":
-            sys.stdout.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text(r.to_json()) + "\n")
             sys.stdout.flush()
 
     def close(self) -> None:
         if self.mode == "json":
-            sys.stdout.write(json.dumps([r.to_json() for r in self.results], indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text([r.to_json() for r in self.results], indent=2) + "\n")
         elif self.mode == "table" and self.table is not None:
             ok = [r for r in self.results if r.ok]
             if ok:
@@ -124,7 +125,7 @@ def emit_report(report: Result, tables: Iterable[Table], *, json_out, json_flag:
     """Write a report's JSON to ``--json-out`` (atomically) and print it as JSON or as tables."""
     from avscene.io.writers import atomic_write_text
 
-    doc = json.dumps(report.to_json(), indent=2)
+    doc = json_text(report.to_json(), indent=2)
     if json_out is not None:
         atomic_write_text(json_out, doc + "\n", force=force)
     if json_flag:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from avscene import __version__
 from avscene.cli._errors import ARGV, EXIT_USAGE, report, set_verbose
@@ -44,6 +45,35 @@ def _root(
     set_verbose(verbose)
 
 
+class _Command(TyperCommand):
+    """A command whose arguments read as man pages write them: ``PATH...`` / ``MANIFEST`` in the
+    usage line and the argument list (typer writes ``{paths}...`` and ``paths... <list[Path]>``)."""
+
+    def collect_usage_pieces(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        args = [p for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return [self.options_metavar, *map(_argument_label, args)]
+
+    def format_options(self, ctx, formatter) -> None:  # noqa: ANN001 - click's signature
+        args, opts = [], []
+        for p in self.get_params(ctx):
+            record = p.get_help_record(ctx)
+            if record is None:
+                continue
+            if p.param_type_name == "argument":
+                args.append((_argument_label(p), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_label(param) -> str:  # noqa: ANN001 - a click Parameter
+    name = param.metavar or param.name.upper()
+    return f"{name}..." if param.nargs != 1 else name
+
+
 def command(fn: Callable[..., int], name: str, epilog: str | None = None) -> None:
     """Register ``fn`` as a command: its return value is the exit code, AvsceneErrors are reported."""
 
@@ -51,18 +81,31 @@ def command(fn: Callable[..., int], name: str, epilog: str | None = None) -> Non
     def wrapper(*args, **kwargs):
         try:
             code = fn(*args, **kwargs)
-        except (KeyboardInterrupt, typer.Exit, typer.Abort):
+        except KeyboardInterrupt:  # Ctrl-C outside a batch loop (which reports its own)
+            print("avscene: interrupted (SIGINT)", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # noqa: BLE001 - mapped to a one-line message
             code = report(e)
         raise typer.Exit(code or 0)
 
-    app.command(name, epilog=epilog)(wrapper)
+    app.command(name, epilog=_verbatim_examples(epilog), cls=_Command)(wrapper)
+
+
+def _verbatim_examples(epilog: str | None) -> str | None:
+    """Mark each indented paragraph of an epilog (the example command lines) with click's
+    ``\\b``, so that the help shows it as written, unwrapped at any terminal width; prose
+    paragraphs are still wrapped."""
+    if epilog is None:
+        return None
+    paragraphs = epilog.strip("\n").split("\n\n")
+    return "\n\n".join(f"\b\n{p}" if p.startswith("  ") else p for p in paragraphs)
 
 
 def _register() -> None:
     from avscene.cli import (
-        classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, train_dictionaries,
+        calibrate, classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, train_dictionaries,
         train_separator, upload,
     )
     from avscene.cli import report as report_cli
@@ -74,6 +117,7 @@ def _register() -> None:
     command(train_dictionaries.train_dictionaries_cmd, "train-dictionaries", train_dictionaries.EPILOG)
     command(train_separator.train_separator_cmd, "train-separator", train_separator.EPILOG)
     command(evaluate.evaluate_cmd, "evaluate", evaluate.EPILOG)
+    command(calibrate.calibrate_cmd, "calibrate", calibrate.EPILOG)
     command(download.download_cmd, "download", download.EPILOG)
     command(upload.upload_cmd, "upload", upload.EPILOG)
     command(separate.separate_cmd, "separate", separate.EPILOG)

@@ -4,27 +4,9 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from avscene.cli._batch import BatchOptions, execute, plan
-from avscene.cli._options import (
-    DeviceOpt,
-    EdgeModelOpt,
-    ForceOpt,
-    JobsOpt,
-    JsonlOpt,
-    JsonOpt,
-    ModelOpt,
-    OfflineOpt,
-    PathsArg,
-    ResumeOpt,
-    RetryFailedOpt,
-    RevisionOpt,
-    ShardOpt,
-    ThresholdOpt,
-    TimeoutOpt,
-    TopKOpt,
-)
-from avscene.cli._output import Sink, output_mode
-from avscene.tasks.runner import DEFAULT_TIMEOUT_S
+from avscene.cli._batch import ClassifierArgs, CommonArgs, batch_command, execute, plan
+from avscene.cli._options import PathsArg
+from avscene.cli._output import Sink
 
 EPILOG = """Examples:
 
@@ -51,33 +33,12 @@ def classify_table(results) -> Table:
     return t
 
 
-def classify_cmd(
-    paths: PathsArg,
-    model: ModelOpt = None,
-    revision: RevisionOpt = None,
-    device: DeviceOpt = "auto",
-    offline: OfflineOpt = False,
-    top_k: TopKOpt = None,
-    threshold: ThresholdOpt = None,
-    edge_model: EdgeModelOpt = None,
-    json_out: JsonOpt = False,
-    jsonl: JsonlOpt = None,
-    resume: ResumeOpt = False,
-    retry_failed: RetryFailedOpt = False,
-    force: ForceOpt = False,
-    jobs: JobsOpt = 1,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-    shard: ShardOpt = None,
-) -> int:
+@batch_command(classifier=True)
+def classify_cmd(paths: PathsArg, *, common: CommonArgs, classifier: ClassifierArgs) -> int:
     """Classify videos: video-level sound-event labels with a score per class."""
-    from avscene.tasks.classify import ClassifyOptions, classify_file
-    from avscene.tasks.runner import FileJob, ModelSpec
+    from avscene.tasks.classify import classify_file
+    from avscene.tasks.runner import FileJob
 
-    batch = BatchOptions(jobs=jobs, timeout=timeout, shard=shard, jsonl=jsonl, resume=resume,
-                         retry_failed=retry_failed, force=force)
-    mode = output_mode(json_out, jsonl)
-    p = plan(paths, batch)
-    opts = ClassifyOptions(top_k=top_k, threshold=threshold,
-                           edge_model=None if edge_model is None else str(edge_model))
-    job = FileJob(classify_file, ModelSpec(model, revision=revision, offline=offline, device=device), opts)
-    return execute(p, job, Sink(mode=mode, table=classify_table, log=p.log), batch, label="classify")
+    p = plan(paths, common.batch())
+    job = FileJob(classify_file, common.model_spec(), classifier.classify_options(any_format=common.any_format))
+    return execute(p, job, Sink(mode=common.mode(), table=classify_table, log=p.log), common.batch(), label="classify")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from avscene.cli._options import JsonOpt
+from avscene.results import json_text
 
 EPILOG = """Examples:
 
@@ -55,7 +55,7 @@ def doctor_cmd(json_out: JsonOpt = False, edge_model: DoctorEdgeModelOpt = None)
     code = exit_code(checks)
     if json_out:
         doc = {"ok": code == 0, "checks": [c.to_json() for c in checks]}
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(doc, indent=2) + "\n")
     else:
         Console(soft_wrap=False).print(doctor_table(checks))
         failed = [c.name for c in checks if not c.ok and c.required]

@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from avscene.cli._options import HubTimeoutOpt
+
 EPILOG = """Examples:
 
   avscene download org/avscene-model
@@ -19,12 +21,14 @@ def download_cmd(
     revision: Annotated[Optional[str], typer.Option(help="Branch, tag or commit.")] = None,
     cache_dir: Annotated[Optional[str], typer.Option(help="HF cache folder (default: HF_HUB_CACHE).")] = None,
     verify: Annotated[bool, typer.Option(help="Also load the weights strictly to check them.")] = True,
+    hub_timeout: HubTimeoutOpt = None,
 ) -> int:
     """Download a checkpoint (config, weights, card) so later runs work with --offline."""
     from avscene.hub import load_pretrained, resolve
+    from avscene.separation.checkpoint import with_parts
 
-    res = resolve(repo_id, revision=revision, offline=False, cache_dir=cache_dir)
+    res = resolve(repo_id, revision=revision, offline=False, cache_dir=cache_dir, hub_timeout=hub_timeout)
     if verify:
-        load_pretrained(str(res.folder))
+        with_parts(load_pretrained(str(res.folder)))
     print(f"{repo_id}{'@' + revision if revision else ''} → {res.folder}")
     return 0

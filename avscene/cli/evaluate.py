@@ -9,19 +9,22 @@ import typer
 from rich.table import Table
 
 from avscene.cli._options import (
+    AudioThresholdOpt,
     DeviceOpt,
+    HubTimeoutOpt,
     ModelOpt,
     OfflineOpt,
     ReportForceOpt,
     ReportJsonOpt,
     ReportJsonOutOpt,
     RevisionOpt,
+    VisualThresholdOpt,
 )
 from avscene.cli._output import check_report_path, emit_report
 
 EPILOG = """Examples:
 
-  avscene evaluate runs/av ../shared/avbench/val/labels.csv
+  avscene evaluate ../shared/avbench/val/labels.csv --model runs/av
 
   avscene evaluate --mode async ../shared/avbench/val/labels.csv --json-out eval.json
 
@@ -46,8 +49,16 @@ def report_table(rep) -> Table:
         rows += [("SED segment F1 (1 s)", rep.sed.f1), ("SED error rate", rep.sed.error_rate)]
     if rep.localization is not None:
         rows += [("pointing game", rep.localization.pointing_accuracy), ("CorLoc@0.5", rep.localization.corloc)]
+    if rep.avvp is not None:
+        for level in ("segment", "event"):
+            sc = getattr(rep.avvp, level)
+            rows += [(f"AVVP {level}-level {name}", getattr(sc, key)) for name, key in (
+                ("audio F1", "audio"), ("visual F1", "visual"), ("audio-visual F1", "audio_visual"),
+                ("Type@AV", "type_av"), ("Event@AV", "event_av"))]
     for mode, r in (rep.recall_by_mode or {}).items():
         rows.append((f"recall, {mode} events (n={r['n']})", r["recall"]))
+    for mode, r in (rep.recall_by_mode_parse or {}).items():
+        rows.append((f"recall, {mode} events, heard or seen", r["recall"]))
     for name, v in rows:
         t.add_row(name, _fmt(v))
     return t
@@ -79,12 +90,15 @@ def evaluate_cmd(
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     offline: OfflineOpt = False,
+    hub_timeout: HubTimeoutOpt = None,
     mode: Annotated[Optional[str], typer.Option(help="Only clips with an event of this synchrony mode: "
                                                 "sync, async, offscreen, silent.")] = None,
     ground_truth: Annotated[Optional[Path], typer.Option(help="ground_truth.jsonl (default: beside the "
                                                          "manifest).")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Decision threshold (default: the model's; "
                                                        "0 is the paper's).")] = None,
+    audio_threshold: AudioThresholdOpt = None,
+    visual_threshold: VisualThresholdOpt = None,
     add_noise: Annotated[Optional[list[str]], typer.Option(
         "--add-noise", metavar="FAMILY[:SNR]",
         help="Noise stress (repeatable): also evaluate with this noise family added at SNR dB (default 0) "
@@ -96,7 +110,7 @@ def evaluate_cmd(
     json_flag: ReportJsonOpt = False,
     force: ReportForceOpt = False,
 ) -> int:
-    """Evaluate a model: classification F1, sound event detection, visual localisation."""
+    """Evaluate a model: classification F1, sound event detection, visual localisation, AVVP parsing."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -106,10 +120,11 @@ def evaluate_cmd(
 
     check_report_path(json_out, force=force)
     noise = parse_noise_specs(add_noise or [])
-    loaded = load_model(model, revision=revision, offline=offline, device=device)
+    loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("evaluate", total=None)
         rep = evaluate(loaded, manifest, ground_truth=ground_truth, mode=mode, threshold=threshold,
+                       audio_threshold=audio_threshold, visual_threshold=visual_threshold,
                        progress=lambda done, total: bar.update(task, completed=done, total=total),
                        noise=noise, pure_noise_clips=pure_noise_clips)
     tables = [report_table(rep)] + ([] if rep.noise_stress is None else noise_tables(rep.noise_stress))

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from avscene.cli._options import (
     DeviceOpt,
+    HubTimeoutOpt,
     ModelOpt,
     OfflineOpt,
     ReportForceOpt,
@@ -25,8 +26,9 @@ EPILOG = """Examples:
 
   avscene evaluate-separation ../shared/avbench/val/sep --limit 6 --json-out sep.json
 
-  avscene train-dictionaries runs/av ../shared/avbench/train/labels.csv   (once: the supervised-NMF
-  avscene evaluate-separation SEP_DIR --model runs/av                      baseline then uses them)
+  # once, so that the supervised-NMF baseline has dictionaries to use:
+  avscene train-dictionaries runs/av ../shared/avbench/train/labels.csv
+  avscene evaluate-separation SEP_DIR --model runs/av
 """
 
 
@@ -53,6 +55,7 @@ def evaluate_sep_cmd(
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
     offline: OfflineOpt = False,
+    hub_timeout: HubTimeoutOpt = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N mixtures.")] = None,
     components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components.")] = 20,
     train_manifest: Annotated[Optional[Path], typer.Option(help="Training labels.csv for the dictionaries when "
@@ -71,7 +74,7 @@ def evaluate_sep_cmd(
     from avscene.train.evaluate_sep import dictionaries_for, evaluate_separation
 
     check_report_path(json_out, force=force)
-    loaded = load_model(model, revision=revision, offline=offline, device=device)
+    loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     manifest = train_manifest or Path(sep_dir).resolve().parent.parent / "train" / "labels.csv"
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("dictionaries", total=None)

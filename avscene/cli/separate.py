@@ -1,35 +1,24 @@
 """``avscene separate``: write the sound of one class (and optionally the rest) of each input.
 
-A thin front end over :mod:`avscene.tasks.separate_files` (templates, the worker that
+A thin front end over :mod:`avscene.tasks.outputs` (templates, the worker that
 separates one input into its files) and the batch runner.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional, cast
 
 import typer
 from rich.table import Table
 
-from avscene.cli._batch import BatchOptions, execute, plan
-from avscene.cli._options import (
-    DeviceOpt,
-    ForceOpt,
-    JobsOpt,
-    JsonlOpt,
-    JsonOpt,
-    ModelOpt,
-    OfflineOpt,
-    PathsArg,
-    ResumeOpt,
-    RetryFailedOpt,
-    RevisionOpt,
-    ShardOpt,
-    TimeoutOpt,
-)
-from avscene.cli._output import Sink, output_mode
-from avscene.tasks.runner import DEFAULT_TIMEOUT_S
-from avscene.tasks.separate_files import DEFAULT_OUTPUT, WriteOptions, check_job, check_templates, separate_and_write
+from avscene.cli._batch import CommonArgs, batch_command, execute, plan
+from avscene.cli._options import PathsArg
+from avscene.cli._output import Sink
+from avscene.separation.registry import MethodName, method_help
+from avscene.tasks.outputs import DEFAULT_SEPARATE_OUTPUT as DEFAULT_OUTPUT
+
+if TYPE_CHECKING:
+    from avscene.dsp.nmf import Divergence
 
 EPILOG = """Examples:
 
@@ -55,6 +44,7 @@ def separate_table(results) -> Table:
     return t
 
 
+@batch_command()
 def separate_cmd(
     paths: PathsArg,
     label: Annotated[Optional[str], typer.Option("--label", "-l", help="Class to separate. Default: the "
@@ -68,46 +58,31 @@ def separate_cmd(
                                                        help="Hard mask: keep the components whose scaled "
                                                        "relevance is >= this (the paper: 0.1). "
                                                        "Default: soft mask.")] = None,
-    method: Annotated[str, typer.Option(help="auto (the model's measured best, else the first it carries "
-                                        "of hybrid, mask, dictionary, ncp; ncp whenever --threshold is "
-                                        "given), hybrid (the mean of the mask and dictionary masks), mask (the "
-                                        "separation network: `avscene train-separator`), dictionary "
-                                        "(supervised NMF: `avscene train-dictionaries`) or ncp (the "
-                                        "paper's ranking of NMF components).")] = "auto",
+    method: Annotated[MethodName, typer.Option(help=method_help())] = MethodName.AUTO,
     components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components (ncp).")] = 20,
     divergence: Annotated[str, typer.Option(help="NMF divergence: kl (magnitude) or is (power).")] = "kl",
-    output_rate: Annotated[str, typer.Option(help="model (16 kHz) or input (the input's sample "
-                                             "rate).")] = "model",
+    output_rate: Annotated[Literal["model", "input"], typer.Option(help="model (16 kHz) or input (the input's "
+                                                                   "sample rate).")] = "model",
     chunk_seconds: Annotated[float, typer.Option(min=2.0, help="Longer inputs are separated in chunks "
                                                  "of this length (one NMF each), cross-faded over 1 s; "
                                                  "memory does not grow with the input.")] = 30.0,
-    force: ForceOpt = False,
-    model: ModelOpt = None,
-    revision: RevisionOpt = None,
-    device: DeviceOpt = "auto",
-    offline: OfflineOpt = False,
-    json_out: JsonOpt = False,
-    jsonl: JsonlOpt = None,
-    resume: ResumeOpt = False,
-    retry_failed: RetryFailedOpt = False,
-    jobs: JobsOpt = 1,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-    shard: ShardOpt = None,
+    *,
+    common: CommonArgs,
 ) -> int:
     """Separate the sound of one class from each input (mask network, dictionaries, or NMF components ranked by the audio network)."""
     from avscene.proposals.nmf import NMFOptions
-    from avscene.tasks.runner import FileJob, ModelSpec
+    from avscene.tasks.outputs import RESIDUAL, SOURCE, WriteOptions, check_outputs, check_separate, separate_and_write
+    from avscene.tasks.runner import FileJob
     from avscene.tasks.separate import SeparateOptions
 
-    batch = BatchOptions(jobs=jobs, timeout=timeout, shard=shard, jsonl=jsonl, resume=resume,
-                         retry_failed=retry_failed, force=force)
-    mode = output_mode(json_out, jsonl)
-    p = plan(paths, batch)
-    templates = {"-o": output or DEFAULT_OUTPUT, **({"--residual": residual} if residual else {})}
-    check_templates(templates, p.files, n_all=p.n_all)
-    opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,  # type: ignore[arg-type]
-                           nmf=NMFOptions(k=components, divergence=divergence),  # type: ignore[arg-type]
-                           chunk_seconds=chunk_seconds, method=method)  # type: ignore[arg-type]
-    spec = ModelSpec(model, revision=revision, offline=offline, device=device)
-    job = FileJob(separate_and_write, spec, WriteOptions(opts, templates, force), check_job)
-    return execute(p, job, Sink(mode=mode, table=separate_table, log=p.log), batch, label="separate")
+    p = plan(paths, common.batch())
+    templates = {SOURCE: output or DEFAULT_OUTPUT, **({RESIDUAL: residual} if residual else {})}
+    check_outputs(templates, p.files, n_all=p.n_all)
+    opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,
+                           nmf=NMFOptions(k=components, divergence=cast("Divergence", divergence)),  # checked with
+                           chunk_seconds=chunk_seconds,  # the other options, before any input (check_options)
+                           method=method, any_format=common.any_format)
+    job = FileJob(separate_and_write, common.model_spec(), WriteOptions(opts, templates, common.force),
+                  check_separate)
+    return execute(p, job, Sink(mode=common.mode(), table=separate_table, log=p.log), common.batch(),
+                   label="separate")

@@ -39,25 +39,35 @@ def train_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write.")],
     val: Annotated[Optional[Path], typer.Option("--val", help="Validation manifest (default: hold out "
                                                 "--val-split of the training manifest).")] = None,
-    val_split: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
-    variant: Annotated[str, typer.Option(help="async, sync, audio, visual, onestream or wsddn.")] = "async",
+    val_split: Annotated[float, typer.Option(min=0.0, max=0.5, help="Fraction of each label set held out "
+                                             "(without --val) to choose the best epoch and calibrate the "
+                                             "threshold. 0, or too few clips to hold any out: the last "
+                                             "epoch is kept, uncalibrated.")] = 0.1,
+    variant: Annotated[str, typer.Option(help="async, sync, audio, visual, onestream, wsddn or avor "
+                                         "(noisy-OR of the modalities: heard or seen).")] = "async",
     preset: Annotated[str, typer.Option(help="Architecture: small (CPU-trainable, the bundled "
                                         "model's) or vggish (the paper's VGGish + ResNet-18).")] = "small",
     audio_proposals: Annotated[str, typer.Option(help="tsp, ncp or tsp+ncp.")] = "tsp",
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
-    batches_per_epoch: Annotated[Optional[int], typer.Option(min=1)] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs (fewer with early stopping, see --patience).")] = 30,
+    batches_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Batches per epoch (default: one "
+                                                             "pass over the clips).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Bags per batch (the paper: 24).")] = 24,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    weight_decay: float = 1e-4,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping after this many epochs "
                                           "without a better validation micro-F1.")] = 6,
-    freeze: Annotated[Optional[list[str]], typer.Option(help="Keep fixed: audio_backbone, "
+    freeze: Annotated[Optional[list[str]], typer.Option(metavar="PART", help="Keep fixed: audio_backbone, "
                                                         "visual_backbone, audio, visual.")] = None,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation, the batches and the "
+                                      "augmentation: the same seed, the same weights.")] = 0,
     balance: Annotated[bool, typer.Option(help="Label-first balanced batches.")] = True,
     augment: Annotated[bool, typer.Option(help="Audio/visual augmentation.")] = True,
     mix_prob: Annotated[float, typer.Option(help="Bag mixing: probability of adding a second clip to a bag (labels: union).")] = 0.0,
     aux_loss: Annotated[float, typer.Option(help="Weight of each modality's own loss beside the fused one.")] = 0.0,
+    refine_labels: Annotated[bool, typer.Option("--refine-labels", help="Modality-aware targets for each "
+                                                "modality's own loss: a label is kept in the stream that still "
+                                                "finds it beside an unrelated clip's other track (MA; scored by "
+                                                "the starting model: use with --init-model).")] = False,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default ~/.cache/avscene).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes preparing the cache.")] = 2,
     init_audio: Annotated[Optional[Path], typer.Option(help="VGGish weights (.safetensors or .pth).")] = None,
@@ -68,11 +78,11 @@ def train_cmd(
     calibrate: Annotated[bool, typer.Option(help="After training, set the decision threshold that "
                                             "maximises micro-F1 on the held-out clips.")] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
-    model_opt: Annotated[Optional[list[str]], typer.Option("--model-opt", help="ModelConfig override "
+    model_opt: Annotated[Optional[list[str]], typer.Option("--model-opt", metavar="KEY=VALUE", help="ModelConfig override "
                                                            "KEY=VALUE (JSON values), repeatable.")] = None,
-    pre_opt: Annotated[Optional[list[str]], typer.Option("--pre-opt", help="PreprocessConfig override "
+    pre_opt: Annotated[Optional[list[str]], typer.Option("--pre-opt", metavar="KEY=VALUE", help="PreprocessConfig override "
                                                          "KEY=VALUE, repeatable.")] = None,
-    aug_opt: Annotated[Optional[list[str]], typer.Option("--aug-opt", help="Augmentation setting "
+    aug_opt: Annotated[Optional[list[str]], typer.Option("--aug-opt", metavar="KEY=VALUE", help="Augmentation setting "
                                                          "KEY=VALUE (an AugmentOptions field, e.g. "
                                                          "eq_db=12), repeatable.")] = None,
 ) -> int:
@@ -87,6 +97,7 @@ def train_cmd(
         val_split=val_split, variant=variant, audio_proposals=audio_proposals, epochs=epochs,
         batches_per_epoch=batches_per_epoch, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         patience=patience, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
+        refine_labels=refine_labels,
         cache_dir=None if cache_dir is None else str(cache_dir), workers=workers,
         init_audio=None if init_audio is None else str(init_audio),
         init_visual=None if init_visual is None else str(init_visual),
@@ -119,6 +130,9 @@ def train_cmd(
                       on_step=on_step, on_prepare=on_prepare)
     if os.environ.get("RANK", "0") != "0":  # torchrun: one summary, from rank 0
         return 0
-    err.print(f"best validation micro-F1 {summary.best_val_f1:.3f} at epoch {summary.best_epoch}; "
-              f"{summary.epochs_run} epochs in {summary.seconds / 60:.1f} min → {summary.output}")
+    kept = (f"best validation micro-F1 {summary.best_val_f1:.3f} at epoch {summary.best_epoch}"
+            if summary.holdout_clips else f"no hold-out clips: kept the last epoch ({summary.best_epoch}), "
+            "threshold not calibrated")
+    err.print(f"{kept}; {summary.epochs_run} epochs in {summary.seconds / 60:.1f} min → {summary.output}",
+              markup=False, highlight=False)
     return 0

@@ -38,7 +38,8 @@ def train_separator_cmd(
                                                   "over their own clip's background (a class keeps at "
                                                   "least 20 s of its cleanest).")] = 10.0,
     self_train_steps: Annotated[int, typer.Option(min=0, help="Steps of a second round whose targets are "
-                                                  "first cleaned by the first round's network (0: none).")] = 0,
+                                                  "first cleaned by the first round's network, at a third "
+                                                  "of --lr and seed + 1 (0: none).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and of the mixtures.")] = 0,
     log: Annotated[Optional[Path], typer.Option(help="Append the training log (JSON lines) here.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads (default: torch's).")] = None,
@@ -49,15 +50,14 @@ def train_separator_cmd(
 
     import torch
 
-    from avscene.train.separator import MixOptions, SeparatorTrainOptions, train_separator_for
+    from avscene.train.masknet import MaskNetTrainOptions, train_mask_net_for
+    from avscene.train.masknet_data import MixOptions
 
     if threads:
         torch.set_num_threads(threads)
-    import dataclasses
-
-    opts = SeparatorTrainOptions(steps=steps, batch=batch, lr=lr, hidden=hidden, blocks=blocks, seed=seed,
-                                 mix=MixOptions(background_prob=background_prob, other_prob=other_prob))
-    second = dataclasses.replace(opts, steps=self_train_steps, lr=lr / 3, seed=seed + 1) if self_train_steps else None
+    opts = MaskNetTrainOptions(steps=steps, batch=batch, lr=lr, hidden=hidden, blocks=blocks, seed=seed,
+                               mix=MixOptions(background_prob=background_prob, other_prob=other_prob),
+                               self_train_steps=self_train_steps, min_anchor_snr_db=min_anchor_snr)
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
     with Progress(console=Console(stderr=True), transient=True) as bar:
@@ -68,8 +68,7 @@ def train_separator_cmd(
                 tasks[what] = bar.add_task(what, total=total)
             bar.update(tasks[what], completed=done, total=total)
 
-        path, summary = train_separator_for(model, manifest, opts, self_train=second, min_snr_db=min_anchor_snr,
-                                            log_path=log, progress=progress)
+        path, summary = train_mask_net_for(model, manifest, opts, log_path=log, progress=progress)
     held = summary.get("holdout")
     if held:
         print(f"hold-out mixtures: SDR {held['sdr']:+.2f} dB (mixture {held['mixture_sdr']:+.2f} dB, "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
+
+from avscene.cli._options import HubTimeoutOpt
+from avscene.results import json_text
 
 EPILOG = """Examples:
 
@@ -25,13 +27,14 @@ def upload_cmd(
                                                     help="Branch to commit to (created if missing; default main).")] = None,
     message: Annotated[Optional[str], typer.Option(help="Commit message.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    hub_timeout: HubTimeoutOpt = None,
 ) -> int:
     """Publish a checkpoint that loads strictly: only the files `avscene download` fetches."""
     from avscene.hub_push import upload
 
-    res = upload(folder, repo_id, revision=revision, private=private, message=message)
+    res = upload(folder, repo_id, revision=revision, private=private, message=message, timeout=hub_timeout)
     if json_out:
-        print(json.dumps(res.to_json(), ensure_ascii=False))
+        print(json_text(res.to_json()))
     else:
         print(f"{folder} → {res.repo_id}@{res.revision} ({res.commit[:12]}): {', '.join(res.files)}")
     return 0

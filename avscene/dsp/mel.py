@@ -35,11 +35,8 @@ SAMPLE_RATE = 16000  # Hz: VGGish resamples everything to 16 kHz
 WINDOW_SAMPLES = 400  # 25 ms * 16 kHz
 HOP_SAMPLES = 160  # 10 ms * 16 kHz
 N_FFT = 512  # 2 ** ceil(log2(WINDOW_SAMPLES))
-N_FREQS = N_FFT // 2 + 1  # 257 one-sided FFT bins
 N_MELS = 64  # VGGish mel bands
 FMIN, FMAX = 125.0, 7500.0  # Hz: VGGish filterbank edges
-LOG_OFFSET = 0.01  # log(mel + 0.01) keeps silence finite: log(0.01) = -4.6
-FRAMES_PER_SECOND = SAMPLE_RATE // HOP_SAMPLES  # 100
 
 # HTK mel scale: mel(f) = 1127 ln(1 + f / 700)  (= 2595 log10(1 + f / 700)).
 MEL_BREAK_HZ = 700.0

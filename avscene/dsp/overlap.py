@@ -1,11 +1,11 @@
 """Block-wise processing of long signals: chunking, cross-fades, overlap-add, streaming resampling.
 
-Pure numpy/scipy, no I/O. Used by :mod:`avscene.tasks.separate` to separate
+Pure numpy/scipy, no I/O. Used by :mod:`avscene.separation.streaming` to separate
 files of any length with memory bounded by one chunk.
 
 **Chunks.** A signal of ``n`` samples is cut into chunks of at most ``size``
 samples, consecutive chunks sharing exactly ``overlap`` samples
-(:func:`chunk_bounds`). A signal of at most ``size`` samples is one chunk.
+(:func:`ready_chunks`). A signal of at most ``size`` samples is one chunk.
 Otherwise full chunks ``[i·hop, i·hop + size)`` (``hop = size - overlap``) are
 laid down from the start as long as more than ``2·size - overlap`` samples
 remain; the remaining ``r`` samples (``size < r <= 2·size - overlap``) are
@@ -29,7 +29,6 @@ filter's half-length, so outputs are computed once those inputs are known.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -89,15 +88,6 @@ def ready_chunks(start: int, available: int, *, size: int, overlap: int,
     return out
 
 
-def chunk_bounds(n: int, *, size: int, overlap: int) -> list[tuple[int, int]]:
-    """Chunks of a whole signal of ``n`` samples (see the module docstring).
-
-    One chunk ``[(0, n)]`` when ``n <= size``; consecutive chunks share exactly
-    ``overlap`` samples, every chunk is at most ``size`` long and the last ends at ``n``.
-    """
-    return ready_chunks(0, n, size=size, overlap=overlap, final=True)
-
-
 def fade_in(length: int) -> np.ndarray:
     """Raised-cosine ramp ``sin²(π/2 · (i + ½) / length)``, float64 ``(length,)``; ``1 - ramp`` fades out."""
     t = (np.arange(length) + 0.5) / length
@@ -112,16 +102,6 @@ def chunk_weight(length: int, *, fade_in_len: int, fade_out_len: int) -> np.ndar
     if fade_out_len:
         w[length - fade_out_len:] = 1.0 - fade_in(fade_out_len)
     return w
-
-
-def chunk_weights(bounds: Sequence[tuple[int, int]]) -> list[np.ndarray]:
-    """Overlap-add weights of each chunk of ``bounds``; they sum to one at every sample."""
-    out = []
-    for i, (a, b) in enumerate(bounds):
-        n_in = bounds[i - 1][1] - a if i > 0 else 0  # samples shared with the previous chunk
-        n_out = b - bounds[i + 1][0] if i < len(bounds) - 1 else 0  # ... with the next one
-        out.append(chunk_weight(b - a, fade_in_len=n_in, fade_out_len=n_out))
-    return out
 
 
 class OverlapAdd:

@@ -26,9 +26,10 @@ def _reason(exc: Exception) -> str:
 
 
 # A file of which fewer seconds than this decode, with at least as many undecodable packets as
-# good ones, is not media: FFmpeg's probing accepts some random byte strings as a stream and
-# "decodes" a few ms from them. Real short clips decode without errors, and damaged real files
-# still yield seconds of media, so neither is caught by this rule.
+# good ones, is not media: e.g. an MP3 frame header followed by random bytes, which the MP3
+# demuxer (on the allowlist of avscene.io.formats, which refuses random bytes by the probed
+# container) accepts and of which the decoder "decodes" a few ms. Real short clips decode
+# without errors, and damaged real files still yield seconds of media, so neither is caught.
 GARBAGE_MAX_S = 1.0
 
 
@@ -39,6 +40,7 @@ class _Problems:
         self._notes: list[str] = []
         self._errors: dict[str, tuple[int, str]] = {}  # what -> (count, first reason)
         self.decoded_packets = 0  # packets that decoded without an error
+        self.refused_codecs: list[str] = []  # codecs of streams skipped by the allowlist
 
     def note(self, message: str) -> None:
         if message not in self._notes:

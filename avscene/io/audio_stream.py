@@ -31,6 +31,7 @@ from avscene.io.decode import (
     _check_args,
     _declared_end,
     _decoded_frames,
+    _no_stream,
     _open,
     _origin,
     _pick,
@@ -55,15 +56,16 @@ class AudioReader:
         channels: the stream's channel count (averaged to mono).
     """
 
-    def __init__(self, path: str | os.PathLike, *, sample_rate: int = 16000) -> None:
+    def __init__(self, path: str | os.PathLike, *, sample_rate: int = 16000,
+                 any_format: bool = False) -> None:
         _check_args(1.0, 0.0, sample_rate)
         self.path, self.sample_rate = str(path), int(sample_rate)
         self._problems = _Problems()
-        self._container = _open(path)
-        stream = _pick(self._container.streams.audio, "audio", self._problems)
+        self._container = _open(path, any_format=any_format)
+        stream = _pick(self._container.streams.audio, "audio", self._problems, any_format=any_format)
         if stream is None:
             self._container.close()
-            raise DecodeError(f"{self.path}: no audio stream (a silent video?)")
+            raise _no_stream(self.path, self._problems, "no audio stream (a silent video?)")
         self._stream: av.audio.AudioStream = stream
         self.source_rate: int = stream.sample_rate
         self.channels: int = stream.channels
@@ -73,7 +75,7 @@ class AudioReader:
         # video's packets reach (read, not decoded) counts as reached, as decode() counts it.
         self._end = _declared_end(stream, self._container, self._origin)  # s on the clock, or None
         video = None if stream.duration is not None else _pick(
-            self._container.streams.video, "video", _Problems())
+            self._container.streams.video, "video", _Problems(), any_format=any_format)
         self._skim = [] if video is None else [video]
 
     def __enter__(self) -> AudioReader:

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from avscene.errors import DecodeError, UsageError
+from avscene.io.formats import codec_allowed, codec_refusal, container_refusal
 from avscene.io._sampling import (
     _AudioAccumulator,
     _Cutter,
@@ -52,8 +53,11 @@ class MediaInfo:
     warnings: tuple[str, ...]  # what was skipped, repaired or rotated
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
-    """Open ``path`` for reading, turning every failure into a one-line DecodeError."""
+def _open(path: str | os.PathLike, *, any_format: bool = False) -> av.container.InputContainer:
+    """Open ``path`` for reading, turning every failure into a one-line DecodeError.
+
+    Unless ``any_format``, a container outside :data:`avscene.io.formats.CONTAINERS` is refused.
+    """
     name, p = str(path), Path(path)
     if not p.exists():
         raise DecodeError(f"{name}: no such file; check the path")
@@ -64,23 +68,45 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     if p.stat().st_size == 0:
         raise DecodeError(f"{name}: empty file (0 bytes); re-export or re-download it")
     try:
-        return av.open(name, metadata_errors="replace")
+        container = av.open(name, metadata_errors="replace")
     except av.error.PermissionError as e:
         raise DecodeError(f"{name}: permission denied; make the file readable (chmod +r)") from e
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise DecodeError(f"{name}: not a media file FFmpeg can read ({_reason(e)})") from e
+    refusal = None if any_format else container_refusal(container.format.name)
+    if refusal is not None:
+        container.close()
+        raise DecodeError(f"{name}: {refusal}")
+    return container
 
 
-def _pick(streams: tuple, kind: str, problems: _Problems) -> av.stream.Stream | None:
-    """The first decodable stream of a kind; cover art (attached pictures) is not video."""
+def _pick(streams: tuple, kind: str, problems: _Problems, *,
+          any_format: bool = False) -> av.stream.Stream | None:
+    """The first decodable stream of a kind; cover art (attached pictures) is not video.
+
+    Unless ``any_format``, a stream whose codec is not in :mod:`avscene.io.formats` is skipped
+    (noted, and recorded in ``problems.refused_codecs`` for :func:`_no_stream`).
+    """
     for s in streams:
         if s.disposition & av.stream.Disposition.attached_pic:
             continue
         if s.codec_context is None:
             problems.note(f"{kind}: stream {s.index} has no decoder in this FFmpeg; ignored")
             continue
+        if not any_format and not codec_allowed(kind, s.codec_context.name):
+            problems.note(f"{kind}: stream {s.index} has the unsupported codec "
+                          f"'{s.codec_context.name}'; ignored")
+            problems.refused_codecs.append(s.codec_context.name)
+            continue
         return s
     return None
+
+
+def _no_stream(path: str | os.PathLike, problems: _Problems, what: str) -> DecodeError:
+    """The error for a file without a usable stream: its refused codecs if any, else ``what``."""
+    if problems.refused_codecs:
+        return DecodeError(f"{path}: {codec_refusal(problems.refused_codecs)}")
+    return DecodeError(f"{path}: {what}")
 
 
 def _origin(container: av.container.InputContainer) -> float:
@@ -149,12 +175,12 @@ def _check_args(fps: float, offset: float, sample_rate: int) -> None:
         raise UsageError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
 
 
-def _streams(container: av.container.InputContainer, problems: _Problems,
+def _streams(container: av.container.InputContainer, problems: _Problems, *, any_format: bool = False,
              ) -> tuple[av.video.VideoStream | None, av.audio.AudioStream | None]:
-    video = _pick(container.streams.video, "video", problems)
-    audio = _pick(container.streams.audio, "audio", problems)
+    video = _pick(container.streams.video, "video", problems, any_format=any_format)
+    audio = _pick(container.streams.audio, "audio", problems, any_format=any_format)
     if video is None and audio is None:
-        raise DecodeError(f"{container.name}: no audio or video stream FFmpeg can decode")
+        raise _no_stream(container.name, problems, "no audio or video stream FFmpeg can decode")
     if video is not None:
         video.codec_context.thread_type = "AUTO"  # frame + slice threads: ~2x on 2 cores
     return video, audio
@@ -175,7 +201,8 @@ class ClipChunk:
 
 
 def iter_chunks(path: str | os.PathLike, *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-                fps: float = 1.0, offset: float = 0.5, sample_rate: int = 16000) -> ChunkReader:
+                fps: float = 1.0, offset: float = 0.5, sample_rate: int = 16000,
+                any_format: bool = False) -> ChunkReader:
     """Decode a file in consecutive time windows, in one pass, holding about one window at a time.
 
     Chunk ``i`` covers ``[i * chunk_seconds, (i + 1) * chunk_seconds)``: the frames of the
@@ -191,17 +218,19 @@ def iter_chunks(path: str | os.PathLike, *, chunk_seconds: float = DEFAULT_CHUNK
         path: any file FFmpeg reads; video-only and audio-only files work.
         chunk_seconds: window length in seconds (``math.inf``: the whole file as one chunk).
         fps, offset, sample_rate: as for :func:`decode`.
+        any_format: also decode containers and codecs outside :mod:`avscene.io.formats`.
 
     Returns:
         A :class:`ChunkReader`, to iterate once; its ``info`` is set at the last chunk.
 
     Raises:
-        DecodeError: the file cannot be opened or has no decodable stream (at once), or nothing
-            in it decodes (while iterating).
+        DecodeError: the file cannot be opened, is in a container or codec outside
+            :mod:`avscene.io.formats` (without ``any_format``) or has no decodable stream (at
+            once), or nothing in it decodes (while iterating).
         UsageError: an argument is invalid.
     """
     return ChunkReader(path, chunk_seconds=chunk_seconds, fps=fps, offset=offset,
-                       sample_rate=sample_rate)
+                       sample_rate=sample_rate, any_format=any_format)
 
 
 class ChunkReader:
@@ -213,7 +242,7 @@ class ChunkReader:
     """
 
     def __init__(self, path: str | os.PathLike, *, chunk_seconds: float, fps: float,
-                 offset: float, sample_rate: int) -> None:
+                 offset: float, sample_rate: int, any_format: bool = False) -> None:
         _check_args(fps, offset, sample_rate)
         if not chunk_seconds > 0:  # NaN fails too; inf is one chunk
             raise UsageError(f"chunk_seconds must be a positive number of seconds (e.g. "
@@ -221,9 +250,9 @@ class ChunkReader:
         self.path, self.chunk_seconds = path, float(chunk_seconds)
         self._fps, self._offset, self._sr = fps, offset, sample_rate
         self._problems = _Problems()
-        self._container = _open(path)
+        self._container = _open(path, any_format=any_format)
         try:
-            self._video, self._audio = _streams(self._container, self._problems)
+            self._video, self._audio = _streams(self._container, self._problems, any_format=any_format)
         except DecodeError:
             self._container.close()
             raise

@@ -40,6 +40,7 @@ from avscene.io.chunks import (  # noqa: F401
     _declared_end,
     _decoded_frames,
     _info,
+    _no_stream,
     _open,
     _origin,
     _pick,
@@ -59,17 +60,18 @@ class Clip:
     sample_rate: int  # Hz of ``audio``
 
 
-def probe(path: str | os.PathLike) -> MediaInfo:
+def probe(path: str | os.PathLike, *, any_format: bool = False) -> MediaInfo:
     """Describe a file from its header, without decoding it (only one video frame, for rotation).
 
     ``duration`` is the header's; :func:`decode` reports the duration actually decoded.
 
     Raises:
-        DecodeError: the file is missing, unreadable, or has no decodable stream.
+        DecodeError: the file is missing, unreadable, in a container or codec outside
+            :mod:`avscene.io.formats` (without ``any_format``), or has no decodable stream.
     """
     problems = _Problems()
-    with _open(path) as container:
-        video, audio = _streams(container, problems)
+    with _open(path, any_format=any_format) as container:
+        video, audio = _streams(container, problems, any_format=any_format)
         origin = _origin(container)
         ends = [e for s in (video, audio) if s is not None
                 and (e := _declared_end(s, container, origin)) is not None]
@@ -85,14 +87,15 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                      audio is not None, problems)
 
 
-def iter_frames(path: str | os.PathLike, *, fps: float = 1.0,
-                offset: float = 0.5) -> Iterator[tuple[float, np.ndarray]]:
+def iter_frames(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.5,
+                any_format: bool = False) -> Iterator[tuple[float, np.ndarray]]:
     """Stream ``(t_k, frame)`` pairs, decoding sequentially; only one frame is held.
 
     Args:
         path: any file FFmpeg reads.
         fps: sampling rate in frames per second.
         offset: instants are ``(k + offset) / fps`` seconds.
+        any_format: also decode containers and codecs outside :mod:`avscene.io.formats`.
 
     Yields:
         ``t_k`` in seconds and the frame displayed then, (H, W, 3) uint8 RGB, upright.
@@ -101,12 +104,12 @@ def iter_frames(path: str | os.PathLike, *, fps: float = 1.0,
         DecodeError: the file cannot be opened, has no video stream, or no frame decodes.
     """
     _check_args(fps, offset, 1)
-    container = _open(path)
+    container = _open(path, any_format=any_format)
     problems = _Problems()
-    video = _pick(container.streams.video, "video", problems)
+    video = _pick(container.streams.video, "video", problems, any_format=any_format)
     if video is None:
         container.close()
-        raise DecodeError(f"{path}: no video stream; use read_audio() for audio-only files")
+        raise _no_stream(path, problems, "no video stream; use read_audio() for audio-only files")
     video.codec_context.thread_type = "AUTO"
     return _iter_frames(container, video, fps, offset, problems)
 
@@ -124,7 +127,8 @@ def _iter_frames(container: av.container.InputContainer, video: av.video.VideoSt
         yield from sampler.finish()
 
 
-def read_audio(path: str | os.PathLike, *, sample_rate: int = 16000) -> np.ndarray:
+def read_audio(path: str | os.PathLike, *, sample_rate: int = 16000,
+               any_format: bool = False) -> np.ndarray:
     """Decode all the audio of a file to mono float32 in [-1, 1] at ``sample_rate`` Hz.
 
     Channels are averaged; sample ``i`` is at ``i / sample_rate`` s from the container start.
@@ -137,10 +141,10 @@ def read_audio(path: str | os.PathLike, *, sample_rate: int = 16000) -> np.ndarr
     """
     _check_args(1.0, 0.0, sample_rate)
     problems = _Problems()
-    with _open(path) as container:
-        audio = _pick(container.streams.audio, "audio", problems)
+    with _open(path, any_format=any_format) as container:
+        audio = _pick(container.streams.audio, "audio", problems, any_format=any_format)
         if audio is None:
-            raise DecodeError(f"{path}: no audio stream (a silent video?)")
+            raise _no_stream(path, problems, "no audio stream (a silent video?)")
         origin = _origin(container)
         end = _declared_end(audio, container, origin)
         acc = _AudioAccumulator(sample_rate, origin, end, problems)
@@ -153,7 +157,7 @@ def read_audio(path: str | os.PathLike, *, sample_rate: int = 16000) -> np.ndarr
 
 
 def decode(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.5,
-           sample_rate: int = 16000) -> Clip:
+           sample_rate: int = 16000, any_format: bool = False) -> Clip:
     """Decode frames at ``fps`` and mono audio at ``sample_rate`` in one pass over the file.
 
     Holds the whole file: use :func:`iter_chunks` for long ones.
@@ -163,6 +167,8 @@ def decode(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.5,
         fps: frame sampling rate; frames at ``(k + offset) / fps`` s.
         offset: see ``fps``; 0.5 samples the middle of each interval.
         sample_rate: audio output rate in Hz.
+        any_format: also decode containers and codecs outside :mod:`avscene.io.formats`
+            (by default, others are refused before anything is decoded).
 
     Returns:
         A :class:`Clip`; ``frames`` / ``audio`` is None for a missing modality.
@@ -172,7 +178,7 @@ def decode(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.5,
         UsageError: ``fps``, ``offset`` or ``sample_rate`` is invalid.
     """
     reader = iter_chunks(path, chunk_seconds=math.inf, fps=fps, offset=offset,
-                         sample_rate=sample_rate)
+                         sample_rate=sample_rate, any_format=any_format)
     chunks = list(reader)
     assert len(chunks) <= 1, "an infinite window cannot end before the file does"
     chunk = chunks[0] if chunks else None  # None: a stream decoded to nothing at all

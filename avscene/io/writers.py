@@ -10,8 +10,12 @@ Formats:
 * **Event TSV** (:func:`write_events_tsv`), the DCASE task-4 form read by
   ``sed_eval``, ``psds_eval`` and ``sed_scores_eval.io.read_ground_truth_events``::
 
-      filename<TAB>onset<TAB>offset<TAB>event_label
-      clip.mp4<TAB>1.200<TAB>3.360<TAB>dog
+      filename<TAB>onset<TAB>offset<TAB>event_label<TAB>modality
+      clip.mp4<TAB>1.200<TAB>3.360<TAB>dog<TAB>audio
+
+  with a fifth column, ``modality``: ``audio`` (heard: the sound events),
+  ``visual`` (seen) or ``audio-visual`` (both), the per-second parse of
+  ``localize``; keep the ``audio`` rows for a sound event detection scorer.
 
 * **Score TSV** (:func:`write_scores_tsv`), one file per input as read by
   ``sed_scores_eval.io.read_sed_scores`` (a folder of them is what
@@ -39,7 +43,8 @@ from avscene.errors import OutputError
 from avscene.results import AudioSegment, FailedInput, LocalizeResult
 from avscene.timing import segment_timestamps
 
-EVENTS_HEADER = ("filename", "onset", "offset", "event_label")  # DCASE 2019+ task 4
+EVENTS_HEADER = ("filename", "onset", "offset", "event_label", "modality")  # DCASE 2019+ task 4 + modality
+EVENT_MODALITIES = ("audio", "visual", "audio-visual")  # heard, seen, both (Timing)
 TIME_DECIMALS = 3  # ms resolution for every time written
 SCORE_FORMAT = ".7g"  # float32 scores carry ~7 significant digits
 # Score written for a class without an audio score (not reported, or no audio stream).
@@ -285,6 +290,16 @@ def _tsv_field(value: str, what: str) -> str:
     return value
 
 
+def check_events_tsv_names(files: Iterable[str | Path]) -> None:
+    """Refuse, before any work, inputs whose file name an events TSV cannot hold.
+
+    Raises:
+        OutputError: a file name contains a tab or a line break.
+    """
+    for f in files:
+        _tsv_field(Path(f).name, "file name")
+
+
 def events_tsv_text(results: Iterable[LocalizeResult | FailedInput]) -> str:
     """The DCASE event table of ``results`` as text (see :func:`write_events_tsv`)."""
     lines = ["\t".join(EVENTS_HEADER)]
@@ -292,9 +307,12 @@ def events_tsv_text(results: Iterable[LocalizeResult | FailedInput]) -> str:
         if not r.ok:
             continue
         name = _tsv_field(Path(r.file).name, "file name")
-        for ev in r.events:
-            label = _tsv_field(ev.label, "label")
-            lines.append(f"{name}\t{_fmt_time(ev.onset)}\t{_fmt_time(ev.offset)}\t{label}")
+        rows = [(ev.onset, 0, ev.label, ev.offset) for ev in r.events]
+        for lab, t in r.timing.items():
+            rows += [(on, 1, lab, off) for on, off in t.seen] + [(on, 2, lab, off) for on, off in t.both]
+        for onset, m, lab, offset in sorted(rows, key=lambda x: (x[0], x[1])):  # stable: events keep their order
+            label = _tsv_field(lab, "label")
+            lines.append(f"{name}\t{_fmt_time(onset)}\t{_fmt_time(offset)}\t{label}\t{EVENT_MODALITIES[m]}")
     return "\n".join(lines) + "\n"
 
 
@@ -302,8 +320,10 @@ def write_events_tsv(results: Iterable[LocalizeResult | FailedInput], path: str 
                      force: bool) -> Path:
     """Write the detected events of several inputs as one DCASE task-4 TSV.
 
-    Header ``filename  onset  offset  event_label`` (tab-separated), then one
-    row per event in the order of ``results`` and of each result's events;
+    Header ``filename  onset  offset  event_label  modality`` (tab-separated), then
+    one row per event in the order of ``results``, and within a result by onset:
+    its sound events (``audio``), the intervals each class is seen (``visual``)
+    and heard and seen at once (``audio-visual``);
     ``filename`` is the input's base name, times in seconds with 3 decimals.
     Failed inputs and inputs without events add no row (the DCASE convention
     for predictions).

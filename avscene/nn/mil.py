@@ -63,6 +63,11 @@ def l2_fuse(scores: Sequence[Tensor]) -> Tensor:
     return torch.stack([l2_normalise(s) for s in scores]).sum(dim=0)
 
 
+def noisy_or_fuse(probs: Sequence[Tensor]) -> Tensor:
+    """``1 - Π_m (1 - p_m)`` of the modalities' (B, C) probabilities: "heard OR seen" (range [0, 1])."""
+    return 1.0 - torch.stack([1.0 - p for p in probs]).prod(dim=0)
+
+
 def mean_fuse(scores: Sequence[Tensor]) -> Tensor:
     """Mean of the modalities' (B, C) scores (WSDDN: keeps the range [0, 1])."""
     return torch.stack(list(scores)).mean(dim=0)
@@ -218,5 +223,5 @@ def loss_fn(cfg: ModelConfig) -> Callable[[Tensor, Tensor], Tensor]:
 
 __all__ = [
     "OneStreamHead", "SyncPooled", "TwoStreamHead", "WSDDNHead", "bce_loss", "hinge_loss", "l2_fuse",
-    "l2_normalise", "loss_fn", "masked_softmax", "mean_fuse", "smooth_max", "sync_pool",
+    "l2_normalise", "loss_fn", "masked_softmax", "mean_fuse", "noisy_or_fuse", "smooth_max", "sync_pool",
 ]

@@ -13,6 +13,9 @@ Variants (``ModelConfig.variant``):
 * ``audio`` / ``visual``: one modality, two-stream head, l2-normalised score.
 * ``onestream``: classification stream only, log-sum-exp pooling over proposals, l2 fusion.
 * ``wsddn``: WSDDN heads (scores in [0, 1]), modality mean, trained with binary log-loss.
+* ``avor``: two-stream head per modality; each modality's probability is the sigmoid of its
+  scaled ℓ2-normalised score, fused by noisy-OR (``1 - (1 - p_a)(1 - p_v)``: heard OR seen),
+  trained with binary log-loss.
 """
 
 from __future__ import annotations
@@ -30,12 +33,25 @@ from avscene.errors import ConfigError, UsageError
 from avscene.nn.backbones import N_MELS, PATCH_FRAMES, AudioBranch, VisualBranch
 from avscene.nn.context import TemporalContext
 from avscene.nn.mil import (
-    OneStreamHead, TwoStreamHead, WSDDNHead, l2_fuse, mean_fuse, smooth_max, sync_pool,
+    OneStreamHead, TwoStreamHead, WSDDNHead, l2_fuse, mean_fuse, noisy_or_fuse, smooth_max, sync_pool,
 )
 
-VARIANTS = ("async", "sync", "audio", "visual", "onestream", "wsddn")
+VARIANTS = ("async", "sync", "audio", "visual", "onestream", "wsddn", "avor")
 VISUAL_BACKBONES = ("small", "resnet18")
 SMALL_CNN_MIN_BLOCKS = 2  # the small CNN pools after its first two blocks (stride 8)
+# Upper bounds of the size fields, checked before anything is allocated: a config.json asking for
+# more is refused with a ConfigError (an embed_dim of 10^7 would otherwise try to allocate 40 GB).
+# Each is far above any avscene model (the bundled one: 16 classes, widths <= 4096, 4 conv blocks).
+MAX_SIZE = {
+    "num_classes": 10_000,  # AudioSet has 527 classes
+    "embed_dim": 8192, "audio_embed": 8192,
+    "audio_fc": 8192, "visual_fc": 8192,  # each fc width (VGGish's are 4096)
+    "visual_channels": 4096,  # each conv block width
+    "roi_size": 32,
+    "audio_width": 4.0,  # VGGish channel multiplier
+    "lse_r": 1000.0,
+}
+MAX_LAYERS = 16  # entries of audio_fc, visual_fc and visual_channels
 
 
 @dataclass(frozen=True)
@@ -57,12 +73,15 @@ class ModelConfig:
     lse_r: float = 5.0  # sharpness of log-sum-exp pooling (onestream, sync)
     embed_norm: bool = True  # BatchNorm in the proposal embedding layers (see backbones.embedding_layer)
     score_scale: float | None = None  # factor on the ℓ2-normalised scores; None: sqrt(num_classes)
+    audio_threshold: float | None = None  # "heard": audio modality score above this; None: as `threshold`'s default
+    visual_threshold: float | None = None  # "seen": visual modality score above this; None: likewise
     threshold: float | None = None  # decision threshold calibrated after training; None: 0 (hinge), 0.5 (wsddn)
     audio_context: tuple[int, ...] = ()  # dilations of the temporal context over audio windows (nn/context.py); () = none
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _checked(f.name, str(f.type), getattr(self, f.name)))
+        _check_sizes(self)
         if self.variant not in VARIANTS:
             raise ConfigError(f"variant: {self.variant!r} is not one of {', '.join(VARIANTS)}")
         if self.visual_backbone not in VISUAL_BACKBONES:
@@ -85,8 +104,8 @@ class ModelConfig:
 
     @property
     def loss(self) -> str:
-        """"bce" for WSDDN (scores are probabilities), "hinge" for every other variant."""
-        return "bce" if self.variant == "wsddn" else "hinge"
+        """"bce" for WSDDN and avor (scores are probabilities), "hinge" for every other variant."""
+        return "bce" if self.variant in ("wsddn", "avor") else "hinge"
 
     @property
     def fused_scale(self) -> float:
@@ -109,7 +128,16 @@ class ModelConfig:
         probabilities (WSDDN) and 0 for hinge-trained scores."""
         if self.threshold is not None:
             return self.threshold
-        return 0.5 if self.variant == "wsddn" else 0.0
+        return 0.5 if self.loss == "bce" else 0.0
+
+    def modality_threshold(self, modality: str) -> float:
+        """Threshold of a modality's own score (``modality_scores``): the calibrated
+        ``audio_threshold`` / ``visual_threshold`` if set, else 0.5 (WSDDN) or 0 (hinge: the sign
+        of the modality's share of the fused score)."""
+        t = {"audio": self.audio_threshold, "visual": self.visual_threshold}[modality]
+        if t is not None:
+            return t
+        return 0.5 if self.loss == "bce" else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -156,6 +184,18 @@ def _checked(name: str, type_name: str, value: Any) -> Any:
     return tuple(value)
 
 
+def _check_sizes(cfg: ModelConfig) -> None:
+    """Raise ConfigError for a size field above :data:`MAX_SIZE` (before any tensor is allocated)."""
+    for name, limit in MAX_SIZE.items():
+        value = getattr(cfg, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and len(value) > MAX_LAYERS:
+            raise ConfigError(f"{name}: {len(value)} layers; at most {MAX_LAYERS}")
+        if any(not v <= limit for v in values):  # `not <=` also refuses NaN
+            raise ConfigError(f"{name}: {value!r} is too large; at most {limit:g}"
+                              f"{' each' if isinstance(value, tuple) else ''}")
+
+
 class ModelInput(NamedTuple):
     """A batch of bags. Either modality may be None (a file without audio or video)."""
 
@@ -181,6 +221,23 @@ class ModelOutput(NamedTuple):
     segment_scores: Tensor | None = None  # (B, S, C) sync: fused segment scores before pooling
     audio_segment_scores: Tensor | None = None  # (B, S, C) sync: audio share of segment_scores
     visual_segment_scores: Tensor | None = None  # (B, S, C) sync: visual share
+
+
+def modality_scores(out: ModelOutput, cfg: ModelConfig) -> dict[str, Tensor]:
+    """Each modality's own video-level score, on the scale of the fused one: (B, C) per modality.
+
+    Hinge variants: the modality's ℓ2-normalised score times ``cfg.fused_scale`` (its share of
+    the fused score; the per-modality training loss sees the same); WSDDN: its probability;
+    avor: the sigmoid of the former (the probabilities its noisy-OR fuses).
+    A modality absent from ``out`` is absent from the dict.
+    """
+    from avscene.nn.mil import l2_normalise
+
+    raw = {"audio": out.audio_scores, "visual": out.visual_scores}
+    if cfg.variant == "wsddn":
+        return {m: s for m, s in raw.items() if s is not None}
+    scaled = {m: l2_normalise(s) * cfg.fused_scale for m, s in raw.items() if s is not None}
+    return {m: torch.sigmoid(s) for m, s in scaled.items()} if cfg.variant == "avor" else scaled
 
 
 class ProposalFeatures(NamedTuple):
@@ -357,6 +414,9 @@ class AVSceneNet(nn.Module):
         if v is not None:
             s, E, A = self.visual_head(v.z, v.mask)
             out.update(visual_scores=s, visual_E=E.view(*vshape, -1), visual_A=A.view(*vshape, -1))  # (B, T, M, C)
+        if cfg.variant == "avor":  # heard OR seen
+            probs = modality_scores(ModelOutput(scores=None, **out), cfg)
+            return ModelOutput(scores=noisy_or_fuse(list(probs.values())), **out)
         fuse = mean_fuse if cfg.variant == "wsddn" else l2_fuse
         scores = fuse([out[k] for k in ("audio_scores", "visual_scores") if k in out]) * cfg.fused_scale
         return ModelOutput(scores=scores, **out)

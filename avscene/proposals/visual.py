@@ -34,13 +34,7 @@ import numpy as np
 
 from avscene.config import PreprocessConfig
 from avscene.errors import UsageError
-# Re-exported: avscene.doctor, avscene.cli._options and the tests import them from here.
-from avscene.proposals.edge_model import (  # noqa: F401
-    EDGE_MODEL_NODES,
-    EDGE_MODEL_URL,
-    edge_model_problem,
-    validate_edge_model,
-)
+from avscene.proposals.edge_model import validate_edge_model
 
 # EdgeBoxes runs on the frame resized so its long side lies in [EDGE_MIN_SIDE, EDGE_MAX_SIDE]:
 # 224x224 stays as is, 1280x720 -> 320x180 (bounds the cost), 112x112 -> 224x224.
@@ -365,12 +359,13 @@ def visual_proposals(
     frames: np.ndarray, times: np.ndarray, *, cfg: PreprocessConfig, edge_model: str | None = None,
     threads: int | None = None,
 ) -> VisualProposals:
-    """EdgeBoxes proposals of every sampled frame of a clip.
+    """EdgeBoxes proposals of every sampled frame of a clip (or dense windows, ``cfg.visual_proposals``).
 
     Args:
         frames: ``(T, H, W, 3)`` uint8 RGB frames (``Clip.frames``).
         times: ``(T,)`` seconds of each frame (``Clip.frame_times``).
-        cfg: Preprocessing parameters; ``cfg.boxes_per_frame`` is M.
+        cfg: Preprocessing parameters; ``cfg.boxes_per_frame`` is M for EdgeBoxes; with
+            ``visual_proposals == "dense"`` M is the number of dense windows (75).
         edge_model: Optional Structured Edge Detection model path.
         threads: frames processed at once (None: :func:`proposal_threads`). Frames are
             independent, so the result is the same for any number.
@@ -388,6 +383,12 @@ def visual_proposals(
             f"expected frames (T, H, W, 3) and times (T,), got shapes {frames.shape} and "
             f"{times.shape}; pass Clip.frames and Clip.frame_times"
         )
+    if cfg.visual_proposals == "dense":  # the same windows in every frame; scores are all 1
+        from avscene.proposals.dense import dense_windows
+
+        win = dense_windows(frames.shape[1], frames.shape[2])  # (M, 4)
+        boxes = np.broadcast_to(win, (len(frames), *win.shape)).copy()  # (T, M, 4)
+        return VisualProposals(boxes=boxes, scores=np.ones(boxes.shape[:2], dtype=np.float32), times=times)
     m = cfg.boxes_per_frame
     boxes = np.zeros((len(frames), m, 4), dtype=np.float32)  # (T, M, 4)
     scores = np.zeros((len(frames), m), dtype=np.float32)  # (T, M)

@@ -26,7 +26,7 @@ import numpy as np
 
 from avscene.errors import UsageError
 from avscene.results import FailedInput, Label
-from avscene.tasks._memory import release_free_memory
+from avscene.io._memory import release_free_memory
 
 if TYPE_CHECKING:  # torch stays out of module import
     from avscene.hub import LoadedModel
@@ -85,7 +85,7 @@ class AudioVariant:
 
 
 def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = None,
-            chunk_seconds: float | None = None) -> Analysis:
+            chunk_seconds: float | None = None, any_format: bool = False) -> Analysis:
     """Decode one file, compute its proposals and run the network on them, chunk by chunk.
 
     Args:
@@ -96,17 +96,19 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
             None: :func:`chunk_seconds_for` the file). Only memory and speed depend on it,
             not the result (beyond float rounding; NCP bags are fitted per 23-s block on
             inputs over 34.56 s, whatever the chunk).
+        any_format: also decode containers and codecs outside :mod:`avscene.io.formats`.
 
     Raises:
         DecodeError: the file cannot be decoded.
         UsageError: the file has none of the streams the model uses, or ``chunk_seconds`` <= 0.
     """
     return analyse_variants(path, loaded, (AudioVariant(),), edge_model=edge_model,
-                            chunk_seconds=chunk_seconds)[0]
+                            chunk_seconds=chunk_seconds, any_format=any_format)[0]
 
 
 def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[AudioVariant], *,
-                     edge_model: str | None = None, chunk_seconds: float | None = None) -> list[Analysis]:
+                     edge_model: str | None = None, chunk_seconds: float | None = None,
+                     any_format: bool = False) -> list[Analysis]:
     """:func:`analyse` of several versions of one file's audio, decoding the file and embedding its
     frames once (the frames' proposals and features are shared: only the audio differs).
 
@@ -119,9 +121,9 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
 
     cfg, pre = loaded.config, loaded.preprocess
     if chunk_seconds is None:
-        chunk_seconds = chunk_seconds_for(probe(path), fps=pre.fps)
+        chunk_seconds = chunk_seconds_for(probe(path, any_format=any_format), fps=pre.fps)
     with iter_chunks(path, chunk_seconds=chunk_seconds, fps=pre.fps, offset=pre.frame_offset,
-                     sample_rate=pre.sample_rate) as reader:
+                     sample_rate=pre.sample_rate, any_format=any_format) as reader:
         if not ((cfg.uses_audio and reader.has_audio) or (cfg.uses_visual and reader.has_video)):
             raise UsageError(
                 f"{path}: the model uses {'/'.join(_needed(cfg))} but the file has no such stream")
@@ -301,6 +303,19 @@ def ranked_labels(scores: np.ndarray, labels: Iterable[str]) -> tuple[Label, ...
     labels = list(labels)
     order = np.argsort(-scores, kind="stable")
     return tuple(Label(labels[i], float(scores[i])) for i in order)
+
+
+def check_finite(**thresholds: float | None) -> None:
+    """Refuse a NaN or infinite threshold (every comparison with NaN is false: no prediction, silently).
+
+    Raises:
+        UsageError: naming the option (``event_threshold`` → ``--event-threshold``).
+    """
+    import math
+
+    for name, value in thresholds.items():
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
 
 
 def predicted_labels(ranked: tuple[Label, ...], *, threshold: float, top_k: int | None) -> tuple[str, ...]:

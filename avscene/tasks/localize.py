@@ -9,14 +9,22 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
 * events: windows whose ``E`` exceeds ``event_threshold`` (0, as in the paper:
   the sign of ``E`` is the sign of the classification stream), where each window
   stands for the central 0.48 s it shares with no neighbour, merged when adjacent;
-* timing: the intervals during which a class is heard (its events) and seen
-  (frames whose best box has ``E`` above ``visible_threshold``, each frame
-  standing for its 1-s segment), and whether they overlap.
+* timing, the per-second parse: the intervals during which a class is heard (its
+  events) and seen (frames whose best box has ``E`` above ``visible_threshold``,
+  each frame standing for its 1-s segment), both (their intersection), and
+  whether they overlap. The video-level per-modality decisions gate it
+  (``ClassParse.heard`` / ``.seen``, thresholds calibrated on the training
+  hold-out): a class not heard has no audio event, and a heard class has at least
+  one (its best window, when no window's ``E`` clears ``event_threshold``);
+  likewise for seen and frames.
+
+The classes reported are the ``--label`` ones, else the predicted ones followed by
+any other class that is heard or seen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +33,8 @@ import numpy as np
 
 from avscene.errors import UsageError
 from avscene.timing import segment_timestamps
-from avscene.results import AudioSegment, BoxDetection, Event, FailedInput, LocalizeResult, Timing
-from avscene.tasks._pipeline import Analysis, analyse, run_each
-from avscene.tasks.inputs import expand_inputs
+from avscene.results import AudioSegment, BoxDetection, Event, LocalizeResult, Timing
+from avscene.tasks._pipeline import Analysis, analyse, check_finite
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
 
 if TYPE_CHECKING:
@@ -44,6 +51,9 @@ class LocalizeOptions:
     visible_threshold: float = 0.0  # best-box E above this marks a frame as showing the class
     audio_all_classes: bool = False  # audio scores for every class (score TSVs), not just reported ones
     classify: ClassifyOptions = ClassifyOptions()
+
+    def __post_init__(self) -> None:
+        check_finite(event_threshold=self.event_threshold, visible_threshold=self.visible_threshold)
 
 
 def window_spans(times: np.ndarray, duration: float) -> np.ndarray:
@@ -75,14 +85,17 @@ def heat(scores: np.ndarray) -> np.ndarray:
     return np.zeros_like(scores) if hi - lo < 1e-12 else (scores - lo) / (hi - lo)
 
 
-def intervals_overlap(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> bool:
-    return any(min(e1, e2) > max(s1, s2) for s1, e1 in a for s2, e2 in b)
-
-
 def frame_spans(frame_times: np.ndarray, *, fps: float, duration: float) -> np.ndarray:
     """Each sampled frame stands for its segment ``[k/fps, (k+1)/fps)``, clipped to the clip."""
     k = np.floor(np.asarray(frame_times) * fps)
     return np.stack([k / fps, np.minimum((k + 1) / fps, duration)], axis=1)
+
+
+def intervals_intersection(a: Sequence[tuple[float, float]],
+                           b: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Intervals covered by both lists (each a union of disjoint intervals), sorted."""
+    out = [(max(s1, s2), min(e1, e2)) for s1, e1 in a for s2, e2 in b if min(e1, e2) > max(s1, s2)]
+    return sorted(out)
 
 
 def resolve_labels(requested: Sequence[str], predicted: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -96,7 +109,9 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
     """Turn one forward pass into the ``localize`` output contract."""
     cls = result_from_analysis(path, a, loaded, opts.classify)
     names = list(loaded.labels)
-    report = resolve_labels(opts.labels, cls.predicted, names)
+    parse = {p.label: p for p in cls.parse}
+    present = [*cls.predicted, *(p.label for p in cls.parse if (p.heard or p.seen) and p.label not in cls.predicted)]
+    report = resolve_labels(opts.labels, present, names)
     out, duration = a.output, a.info.duration
     visual: dict[str, tuple[BoxDetection, ...]] = {}
     audio: dict[str, tuple[AudioSegment, ...]] = {}
@@ -115,11 +130,14 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
         if out.audio_E is not None and a.audio is not None:
             e = audio_E[:, c]  # (W,)
             audio[lab] = _audio_segments(e, audio_times)
-            heard = merge_active(e > opts.event_threshold, window_spans(audio_times, duration))
+            if parse[lab].heard:
+                heard = merge_active(_active(e, opts.event_threshold), window_spans(audio_times, duration))
             events.extend(Event(lab, on, off) for on, off in heard)
         if out.visual_E is not None and a.visual is not None:
             visual[lab], seen = _boxes_for_class(out.visual_E[..., c].numpy(), a, opts, loaded.preprocess.fps)
-        timing[lab] = Timing(heard=tuple(heard), seen=tuple(seen), overlap=intervals_overlap(heard, seen))
+            seen = seen if parse[lab].seen else []
+        both = intervals_intersection(heard, seen)
+        timing[lab] = Timing(heard=tuple(heard), seen=tuple(seen), overlap=bool(both), both=tuple(both))
         if sync is not None:
             both = (out.audio_segment_scores[:, c] > 0) & (out.visual_segment_scores[:, c] > 0)
             segs = np.arange(len(both), dtype=np.float64)
@@ -128,6 +146,14 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
     events.sort(key=lambda ev: (ev.onset, ev.label))
     return LocalizeResult(classification=cls, visual=visual, audio=audio, events=tuple(events),
                           timing=timing, sync_segments=sync)
+
+
+def _active(e: np.ndarray, threshold: float) -> np.ndarray:
+    """Entries of ``e`` (N,) above ``threshold``; the best one alone when none is (N > 0)."""
+    on = e > threshold
+    if len(e) and not on.any():
+        on[int(np.argmax(e))] = True
+    return on
 
 
 def _audio_segments(e: np.ndarray, times: np.ndarray) -> tuple[AudioSegment, ...]:
@@ -142,7 +168,7 @@ def _boxes_for_class(E: np.ndarray, a: Analysis, opts: LocalizeOptions, fps: flo
         for r, m in enumerate(order[t]):
             box = tuple(float(v) for v in a.visual.boxes[t, m])
             dets.append(BoxDetection(float(t_sec), box, float(E[t, m]), rank=r + 1 if opts.boxes > 1 else 0))
-    visible = E.max(axis=1) > opts.visible_threshold
+    visible = _active(E.max(axis=1), opts.visible_threshold)  # (T,)
     seen = merge_active(visible.tolist(), frame_spans(a.visual.times, fps=fps, duration=a.info.duration))
     return tuple(dets), seen
 
@@ -151,13 +177,6 @@ def localize_file(path: str | Path, loaded: LoadedModel, opts: LocalizeOptions |
     """Localize one file; raises an ``AvsceneError`` if it cannot be processed."""
     opts = opts or LocalizeOptions()
     resolve_labels(opts.labels, (), list(loaded.labels))  # fail early on an unknown --label
-    a = analyse(path, loaded, edge_model=opts.classify.edge_model)
+    a = analyse(path, loaded, edge_model=opts.classify.edge_model, any_format=opts.classify.any_format)
     return localize_from_analysis(Path(path), a, loaded, opts)
 
-
-def localize_many(paths: Iterable[str | Path], loaded: LoadedModel,
-                  opts: LocalizeOptions | None = None) -> Iterator[LocalizeResult | FailedInput]:
-    """Localize files and directories; failures are yielded, not raised."""
-    opts = opts or LocalizeOptions()
-    resolve_labels(opts.labels, (), list(loaded.labels))
-    return run_each(expand_inputs(paths), lambda p: localize_file(p, loaded, opts))

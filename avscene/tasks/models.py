@@ -55,12 +55,19 @@ def load_model(
     revision: str | None = None,
     offline: bool = False,
     device: str = "auto",
+    hub_timeout: float | None = None,
 ) -> LoadedModel:
-    """Load a checkpoint (local folder or Hub ``org/name``); None loads the bundled model."""
+    """Load a checkpoint (local folder or Hub ``org/name``) with its separation parts; None loads the
+    bundled model.
+
+    ``hub_timeout``: seconds a Hub request may wait for the server (None: the default, 10 s).
+    """
     from avscene.hub import load_pretrained
+    from avscene.separation.checkpoint import with_parts
 
     target = str(default_model_path()) if model is None else str(model)
-    return load_pretrained(target, revision=revision, offline=offline, device=resolve_device(device))
+    return with_parts(load_pretrained(target, revision=revision, offline=offline, device=resolve_device(device),
+                                      hub_timeout=hub_timeout))
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:

@@ -47,16 +47,21 @@ class ReportOptions:
     thumb_width: int = THUMB_WIDTH  # px; smaller frames are kept at their size
     max_embed_seconds: float = MAX_EMBED_SECONDS  # audio up to this long is embedded in the page
     separate: bool = False  # also separate each predicted class (source and residual tracks)
-    separate_method: str = "auto"  # the separation method (see avscene.tasks.separate)
+    separate_method: str = "auto"  # the separation method (avscene.separation.registry.MethodName)
     command: str = ""  # the command line that made the report, shown on the page
+    version: str = ""  # the avscene version that made it, shown on the page
 
 
 def heard_seen(result: LocalizeResult, label: str) -> tuple[bool, bool]:
     """Whether ``label`` is heard and whether it is seen anywhere in the input.
 
-    Read from ``timing``: heard = any heard interval, seen = any seen interval (the one
-    place to change when the results carry per-modality video-level decisions).
+    The classifier's per-modality video-level decisions (``ClassParse.heard`` / ``.seen``) when
+    the result carries them; else read from ``timing``: heard = any heard interval, seen = any
+    seen interval.
     """
+    for p in result.classification.parse:
+        if p.label == label:
+            return p.heard, p.seen
     tm: Timing | None = result.timing.get(label)
     return (bool(tm.heard), bool(tm.seen)) if tm is not None else (False, False)
 
@@ -112,7 +117,8 @@ def _thumbnails(path: Path, r: LocalizeResult, instants: Sequence[float], classe
     poster = None
     wanted, layer = iter(keep), None
     want = next(wanted, None)
-    for t, frame in iter_frames(path, fps=pre.fps, offset=pre.frame_offset):
+    for t, frame in iter_frames(path, fps=pre.fps, offset=pre.frame_offset,
+                                   any_format=opts.localize.classify.any_format):
         if want is None:
             break
         if abs(t - want) > 1e-3:
@@ -148,16 +154,19 @@ def _tracks(path: Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOpti
             left_out.append("separation: the input has no audio to separate")
         return (), ()
     rate = loaded.preprocess.sample_rate
-    audio = read_audio(path, sample_rate=rate)
+    audio = read_audio(path, sample_rate=rate, any_format=opts.localize.classify.any_format)
     embed = len(audio) / rate <= opts.max_embed_seconds
     tracks = [AudioTrack("Original soundtrack (16 kHz mono, as the model hears it)", "original", None, audio,
                          rate, embed)]
     seps: list[SeparateResult] = []
     if opts.separate:
+        from avscene.separation.registry import parse_method
         from avscene.tasks.separate import SeparateOptions, separate_file
 
         for label in r.classification.predicted:
-            s = separate_file(path, loaded, SeparateOptions(label=label, method=opts.separate_method))  # type: ignore[arg-type]
+            sep_opts = SeparateOptions(label=label, method=parse_method(opts.separate_method),
+                                       any_format=opts.localize.classify.any_format)
+            s = separate_file(path, loaded, sep_opts)
             seps.append(s.result)
             how = s.result.method
             tracks.append(AudioTrack(f"{label}: separated source ({how})", "source", label, s.source,

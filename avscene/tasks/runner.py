@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avscene.errors import OutputError, UsageError
-from avscene.results import InputResult, TaskResult
+from avscene.results import InputResult, TaskResult, json_text
 from avscene.tasks.limits import (  # re-exported: the batch API's names
     DEFAULT_TIMEOUT_S,
     Interrupted,
@@ -132,7 +132,7 @@ class ResultLog:
 
     def append(self, record: dict) -> None:
         """Write one record as one line, durably (write + fsync)."""
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        data = (json_text(record) + "\n").encode()
         with interrupts_held():
             fd = self._open()
             view = memoryview(data)
@@ -195,11 +195,13 @@ class ModelSpec:
     revision: str | None = None  # Hub revision
     offline: bool = False  # Hugging Face cache only
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    hub_timeout: float | None = None  # s a Hub request may wait for the server; None: the default
 
     def load(self) -> LoadedModel:
         from avscene.tasks.models import load_model
 
-        return load_model(self.model, revision=self.revision, offline=self.offline, device=self.device)
+        return load_model(self.model, revision=self.revision, offline=self.offline, device=self.device,
+                          hub_timeout=self.hub_timeout)
 
 
 @dataclass(frozen=True)
@@ -215,15 +217,17 @@ class FileJob:
     fn: Callable[..., TaskResult]  # fn(path, loaded=LoadedModel, opts=opts) → result
     model: ModelSpec
     opts: TaskOptions | None = None
-    check: Callable[[Any, LoadedModel], None] | None = None  # check(opts, loaded): refuse bad options once
+    # check(opts, loaded): refuse bad options once; it may return the options resolved for this model
+    check: Callable[[Any, LoadedModel], Any] | None = None
 
     def __call__(self) -> PerInput:
         import functools
 
         loaded = self.model.load()
+        opts = self.opts
         if self.check is not None:
-            self.check(self.opts, loaded)
-        return functools.partial(self.fn, loaded=loaded, opts=self.opts)
+            opts = self.check(opts, loaded) or opts
+        return functools.partial(self.fn, loaded=loaded, opts=opts)
 
 
 def run_batch(files: Sequence[Path], setup: Setup, *, jobs: int = 1, timeout: float | None = DEFAULT_TIMEOUT_S,

@@ -1,23 +1,19 @@
 """``separate``: the sound of one class in a file, by a mask network, by dictionaries, by both, or by ranking NMF components.
 
-Four methods share everything below but the per-chunk numerics (``SeparateOptions.method``,
-one strategy each in :mod:`avscene.tasks.separate_chunks`): ``"hybrid"``, the mean of the
-masks of the next two; ``"mask"``, the checkpoint's
-class-conditioned mask network (:mod:`avscene.nn.separator`, trained from weakly labelled
-clips by ``avscene train-separator``); ``"dictionary"``, supervised NMF with the class and
-background dictionaries the checkpoint carries (:mod:`avscene.dictionary`, ``avscene
-train-dictionaries``); and ``"ncp"``, the paper's (described here). ``"auto"`` uses the method
-the checkpoint names as its default (``separation.default_method`` in ``config.json``, set from
-a measurement), else the first it carries in that order; ``"ncp"`` whenever a ``threshold``
-is asked for.
+The methods, what each needs from a checkpoint and which one ``"auto"`` picks are in
+:mod:`avscene.separation.registry` (``SeparateOptions.method``); each separates a chunk
+by its strategy in :mod:`avscene.separation.methods`, and
+:class:`avscene.separation.streaming.StreamingSeparation` runs it over the file chunk by
+chunk. This module is the file-level API: options, the label, the audio stream, the result.
+The paper's method (``"ncp"``) is described here.
 
 Parekh et al. (2019), Sec. III-D1. Per file: decode the audio (mono, at the
 model's 16 kHz) → NMF with ``K`` components → component tracks → their
 non-overlapping 0.96-s log-mel windows (NCPs) → the audio network's
 classification scores ``β`` → relevance ``α_k = max_t β_{k,t}`` → min–max
 scaled ``α'`` → soft weights (``α'``) or hard ones (``α' >= τ``) → Wiener-like
-mask → source and residual (the maths is in :mod:`avscene.separation`, the
-per-chunk numerics in :mod:`avscene.tasks.separate_chunks`).
+mask → source and residual (the maths is in :mod:`avscene.separation.ranking`, the
+per-chunk numerics in :mod:`avscene.separation.methods`).
 
 **Label.** Given (``SeparateOptions.label``), or, when it is None, predicted:
 the classifier runs on the whole file (every stream the model and the file
@@ -32,7 +28,7 @@ of the length.
 is separated in bounded memory. The audio is streamed from the file
 (:class:`avscene.io.audio_stream.AudioReader`) and cut into chunks of at most
 ``chunk_seconds`` (30 s) overlapping by ``crossfade_seconds`` (1 s)
-(:func:`avscene.dsp.overlap.chunk_bounds`: full chunks from the start, the
+(:func:`avscene.dsp.overlap.ready_chunks`: full chunks from the start, the
 remainder split into two nearly equal ones, so no chunk is shorter than half
 a chunk). NMF is fitted to each chunk on its own (``K`` components, same
 seed): each stretch of audio gets its own ``K`` spectral templates, which is
@@ -76,43 +72,24 @@ from avscene.dsp.nmf import DIVERGENCES
 from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
 from avscene.results import FailedInput, SeparateResult
-from avscene.separation import Enhancement, check_threshold
+from avscene.separation.ranking import Enhancement, check_threshold
+from avscene.separation.registry import Method, MethodName, StrategyInputs, parse_method, resolve_method
 from avscene.tasks._pipeline import analyse, ranked_labels, run_each
 from avscene.tasks.inputs import expand_inputs
 from avscene.tasks.models import model_ref
-from avscene.tasks.separate_chunks import (  # re-exported: the numerics' public names (see __all__)
-    ChunkedSeparator,
-    ChunkStrategy,
-    DictionaryStrategy,
-    HybridStrategy,
-    MaskStrategy,
-    NCPStrategy,
-    ScoredComponents,
-    SeparationSink,
-    enhance_scored,
-    pump_input_rate,
-    pump_model_rate,
-    score_components,
-)
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
     from avscene.io.audio_stream import AudioReader
+    from avscene.separation.streaming import SeparationSink, StreamingSeparation
 
-__all__ = [
-    "CHUNK_SECONDS", "CROSSFADE_SECONDS", "ChunkStrategy", "ChunkedSeparator", "DictionaryStrategy", "HybridStrategy",
-    "MaskStrategy",
-    "NCPStrategy", "ScoredComponents", "SeparateOptions",
-    "Separation", "SeparationSink", "check_options", "enhance_scored", "pump_input_rate", "pump_model_rate",
-    "score_components", "separate_audio", "separate_file", "separate_many", "separate_stream",
-]
+__all__ = ["CHUNK_SECONDS", "CROSSFADE_SECONDS", "SeparateOptions", "Separation", "check_options", "method_for",
+           "separate_audio", "separate_file", "separate_many", "separate_stream"]
 
 CHUNK_SECONDS = 30.0  # longest stretch one NMF models; 30 s x K=20 peaks at ~0.4-0.5 GB
 CROSSFADE_SECONDS = 1.0  # overlap of consecutive chunks, cross-faded
 MIN_CHUNK_SECONDS = 2.0  # at least two 0.96-s NCP windows per chunk, so ranking has a time axis
 OUTPUT_RATES = ("model", "input")
-METHODS = ("auto", "hybrid", "mask", "dictionary", "ncp")  # auto: the checkpoint's measured best, else
-# the first it carries of hybrid (mask network and dictionaries) > mask > dictionary > ncp
 
 
 @dataclass(frozen=True)
@@ -128,46 +105,22 @@ class SeparateOptions:
     output_rate: Literal["model", "input"] = "model"
     chunk_seconds: float = CHUNK_SECONDS  # longest chunk fitted by one NMF (see "Long inputs")
     crossfade_seconds: float = CROSSFADE_SECONDS  # overlap of consecutive chunks; <= chunk_seconds / 4
-    # "hybrid": the mean of the mask network's and the dictionaries' masks (needs both);
-    # "mask": the checkpoint's mask network (``avscene train-separator``); "dictionary": supervised
-    # NMF with its class dictionaries (``avscene train-dictionaries``); "ncp": the paper's ranking of
-    # NMF components by the audio network; "auto": the first of these the model carries, in this
-    # order (the order of their SDR on avbench), or ncp whenever a threshold is given.
-    method: Literal["auto", "hybrid", "mask", "dictionary", "ncp"] = "auto"
+    # a method of avscene.separation.registry.METHODS, or "auto": the checkpoint's measured best,
+    # else the first it carries (hybrid > mask > dictionary > ncp), ncp whenever a threshold is given
+    method: MethodName = MethodName.AUTO
+    any_format: bool = False  # also decode containers/codecs outside avscene.io.formats (--any-format)
 
 
-def resolve_method(opts: SeparateOptions, loaded: LoadedModel) -> str:
-    """The method ``opts`` asks for with this model: "hybrid", "mask", "dictionary" or "ncp".
+def method_for(opts: SeparateOptions, loaded: LoadedModel) -> Method:
+    """The method ``opts`` asks for with this model (:func:`avscene.separation.registry.resolve_method`).
 
     Raises:
-        UsageError: an unknown method, a method whose weights the model lacks, or a
+        UsageError: an unknown method, a method whose parts the model lacks, or a
             threshold with a method that ranks nothing.
     """
-    if opts.method not in METHODS:
-        raise UsageError(f"unknown separation method {opts.method!r}: use one of {list(METHODS)}")
-    if opts.method == "auto":  # a --threshold is the NCP ranking's option: asking for it picks ncp
-        if opts.threshold is not None:
-            return "ncp"
-        if loaded.separation_default is not None:  # the checkpoint's measured best
-            return loaded.separation_default
-        if loaded.separator is not None:
-            return "hybrid" if loaded.dictionaries is not None else "mask"
-        return "dictionary" if loaded.dictionaries is not None else "ncp"
-    if opts.method == "hybrid" and (loaded.separator is None or loaded.dictionaries is None):
-        raise UsageError(f"--method hybrid needs a separator network and dictionaries; the model {loaded.model_id} "
-                         f"has {'no separator' if loaded.separator is None else 'no dictionaries'} (add it with "
-                         f"`avscene {'train-separator' if loaded.separator is None else 'train-dictionaries'} MODEL "
-                         "labels.csv`), or use another --method")
-    if opts.method == "mask" and loaded.separator is None:
-        raise UsageError(f"the model {loaded.model_id} has no separator network: train one with `avscene "
-                         "train-separator MODEL labels.csv`, or use --method dictionary / ncp")
-    if opts.method == "dictionary" and loaded.dictionaries is None:
-        raise UsageError(f"the model {loaded.model_id} has no dictionaries: add them with `avscene "
-                         "train-dictionaries MODEL labels.csv`, or use --method ncp")
-    if opts.method != "ncp" and opts.threshold is not None:
-        raise UsageError(f"--threshold applies to --method ncp (it thresholds the ranking of NMF components), "
-                         f"not to {opts.method}; drop it, or use --method ncp")
-    return opts.method
+    from avscene.separation.checkpoint import parts_of
+
+    return resolve_method(opts.method, parts_of(loaded), threshold=opts.threshold, model_id=loaded.model_id)
 
 
 @dataclass(frozen=True)
@@ -195,8 +148,9 @@ class Separation:
 # --------------------------------------------------------------------------- options
 
 
-def check_options(opts: SeparateOptions, loaded: LoadedModel) -> int | None:
-    """Validate ``opts`` against the model; returns the given label's class index (or None).
+def check_options(opts: SeparateOptions, loaded: LoadedModel) -> tuple[Method, int | None]:
+    """Validate ``opts`` against the model; returns the method to run and the given label's class
+    index (or None).
 
     Raises:
         UsageError: an unknown label (the message lists the known ones), a model
@@ -218,32 +172,24 @@ def check_options(opts: SeparateOptions, loaded: LoadedModel) -> int | None:
     if not 0.0 <= opts.crossfade_seconds <= opts.chunk_seconds / 4:
         raise UsageError(f"crossfade_seconds must be in [0, chunk_seconds / 4] = [0, {opts.chunk_seconds / 4}], "
                          f"got {opts.crossfade_seconds}")
-    resolve_method(opts, loaded)
+    parse_method(opts.method)
+    method = method_for(opts, loaded)
     if opts.label is None:
-        return None
+        return method, None
     if opts.label not in loaded.labels:
         raise UsageError(f"unknown label {opts.label!r}; the model knows: {', '.join(loaded.labels)}")
-    return loaded.labels.index(opts.label)
+    return method, loaded.labels.index(opts.label)
 
 
-def _separator(loaded: LoadedModel, class_index: int, opts: SeparateOptions) -> ChunkedSeparator:
-    """The chunked separator of ``opts``, chunk sizes in samples at the model's rate."""
+def _streaming(loaded: LoadedModel, method: Method, class_index: int, opts: SeparateOptions) -> StreamingSeparation:
+    """``method`` run in the chunks of ``opts``, chunk sizes in samples at the model's rate."""
+    from avscene.separation.checkpoint import parts_of
+    from avscene.separation.streaming import streaming_separation
+
     sr = loaded.preprocess.sample_rate
-    size, overlap = round(opts.chunk_seconds * sr), round(opts.crossfade_seconds * sr)
-    method = resolve_method(opts, loaded)
-    strategy: ChunkStrategy
-    if method == "hybrid":
-        assert loaded.separator is not None and loaded.dictionaries is not None  # resolve_method checked it
-        strategy = HybridStrategy(loaded.separator, loaded.dictionaries, class_index, loaded.labels[class_index])
-    elif method == "mask":
-        assert loaded.separator is not None  # resolve_method checked it
-        strategy = MaskStrategy(loaded.separator, class_index)
-    elif method == "dictionary":
-        assert loaded.dictionaries is not None
-        strategy = DictionaryStrategy(loaded.dictionaries, loaded.labels[class_index])
-    else:
-        strategy = NCPStrategy(loaded, class_index, nmf=opts.nmf, threshold=opts.threshold)
-    return ChunkedSeparator(strategy, size=size, overlap=min(overlap, size // 4))
+    inputs = StrategyInputs(loaded, parts_of(loaded), class_index, opts.nmf, opts.threshold)
+    return streaming_separation(method, inputs, size=round(opts.chunk_seconds * sr),
+                                overlap=round(opts.crossfade_seconds * sr))
 
 
 # --------------------------------------------------------------------------- arrays
@@ -262,10 +208,14 @@ def separate_audio(audio: np.ndarray, loaded: LoadedModel, class_index: int, opt
     Returns:
         ``(source, residual, bounds, rankings)``: two ``(N,)`` float32 signals
         summing to ``audio``, the chunks' ``[start, end)`` samples and each
-        chunk's ranking (:class:`~avscene.separation.Enhancement` without signals).
+        chunk's ranking (:class:`~avscene.separation.ranking.Enhancement` without signals).
     """
-    sep = _separator(loaded, class_index, opts)
-    out = np.concatenate([sep.push(np.asarray(audio, dtype=np.float32)), sep.finish()], axis=1)  # (2, N)
+    from avscene.separation.checkpoint import with_parts
+    from avscene.separation.streaming import separate_array
+
+    loaded = with_parts(loaded)
+    sep = _streaming(loaded, method_for(opts, loaded), class_index, opts)
+    out = separate_array(sep, audio)  # (2, N)
     return out[0], out[1], sep.bounds, sep.rankings
 
 
@@ -281,11 +231,12 @@ class _ChosenLabel:
     warnings: tuple[str, ...]
 
 
-def _choose_label(path: str | Path, loaded: LoadedModel, given: int | None) -> _ChosenLabel:
+def _choose_label(path: str | Path, loaded: LoadedModel, given: int | None, *,
+                  any_format: bool = False) -> _ChosenLabel:
     """The given label, or the classifier's top class on the whole file."""
     if given is not None:
         return _ChosenLabel(loaded.labels[given], given, "given", None, ())
-    a = analyse(path, loaded)
+    a = analyse(path, loaded, any_format=any_format)
     top = ranked_labels(a.output.scores.numpy(), loaded.labels)[0]
     warnings = list(a.info.warnings)
     limit = loaded.config.decision_threshold
@@ -313,13 +264,13 @@ def _open_audio(path: str | Path, loaded: LoadedModel, opts: SeparateOptions) ->
     from avscene.io.audio_stream import AudioReader
     from avscene.io.decode import probe
 
-    info = probe(path)
+    info = probe(path, any_format=opts.any_format)
     if not info.has_audio:
         raise UsageError(f"{path}: the file has no audio stream, so there is nothing to separate "
                          "(a silent video?)")
     sr = loaded.preprocess.sample_rate
     rate = info.audio_rate if opts.output_rate == "input" and info.audio_rate else sr
-    return AudioReader(path, sample_rate=rate), rate
+    return AudioReader(path, sample_rate=rate, any_format=opts.any_format), rate
 
 
 def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions | None,
@@ -344,13 +295,17 @@ def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions
         UsageError: an unknown label or bad option, or a file without audio.
         DecodeError: the file cannot be decoded.
     """
+    from avscene.separation.checkpoint import with_parts
+    from avscene.separation.streaming import pump_input_rate, pump_model_rate
+
+    loaded = with_parts(loaded)  # its mask network and dictionaries, if load_pretrained left them out
     opts = opts or SeparateOptions()
-    given = check_options(opts, loaded)
+    method, given = check_options(opts, loaded)  # the method is resolved once, here
     reader, rate = _open_audio(path, loaded, opts)
     with reader:
-        chosen = _choose_label(path, loaded, given)
+        chosen = _choose_label(path, loaded, given, any_format=opts.any_format)
         sink.open(chosen.name, rate)
-        sep = _separator(loaded, chosen.index, opts)
+        sep = _streaming(loaded, method, chosen.index, opts)
         sr = loaded.preprocess.sample_rate
         if rate == sr:
             n = pump_model_rate(reader.blocks(), sep, sink)
@@ -420,6 +375,9 @@ def separate_many(paths: Iterable[str | Path], loaded: LoadedModel, opts: Separa
     Raises:
         UsageError: before any input is processed, on an unknown label or bad option.
     """
+    from avscene.separation.checkpoint import with_parts
+
     opts = opts or SeparateOptions()
+    loaded = with_parts(loaded)
     check_options(opts, loaded)
     return run_each(expand_inputs(paths), lambda p: separate_file(p, loaded, opts))

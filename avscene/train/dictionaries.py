@@ -3,8 +3,8 @@
 ``avscene train-dictionaries MODEL labels.csv`` reads at most ``clips_per_class``
 single-label clips of each class (their labels are video-level: the class is
 heard somewhere in the clip, over its background), learns the dictionaries
-(:func:`avscene.dictionary.learn_dictionaries`) and stores them in the
-checkpoint (:func:`avscene.hub.save_dictionaries`), where ``avscene separate
+(:func:`avscene.separation.dictionary.learn_dictionaries`) and stores them in the
+checkpoint (:func:`avscene.separation.checkpoint.save_dictionaries`), where ``avscene separate
 --method dictionary`` and ``avscene evaluate-separation`` find them.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from avscene.dictionary import Dictionaries, learn_dictionaries
+from avscene.separation.dictionary import Dictionaries, learn_dictionaries
 from avscene.errors import UsageError
 
 CLIPS_PER_CLASS = 16  # single-label training clips per class (every one also feeds the background)
@@ -59,7 +59,8 @@ def learn_from_manifest(manifest: str | Path, classes: Sequence[str], *, clips_p
 def train_dictionaries(model_folder: str | Path, manifest: str | Path, *, clips_per_class: int = CLIPS_PER_CLASS,
                        progress: Callable[[int, int], None] | None = None) -> Path:
     """Learn dictionaries for every label of the checkpoint in ``model_folder`` and store them there."""
-    from avscene.hub import read_config, save_dictionaries
+    from avscene.hub import read_config
+    from avscene.separation.checkpoint import save_dictionaries
 
     labels = read_config(model_folder)["labels"]
     dicts = learn_from_manifest(manifest, labels, clips_per_class=clips_per_class, progress=progress)

@@ -6,6 +6,10 @@
   segments, from the events ``localize`` reports (predicted classes, audio stream);
 * visual localisation: pointing game and CorLoc@0.5 of the top box of each
   ground-truth class, on the sampled frames where that object is visible;
+* audio-visual video parsing (the LLP protocol, :mod:`avscene.train.metrics_avvp`):
+  segment- and event-level F1 of audio, visual and audio-visual events, Type@AV and
+  Event@AV, from ``localize``'s ``timing`` (``heard`` / ``seen`` of the predicted
+  classes) against the ground truth's per-event ``audio`` and ``visual.interval``.
 * noise stress (on request): false-positive rates and micro-F1 with noise families added,
   and false alarms on pure noise (:mod:`avscene.train.noise_stress`).
 
@@ -33,6 +37,7 @@ from avscene.train.metrics import (
     classification_metrics,
     top1_accuracy,
 )
+from avscene.train.metrics_avvp import AVVPMetrics, ClipParse, avvp_metrics, clip_parse
 from avscene.train.metrics_sed import SegmentMetrics, segment_activity, segment_based_metrics
 from avscene.train.noise_stress import NoiseCondition, NoiseStress, NoiseStressReport
 
@@ -40,7 +45,6 @@ if TYPE_CHECKING:
     from avscene.hub import LoadedModel
 
 MODES = ("sync", "async", "offscreen", "silent")
-FRAME_TOL = 1e-3  # seconds: a sampled instant matches a ground-truth frame time
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class EvaluationReport:
     failed: tuple[tuple[str, str], ...] = ()
     # event mode -> {"recall": fraction of its events whose class is detected in the clip, "n": events}
     recall_by_mode: dict[str, dict[str, float | int]] | None = None
+    avvp: AVVPMetrics | None = None  # LLP protocol on the clips with ground truth
+    # as recall_by_mode, an event found when its class is heard or seen (the per-modality decisions)
+    recall_by_mode_parse: dict[str, dict[str, float | int]] | None = None
     noise_stress: NoiseStressReport | None = None  # with --add-noise
 
     def to_json(self) -> dict[str, Any]:
@@ -71,6 +78,8 @@ class EvaluationReport:
             "sed": None if self.sed is None else self.sed.to_json(),
             "localization": None if self.localization is None else self.localization.to_json(),
             "recall_by_mode": self.recall_by_mode,
+            "avvp": None if self.avvp is None else self.avvp.to_json(),
+            "recall_by_mode_parse": self.recall_by_mode_parse,
             "failed": [{"file": f, "error": e} for f, e in self.failed],
             "noise_stress": None if self.noise_stress is None else self.noise_stress.to_json(),
         }
@@ -98,6 +107,26 @@ def recall_by_mode(events: list[tuple[str, str, set[str]]]) -> dict[str, dict[st
     return {m: {"recall": float(np.mean(hits[m])), "n": len(hits[m])} for m in order}
 
 
+def ground_truth_parse(rec: dict, names: list[str], *, duration: float) -> ClipParse:
+    """Heard / seen rolls of an avbench record: each event's ``audio`` and ``visual.interval``."""
+    heard: dict[int, list] = {}
+    seen: dict[int, list] = {}
+    for ev in rec["events"]:
+        c = names.index(ev["class"])
+        if ev.get("audio"):
+            heard.setdefault(c, []).append(ev["audio"])
+        if ev.get("visual"):
+            seen.setdefault(c, []).append(ev["visual"]["interval"])
+    return clip_parse(heard, seen, num_classes=len(names), duration=duration)
+
+
+def predicted_parse(timing: dict, names: list[str], *, duration: float) -> ClipParse:
+    """Heard / seen rolls of ``localize``'s ``timing`` (label → ``Timing``)."""
+    heard = {names.index(lab): t.heard for lab, t in timing.items()}
+    seen = {names.index(lab): t.seen for lab, t in timing.items()}
+    return clip_parse(heard, seen, num_classes=len(names), duration=duration)
+
+
 def _clip_id(p: Path) -> str:
     return p.stem
 
@@ -109,6 +138,8 @@ def evaluate(
     ground_truth: str | Path | None = None,
     mode: str | None = None,
     threshold: float | None = None,
+    audio_threshold: float | None = None,
+    visual_threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     noise: Sequence[NoiseCondition] = (),
     pure_noise_clips: int | None = None,
@@ -116,7 +147,8 @@ def evaluate(
     """Evaluate ``loaded`` on every clip of ``manifest`` (restricted to ``mode`` if given).
 
     ``threshold`` overrides the model's decision threshold (e.g. 0, the paper's, for a
-    checkpoint whose threshold was calibrated). ``noise``: the noise-stress conditions
+    checkpoint whose threshold was calibrated); ``audio_threshold`` / ``visual_threshold``
+    the heard / seen ones. ``noise``: the noise-stress conditions
     (:func:`avscene.train.noise_stress.parse_noise_specs`), each clip then also analysed with
     each one, and with pure noise of each family for the first ``pure_noise_clips`` clips
     (None: all; 0: none).
@@ -136,10 +168,14 @@ def evaluate(
         if not examples:
             raise UsageError(f"no clip of mode {mode!r} in {manifest}")
     threshold = loaded.config.decision_threshold if threshold is None else threshold
-    loc_opts = LocalizeOptions(classify=ClassifyOptions(threshold=threshold))
+    loc_opts = LocalizeOptions(classify=ClassifyOptions(threshold=threshold, audio_threshold=audio_threshold,
+                                                        visual_threshold=visual_threshold))
     scores, keep, failed = [], [], []
     ref_rolls, est_rolls = [], []
+    gt_parse: list[ClipParse] = []
+    est_parse: list[ClipParse] = []
     mode_events: list[tuple[str, str, set[str]]] = []
+    parse_events: list[tuple[str, str, set[str]]] = []
     loc = LocalizationScores()
     stress = NoiseStress(tuple(noise), tuple(names), threshold, pure_noise_clips) if noise else None
     for i, ex in enumerate(examples):
@@ -158,6 +194,8 @@ def evaluate(
             detected = {names[c] for c in np.flatnonzero(scores[-1] > threshold)}
             mode_events += [(ev["mode"], ev["class"], detected) for ev in rec["events"]]
             res = localize_from_analysis(ex.path, a, loaded, loc_opts)
+            parsed = {p.label for p in res.classification.parse if p.heard or p.seen}
+            parse_events += [(ev["mode"], ev["class"], parsed) for ev in rec["events"]]
             duration = float(rec.get("duration", a.info.duration))
             ref = [(ev["audio"][0], ev["audio"][1], ev["class"]) for ev in rec["events"] if ev["audio"]]
             est = [(e.onset, min(e.offset, duration), e.label) for e in res.events]
@@ -165,6 +203,8 @@ def evaluate(
                 ref_rolls.append(segment_activity(ref, class_names=names, duration=duration))
                 est_rolls.append(segment_activity(est, class_names=names, duration=duration))
             _score_boxes(a, rec, names, loc)
+            gt_parse.append(ground_truth_parse(rec, names, duration=duration))
+            est_parse.append(predicted_parse(res.timing, names, duration=duration))
         if progress:
             progress(i + 1, len(examples))
     if not keep:
@@ -184,6 +224,8 @@ def evaluate(
         localization=loc if loc.n else None,
         failed=tuple(failed),
         recall_by_mode=recall_by_mode(mode_events) if mode_events else None,
+        avvp=avvp_metrics(est_parse, gt_parse) if gt_parse else None,
+        recall_by_mode_parse=recall_by_mode(parse_events) if parse_events else None,
         noise_stress=None if stress is None else stress.report(y, s > threshold),
     )
 

@@ -6,7 +6,9 @@ the decoded mp4 audio (16 kHz, trimmed or zero-padded to the stem's length) is
 separated and each estimate is scored against the clean stem with BSS Eval SDR
 (``fast_bss_eval``, 512 taps) and SI-SDR (:mod:`avscene.train.metrics_sep`).
 
-Methods (rows of the table):
+Methods (rows of the table): every method of :data:`avscene.separation.registry.METHODS` that
+the model carries, each run as ``separate`` runs it (:func:`avscene.separation.streaming.streaming_separation`,
+the same chunks and cross-fades), its rows named by the registry:
 
 * the hybrid (``separate --method hybrid``: the mean of the mask network's and the
   supervised-NMF masks), label known and unknown, when both are there;
@@ -34,33 +36,38 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from avscene.dictionary import Dictionaries
 from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
+from avscene.separation.dictionary import Dictionaries
+from avscene.separation.methods import score_components
+from avscene.separation.parts import SeparationParts
+from avscene.separation.registry import METHODS as SEPARATION_METHODS
+from avscene.separation.registry import Method, MethodName, StrategyInputs, missing_parts
 from avscene.tasks._pipeline import analyse, ranked_labels
-from avscene.tasks.separate import HybridStrategy, MaskStrategy, enhance_scored, score_components
+from avscene.tasks.separate import CHUNK_SECONDS, CROSSFADE_SECONDS
 from avscene.train import separation_baselines as sb
 from avscene.train.metrics import json_float
 from avscene.train.metrics_sep import SeparationScores, separation_scores, sdr
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
-    from avscene.nn.separator import MaskNet
 
-AVSCENE_SETTINGS = (("soft", None), ("τ=0.1", 0.1), ("τ=0.2", 0.2))  # (name, threshold)
 MODES = ("label known", "label unknown")
-MASK_KNOWN = "avscene mask network, label known"  # --method mask
-MASK_UNKNOWN = "avscene mask network, label unknown"
-HYBRID_KNOWN = "avscene hybrid, label known"  # --method hybrid
-HYBRID_UNKNOWN = "avscene hybrid, label unknown"
-SUPERVISED = "supervised NMF"  # = avscene --method dictionary with the label known
-DICTIONARY_UNKNOWN = "avscene dictionary, label unknown"  # --method dictionary, the predicted label
+ROW_ORDER = (MethodName.HYBRID, MethodName.MASK, MethodName.NCP, MethodName.DICTIONARY)  # the table's order
 MEL_ACTIVE = "NMF Mel-clustering (activity rule)"
 MEL_BEST = "NMF Mel-clustering (best cluster)"
 MIXTURE = "mixture"
 ORACLE = "oracle"
-METHODS = (HYBRID_KNOWN, HYBRID_UNKNOWN, MASK_KNOWN, MASK_UNKNOWN, *[f"avscene {s}, {m}" for m in MODES for s, _ in AVSCENE_SETTINGS],
-           SUPERVISED, DICTIONARY_UNKNOWN, MEL_ACTIVE, MEL_BEST, MIXTURE, ORACLE)
+
+
+def _rows(method: Method) -> list[tuple[str, str, float | None]]:
+    """``(mode, row name, threshold)`` of each row of ``method``, label known first."""
+    return [(mode, method.row(mode, setting), threshold) for mode in MODES
+            for setting, threshold in method.thresholds or (("", None),)]
+
+
+METHODS = (*[row for name in ROW_ORDER for _, row, _ in _rows(SEPARATION_METHODS[name])],
+           MEL_ACTIVE, MEL_BEST, MIXTURE, ORACLE)
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,9 @@ def dictionaries_for(loaded: LoadedModel, sep_dir: str | Path, manifest: str | P
     from avscene.train.dictionaries import learn_from_manifest
 
     needed = sorted({it.label for it in read_sep_manifest(sep_dir, limit=limit)})
-    own = loaded.dictionaries
+    from avscene.separation.checkpoint import parts_of
+
+    own = parts_of(loaded).dictionaries
     if own is not None and set(needed) <= set(own.classes):
         return own
     # every label, not only the set's: "label unknown" separates whatever class is predicted
@@ -167,6 +176,7 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
     import soundfile as sf
 
     from avscene.io.decode import read_audio
+    from avscene.separation.checkpoint import parts_of
 
     if item.label not in loaded.labels:
         raise UsageError(f"the model does not know the class {item.label!r} of mixture {item.mixture}")
@@ -177,28 +187,23 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
                          f"{loaded.preprocess.sample_rate} Hz")
     mix = _fit_length(read_audio(clip, sample_rate=rate), len(ref))
     predicted = ranked_labels(analyse(clip, loaded).output.scores.numpy(), loaded.labels)[0].label
-    sc = score_components(mix, loaded, nmf)
+    sc = score_components(mix, loaded, nmf)  # one NMF and scoring pass: the ncp rows and the baselines
+    parts = SeparationParts(dictionaries=dictionaries, mask_net=parts_of(loaded).mask_net)
     est: dict[str, np.ndarray] = {}
-    for mode, label in zip(MODES, (item.label, predicted)):
-        for name, thr in AVSCENE_SETTINGS:
-            same = f"avscene {name}, {MODES[0]}"
+    for name in ROW_ORDER:
+        method = SEPARATION_METHODS[name]
+        if missing_parts(method, parts):
+            continue
+        known: dict[float | None, np.ndarray] = {}
+        for mode, row, threshold in _rows(method):
+            label = item.label if mode == MODES[0] else predicted
             if mode != MODES[0] and label == item.label:  # a correct prediction: the same estimate
-                est[f"avscene {name}, {mode}"] = est[same]
+                est[row] = known[threshold]
                 continue
-            e = enhance_scored(sc, loaded.labels.index(label), threshold=thr, stft_opts=nmf.stft_opts)
-            est[f"avscene {name}, {mode}"] = e.source.cpu().numpy()
-    if loaded.separator is not None:
-        est[MASK_KNOWN] = mask_separate(mix, loaded.separator, loaded.labels.index(item.label))
-        est[MASK_UNKNOWN] = (est[MASK_KNOWN] if predicted == item.label
-                             else mask_separate(mix, loaded.separator, loaded.labels.index(predicted)))
-    if dictionaries is not None:
-        est[SUPERVISED] = sb.supervised_nmf(mix, dictionaries, item.label)
-        est[DICTIONARY_UNKNOWN] = (est[SUPERVISED] if predicted == item.label
-                                   else sb.supervised_nmf(mix, dictionaries, predicted))
-    if loaded.separator is not None and dictionaries is not None:
-        est[HYBRID_KNOWN] = hybrid_separate(mix, loaded.separator, dictionaries, loaded.labels, item.label)
-        est[HYBRID_UNKNOWN] = (est[HYBRID_KNOWN] if predicted == item.label
-                               else hybrid_separate(mix, loaded.separator, dictionaries, loaded.labels, predicted))
+            inputs = StrategyInputs(loaded, parts, loaded.labels.index(label), nmf, threshold,
+                                    score=lambda x: sc if np.array_equal(x, mix) else score_components(x, loaded, nmf))
+            est[row] = separate_source(mix, method, inputs)
+            known.setdefault(threshold, est[row])
     clusters, active = sb.mel_clustering(sc.dec, seed=nmf.seed, stft_opts=nmf.stft_opts)
     est[MEL_ACTIVE] = clusters[active]
     est[MEL_BEST] = max(clusters, key=lambda c: _finite(sdr(c, ref)))
@@ -212,16 +217,14 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
     return MixtureScores(item.mixture, item.label, predicted, item.snr_db, scores)
 
 
-def mask_separate(mixture: np.ndarray, net: MaskNet, class_index: int) -> np.ndarray:
-    """The mask network's estimate of one class in ``mixture`` (N,): what ``separate --method mask`` writes
-    for an input of one chunk."""
-    return MaskStrategy(net, class_index)(np.asarray(mixture, dtype=np.float32))[0][0]
+def separate_source(mixture: np.ndarray, method: Method, inputs: StrategyInputs) -> np.ndarray:
+    """What ``separate`` writes as the source of ``mixture`` (N,) at the model's rate with ``method``:
+    the same chunks and cross-fades (:func:`avscene.separation.streaming.streaming_separation`)."""
+    from avscene.separation.streaming import separate_array, streaming_separation
 
-
-def hybrid_separate(mixture: np.ndarray, net: MaskNet, dictionaries: Dictionaries, labels, label: str) -> np.ndarray:
-    """``separate --method hybrid``'s estimate of ``label`` in ``mixture`` (N,), for an input of one chunk."""
-    strategy = HybridStrategy(net, dictionaries, list(labels).index(label), label)
-    return strategy(np.asarray(mixture, dtype=np.float32))[0][0]
+    sr = inputs.loaded.preprocess.sample_rate
+    sep = streaming_separation(method, inputs, size=round(CHUNK_SECONDS * sr), overlap=round(CROSSFADE_SECONDS * sr))
+    return separate_array(sep, mixture)[0]
 
 
 def _finite(x: float) -> float:

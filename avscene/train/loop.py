@@ -8,7 +8,6 @@ batch, gradients are averaged by DDP, and only rank 0 writes files.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -20,9 +19,10 @@ import numpy as np
 import torch
 
 from avscene.config import PreprocessConfig
-from avscene.errors import ConfigError
+from avscene.errors import ConfigError, UsageError
 from avscene.nn.model import AVSceneNet, ModelConfig
 from avscene.proposals.bags import AUDIO_PROPOSAL_TYPES
+from avscene.results import json_text
 from avscene.train import checkpointing
 from avscene.train.augment import AugmentOptions, background_negative, clip_tensors, collate, mix_bags
 from avscene.train.calibrate import best_threshold, micro_f1_at
@@ -71,7 +71,8 @@ class TrainConfig:
     manifest: str  # CSV: clip,labels
     output: str  # checkpoint folder
     val_manifest: str | None = None  # None: hold out `val_split` of the training manifest
-    val_split: float = 0.1  # fraction of the manifest held out for model selection
+    val_split: float = 0.1  # fraction of the manifest held out for model selection (per label set, rounded;
+    #                         none held out: the last epoch is kept and no threshold calibrated)
     variant: str = "async"  # one of avscene.nn.model.VARIANTS
     audio_proposals: str = "tsp"  # tsp | ncp | tsp+ncp
     epochs: int = 30  # maximum epochs
@@ -86,6 +87,7 @@ class TrainConfig:
     augment: bool = True
     mix_prob: float = 0.0  # bag mixing: probability that a training bag gets a second clip (labels: union)
     aux_loss: float = 0.0  # weight of each modality's own loss beside the fused one (0: off)
+    refine_labels: bool = False  # modality-aware targets for the aux loss (train/refine.py; needs aux_loss)
     augment_opts: dict = field(default_factory=dict)  # AugmentOptions overrides (field: value)
     cache_dir: str | None = None  # None: $AVSCENE_CACHE or ~/.cache/avscene
     workers: int = 2  # processes preparing the cache
@@ -127,11 +129,12 @@ def portable_path(path: str) -> str:
 @dataclass(frozen=True)
 class TrainSummary:
     output: str
-    best_epoch: int
-    best_val_f1: float
+    best_epoch: int  # the epoch kept: best on the hold-out, or the last without one
+    best_val_f1: float  # NaN without hold-out clips
     epochs_run: int
     seconds: float
     class_names: tuple[str, ...]
+    holdout_clips: int = 0  # clips the epochs were validated on; 0: none, the last epoch was kept
 
 
 def _dist() -> tuple[int, int, bool]:
@@ -153,6 +156,10 @@ def _from_rank0(obj: dict, world: int) -> dict:
     box = [obj]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+NO_HOLDOUT = ("no hold-out clips (--val-split 0, or too few clips per label set for the stratified "
+              "split to hold any out; --val gives a validation manifest)")
 
 
 def split_examples(examples: list[Example], frac: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -197,6 +204,10 @@ class Trainer:
         else:
             self.train_ex, self.val_ex = split_examples(examples, cfg.val_split, cfg.seed)
         self.augment_options = AugmentOptions.from_dict(cfg.augment_opts)
+        if cfg.refine_labels and (cfg.aux_loss <= 0 or cfg.mix_prob > 0):
+            raise ConfigError("--refine-labels trains each modality's own loss: give --aux-loss > 0, "
+                              "and no --mix-prob (mixed bags have no refined targets)")
+        self.modal_targets: tuple[np.ndarray, np.ndarray] | None = None  # refined (y_audio, y_visual)
         if cfg.init_model:
             self.model, self.mcfg, self.pre = self._start_from(cfg)
         else:
@@ -314,8 +325,11 @@ class Trainer:
             clips, y = self._mixed([self.train_clips[i] for i in mine], y_all[mine], rng)
             clips, y = self._negatives(clips, y, rng)
             x = self._input(clips, rng)
+            modal = None if self.modal_targets is None else \
+                tuple(torch.from_numpy(t[mine]).float().to(self.cfg.device) for t in self.modal_targets)
             loss = training_loss(net(x), y.to(self.cfg.device), loss_fn, scale=self.mcfg.fused_scale,
-                                 aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn")
+                                 aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn",
+                                 sigmoid=self.mcfg.variant == "avor", modality_targets=modal)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -325,8 +339,31 @@ class Trainer:
         return float(np.mean(losses)) if losses else float("nan")
 
     @torch.no_grad()
+    def modality_targets(self, *, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Refined (y_audio, y_visual) of the training clips, scored by the current model with each
+        clip's audio (then frames) beside an unrelated clip's other track (``train/refine.py``)."""
+        from avscene.train.refine import keep_modality, refine_targets, unrelated_partners
+
+        self.model.eval()
+        y = targets(self.train_ex, self.class_names) > 0
+        partners = unrelated_partners(y, np.random.default_rng([self.cfg.seed, 1]))
+        kept = {}
+        for keep in ("audio", "visual"):
+            clips = [keep_modality(c, self.train_clips[j], keep) if j >= 0 else c
+                     for c, j in zip(self.train_clips, partners)]
+            kept[keep] = torch.cat([self.model(self._input(clips[i : i + batch], None)).scores.float().cpu()
+                                    for i in range(0, len(clips), batch)]).numpy()
+        return refine_targets(y, kept["audio"], kept["visual"], partners, threshold=self.mcfg.decision_threshold)
+
+    @torch.no_grad()
     def holdout_scores(self, *, batch: int = 16) -> tuple[torch.Tensor, np.ndarray]:
-        """Fused scores (N, C) of the validation clips (no augmentation) and their labels (N, C)."""
+        """Fused scores (N, C) of the validation clips (no augmentation) and their labels (N, C).
+
+        Raises:
+            UsageError: there are no validation clips.
+        """
+        if not self.val_ex:
+            raise UsageError(NO_HOLDOUT)
         self.model.eval()
         scores = [self.model(self._input(self.val_clips[i : i + batch], None)).scores.float().cpu()
                   for i in range(0, len(self.val_clips), batch)]
@@ -361,6 +398,8 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
         log = lambda m: None  # noqa: E731 - one copy of each message
     out = Path(cfg.output)
     tr.load_clips(on_prepare)
+    if cfg.refine_labels:
+        tr.modal_targets = _refined_targets(tr, out, resume=cfg.resume, log=log)
     params = [p for p in tr.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * 0.02)
@@ -372,6 +411,10 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
         log(f"resumed from {out / 'last'} after epoch {state['epoch']}")
     net = DistributedDataParallel(tr.model) if tr.world > 1 else tr.model
     loss_fn = make_loss(tr.mcfg)
+    holdout = len(tr.val_ex)
+    if not holdout:
+        log(f"{NO_HOLDOUT}: training without validation; every epoch is saved, so the last one is "
+            "kept, with no early stopping and no threshold calibration")
     n_steps = len(tr._batches(0))
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs):
@@ -382,57 +425,86 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
             step_cb = lambda e=epoch: on_step(e, next(counter), n_steps)  # noqa: E731
         train_loss = tr.train_epoch(epoch, net, opt, loss_fn, step_cb)
         sched.step()
-        record = {"epoch": epoch, "train_loss": train_loss, **tr.validate(loss_fn),
+        record = {"epoch": epoch, "train_loss": train_loss, **(tr.validate(loss_fn) if holdout else {}),
                   "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         # BatchNorm statistics differ between ranks after training: rank 0's model is the one
         # saved, so its validation decides (identically on every rank) what happens next.
         record = _from_rank0(record, tr.world)
-        # better micro-F1, or the same (e.g. still 0 early on) with a lower validation loss
-        improved = record["val_micro_f1"] > best or (
+        # better micro-F1, or the same (e.g. still 0 early on) with a lower validation loss;
+        # without a hold-out every epoch counts as the best so far: the last one is kept
+        improved = not holdout or record["val_micro_f1"] > best or (
             record["val_micro_f1"] == best and record["val_loss"] < best_loss)
-        if improved:
+        if improved and not holdout:
+            best_epoch = epoch
+        elif improved:
             best, best_epoch, best_loss = record["val_micro_f1"], epoch, record["val_loss"]
         if tr.rank == 0:
             _append_jsonl(out / "train_log.jsonl", record)
             if improved:
                 checkpointing.save_model(tr.model, out, class_names=tr.class_names, pre=tr.pre,
                                          training={**cfg.record(), "best_epoch": epoch,
-                                                   "val_micro_f1": best, "processes": tr.world})
+                                                   "val_micro_f1": best if holdout else None,
+                                                   "holdout_clips": holdout,
+                                                   "selection": "best validation micro-F1" if holdout
+                                                   else "last epoch (no hold-out clips)",
+                                                   "processes": tr.world})
             checkpointing.save_resume(out / "last", tr.model, opt, sched,
                                       {"epoch": epoch, "best": best, "best_epoch": best_epoch,
                                        "best_loss": best_loss})
-        log(f"epoch {epoch}: loss {train_loss:.4f}  val loss {record['val_loss']:.4f}  "
-            f"val micro-F1 {record['val_micro_f1']:.3f}{'  *' if improved else ''}  "
-            f"({record['seconds']:.0f}s)")
-        if epoch - best_epoch >= cfg.patience:
+        val = (f"  val loss {record['val_loss']:.4f}  val micro-F1 {record['val_micro_f1']:.3f}"
+               f"{'  *' if improved else ''}") if holdout else ""
+        log(f"epoch {epoch}: loss {train_loss:.4f}{val}  ({record['seconds']:.0f}s)")
+        if holdout and epoch - best_epoch >= cfg.patience:
             log(f"stopping: no better validation micro-F1 for {cfg.patience} epochs")
             break
-    if tr.rank == 0 and cfg.calibrate and best_epoch >= 0:
+    if tr.rank == 0 and cfg.calibrate and best_epoch >= 0 and holdout:
         calibrate_run(out, log=log)
     if tr.world > 1:
         torch.distributed.barrier()
     if tr.owns_group:
         torch.distributed.destroy_process_group()
-    return TrainSummary(output=str(out), best_epoch=best_epoch, best_val_f1=float(best),
+    return TrainSummary(output=str(out), best_epoch=best_epoch,
+                        best_val_f1=float(best) if holdout else float("nan"),
                         epochs_run=epoch + 1 - start_epoch, seconds=time.perf_counter() - t_start,
-                        class_names=tuple(tr.class_names))
+                        class_names=tuple(tr.class_names), holdout_clips=holdout)
+
+
+def _refined_targets(tr: Trainer, out: Path, *, resume: bool,
+                     log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """The run's refined targets: computed once by the starting model, kept in the run folder
+    (a resumed run reuses them, so it continues as the uninterrupted one would)."""
+    path = out / "refined_targets.npz"
+    if resume and path.is_file():
+        with np.load(path) as f:
+            return f["audio"], f["visual"]
+    ya, yv = tr.modality_targets()
+    if tr.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(path, audio=ya, visual=yv)
+    y = targets(tr.train_ex, tr.class_names) > 0
+    log(f"refined labels: {int(y.sum() - ya.sum())} audio and {int(y.sum() - yv.sum())} visual targets "
+        f"dropped of {int(y.sum())}")
+    return ya, yv
 
 
 def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0.0,
-                  wsddn: bool = False) -> torch.Tensor:
+                  wsddn: bool = False, sigmoid: bool = False,
+                  modality_targets: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The fused loss, plus ``aux`` times the mean of each modality's own loss (its scores
-    ℓ2-normalised and scaled as in the fusion; WSDDN's probabilities as they are), so that
-    neither stream can lean on the other."""
+    ℓ2-normalised and scaled as in the fusion, through a sigmoid for avor; WSDDN's
+    probabilities as they are), so that neither stream can lean on the other."""
     from avscene.nn.mil import l2_normalise
 
     loss = loss_fn(out.scores, y)
     if aux <= 0:
         return loss
-    own = [s if wsddn else l2_normalise(s) * scale for s in (out.audio_scores, out.visual_scores)
-           if s is not None]
+    ty = (y, y) if modality_targets is None else modality_targets  # (audio, visual) targets
+    own = [(s if wsddn else l2_normalise(s) * scale, t)
+           for s, t in zip((out.audio_scores, out.visual_scores), ty) if s is not None]
+    own = [(torch.sigmoid(s), t) for s, t in own] if sigmoid else own
     if len(own) < 2:  # one modality: its own loss is the fused one
         return loss
-    return loss + aux * torch.stack([loss_fn(s, y) for s in own]).mean()
+    return loss + aux * torch.stack([loss_fn(s, t) for s, t in own]).mean()
 
 
 def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> float:
@@ -455,7 +527,7 @@ def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> flo
         f"{micro_f1_at(scores.numpy(), y > 0, t):.3f}")
     config["model"]["threshold"] = t
     tmp = run / f".{CONFIG_NAME}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json_text(config, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, run / CONFIG_NAME)
     return t
 
@@ -463,6 +535,6 @@ def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> flo
 def _append_jsonl(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record) + "\n")
         f.flush()
         os.fsync(f.fileno())

@@ -3,7 +3,7 @@
 Each maps a mono mixture at 16 kHz to an estimate of one source. All work on the
 separation STFT (1024 / 256, :mod:`avscene.dsp.stft`) with KL-NMF of the
 magnitude and resynthesise with Wiener-like masks of the complex mixture STFT
-(:func:`avscene.separation.reconstruct`), as avscene itself does.
+(:func:`avscene.separation.ranking.reconstruct`), as avscene itself does.
 
 * **Supervised NMF** (Smaragdis, Raj & Shashanka 2007; Schmidt & Olsson 2006):
   ``CLASS_ATOMS`` = 16 spectral atoms per class learnt from training audio, and
@@ -56,17 +56,7 @@ import torch
 from avscene.dsp.mel import mel_filterbank
 from avscene.dsp.stft import SAMPLE_RATE, STFTOptions
 from avscene.proposals.nmf import NMFTracks
-from avscene.dictionary import (  # noqa: F401 - supervised NMF lives in the library (separate --method dictionary)
-    BACKGROUND_ATOMS,
-    CLASS_ATOMS,
-    Dictionaries,
-    kl_nmf,
-    learn_dictionaries,
-    magnitude,
-    quiet_frames,
-    supervised_nmf,
-)
-from avscene.separation import reconstruct
+from avscene.separation.ranking import reconstruct
 
 MFCC_BANDS = 40  # mel bands of the MFCCs of the bases
 MFCC_COEFFS = 13  # cepstral coefficients kept, c1..c13 (c0, the level, is dropped)

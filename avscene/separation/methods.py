@@ -1,16 +1,10 @@
-"""The numerics of ``separate``: one strategy per method, applied chunk by chunk.
+"""How each separation method separates one chunk of mono audio at the model's rate.
 
-A chunk of audio is separated by one of three strategies: :class:`NCPStrategy`
-(the paper's: :func:`score_components` and :func:`enhance_scored`, one NMF and its
-ranking), :class:`DictionaryStrategy` (supervised NMF) or :class:`MaskStrategy`
-(the mask network). :class:`ChunkedSeparator` feeds a stream of 16-kHz blocks
-through them one chunk at a time (bounds and cross-fades from
-:mod:`avscene.dsp.overlap`) and hands back the finished source and residual
-samples as soon as no later chunk can touch them; :func:`pump_model_rate` and
-:func:`pump_input_rate` run a stream of decoded blocks through it into a
-:class:`SeparationSink` (at the model's rate, or at the file's own rate with
-exact streamed resampling both ways). See :mod:`avscene.tasks.separate` for
-the method and the file-level API.
+One strategy per method of :mod:`avscene.separation.registry`: :class:`NCPStrategy` (the
+paper's: :func:`score_components` and :func:`enhance_scored`, one NMF and its ranking),
+:class:`DictionaryStrategy` (supervised NMF), :class:`MaskStrategy` (the mask network) and
+:class:`HybridStrategy` (the mean of the last two masks). Each maps a chunk to its source and
+residual; :class:`avscene.separation.streaming.StreamingSeparation` runs one over a stream.
 """
 
 from __future__ import annotations
@@ -24,12 +18,11 @@ import numpy as np
 import torch
 
 from avscene.config import PreprocessConfig
-from avscene.dictionary import Dictionaries, dictionary_mask, separate_with_dictionaries
-from avscene.errors import UsageError
-from avscene.dsp.overlap import OverlapAdd, StreamResampler, chunk_weight, ready_chunks
 from avscene.dsp.stft import STFTOptions
+from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions, NMFTracks, ncp_patches, nmf_tracks
-from avscene.separation import (
+from avscene.separation.dictionary import Dictionaries, dictionary_mask, separate_with_dictionaries
+from avscene.separation.ranking import (
     KEPT_WEIGHT,
     Enhancement,
     component_relevance,
@@ -38,11 +31,10 @@ from avscene.separation import (
     scale_alpha,
     separate_with_mask,
 )
-from avscene.tasks._memory import release_free_memory
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
-    from avscene.nn.separator import MaskNet
+    from avscene.nn.masknet import MaskNet
 
 # NCP patches per network call: bounds the activation memory, not the result (the
 # scores are bitwise the same). The bundled model's audio network takes ~0.35 MB of
@@ -52,16 +44,6 @@ SCORE_BATCH = 128
 # threads mostly add synchronisation: on a 2-core machine busy with another job, a 10-s
 # clip took 0.47 s with 1 thread and 1.1-4.4 s with 2.
 NMF_CPU_THREADS = 1
-
-
-class SeparationSink(Protocol):
-    """Where :func:`separate_stream` puts the separated signals, block by block."""
-
-    def open(self, label: str, sample_rate: int) -> None:
-        """Called once, before any ``write``, with the class separated and the output rate."""
-
-    def write(self, source: np.ndarray, residual: np.ndarray) -> None:
-        """The next ``(m,)`` float32 samples of both signals (consecutive, same length)."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +118,7 @@ def enhance_scored(sc: ScoredComponents, class_index: int, *, threshold: float |
     """Rank the components of ``sc`` for one class and resynthesise source and residual.
 
     Relevance ``α_k = max_t β_{k,t}``, min–max scaling, soft or hard weights and the
-    masked resynthesis (:mod:`avscene.separation`).
+    masked resynthesis (:mod:`avscene.separation.ranking`).
 
     Args:
         sc: decomposition and scores from :func:`score_components`.
@@ -180,12 +162,14 @@ class NCPStrategy:
     method = "ncp"
     align = 1
 
-    def __init__(self, loaded: LoadedModel, class_index: int, *, nmf: NMFOptions, threshold: float | None) -> None:
+    def __init__(self, loaded: LoadedModel, class_index: int, *, nmf: NMFOptions, threshold: float | None,
+                 score: Callable[[np.ndarray], ScoredComponents] | None = None) -> None:
         self._loaded, self._class, self._nmf, self._threshold = loaded, class_index, nmf, threshold
+        self._score = score or (lambda x: score_components(x, loaded, nmf))  # the chunk's NMF and scores
         self.components: int | None = nmf.k
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
-        sc = score_components(x, self._loaded, self._nmf)
+        sc = self._score(x)
         e = enhance_scored(sc, self._class, threshold=self._threshold, stft_opts=self._nmf.stft_opts)
         both = torch.stack([e.source, e.residual]).double().cpu().numpy()  # (2, n)
         return both, _drop_signals(e)
@@ -207,7 +191,7 @@ class DictionaryStrategy:
 
 
 class MaskStrategy:
-    """The checkpoint's mask network (:mod:`avscene.nn.separator`), conditioned on the class."""
+    """The checkpoint's mask network (:mod:`avscene.nn.masknet`), conditioned on the class."""
 
     method = "mask"
     components: int | None = None
@@ -257,123 +241,3 @@ class HybridStrategy:
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
         source, residual = separate_with_mask(x, self.mask, stft_opts=self._net.stft_opts)
         return np.stack([source, residual]).astype(np.float64), None
-
-
-class ChunkedSeparator:
-    """Separate one class from a stream of mono blocks at the model's rate, one chunk at a time.
-
-    :meth:`push` the blocks in order, then call :meth:`finish`; each returns the
-    ``(2, m)`` float32 samples (source, residual) that became final, so their
-    concatenation has the length of the input and source + residual is the
-    input. Each chunk is separated by ``strategy`` on its own and the chunks are
-    cross-faded. Memory: at most ``2·size - overlap`` input samples and one
-    chunk's separation at a time.
-
-    Attributes:
-        bounds: ``[start, end)`` samples of each chunk separated so far.
-        rankings: each chunk's ranking (:class:`~avscene.separation.Enhancement` without
-            signals); empty for the methods that rank nothing.
-    """
-
-    def __init__(self, strategy: ChunkStrategy, *, size: int, overlap: int) -> None:
-        align = strategy.align  # size down, overlap up to multiples of it (at most size // 4)
-        size = max(align, size // align * align)
-        overlap = min(-(-overlap // align) * align, size // 4 // align * align)
-        self._strategy = strategy
-        self.method = strategy.method
-        self.components = strategy.components
-        self._size, self._overlap = size, overlap
-        self._buf = np.zeros(0, dtype=np.float32)  # input samples [self._next, self._n)
-        self._next = 0  # first sample of the next chunk
-        self._n = 0  # samples received
-        self._ola = OverlapAdd(2)  # source, residual
-        self.bounds: list[tuple[int, int]] = []
-        self.rankings: list[Enhancement] = []
-
-    def push(self, block: np.ndarray) -> np.ndarray:
-        """Add the next input samples; returns the output samples they completed, (2, m)."""
-        self._buf = np.concatenate([self._buf, np.asarray(block, dtype=np.float32)])
-        self._n += len(block)
-        return self._run(final=False)
-
-    def finish(self) -> np.ndarray:
-        """Separate the last chunk(s); returns the rest of the output, (2, m)."""
-        return self._run(final=True)
-
-    def _run(self, *, final: bool) -> np.ndarray:
-        chunks = ready_chunks(self._next, self._n - self._next, size=self._size, overlap=self._overlap,
-                              final=final, align=self._strategy.align)
-        for i, (a, b) in enumerate(chunks):
-            self._separate(a, b, last=final and i == len(chunks) - 1)
-        if final:
-            return self._ola.take(self._n)
-        if chunks:  # the samples before the next chunk are final; drop the input before it
-            self._next = chunks[-1][1] - self._overlap
-            self._buf = self._buf[self._next - chunks[0][0]:]
-        return self._ola.take(self._next if chunks else self._ola.start)
-
-    def _separate(self, a: int, b: int, *, last: bool) -> None:
-        x = self._buf[a - self._next:b - self._next]
-        w = chunk_weight(b - a, fade_in_len=self._overlap if a > 0 else 0,
-                         fade_out_len=0 if last else self._overlap)
-        both, ranking = self._strategy(x)  # (2, b - a)
-        if ranking is not None:
-            self.rankings.append(ranking)
-        self._ola.add(a, w * both)
-        self.bounds.append((a, b))
-        del both
-        # Chunks' buffers of varying sizes fragment glibc's arenas: untrimmed, the RSS of a
-        # 1-hour separation crept from 1.0 to 1.7 GB; trimmed, it stays flat.
-        release_free_memory()
-
-
-# --------------------------------------------------------------------------- streams
-
-
-def pump_model_rate(blocks: Iterator[np.ndarray], sep: ChunkedSeparator, sink: SeparationSink) -> int:
-    """Separate 16-kHz blocks into the sink; returns the samples written."""
-    n = 0
-    for out in _chain(blocks, sep):
-        if out.shape[1]:
-            sink.write(out[0], out[1])
-            n += out.shape[1]
-    return n
-
-
-def _chain(blocks: Iterator[np.ndarray], sep: ChunkedSeparator) -> Iterator[np.ndarray]:
-    """``sep``'s outputs (2, m) for each block, then for the end of the stream."""
-    for block in blocks:
-        yield sep.push(block)
-    yield sep.finish()
-
-
-def pump_input_rate(blocks: Iterator[np.ndarray], sep: ChunkedSeparator, rate: int, model_rate: int,
-                     sink: SeparationSink) -> int:
-    """Separate native-rate blocks into the sink at the native rate; returns the samples written.
-
-    The model hears a ``resample_poly`` copy at ``model_rate``; the source is
-    resampled back and the residual is the native input minus it.
-    """
-    down, up = StreamResampler(rate, model_rate), StreamResampler(model_rate, rate)
-    native = np.zeros(0, dtype=np.float32)  # input not yet matched by source samples
-    source = np.zeros(0, dtype=np.float32)  # source samples not yet written
-    n_in = n_out = 0
-    for block in _native_blocks(blocks):
-        if block is None:  # end of the input: flush the resamplers and the last chunks
-            src = up.push(np.concatenate([sep.push(down.finish())[0], sep.finish()[0]]))
-            src = np.concatenate([src, up.finish()])
-        else:
-            native, n_in = np.concatenate([native, block]), n_in + len(block)
-            src = up.push(sep.push(down.push(block))[0])
-        source = np.concatenate([source, src])[:n_in - n_out]  # never past the input's length
-        m = min(len(source), len(native))
-        if m:
-            sink.write(source[:m], native[:m] - source[:m])
-            source, native, n_out = source[m:], native[m:], n_out + m
-    return n_out
-
-
-def _native_blocks(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray | None]:
-    """The blocks, then None for the end of the stream."""
-    yield from blocks
-    yield None

@@ -11,7 +11,7 @@ Given a mixture, its NMF components ``w_k h_k`` and the audio network's score
 
 Because the source and residual masks sum to one, ``source + residual`` is the
 mixture up to the STFT round trip. Pure functions: no I/O, no model loading;
-the network enters through the scores it gave (``avscene.tasks.separate_chunks``
+the network enters through the scores it gave (``avscene.separation.methods``
 runs the NMF, scores the NCPs and calls these), or, for :func:`separate_with_mask`,
 through a mask-predicting callable. Everything runs on the device of the input tensors.
 """

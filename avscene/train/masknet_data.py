@@ -1,15 +1,17 @@
-"""Train the mask network of ``separate --method mask`` from video-level labels only.
+"""The training data of the mask network (``avscene train-separator``): anchors and mixtures.
 
 No clean stem, timestamp or box is used: the supervision is exactly the rest of
 avscene's (a training clip's ``labels.csv`` row). Mix-and-separate (Zhao et al.,
 *The Sound of Pixels*, 2018) with anchors chosen by the weak detector (Kong et al.,
-2020):
+2020); the loss and the loop are in :mod:`avscene.train.masknet`.
 
 1. **Where each class sounds.** The checkpoint's audio MIL network scores every
    0.96-s window (50 % overlap) of every single-label training clip for its label.
    Per clip the scores are min–max scaled; windows at or above ``ACTIVE_LEVEL`` are
    where the class is active (*anchors*), windows at or below ``QUIET_LEVEL`` hold
    background only. A clip whose scores hardly vary (a silent event) gives neither.
+   Only anchors estimated at least ``MIN_ANCHOR_SNR_DB`` over their own clip's
+   background are kept (:func:`keep_clean_anchors`).
 2. **Mixtures made on the fly.** A target segment (``segment_seconds``) is cut from an
    anchor of class ``c``; a background-only segment of *another* clip is added at a
    random target-to-background ratio, and with probability ``other_prob`` an anchor
@@ -24,21 +26,17 @@ avscene's (a training clip's ``labels.csv`` row). Mix-and-separate (Zhao et al.,
    learn is to suppress background-like energy wherever it is: the estimate of class
    ``c`` loses the background that came with its anchor too. ``MixOptions(
    background_prob=0)`` turns this off (plain mix-and-separate) for comparison.
-4. **Loss.** Magnitude-weighted L1 between the mask and the ideal ratio mask
-   ``min(|T| / |M|, 1)`` (:func:`mask_loss`), zero exactly at the ideal mask.
+   (Subtracting the anchor's own background spectrum from the target instead was
+   measured worse: it over-suppresses the target; it was removed.)
 
-The hold-out (every ``HOLDOUT_EVERY``-th training clip, never trained on) gives
-fixed mixtures built the same way; their SDR against the target is logged, never
-used to choose a step: the weights saved are the last step's.
+The hold-out is every ``HOLDOUT_EVERY``-th training clip (:func:`decode_manifest`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,7 +48,6 @@ from avscene.train.augment import random_eq
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
-    from avscene.nn.separator import MaskNet
 
 SAMPLE_RATE = 16000
 ACTIVE_LEVEL = 0.6  # scaled window score at or above which the clip's class is active
@@ -233,9 +230,6 @@ class MixOptions:
     level_db: tuple[float, float] = (-30.0, -10.0)  # RMS of the mixture, dBFS
     speed: float = 0.06  # per-source resampling factor in [1 - speed, 1 + speed]
     eq_db: float = 9.0  # per-source random equaliser within ±eq_db (0: off)
-    # Subtract the anchor's own background from the target's magnitude: its power spectrum is
-    # estimated on a background-only segment of the same clip (same perturbation, same gain).
-    subtract_background: bool = False  # measured: it over-suppresses the target (see the module docstring)
 
 
 def power(x: np.ndarray) -> float:
@@ -294,9 +288,6 @@ class TrainingMixture:
     target: np.ndarray  # (L,) float32: the anchor's segment, as it is in the mixture
     label: str
     parts: tuple[str, ...]  # what was mixed in besides the target: "background" and/or a class
-    # (L,) float32: background only, from the target's own clip, perturbed and scaled as the target
-    # (its power spectrum is what ``clean_magnitude`` removes); None when the clip has none
-    target_background: np.ndarray | None = None
 
 
 class MixtureSampler:
@@ -314,25 +305,16 @@ class MixtureSampler:
     def _piece(self, seg: Segment, rng: np.random.Generator) -> np.ndarray:
         return _perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), rng, self.opts)
 
-    def _own_background(self, clip: int, seed: int, rng: np.random.Generator) -> np.ndarray | None:
-        """A background-only piece of ``clip`` with the perturbation drawn from ``seed``."""
-        own = [s for s in self.pool.background if s.clip == clip]
-        if not own:
-            return None
-        seg = own[int(rng.integers(len(own)))]
-        return _perturb(crop(self.pool.audio[clip], seg, self.length, rng), np.random.default_rng(seed), self.opts)
-
     def sample(self, rng: np.random.Generator) -> TrainingMixture:
         o = self.opts
         label = self.classes[int(rng.integers(len(self.classes)))]
         anchors = self.pool.anchors[label]
         seg = anchors[int(rng.integers(len(anchors)))]
-        seed = int(rng.integers(2**32))  # the target's perturbation, shared with its own background
+        seed = int(rng.integers(2**32))  # the target's perturbation
         target = _perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), np.random.default_rng(seed), o)
         while power(target) <= 0:  # pragma: no cover - a digitally silent anchor
             seg = anchors[int(rng.integers(len(anchors)))]
             target = self._piece(seg, rng)
-        own = self._own_background(seg.clip, seed, rng) if o.subtract_background else None
         interferers, parts = [], []
         if rng.random() < o.background_prob:
             bgs = [s for s in self.pool.background if s.clip != seg.clip] or self.pool.background
@@ -345,177 +327,14 @@ class MixtureSampler:
             interferers.append((self._piece(segs[int(rng.integers(len(segs)))], rng), rng.uniform(*o.snr_other)))
             parts.append(other)
         m, t = mix(target, interferers, level_db=rng.uniform(*o.level_db))
-        if own is not None:
-            own = (own * math.sqrt(power(t) / power(target))).astype(np.float32)  # the target's gain
-        return TrainingMixture(m, t, label, tuple(parts), own)
+        return TrainingMixture(m, t, label, tuple(parts))
 
-    def batch(self, rng: np.random.Generator, n: int,
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``n`` mixtures: mixture (n, L), target (n, L), class index (n,) and the targets' own
-        background (n, L; zeros where there is none)."""
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` mixtures: mixture (n, L), target (n, L) and class index (n,)."""
         items = [self.sample(rng) for _ in range(n)]
-        zeros = np.zeros(self.length, np.float32)
         return (torch.from_numpy(np.stack([x.mixture for x in items])),
                 torch.from_numpy(np.stack([x.target for x in items])),
-                torch.tensor([self.labels.index(x.label) for x in items]),
-                torch.from_numpy(np.stack([zeros if x.target_background is None else x.target_background
-                                           for x in items])))
-
-
-# --------------------------------------------------------------------------- loss
-
-
-def ideal_mask(mix_mag: torch.Tensor, target_mag: torch.Tensor) -> torch.Tensor:
-    """The ideal ratio mask ``min(|T| / |M|, 1)`` (0 where the mixture is silent)."""
-    return torch.where(mix_mag > EPS, target_mag / mix_mag.clamp_min(EPS), torch.zeros_like(mix_mag)).clamp(0, 1)
-
-
-def clean_magnitude(target_mag: torch.Tensor, background_mag: torch.Tensor) -> torch.Tensor:
-    """``sqrt(max(|T|² - E_t |N|², 0))``: the target's magnitude (..., F, T) less the mean power
-    spectrum of its own background (..., F, T') (spectral subtraction; zeros subtract nothing)."""
-    noise = background_mag.square().mean(dim=-1, keepdim=True)  # (..., F, 1)
-    return (target_mag.square() - noise).clamp_min(0).sqrt()
-
-
-def mask_loss(mask: torch.Tensor, mix_mag: torch.Tensor, target_mag: torch.Tensor) -> torch.Tensor:
-    """Magnitude-weighted L1 between ``mask`` and :func:`ideal_mask`; zero exactly at the ideal mask."""
-    return (mix_mag * (mask - ideal_mask(mix_mag, target_mag)).abs()).sum() / mix_mag.sum().clamp_min(EPS)
-
-
-def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """``10 log10(|r|² / |r - e|²)``: the SDR of a plain (unprojected) estimate, dB."""
-    err = power(np.asarray(reference, np.float64) - np.asarray(estimate, np.float64))
-    return 10 * math.log10(max(power(reference), EPS) / max(err, EPS))
-
-
-# --------------------------------------------------------------------------- training
-
-
-@dataclass(frozen=True)
-class SeparatorTrainOptions:
-    steps: int = 6000
-    batch: int = 16
-    lr: float = 1e-3
-    hidden: int = 256
-    blocks: int = 8
-    seed: int = 0
-    holdout_mixtures: int = 96
-    log_every: int = 50
-    eval_every: int = 1000
-    mix: MixOptions = field(default_factory=MixOptions)
-
-
-def _stft_mag(x: torch.Tensor, n_fft: int, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from avscene.dsp.stft import stft
-
-    X = stft(x, n_fft=n_fft, hop=hop)  # (B, F, T) complex
-    return X, X.abs()
-
-
-def apply_mask(net: MaskNet, mixture: torch.Tensor, class_index: torch.Tensor) -> torch.Tensor:
-    """The class sources (B, L) that ``net`` extracts from mixtures (B, L)."""
-    from avscene.dsp.stft import istft
-
-    X, mag = _stft_mag(mixture, net.cfg.n_fft, net.cfg.hop)
-    return istft(net(mag, class_index) * X, length=mixture.shape[-1], n_fft=net.cfg.n_fft, hop=net.cfg.hop)
-
-
-def holdout_score(net: MaskNet, mixtures: Sequence[TrainingMixture], labels: Sequence[str]) -> dict[str, float]:
-    """Mean SDR (dB) of the network's estimates and of the mixture itself against the targets."""
-    was = net.training
-    net.eval()
-    est, base = [], []
-    with torch.no_grad():
-        for i in range(0, len(mixtures), 16):
-            part = mixtures[i:i + 16]
-            m = torch.from_numpy(np.stack([x.mixture for x in part]))
-            c = torch.tensor([list(labels).index(x.label) for x in part])
-            out = apply_mask(net, m, c).numpy()
-            est += [snr_db(o, x.target) for o, x in zip(out, part)]
-            base += [snr_db(x.mixture, x.target) for x in part]
-    net.train(was)
-    return {"sdr": float(np.mean(est)), "mixture_sdr": float(np.mean(base)), "n": len(est)}
-
-
-def train_separator(pool: TrainingPool, holdout: TrainingPool | None, labels: Sequence[str],
-                    opts: SeparatorTrainOptions = SeparatorTrainOptions(), *, log_path: Path | None = None,
-                    teacher: MaskNet | None = None,
-                    progress: Callable[[int, int, float], None] | None = None) -> tuple[MaskNet, dict]:
-    """Train a :class:`~avscene.nn.separator.MaskNet` on mixtures drawn from ``pool``.
-
-    With a ``teacher`` (self-training, a second round): the network starts from the teacher's
-    weights, and each target segment is first cleaned by the teacher (its estimate of the
-    target's class in the target segment alone), so the anchor's own background that the
-    teacher removes is no longer asked for.
-
-    Returns:
-        The network (eval mode, last step's weights) and a summary for ``config.json``:
-        options, pool sizes, time, and the hold-out SDR at the end.
-    """
-    from avscene.nn.separator import MaskNet, SeparatorConfig, num_parameters
-
-    torch.manual_seed(opts.seed)
-    rng = np.random.default_rng(opts.seed)
-    net = MaskNet(SeparatorConfig(num_classes=len(labels), hidden=opts.hidden, blocks=opts.blocks))
-    if teacher is not None:
-        if teacher.cfg != net.cfg:
-            raise UsageError(f"the teacher's shape {teacher.cfg} differs from the options' {net.cfg}")
-        net.load_state_dict(teacher.state_dict())
-        teacher.eval()
-    sampler = MixtureSampler(pool, labels, opts.mix)
-    fixed: list[TrainingMixture] = []
-    if holdout is not None and holdout.anchors:
-        hs = MixtureSampler(holdout, labels, opts.mix)
-        hrng = np.random.default_rng(10_000 + opts.seed)
-        fixed = [hs.sample(hrng) for _ in range(opts.holdout_mixtures)]
-    optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=opts.steps, pct_start=0.05)
-    log = log_path.open("a") if log_path else None
-    started, running, history = time.monotonic(), 0.0, []
-
-    def record(entry: dict) -> None:
-        history.append(entry)
-        if log:
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-
-    record({"event": "start", "parameters": num_parameters(net), "pool": pool.summary(),
-            "options": asdict(opts)})
-    net.train()
-    try:
-        for step in range(1, opts.steps + 1):
-            m, t, c, bg = sampler.batch(rng, opts.batch)
-            if teacher is not None:
-                with torch.no_grad():
-                    t = apply_mask(teacher, t, c)
-            X, mag = _stft_mag(m, net.cfg.n_fft, net.cfg.hop)
-            _, tmag = _stft_mag(t, net.cfg.n_fft, net.cfg.hop)
-            if opts.mix.subtract_background:
-                tmag = clean_magnitude(tmag, _stft_mag(bg, net.cfg.n_fft, net.cfg.hop)[1])
-            loss = mask_loss(net(mag, c), mag, tmag)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            optim.step()
-            sched.step()
-            value = loss.item()
-            running = 0.98 * running + 0.02 * value if step > 1 else value
-            if step % opts.log_every == 0 or step == opts.steps:
-                record({"step": step, "loss": round(running, 5), "lr": sched.get_last_lr()[0],
-                        "elapsed_s": round(time.monotonic() - started, 1)})
-            if fixed and (step % opts.eval_every == 0 or step == opts.steps):
-                record({"step": step, "holdout": holdout_score(net, fixed, labels)})
-            if progress:
-                progress(step, opts.steps, running)
-    finally:
-        if log:
-            log.close()
-    net.eval()
-    final = next((h["holdout"] for h in reversed(history) if "holdout" in h), None)
-    summary = {"rounds": 1 if teacher is None else 2, "steps": opts.steps, "batch": opts.batch, "lr": opts.lr, "seed": opts.seed,
-               "mix": asdict(opts.mix), "train_seconds": round(time.monotonic() - started, 1),
-               "pool": pool.summary(), "holdout": final}
-    return net, summary
+                torch.tensor([self.labels.index(x.label) for x in items]))
 
 
 def decode_manifest(manifest: str | Path, *, progress: Callable[[int, int], None] | None = None,
@@ -534,45 +353,6 @@ def decode_manifest(manifest: str | Path, *, progress: Callable[[int, int], None
     return train, held
 
 
-__all__ = ["ACTIVE_LEVEL", "MixOptions", "MixtureSampler", "QUIET_LEVEL", "Segment", "SeparatorTrainOptions",
-           "TrainingMixture", "TrainingPool", "activity_runs", "anchor_snr_db", "apply_mask", "keep_clean_anchors", "build_pool", "clean_magnitude", "crop",
-           "decode_manifest", "holdout_score", "train_separator_for", "ideal_mask", "mask_loss", "mix", "power", "snr_db",
-           "train_separator", "window_scores"]
-
-
-def train_separator_for(model_folder: str | Path, manifest: str | Path, opts: SeparatorTrainOptions = SeparatorTrainOptions(),
-                        *, self_train: SeparatorTrainOptions | None = None, min_snr_db: float | None = MIN_ANCHOR_SNR_DB,
-                        log_path: Path | None = None, device: str = "cpu",
-                        progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, dict]:
-    """Train a separator for the checkpoint in ``model_folder`` on the clips of ``manifest`` and store it there.
-
-    The checkpoint's audio network chooses the anchors (those estimated at least
-    ``min_snr_db`` over their clip's background); with ``self_train``, a second round
-    with those options follows, the first round's network as its teacher. The separator
-    goes to ``separator.safetensors`` with its shape and this training's summary under
-    ``separation.mask`` in ``config.json`` (:func:`avscene.hub.save_separator`).
-
-    Returns:
-        The weights' path and the training summary.
-    """
-    from avscene.hub import load_pretrained, save_separator
-
-    if not Path(manifest).is_file():
-        raise UsageError(f"training manifest {manifest} not found")
-    loaded = load_pretrained(str(model_folder), device=device)
-    if not loaded.config.uses_audio:
-        raise UsageError(f"the model {model_folder} has no audio network to choose the anchors with")
-    step = (lambda what: (lambda d, n: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
-    train, held = decode_manifest(manifest, progress=step("decoding"))
-    pool = build_pool(train, loaded, min_snr_db=min_snr_db, progress=step("anchors"))
-    holdout = build_pool(held, loaded, min_snr_db=min_snr_db, progress=step("hold-out anchors"))
-    bar = (lambda what: (lambda d, n, _loss: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
-    net, summary = train_separator(pool, holdout, loaded.labels, opts, log_path=log_path, progress=bar("training"))
-    if self_train is not None:
-        net, second = train_separator(pool, holdout, loaded.labels, self_train, log_path=log_path, teacher=net,
-                                      progress=bar("self-training"))
-        summary = {**second, "first_round": summary,
-                   "train_seconds": round(summary["train_seconds"] + second["train_seconds"], 1)}
-    summary = {**summary, "manifest": Path(manifest).name, "min_anchor_snr_db": min_snr_db,
-               "anchors_from": "the checkpoint's audio network"}
-    return save_separator(model_folder, net, summary), summary
+__all__ = ["ACTIVE_LEVEL", "HOLDOUT_EVERY", "MIN_ANCHOR_SNR_DB", "MixOptions", "MixtureSampler", "QUIET_LEVEL",
+           "SAMPLE_RATE", "Segment", "TrainingMixture", "TrainingPool", "activity_runs", "anchor_snr_db", "build_pool",
+           "crop", "decode_manifest", "keep_clean_anchors", "mix", "power", "window_scores"]

@@ -15,7 +15,7 @@ by FiLM (a per-class scale and shift of every block, Perez et al. 2018). Nothing
 normalises over time, so the network is shift-equivariant with a finite receptive field
 (:meth:`MaskNet.receptive_frames`): a long input cut into chunks that overlap by more
 than that gives the unchunked masks away from the cuts. The weights are trained from
-video-level labels only (:mod:`avscene.train.separator`).
+video-level labels only (``avscene train-separator``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ from torch import Tensor, nn
 from avscene.errors import ConfigError
 
 LOG_EPS = 1e-5  # floor of the magnitudes before the log (a -100 dB floor for full-scale audio)
+# Upper bounds of the config's fields, checked before anything is allocated (far above the
+# bundled network: 16 classes, 1024 / 256, 256 channels, 8 blocks, kernel 3).
+MAX_FIELD = {"num_classes": 10_000, "n_fft": 16_384, "hop": 16_384, "hidden": 4096, "blocks": 64, "kernel": 31}
 
 
 @dataclass(frozen=True)
-class SeparatorConfig:
+class MaskNetConfig:
     """Shape of a :class:`MaskNet`; stored under ``separation.mask`` in ``config.json``."""
 
     num_classes: int
@@ -46,9 +49,11 @@ class SeparatorConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"separator config: {f.name} must be a positive integer, got {v!r}")
+                raise ConfigError(f"mask network config: {f.name} must be a positive integer, got {v!r}")
+            if v > MAX_FIELD[f.name]:
+                raise ConfigError(f"mask network config: {f.name} is {v}, at most {MAX_FIELD[f.name]}")
         if self.kernel % 2 == 0:
-            raise ConfigError(f"separator config: kernel must be odd, got {self.kernel}")
+            raise ConfigError(f"mask network config: kernel must be odd, got {self.kernel}")
 
     @property
     def bins(self) -> int:
@@ -58,11 +63,11 @@ class SeparatorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SeparatorConfig:
+    def from_dict(cls, d: dict[str, Any]) -> MaskNetConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known - {"format"})
         if unknown:
-            raise ConfigError(f"separator config: unknown key(s) {unknown}")
+            raise ConfigError(f"mask network config: unknown key(s) {unknown}")
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -99,7 +104,7 @@ class _Block(nn.Module):
 class MaskNet(nn.Module):
     """Class-conditioned mask estimator (see the module docstring)."""
 
-    def __init__(self, cfg: SeparatorConfig) -> None:
+    def __init__(self, cfg: MaskNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.inp = nn.Conv1d(cfg.bins, cfg.hidden, 1)
@@ -128,4 +133,4 @@ def num_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-__all__ = ["LOG_EPS", "MaskNet", "SeparatorConfig", "dilations", "num_parameters"]
+__all__ = ["LOG_EPS", "MaskNet", "MaskNetConfig", "dilations", "num_parameters"]

@@ -30,7 +30,7 @@ from avscene.dsp.nmf import nmf
 from avscene.dsp.stft import STFTOptions, stft
 from avscene.errors import CheckpointError, UsageError
 from avscene.proposals.nmf import MASK_EPS
-from avscene.separation import separate_with_mask
+from avscene.separation.ranking import separate_with_mask
 
 CLASS_PREFIX = "class."  # tensor name of a class dictionary: class.<label>
 CLASS_ATOMS = 16  # spectral atoms per class dictionary
@@ -114,7 +114,8 @@ class Dictionaries:
         background, nothing else, every shape as ``meta`` says.
 
         Raises:
-            CheckpointError: a tensor is missing, unexpected or mis-shaped (named in the message).
+            CheckpointError: a tensor is missing, unexpected, mis-shaped, not float32, or holds a
+                NaN, an infinity or a negative value (named in the message).
         """
         n_f = int(meta["n_fft"]) // 2 + 1
         want = {"background": (n_f, int(meta["background_atoms"]))}
@@ -125,9 +126,15 @@ class Dictionaries:
                                   f"(missing {missing}, unexpected {extra}); retrain them with "
                                   "`avscene train-dictionaries`")
         for name, shape in want.items():
-            if tuple(tensors[name].shape) != shape:
-                raise CheckpointError(f"{source}: {name} has shape {tuple(tensors[name].shape)}, "
-                                      f"config.json says {shape}")
+            t = tensors[name]
+            if tuple(t.shape) != shape:
+                raise CheckpointError(f"{source}: {name} has shape {tuple(t.shape)}, config.json says {shape}")
+            if t.dtype != torch.float32:  # what tensors() writes; another dtype is not a file of ours
+                raise CheckpointError(f"{source}: {name} is {str(t.dtype).removeprefix('torch.')}, not float32; "
+                                      "retrain the dictionaries with `avscene train-dictionaries`")
+            if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):  # NMF atoms: finite, non-negative
+                raise CheckpointError(f"{source}: {name} holds NaN, infinite or negative values; retrain the "
+                                      "dictionaries with `avscene train-dictionaries`")
         return cls(classes={c: tensors[f"{CLASS_PREFIX}{c}"].float().numpy() for c in labels},
                    background=tensors["background"].float().numpy(), n_fft=int(meta["n_fft"]),
                    hop=int(meta["hop"]))

@@ -2,7 +2,7 @@
 
 glibc keeps freed blocks in its arenas for reuse, and the chunked pipelines
 (``classify`` / ``localize`` in :mod:`avscene.tasks._pipeline`, ``separate`` in
-:mod:`avscene.tasks.separate_chunks`) free a few hundred MB per chunk in pieces
+:mod:`avscene.separation.methods`) free a few hundred MB per chunk in pieces
 of varying sizes from several threads: without a trim the resident size creeps
 up with every chunk (a 1-hour separation went from 1.0 to 1.7 GB; a 10-min 720p
 classification gained ~30 MB a chunk). Trimmed after every chunk, it stays flat.

@@ -1,0 +1,37 @@
+"""``avscene calibrate``: per-modality (heard / seen) thresholds of a checkpoint, on its training hold-out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+EPILOG = """Examples:
+
+  avscene calibrate models/avscene-av-small /work/shared/avbench/train/labels.csv
+
+  avscene calibrate runs/av --dry-run
+"""
+
+
+def calibrate_cmd(
+    model: Annotated[Path, typer.Argument(help="Checkpoint folder (its config.json is updated).")],
+    manifest: Annotated[Optional[Path], typer.Argument(help="The training labels.csv it was trained on "
+                                                       "(default: the path its training record gives).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, mps.")] = "cpu",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the thresholds, leave config.json.")] = False,
+) -> int:
+    """Choose audio_threshold / visual_threshold on the clips the training run held out."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from avscene.results import json_text
+    from avscene.train.recalibrate import calibrate_modalities
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("scoring the hold-out", total=None)
+        res = calibrate_modalities(model, manifest, write=not dry_run, device=device,
+                                   progress=lambda d, n: bar.update(task, completed=d, total=n))
+    print(json_text(res.to_json(), indent=2))
+    return 0

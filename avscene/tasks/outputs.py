@@ -1,0 +1,288 @@
+"""The per-input output files of ``localize``, ``separate`` and ``report``: templates and the workers that write them.
+
+What the batch runner's worker processes run for each input (:class:`avscene.tasks.runner.FileJob`),
+and what a Python user calls to get files rather than results: the task, then its files.
+
+* ``separate``: ``-o`` and ``--residual``, audio templates with ``{name}``, ``{label}``, ``{ext}``;
+  the separation streams into :class:`avscene.io.writers.SeparationFiles`, which writes hidden
+  temporaries renamed into place when the input is done. ``.wav`` is 32-bit float (source +
+  residual add up to the input to float precision), ``.flac`` 24-bit (samples beyond ±1 clipped,
+  with a warning).
+* ``localize``: ``--render`` (overlay video, ``{name}``, ``{ext}``) and ``--scores-tsv DIR``
+  (``DIR/{name}.tsv``, a sed_scores_eval score table).
+* ``localize`` and ``report``: ``--vtt`` (WebVTT captions) and ``--audacity`` (an Audacity label
+  track) of the sound events, templates with ``{name}``, ``{ext}``.
+* ``report``: ``-o`` (the page, ``{name}``, ``{ext}``; a folder: ``FOLDER/{name}.html`` and
+  ``FOLDER/index.html``).
+
+One template filler (:func:`fill`) for all, and one check before any work
+(:func:`check_outputs`): a template with an unknown field, several inputs without ``{name}``,
+or two inputs (or two options, or an input's output and a file written once per run such as
+``--events-tsv`` or the report's index) that would write the same file are refused up front. A value
+substituted into a template never leaves the folder the template names: path separators and
+the names ``.`` and ``..`` in a file name or label are replaced (:func:`safe_value`). An existing
+file is only replaced with ``force``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from avscene.errors import OutputError, UsageError
+
+if TYPE_CHECKING:
+    from avscene.hub import LoadedModel
+    from avscene.results import LocalizeResult, ReportResult, SeparateResult
+    from avscene.tasks.localize import LocalizeOptions
+    from avscene.tasks.report import ReportOptions
+    from avscene.tasks.separate import SeparateOptions
+
+TEMPLATE_FIELDS = ("name", "label", "ext")  # {name}: input file name without extension; {ext}: its extension
+DEFAULT_SEPARATE_OUTPUT = "{name}.{label}.wav"
+SOURCE, RESIDUAL, RENDER, SCORES_TSV = "-o", "--residual", "--render", "--scores-tsv"  # the output options
+VTT, AUDACITY, PAGE = "--vtt", "--audacity", "--output"  # (PAGE: report's -o, the HTML page)
+OPTION_FIELDS = {SOURCE: TEMPLATE_FIELDS, RESIDUAL: TEMPLATE_FIELDS, RENDER: ("name", "ext"),
+                 SCORES_TSV: ("name",), VTT: ("name", "ext"), AUDACITY: ("name", "ext"), PAGE: ("name", "ext")}
+REPORT_INDEX = "index.html"  # a folder of report pages gets this index
+_SEPARATORS = tuple(sep for sep in {"/", os.sep, os.altsep or "/"})
+UNKNOWN_LABEL = "{label}"  # kept literal while checking: a predicted label is known only later
+
+
+def _literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")  # literal braces in a folder's name
+
+
+def scores_tsv_template(directory: str | Path) -> str:
+    """``--scores-tsv DIR`` as a template: one ``DIR/<name>.tsv`` per input."""
+    return str(Path(_literal(str(directory))) / "{name}.tsv")
+
+
+def report_page_template(output: str) -> tuple[str, Path | None]:
+    """Report's ``-o`` → (page template, index file or None): a folder (an existing one, or a path
+    ending in ``/``) gets ``FOLDER/{name}.html`` pages and ``FOLDER/index.html``."""
+    if output.endswith(("/", "\\")) or Path(output).is_dir():
+        folder = Path(output)
+        return str(Path(_literal(str(folder))) / "{name}.html"), folder / REPORT_INDEX
+    return output, None
+
+
+def template_fields(template: str, *, option: str) -> set[str]:
+    """The placeholders of an output template; raises UsageError on unknown ones or bad syntax."""
+    allowed = OPTION_FIELDS.get(option, TEMPLATE_FIELDS)
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        raise UsageError(f"{option} {template!r}: {e}; write literal braces as {{{{ and }}}}") from e
+    bad = sorted(f for f in fields if f not in allowed)
+    if bad:
+        raise UsageError(f"{option} {template!r}: unknown placeholder(s) {bad}; use "
+                         f"{', '.join('{' + f + '}' for f in allowed)}")
+    return fields
+
+
+def safe_value(value: str) -> str:
+    """``value`` made safe to substitute into a path template: one path component, inside its folder.
+
+    Path separators become ``_``, and so does every dot of a value made only of dots (``.``,
+    ``..``, ``...``: a stem of ``....mp4``), so a substituted value never names a parent folder,
+    the folder itself or a subfolder. An empty value becomes ``_``.
+    """
+    for sep in _SEPARATORS:
+        value = value.replace(sep, "_")
+    value = value.replace("\0", "_")
+    if value.strip(".") == "":
+        value = "_" * max(1, len(value))
+    return value
+
+
+def fill(template: str, src: Path, label: str = UNKNOWN_LABEL) -> Path:
+    """The output path of input ``src`` (separated as ``label``) under ``template``.
+
+    ``{label}`` left as :data:`UNKNOWN_LABEL` stays literal (for checks before the label is known).
+    """
+    label = label if label == UNKNOWN_LABEL else safe_value(label)
+    return Path(template.format(name=safe_value(src.stem), label=label, ext=safe_value(src.suffix.lstrip("."))))
+
+
+def check_outputs(templates: Mapping[str, str], files: Sequence[Path], *, n_all: int | None = None,
+                  once: Mapping[str, Path] | None = None) -> None:
+    """Refuse, before any work, templates that are invalid or would make two outputs share a file.
+
+    Args:
+        templates: output option (``-o``, ``--render``...) → template.
+        files: the inputs (of this shard).
+        n_all: inputs of the whole run when ``files`` is one shard of it (default ``len(files)``);
+            with more than one, every template needs ``{name}``.
+        once: files written once per run (``--events-tsv``, the report's index): option → path;
+            an input's output may not be one of them.
+
+    Raises:
+        UsageError: the first problem found, naming the option and the inputs concerned.
+    """
+    from avscene.io.writers import AUDIO_FORMATS  # .wav float32, .flac 24-bit
+
+    n_all = len(files) if n_all is None else n_all
+    for option, template in templates.items():
+        fields = template_fields(template, option=option)
+        if n_all > 1 and "name" not in fields:
+            example = "'out/{name}.{label}.wav'" if "label" in OPTION_FIELDS.get(option, ()) else "'out/{name}.mp4'"
+            raise UsageError(f"{option} {template!r}: with several inputs the output needs a {{name}} "
+                             f"placeholder, e.g. {example}")
+        if option in (SOURCE, RESIDUAL) and fill(template, Path("x.mp4"), "x").suffix.lower() not in AUDIO_FORMATS:
+            raise UsageError(f"{option} {template!r}: write .wav (32-bit float) or .flac (24-bit)")
+    fixed = {Path(path).resolve(): option for option, path in (once or {}).items()}
+    seen: dict[Path, tuple[str, Path]] = {}
+    for f in files or [Path("x.mp4")]:
+        for option, template in templates.items():
+            key = fill(template, f).resolve()
+            if key in fixed:
+                raise UsageError(f"{option} {template!r}: the output of {f} would be {key}, the file of "
+                                 f"{fixed[key]}; give one of them another name")
+            if key in seen:
+                other_option, other = seen[key]
+                if other_option == option:
+                    fix = "rename one" if option == SCORES_TSV else "add {ext} to the template"
+                    raise UsageError(f"{option} {template!r}: {other} and {f} would write the same file {key}; "
+                                     f"{fix} or process them in two runs")
+                raise UsageError(f"{other_option} and {option} name the same file {key}; give one of them "
+                                 "another name")
+            seen[key] = (option, f)
+
+
+def _check_free(paths: Sequence[Path], src: Path, *, force: bool) -> None:
+    """Fail this input (OutputError) if an output exists without ``force`` or is the input itself."""
+    for p in paths:
+        if p.resolve() == src.resolve():
+            raise OutputError(f"{p} is the input file itself; choose another output name")
+        if p.exists() and not force:
+            raise OutputError(f"{p} already exists; pass --force to overwrite it")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """What a (worker) process needs to run a task on one input and write its files."""
+
+    task: LocalizeOptions | SeparateOptions | ReportOptions  # the task's own options
+    templates: dict[str, str]  # output option (SOURCE, RESIDUAL, RENDER, SCORES_TSV, VTT...) → template
+    force: bool = False  # overwrite existing files
+
+
+# --------------------------------------------------------------------------- separate
+
+
+def separate_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) -> SeparateResult:
+    """Separate one input, streaming its file(s) to disk; returns the result with the paths filled in.
+
+    The outputs are written chunk by chunk to temporary names and renamed into place
+    only when the whole input is done, so memory does not grow with the input's
+    length and a failure leaves no partial file.
+    """
+    from contextlib import ExitStack
+
+    from avscene.io.writers import SeparationFiles
+    from avscene.tasks.separate import SeparateOptions, separate_stream
+
+    task, templates, force = opts.task, opts.templates, opts.force
+    assert isinstance(task, SeparateOptions)  # internal: built by the separate command
+    if task.label is not None:  # fail fast, before the separation work
+        _check_free([fill(t, src, task.label) for t in templates.values()], src, force=force)
+    named: dict[str, Path] = {}
+
+    def name(label: str) -> tuple[Path, Path | None]:
+        named.update({k: fill(t, src, label) for k, t in templates.items()})
+        _check_free(list(named.values()), src, force=force)
+        return named[SOURCE], named.get(RESIDUAL)
+
+    with ExitStack() as stack:
+        files = SeparationFiles(stack, name, force=force)
+        r = separate_stream(src, loaded, task, files)
+    clipped = [f"{w.path}: samples beyond ±1 were clipped (write .wav to keep them)"
+               for w in (files.source, files.residual) if w is not None and w.clipped]
+    return dataclasses.replace(r, source_path=str(named[SOURCE]), warnings=(*r.warnings, *clipped),
+                               residual_path=str(named[RESIDUAL]) if RESIDUAL in named else None)
+
+
+def check_separate(opts: WriteOptions, loaded: LoadedModel) -> WriteOptions:
+    """Refuse a bad label or option once, before any input; returns ``opts`` with the method
+    resolved for this model (``auto`` decided once per run, not per input)."""
+    from avscene.tasks.separate import SeparateOptions, check_options
+
+    assert isinstance(opts.task, SeparateOptions)  # internal: built by the separate command
+    method, _ = check_options(opts.task, loaded)
+    return dataclasses.replace(opts, task=dataclasses.replace(opts.task, method=method.name))
+
+
+# --------------------------------------------------------------------------- localize
+
+
+def localize_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) -> LocalizeResult:
+    """Localize one input and write its score TSV, overlay video, captions and label track (those
+    asked for); a writer failure fails the input."""
+    from avscene.io.render import render_overlay
+    from avscene.io.writers import atomic_write_text, scores_tsv_text
+    from avscene.tasks.localize import LocalizeOptions, localize_file
+
+    assert isinstance(opts.task, LocalizeOptions)  # internal: built by the localize command
+    r = localize_file(src, loaded, opts.task)
+    if SCORES_TSV in opts.templates:
+        path = fill(opts.templates[SCORES_TSV], src)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, scores_tsv_text(r, class_names=list(loaded.labels)), force=opts.force)
+    if RENDER in opts.templates:
+        render_overlay(r.file, r, fill(opts.templates[RENDER], src), force=opts.force)
+    write_event_files(r, src, opts)
+    return r
+
+
+def write_event_files(r: LocalizeResult, src: Path, opts: WriteOptions) -> list[Path]:
+    """The ``--vtt`` captions and ``--audacity`` label track of one input's events, where asked for."""
+    from avscene.io.captions import write_audacity, write_webvtt
+
+    written = []
+    for option, write in ((VTT, write_webvtt), (AUDACITY, write_audacity)):
+        if option in opts.templates:
+            written.append(write(r.events, fill(opts.templates[option], src), force=opts.force))
+    return written
+
+
+def check_localize(opts: WriteOptions, loaded: LoadedModel) -> None:
+    """Refuse an unknown --label once, before any input (a usage error, not N failed inputs)."""
+    from avscene.tasks.localize import LocalizeOptions, resolve_labels
+    from avscene.tasks.report import ReportOptions
+
+    task = opts.task.localize if isinstance(opts.task, ReportOptions) else opts.task
+    assert isinstance(task, LocalizeOptions)  # internal: built by the localize or report command
+    resolve_labels(task.labels, (), list(loaded.labels))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) -> ReportResult:
+    """Build one input's report and write its page (and the tracks too long to embed, beside it),
+    its captions and its label track; a writer failure fails the input."""
+    from avscene.io.report_html import thumb_uri, write_report
+    from avscene.results import ReportResult
+    from avscene.tasks.report import ReportOptions, build_page
+
+    assert isinstance(opts.task, ReportOptions)  # internal: built by the report command
+    page = build_page(src, loaded, opts.task, version=opts.task.version)
+    files = write_report(page, fill(opts.templates[PAGE], src), force=opts.force)
+    r = page.localization
+    extra = write_event_files(r, src, opts)
+    return ReportResult(localization=r, page=str(files[0]), presence=page.presence,
+                        files=tuple(map(str, [*files[1:], *extra])), left_out=page.left_out,
+                        poster=None if page.poster is None else thumb_uri(page.poster),
+                        separations=page.separations)
+
+
+__all__ = ["AUDACITY", "DEFAULT_SEPARATE_OUTPUT", "PAGE", "RENDER", "REPORT_INDEX", "RESIDUAL", "SCORES_TSV", "SOURCE",
+           "TEMPLATE_FIELDS", "VTT", "WriteOptions", "check_localize", "check_outputs", "check_separate", "fill",
+           "localize_and_write", "report_and_write", "report_page_template", "safe_value", "scores_tsv_template",
+           "separate_and_write", "template_fields", "write_event_files"]
