@@ -30,7 +30,7 @@ from typing import Any
 from avscene.errors import AvsceneError
 from avscene.results import FailedInput, InputResult
 from avscene.tasks.limits import (
-    Interrupted, Setup, hold_signals, input_limit, raise_interrupted, run_one, timeout_message,
+    Interrupted, Setup, hold_signals, input_limit, interrupts_held, raise_interrupted, run_one, timeout_message,
 )
 
 HARD_KILL_MARGIN_S = 5.0  # a worker still busy this long after its own timer fired is stuck: killed
@@ -153,13 +153,16 @@ class _Pool:
             w.limit = input_limit(Path(w.task[1]), self.timeout)  # the worker applies the same limit
             w.deadline = math.inf if w.limit is None else time.monotonic() + w.limit + HARD_KILL_MARGIN_S
 
-    def poll(self) -> list[Done]:
-        """Wait for results, deaths or a deadline; returns the inputs that finished."""
+    def wait(self) -> None:
+        """Block until a result, a death or a deadline (interruptible: nothing is read here)."""
         from multiprocessing.connection import wait
 
         deadline = min((w.deadline for w in self.workers if w.task), default=math.inf)
         wait([h for w in self.workers for h in (w.conn, w.process.sentinel)],
              timeout=None if deadline == math.inf else max(0.0, deadline - time.monotonic()))
+
+    def collect(self) -> list[Done]:
+        """The inputs that finished since the last call (results read, deaths, overruns)."""
         out: list[Done] = []
         for w in list(self.workers):
             out.extend(self._read(w))
@@ -272,7 +275,9 @@ def run_pool(files: Sequence[Path], setup: Setup, *, jobs: int, timeout: float |
         for k in range(len(files)):
             while k not in finished:  # results arrive in any order; they leave in input order
                 pool.dispatch(todo)
-                finished.update((i, (r, tb)) for i, r, tb in pool.poll())
+                pool.wait()
+                with interrupts_held():  # a result read from its worker is recorded before a signal lands
+                    finished.update((i, (r, tb)) for i, r, tb in pool.collect())
             result, tb = finished.pop(k)
             if tb is not None and on_traceback is not None:
                 on_traceback(str(result.file), tb)
