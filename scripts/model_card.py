@@ -174,6 +174,12 @@ def splits_section(val: Path, shift: Path) -> str:
     modes = [m for m in ("sync", "async", "offscreen", "silent")
              if m in (a.get("recall_by_mode") or {}) or m in (b.get("recall_by_mode") or {})]
     rows += [(f"recall, {m} events", ("recall_by_mode", m, "recall")) for m in modes]
+    rows += [(f"recall, {m} events, heard or seen", ("recall_by_mode_parse", m, "recall")) for m in modes
+             if m in (a.get("recall_by_mode_parse") or {}) or m in (b.get("recall_by_mode_parse") or {})]
+    rows += [(f"AVVP {level}-level {name}", ("avvp", level, key)) for level in ("segment", "event")
+             for name, key in (("audio F1", "audio"), ("visual F1", "visual"), ("audio-visual F1", "audio_visual"),
+                               ("Type@AV", "type_av"), ("Event@AV", "event_av"))
+             if get(a, "avvp", level, key) is not None or get(b, "avvp", level, key) is not None]
     rows += [("SED segment F1 (1 s)", ("sed", "f1")), ("SED error rate", ("sed", "error_rate")),
              ("pointing game", ("localization", "pointing_accuracy")), ("CorLoc@0.5", ("localization", "corloc"))]
     lines = ["| metric | val | val_shift |", "|---|---|---|"]

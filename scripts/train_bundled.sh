@@ -49,6 +49,8 @@ if [ -z "${VARIANTS:-}" ]; then
     "${FT_RECIPE[@]}" --init-model "$RUNS/$base"
   train "$RUNS/$bundled" --variant async --epochs "$CTX_EPOCHS" --lr 0.0005 --patience "$CTX_EPOCHS" \
     "${CTX_RECIPE[@]}" --init-model "$RUNS/$ft"
+  # heard / seen thresholds on the same training hold-out (issue 22)
+  avscene calibrate "$RUNS/$bundled" "$AVBENCH/train/labels.csv"
   evaluate "$RUNS/$base"
   evaluate "$RUNS/$bundled"
   python scripts/model_card.py "$RUNS" "$bundled" models/avscene-av-small --base "$RUNS/$base"
