@@ -118,6 +118,11 @@ ReportJsonOutOpt = Annotated[
 ]
 ReportJsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")]
 ReportForceOpt = Annotated[bool, typer.Option(help="Overwrite --json-out.")]
+LabelsOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--label", "-l", metavar="CLASS", help="Report this class (repeatable); default: the predicted classes."),
+]
+EventThresholdOpt = Annotated[float, typer.Option(help="Audio score above which a window is sounding (the paper: 0).")]
 VttOpt = Annotated[
     Optional[str],
     typer.Option("--vtt", metavar="FILE", help="Write the sound events as WebVTT captions ([violin] cues, one "

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, batch_command, execute, plan, recorded
-from avscene.cli._options import AudacityOpt, PathsArg, VttOpt
+from avscene.cli._options import AudacityOpt, EventThresholdOpt, LabelsOpt, PathsArg, VttOpt
 from avscene.cli._output import Sink
 
 EPILOG = """Examples:
@@ -39,11 +39,9 @@ def localize_table(results) -> Table:
 @batch_command(classifier=True)
 def localize_cmd(
     paths: PathsArg,
-    label: Annotated[Optional[list[str]], typer.Option("--label", "-l", metavar="CLASS", help="Report this class (repeatable); "
-                                                       "default: the predicted classes.")] = None,
+    label: LabelsOpt = None,
     boxes: Annotated[int, typer.Option(min=1, help="Boxes reported per class and frame.")] = 1,
-    event_threshold: Annotated[float, typer.Option(help="Audio score above which a window is "
-                                                   "sounding (the paper: 0).")] = 0.0,
+    event_threshold: EventThresholdOpt = 0.0,
     render: Annotated[Optional[str], typer.Option(help="Write an overlay video (H.264 + AAC); "
                                                   "a template with {name} for several inputs.")] = None,
     events_tsv: Annotated[Optional[Path], typer.Option(help="Write all events as a DCASE TSV "

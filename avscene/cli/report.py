@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, batch_command, execute, plan, recorded
-from avscene.cli._options import AudacityOpt, PathsArg, VttOpt
+from avscene.cli._options import AudacityOpt, EventThresholdOpt, LabelsOpt, PathsArg, VttOpt
 from avscene.cli._output import Sink
 from avscene.separation.registry import MethodName
 from avscene.tasks.report import MAX_EMBED_SECONDS, MAX_THUMBNAILS
@@ -52,10 +52,8 @@ def report_cmd(
     max_embed_seconds: Annotated[float, typer.Option(min=0.0, help="Audio up to this long is embedded in the "
                                                      "page; longer tracks are written beside it (Ogg/Opus) "
                                                      "and linked.")] = MAX_EMBED_SECONDS,
-    label: Annotated[Optional[list[str]], typer.Option("--label", "-l", metavar="CLASS", help="Report this class (repeatable); "
-                                                       "default: the predicted classes.")] = None,
-    event_threshold: Annotated[float, typer.Option(help="Audio score above which a window is "
-                                                   "sounding (the paper: 0).")] = 0.0,
+    label: LabelsOpt = None,
+    event_threshold: EventThresholdOpt = 0.0,
     vtt: VttOpt = None,
     audacity: AudacityOpt = None,
     *,
