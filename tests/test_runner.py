@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from avscene.errors import CheckpointError, InputTimeoutError, OutputError, UsageError
+from avscene.errors import AvsceneError, CheckpointError, InputTimeoutError, OutputError, UsageError
 from avscene.results import FailedInput
 from avscene.tasks import _pool, limits
 from avscene.tasks.runner import (
@@ -99,6 +99,13 @@ def misbehave_setup():
 
 def broken_setup():
     raise CheckpointError("no such checkpoint; pass --model")
+
+
+def hanging_setup():
+    """A model load that never returns (deaf to signals, like a native call that hangs)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(SLOW_S)
+    return echo
 
 
 def paths(*names: str) -> list[Path]:
@@ -284,6 +291,13 @@ def test_failures_become_failed_inputs_with_tracebacks_on_request():
 def test_setup_error_stops_the_run(jobs):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         list(run_batch(paths("a", "b"), broken_setup, jobs=jobs))
+
+
+def test_worker_stuck_loading_the_model_fails_the_run(monkeypatch):
+    monkeypatch.setattr(_pool, "SETUP_TIMEOUT_S", LIMIT_S)
+    monkeypatch.setattr(_pool, "KILL_GRACE_S", 0.5)
+    with pytest.raises(AvsceneError, match="did not finish loading the model within 0.5 s"):
+        list(run_batch(paths("a", "b", "c"), hanging_setup, jobs=2))  # without the limit: ready after SLOW_S
 
 
 def test_closing_early_stops_the_workers():

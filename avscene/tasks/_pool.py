@@ -11,7 +11,9 @@ pipe:
 
 A worker that dies fails its current input and is replaced; one still busy
 ``HARD_KILL_MARGIN_S`` after its own time limit fired (stuck in native code) is
-killed and replaced. Results leave :func:`run_pool` in input order.
+killed and replaced; one not ready ``SETUP_TIMEOUT_S`` after it started (a model
+load that hangs) is killed and the run fails: no wait in the parent is unbounded.
+Results leave :func:`run_pool` in input order.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from avscene.tasks.limits import (
 HARD_KILL_MARGIN_S = 5.0  # a worker still busy this long after its own timer fired is stuck: killed
 KILL_GRACE_S = 3.0  # after SIGTERM, time a worker gets to clean up (temporary files) before SIGKILL
 SHUTDOWN_WAIT_S = 10.0  # time idle workers get to exit after the last input
+SETUP_TIMEOUT_S = 900.0  # a worker not ready this long after it started is stuck loading the model: the run fails
 
 
 class _RemoteTraceback(Exception):
@@ -108,7 +111,7 @@ class _Worker:
     ready: bool = False  # setup done: the model is loaded
     task: tuple[int, Path] | None = None  # (input index, path) being processed
     limit: float | None = None  # the current input's time limit (limits.input_limit)
-    deadline: float = math.inf  # time.monotonic() after which it is stuck: killed
+    deadline: float = math.inf  # time.monotonic() after which it is stuck: killed (setup, then each input)
 
 
 Done = tuple[int, Any, "str | None"]  # (input index, result or FailedInput, traceback text)
@@ -134,7 +137,7 @@ class _Pool:
         with hold_signals(signal.SIGINT):  # inherited blocked: a Ctrl-C cannot kill it half-started
             proc.start()
         child.close()
-        self.workers.append(_Worker(proc, parent))
+        self.workers.append(_Worker(proc, parent, deadline=time.monotonic() + SETUP_TIMEOUT_S))
 
     def dispatch(self, todo: deque[tuple[int, Path]]) -> None:
         """Start workers up to the pool size while inputs wait; give each idle ready one an input."""
@@ -157,7 +160,7 @@ class _Pool:
         """Block until a result, a death or a deadline (interruptible: nothing is read here)."""
         from multiprocessing.connection import wait
 
-        deadline = min((w.deadline for w in self.workers if w.task), default=math.inf)
+        deadline = min((w.deadline for w in self.workers), default=math.inf)
         wait([h for w in self.workers for h in (w.conn, w.process.sentinel)],
              timeout=None if deadline == math.inf else max(0.0, deadline - time.monotonic()))
 
@@ -168,6 +171,10 @@ class _Pool:
             out.extend(self._read(w))
             if not w.process.is_alive():
                 out.extend(self._bury(w))
+            elif not w.ready and time.monotonic() > w.deadline:
+                self._stop([w])
+                raise AvsceneError(f"a worker process did not finish loading the model within {SETUP_TIMEOUT_S:g} s; "
+                                   "rerun with --jobs 1 to see why")
             elif w.task is not None and time.monotonic() > w.deadline:
                 index, path = w.task
                 self._stop([w])
@@ -186,7 +193,7 @@ class _Pool:
             if msg[0] == "setup_error":
                 raise msg[1] from _RemoteTraceback(msg[2])
             if msg[0] == "ready":
-                w.ready = True
+                w.ready, w.deadline = True, math.inf
             else:
                 out.append(msg[1:])
                 w.task, w.deadline = None, math.inf
@@ -291,4 +298,4 @@ def run_pool(files: Sequence[Path], setup: Setup, *, jobs: int, timeout: float |
 
 
 
-__all__ = ["HARD_KILL_MARGIN_S", "KILL_GRACE_S", "SHUTDOWN_WAIT_S", "run_pool"]
+__all__ = ["HARD_KILL_MARGIN_S", "KILL_GRACE_S", "SETUP_TIMEOUT_S", "SHUTDOWN_WAIT_S", "run_pool"]
