@@ -6,6 +6,7 @@ per-input functions below, so those live at module level.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -94,6 +95,8 @@ def touch_setup():
 
 
 def misbehave_setup():
+    import avscene.io.decode  # noqa: F401 - imported once here, not under the first input's 0.5-s limit (its probe)
+
     return misbehave
 
 
@@ -106,6 +109,32 @@ def hanging_setup():
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     time.sleep(SLOW_S)
     return echo
+
+
+class EnvAtImport:
+    """A setup that notes the thread variables a worker has when it unpickles it: the moment
+    numpy and torch are imported there (their thread pools are sized then, once)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str | None] = {}
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, _state: dict) -> None:
+        self.seen = {v: os.environ.get(v) for v in limits.THREAD_ENV_VARS}
+
+    def __call__(self):
+        return functools.partial(report_env, self.seen)
+
+
+def report_env(seen: dict, path: Path) -> Echo:
+    return EnvSeen(str(path), os.getpid(), seen)
+
+
+@dataclass(frozen=True)
+class EnvSeen(Echo):
+    seen: dict
 
 
 def paths(*names: str) -> list[Path]:
@@ -259,7 +288,7 @@ def test_timeout_fails_one_input_and_goes_on(jobs):
 
 
 def test_stuck_worker_is_killed_and_replaced(monkeypatch):
-    monkeypatch.setattr(_pool, "HARD_KILL_MARGIN_S", 0.5)
+    monkeypatch.setattr(_pool, "HARD_KILL_MARGIN_S", 2.0)
     files = paths("stuck", "a", "b", "c")
     results = list(run_batch(files, misbehave_setup, jobs=2, timeout=LIMIT_S))
     assert [r.ok for r in results] == [False, True, True, True]
@@ -298,6 +327,24 @@ def test_worker_stuck_loading_the_model_fails_the_run(monkeypatch):
     monkeypatch.setattr(_pool, "KILL_GRACE_S", 0.5)
     with pytest.raises(AvsceneError, match="did not finish loading the model within 0.5 s"):
         list(run_batch(paths("a", "b", "c"), hanging_setup, jobs=2))  # without the limit: ready after SLOW_S
+
+
+def test_workers_start_with_a_thread_budget(monkeypatch):
+    for v in limits.THREAD_ENV_VARS:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(6)), raising=False)
+    results = list(run_batch(paths("a", "b"), EnvAtImport(), jobs=2))
+    assert [r.seen for r in results] == [dict.fromkeys(limits.THREAD_ENV_VARS, "3")] * 2  # 6 cores / 2 workers
+    assert all(v not in os.environ for v in limits.THREAD_ENV_VARS)  # the parent's own budget is untouched
+
+
+def test_a_thread_budget_the_user_set_is_kept(monkeypatch):
+    for v in limits.THREAD_ENV_VARS:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    results = list(run_batch(paths("a", "b"), EnvAtImport(), jobs=2))
+    assert results[0].seen["OMP_NUM_THREADS"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == "1"
 
 
 def test_closing_early_stops_the_workers():

@@ -32,7 +32,8 @@ from typing import Any
 from avscene.errors import AvsceneError
 from avscene.results import FailedInput, InputResult
 from avscene.tasks.limits import (
-    Interrupted, Setup, hold_signals, input_limit, interrupts_held, raise_interrupted, run_one, timeout_message,
+    Interrupted, Setup, child_thread_budget, hold_signals, input_limit, interrupts_held, raise_interrupted, run_one,
+    timeout_message,
 )
 
 HARD_KILL_MARGIN_S = 5.0  # a worker still busy this long after its own timer fired is stuck: killed
@@ -71,16 +72,16 @@ def _terminated(signum: int, frame: Any) -> None:
     raise_interrupted(signum, frame)
 
 
-def _worker_main(conn: Any, setup: Setup, threads: int, timeout: float | None, verbose: bool) -> None:
+def _worker_main(conn: Any, setup: Setup, timeout: float | None, verbose: bool) -> None:
     """A worker process: build the per-input function once, then answer ``(index, path)`` until None."""
     import traceback
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, _terminated)  # unwind, so atomic writes remove their temp files
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # read by torch when it is imported here
-        os.environ.setdefault(var, str(threads))
-    if "torch" in sys.modules and os.environ["OMP_NUM_THREADS"].isdigit():  # imported by unpickling ``setup``
-        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    # The thread variables were in this process's environment from its start (child_thread_budget);
+    # torch, imported by unpickling ``setup``, is told again in case the user's OMP_NUM_THREADS is odd.
+    if "torch" in sys.modules and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        sys.modules["torch"].set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
     try:
         try:
             fn = setup()
@@ -133,8 +134,9 @@ class _Pool:
     def _start(self) -> None:
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=_worker_main, name="avscene-worker", daemon=True,
-                                args=(child, self.setup, self.threads, self.timeout, self.verbose))
-        with hold_signals(signal.SIGINT):  # inherited blocked: a Ctrl-C cannot kill it half-started
+                                args=(child, self.setup, self.timeout, self.verbose))
+        # SIGINT inherited blocked: a Ctrl-C cannot kill it half-started; thread limits in its environment
+        with hold_signals(signal.SIGINT), child_thread_budget(self.threads):
             proc.start()
         child.close()
         self.workers.append(_Worker(proc, parent, deadline=time.monotonic() + SETUP_TIMEOUT_S))
