@@ -147,8 +147,11 @@ def test_ctrl_c_interrupts_a_hung_hub_call(tmp_path: Path) -> None:
     with SilentServer() as server:
         env = {**os.environ, "HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf"), "NO_PROXY": "127.0.0.1"}
         env.pop("HF_HUB_OFFLINE", None)
+        # preexec_fn: a shell runs a background job with SIGINT ignored, and a child inherits that
+        # (Python then keeps ignoring it); a terminal's Ctrl-C reaches a process with the default.
         proc = subprocess.Popen([sys.executable, "-m", "avscene", "download", "org/name", "--hub-timeout", "600"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             assert server.accepted.wait(120), "the command never reached the Hub"
             proc.send_signal(signal.SIGINT)
