@@ -363,7 +363,7 @@ def test_nothing_to_do_loads_nothing(jobs):
 
 
 def test_interrupted_pool_salvages_results_finished_ahead(tmp_path, monkeypatch):
-    files = [tmp_path / "300.x", tmp_path / "1.x", tmp_path / "2.x"]  # the first would take 30 s
+    files = [tmp_path / "3000.x", tmp_path / "1.x", tmp_path / "2.x"]  # the first would take 300 s
     # The parent has read the results of inputs 1 and 2 (it waits for input 0 to hand them out):
     # signalled by the pool's reader itself, so the interrupt comes after them, not after a guess.
     received: set[int] = set()
@@ -380,7 +380,9 @@ def test_interrupted_pool_salvages_results_finished_ahead(tmp_path, monkeypatch)
     monkeypatch.setattr(_pool._Pool, "_read", read_and_note)
 
     def interrupt_when_the_others_are_done() -> None:
-        both_read.wait(SLOW_S)  # bounded: if they never come, the assertions below say so
+        # bounded (if they never come, the assertions below say so), and far: on a loaded machine the
+        # workers may take longer than SLOW_S to start
+        both_read.wait(10 * SLOW_S)
         os.kill(os.getpid(), signal.SIGTERM)
 
     salvaged: list[Echo] = []
