@@ -1,0 +1,79 @@
+"""A markdown table comparing training recipes, copied from their evaluation files (never typed in).
+
+    python scripts/ablation_table.py NAME=DIR [NAME=DIR ...]
+
+Each DIR holds ``eval_val_noise.json`` and ``eval_val_shift_noise.json`` (``avscene evaluate
+--add-noise heldout:0 --add-noise heldout:10 --json-out``, before calibration: the fused decision the
+noise stress scores) and optionally ``train_log.jsonl`` (the training hold-out, per epoch). A prefix
+selects other file names: ``NAME=DIR:before_`` reads ``before_eval_val_noise.json`` and so on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _f(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def _holdout(log: Path) -> str:
+    """The kept epoch's hold-out micro-F1 (the best one, first on ties, as `avscene train` keeps it)."""
+    if not log.is_file():
+        return "—"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("val_micro_f1") is not None]
+    if not rows:
+        return "—"
+    best = max(rows, key=lambda r: (r["val_micro_f1"], -r["epoch"]))
+    return f"{best['val_micro_f1']:.3f} (ep. {best['epoch']})"
+
+
+def _worst(e: dict) -> str:
+    per = [(c["f1"], c["name"]) for c in e["classification"]["classes"] if c.get("f1") is not None]
+    f1, name = min(per)
+    return f"{name} {f1:.2f}"
+
+
+def _pooled(e: dict, snr: float) -> dict:
+    return next(c for c in e["noise_stress"]["conditions"] if c["family"] == "all" and c["snr_db"] == snr)
+
+
+def _pure(e: dict) -> float:
+    """Share of pure-noise clips given any label, over every held-out family."""
+    fams = [p for p in e["noise_stress"]["pure_noise"] if p["family"] != "all"]
+    return sum(p["any_label"] * p["n_clips"] for p in fams) / sum(p["n_clips"] for p in fams)
+
+
+def row(name: str, folder: Path, prefix: str = "") -> str:
+    val, shift = (json.loads((folder / f"{prefix}eval_{s}_noise.json").read_text()) for s in ("val", "val_shift"))
+    cells = [name, _holdout(folder / f"{prefix}train_log.jsonl")]
+    cells += [f"{_f(val['classification']['micro_f1'])} / {_f(shift['classification']['micro_f1'])}",
+              _worst(shift), f"{_f(val['sed']['f1'])} / {_f(shift['sed']['f1'])}"]
+    for snr in (0.0,):
+        a, b = _pooled(val, snr), _pooled(shift, snr)
+        cells += [f"{_f(a['micro_f1'])} / {_f(b['micro_f1'])}", f"{_f(a['max_fp_rate'])} / {_f(b['max_fp_rate'])}"]
+    cells.append(f"{_f(_pure(val))} / {_f(_pure(shift))}")
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = ("| recipe | hold-out micro-F1 (kept epoch) | micro-F1 val / val_shift | val_shift worst class F1 "
+          "| SED F1 val / val_shift | held-out noise 0 dB, micro-F1 | held-out noise 0 dB, max FP rate "
+          "| pure noise, clips with a label |\n|---|---|---|---|---|---|---|---|")
+
+
+def main(argv: list[str]) -> None:
+    if not argv or any("=" not in a for a in argv):
+        raise SystemExit(__doc__)
+    lines = [HEADER]
+    for arg in argv:
+        name, spec = arg.split("=", 1)
+        folder, _, prefix = spec.partition(":")
+        lines.append(row(name, Path(folder), prefix))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
