@@ -1,0 +1,50 @@
+"""scripts/ablation_table.py: each recipe's row holds the figures of its own evaluation files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ablation_table.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("ablation_table", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _eval(micro: float, worst: tuple[str, float], sed: float, noisy: float, fp: float, pure: list) -> dict:
+    classes = [{"name": "car", "f1": 1.0}, {"name": worst[0], "f1": worst[1]}, {"name": "silent", "f1": None}]
+    return {"classification": {"micro_f1": micro, "classes": classes}, "sed": {"f1": sed},
+            "noise_stress": {"conditions": [
+                {"family": "typing", "snr_db": 0.0, "micro_f1": 0.1, "max_fp_rate": 0.9},  # one family: not pooled
+                {"family": "all", "snr_db": 10.0, "micro_f1": 0.2, "max_fp_rate": 0.8},  # another SNR
+                {"family": "all", "snr_db": 0.0, "micro_f1": noisy, "max_fp_rate": fp}],
+                "pure_noise": [{"family": f, "n_clips": n, "any_label": a} for f, n, a in pure]}}
+
+
+def test_a_row_holds_its_own_files_figures(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pre_eval_val_noise.json").write_text(json.dumps(
+        _eval(0.9, ("flute", 0.25), 0.8, 0.7, 0.03, [("typing", 100, 0.5), ("crowd", 300, 0.1)])))
+    (run / "pre_eval_val_shift_noise.json").write_text(json.dumps(
+        _eval(0.85, ("violin", 0.0), 0.6, 0.65, 0.02, [("typing", 50, 0.0), ("crowd", 50, 1.0)])))
+    # the best hold-out epoch, the first of a tie (as `avscene train` keeps it); a line without a figure
+    (run / "pre_train_log.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"epoch": 0, "val_micro_f1": 0.8}, {"epoch": 1, "val_micro_f1": 0.91}, {"epoch": 2, "val_micro_f1": 0.91},
+        {"epoch": 3, "val_micro_f1": None}]) + "\n")
+    row = _script().row("x", run, "pre_")
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["x", "0.910 (ep. 1)", "0.900 / 0.850", "violin 0.00", "0.800 / 0.600", "0.700 / 0.650",
+                     "0.030 / 0.020", "0.200 / 0.500"]  # pure noise pooled by clips: (50 + 30) / 400, 50 / 100
+
+
+def test_no_training_log_is_a_dash(tmp_path):
+    e = json.dumps(_eval(0.5, ("drum", 0.4), 0.5, 0.5, 0.1, [("typing", 10, 0.0)]))
+    for s in ("val", "val_shift"):
+        (tmp_path / f"eval_{s}_noise.json").write_text(e)
+    assert _script().row("y", tmp_path).split("|")[2].strip() == "—"
