@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from avscene.tasks.runner import ModelSpec, ResultLog, Setup
 
 STDOUT = "-"  # --jsonl - : the records go to stdout
-EXIT_SIGINT = 130  # 128 + SIGINT, the shell's code for a Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -236,7 +235,8 @@ def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
             if finish is not None:  # e.g. a file summing up every input: only after a complete run
                 finish()
     except KeyboardInterrupt as e:
-        code, name = (e.exit_code, str(e)) if isinstance(e, Interrupted) else (EXIT_SIGINT, "SIGINT")
+        interrupted = Interrupted.of(e)
+        code, name = interrupted.exit_code, str(interrupted)
         done = len(p.files) - len(p.todo) + len(sink.results) + len(salvaged)
         hint = ("rerun the same command with --resume to continue" if p.log is not None else
                 "to continue where a run stops, give it --jsonl FILE and rerun it with --resume")

@@ -79,15 +79,15 @@ def command(fn: Callable[..., int], name: str, epilog: str | None = None) -> Non
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from avscene.tasks.limits import EXIT_SIGNAL_BASE, Interrupted, interrupts_raise
+        from avscene.tasks.limits import Interrupted, interrupts_raise
 
         try:
             with interrupts_raise():  # SIGTERM too unwinds (atomic writes clean up) and says so
                 code = fn(*args, **kwargs)
         except KeyboardInterrupt as e:  # outside a batch loop (which reports its own)
-            name, code = (str(e), e.exit_code) if isinstance(e, Interrupted) else ("SIGINT", EXIT_SIGNAL_BASE + 2)
-            print(f"avscene: interrupted ({name})", file=sys.stderr)
-            raise typer.Exit(code) from None
+            interrupted = Interrupted.of(e)
+            print(f"avscene: interrupted ({interrupted})", file=sys.stderr)
+            raise typer.Exit(interrupted.exit_code) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # noqa: BLE001 - mapped to a one-line message

@@ -59,6 +59,11 @@ class Interrupted(KeyboardInterrupt):
         """130 for SIGINT, 143 for SIGTERM."""
         return EXIT_SIGNAL_BASE + self.signum
 
+    @classmethod
+    def of(cls, e: KeyboardInterrupt) -> Interrupted:
+        """``e`` itself, or (a plain KeyboardInterrupt: Python's own Ctrl-C) the SIGINT one."""
+        return e if isinstance(e, cls) else cls(signal.SIGINT)
+
 
 class _Hold:
     """Process-wide bookkeeping of held sections (signal handlers always run in the main thread).
