@@ -29,6 +29,26 @@ def _one_torch_thread():
 
 
 @pytest.fixture
+def spied(monkeypatch) -> list[str]:
+    """Every noise-bank family's generator wrapped to record its name when called."""
+    import dataclasses
+
+    from avscene.dsp import noise as bank
+
+    calls: list[str] = []
+
+    def spy(name, fn):
+        def generate(n, sr, rng):
+            calls.append(name)
+            return fn(n, sr, rng)
+        return generate
+
+    for name, fam in list(bank.FAMILIES.items()):
+        monkeypatch.setitem(bank.FAMILIES, name, dataclasses.replace(fam, generator=spy(name, fam.generator)))
+    return calls
+
+
+@pytest.fixture
 def read_only_dir(tmp_path: Path):
     """An empty folder with mode 0o500 (restored afterwards); skips where permissions are not enforced."""
     import os

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from avscene.config import PreprocessConfig
-from avscene.train.augment import AugmentOptions, augment_audio, background_negative, clip_tensors
+from avscene.dsp import noise as bank
+from avscene.train.augment import (AugmentOptions, augment_audio, background_negative, clip_tensors,
+                                     holdout_backgrounds)
 from avscene.train.data import CachedClip
 
 SR = 16000
@@ -68,3 +70,34 @@ def test_evaluation_input_ignores_every_augmentation():
         torch.testing.assert_close(evaluated[k], plain[k])
     augmented = clip_tensors(clip, pre, np.random.default_rng(0), strong)
     assert not torch.allclose(augmented["audio"], plain["audio"])
+
+
+def _power(x: np.ndarray) -> float:
+    return float(np.mean(np.square(x.astype(np.float64))))
+
+
+def test_holdout_backgrounds_at_0_db_from_training_families_only_and_the_same_every_time(spied):
+    clips = [CachedClip(audio=(tone_clip().audio * (0.01 + 0.002 * i)).astype(np.float32), frames=tone_clip().frames,
+                        boxes=tone_clip().boxes, frame_times=tone_clip().frame_times)
+             for i in range(len(bank.TRAIN_FAMILIES) + 2)]
+    noisy, pure = holdout_backgrounds(clips, seed=3, sr=SR)
+    assert len(noisy) == len(pure) == len(clips)
+    for c, n, p in zip(clips, noisy, pure):
+        added = n.audio.astype(np.float64) - c.audio
+        assert 10 * np.log10(_power(c.audio) / _power(added)) == pytest.approx(0.0, abs=0.05)  # SNR 0 dB
+        assert n.frames is c.frames and np.array_equal(n.boxes, c.boxes)  # the picture is the clip's
+        assert _power(p.audio) == pytest.approx(_power(c.audio), rel=0.02)  # pure noise at the clip's level
+        assert p.frames is None and len(p.audio) == len(c.audio)  # audio only
+    assert set(spied) <= set(bank.TRAIN_FAMILIES) and not set(spied) & set(bank.HELDOUT_FAMILIES)
+    assert set(spied) >= set(bank.TRAIN_FAMILIES) - {"mix_train"}  # one clip per family: all of them used
+    again, _ = holdout_backgrounds(clips, seed=3, sr=SR)
+    other, _ = holdout_backgrounds(clips, seed=4, sr=SR)
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(noisy, again))
+    assert not any(np.array_equal(a.audio, b.audio) for a, b in zip(noisy, other))
+
+
+def test_holdout_backgrounds_leave_a_clip_without_audio_as_it_is():
+    silent_video = CachedClip(audio=None, frames=tone_clip().frames, boxes=tone_clip().boxes,
+                              frame_times=tone_clip().frame_times)
+    noisy, pure = holdout_backgrounds([silent_video, tone_clip()], seed=0, sr=SR)
+    assert noisy[0] is silent_video and len(pure) == 1

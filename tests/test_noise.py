@@ -120,22 +120,6 @@ def test_train_and_heldout_are_disjoint_cover_the_bank_and_share_every_texture()
     assert all(f.split == ("heldout" if k in heldout else "train") for k, f in bank.FAMILIES.items())
 
 
-@pytest.fixture
-def spied(monkeypatch):
-    """Every family's generator wrapped to record its name when called."""
-    calls: list[str] = []
-
-    def spy(name, fn):
-        def generate(n, sr, rng):
-            calls.append(name)
-            return fn(n, sr, rng)
-        return generate
-
-    for name, fam in list(bank.FAMILIES.items()):
-        monkeypatch.setitem(bank.FAMILIES, name, dataclasses.replace(fam, generator=spy(name, fam.generator)))
-    return calls
-
-
 def test_training_noise_draws_every_training_family_and_never_a_heldout_one(spied):
     rng = np.random.default_rng(0)
     for _ in range(300):

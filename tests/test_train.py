@@ -531,3 +531,39 @@ def test_negative_bags_get_no_label(toy, cache_dir, tmp_path):
     assert all(not np.array_equal(o.audio[: len(c.audio)], c.audio) for o, c in zip(out, clips))
     kept, y_kept = trainer._negatives(clips, y, None)  # no generator: evaluation, nothing changes
     assert kept == clips and torch.equal(y_kept, y)
+
+
+def test_robust_selection_keeps_the_epoch_best_on_the_pooled_holdout(toy, cache_dir, tmp_path):
+    """--select robust: every epoch logs the hold-out clean, under training-family noise and on pure
+    noise; the kept checkpoint is the epoch with the best pooled micro-F1 (ties: lower pooled loss),
+    and --keep-epochs leaves each epoch's weights to compare."""
+    from avscene.hub import read_config
+
+    out = tmp_path / "run"
+    summary = fit(toy_config(toy, cache_dir, out, epochs=4, select="robust", keep_epochs=True), log=quiet)
+    log = log_epochs(out)
+    assert all({"noisy_micro_f1", "pure_alarm", "robust_micro_f1", "robust_loss"} <= set(r) for r in log)
+    assert all(0.0 <= r["pure_alarm"] <= 1.0 for r in log)
+    best = max(range(len(log)), key=lambda e: (log[e]["robust_micro_f1"], -log[e]["robust_loss"]))
+    assert summary.best_epoch == best
+    assert sorted(p.name for p in (out / "epochs").iterdir()) == [f"{e:02d}" for e in range(4)]
+    assert same_weights(out / "model.safetensors", out / "epochs" / f"{best:02d}" / "model.safetensors")
+    training = read_config(out)["training"]
+    assert training["select"] == "robust" and "robust" in training["selection"]
+    assert read_config(out)["model"]["threshold"] is not None  # calibrated on the pooled hold-out
+
+
+def test_robust_pools_label_pure_noise_with_nothing(toy, cache_dir, tmp_path):
+    trainer = Trainer(toy_config(toy, cache_dir, tmp_path / "run", select="robust"), log=quiet)
+    trainer.load_clips()
+    sets = trainer.holdout_sets()
+    (clean, y), (noisy, yn), (pure, yp) = sets["clean"], sets["noisy"], sets["pure"]
+    assert len(clean) == len(noisy) == len(pure) == N_CLIPS and np.array_equal(y, yn)
+    assert y.sum() == N_CLIPS and yp.shape == y.shape and not yp.any()
+    scores, labels = trainer.holdout_scores(pools=("clean", "noisy", "pure"))
+    assert scores.shape == (3 * N_CLIPS, 2) and np.array_equal(labels, np.concatenate([y, yn, yp]))
+
+
+def test_unknown_selection_is_a_config_error(toy, tmp_path):
+    with pytest.raises(ConfigError, match="--select"):
+        Trainer(toy_config(toy, tmp_path, tmp_path / "run", select="val_shift"), log=quiet)

@@ -56,6 +56,12 @@ def train_cmd(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
     patience: Annotated[int, typer.Option(min=1, help="Early stopping after this many epochs "
                                           "without a better validation micro-F1.")] = 6,
+    select: Annotated[str, typer.Option(help="What chooses the epoch and calibrates the threshold: clean "
+                                        "(hold-out micro-F1) or robust (micro-F1 pooled over the hold-out "
+                                        "clips clean, with a training-family background at 0 dB, and as pure "
+                                        "noise; held-out noise families are never used).")] = "clean",
+    keep_epochs: Annotated[bool, typer.Option("--keep-epochs", help="Also save every epoch as a checkpoint "
+                                              "OUTPUT/epochs/NN (uncalibrated), to compare selections.")] = False,
     freeze: Annotated[Optional[list[str]], typer.Option(metavar="PART", help="Keep fixed: audio_backbone, "
                                                         "visual_backbone, audio, visual.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation, the batches and the "
@@ -96,7 +102,7 @@ def train_cmd(
         manifest=str(manifest), output=str(output), val_manifest=None if val is None else str(val),
         val_split=val_split, variant=variant, audio_proposals=audio_proposals, epochs=epochs,
         batches_per_epoch=batches_per_epoch, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        patience=patience, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
+        patience=patience, select=select, keep_epochs=keep_epochs, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
         refine_labels=refine_labels,
         cache_dir=None if cache_dir is None else str(cache_dir), workers=workers,
         init_audio=None if init_audio is None else str(init_audio),

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from avscene.config import PreprocessConfig
+from avscene.dsp import noise as noise_bank
 from avscene.dsp.noise import mix_at_snr, training_noise
 from avscene.dsp.timbre import pitch_shift, warp_frequency
 from avscene.nn.inputs import normalise_images, segment_of_times
@@ -160,6 +161,33 @@ def background_negative(clip: CachedClip, rng: np.random.Generator, *, sr: int) 
         colour = rng.integers(0, 256, size=(1, 3, 1, 1), dtype=np.uint8)
         frames = np.broadcast_to(colour, clip.frames.shape).copy()  # (T, 3, h, w)
     return CachedClip(audio=audio, frames=frames, boxes=clip.boxes, frame_times=clip.frame_times)
+
+
+def holdout_backgrounds(clips: Sequence[CachedClip], *, seed: int, sr: int,
+                        snr_db: float = 0.0) -> tuple[list[CachedClip], list[CachedClip]]:
+    """The hold-out clips as model selection sees them under unfamiliar sound (training families only).
+
+    Returns ``(noisy, pure)``: each clip with a background of the noise bank's training families
+    at ``snr_db`` over its own audio, and each clip's pure-noise version (the same background at
+    the clip's RMS, frames left out: an audio-only input, as the noise-stress protocol scores pure
+    noise). Clip ``i`` gets family ``TRAIN_FAMILIES[i % n]`` seeded by ``(seed, i)``, so every
+    epoch, rank and resumed run sees the same sets, and every training family is used.
+    """
+    noisy, pure = [], []
+    for i, clip in enumerate(clips):
+        if clip.audio is None or not len(clip.audio):
+            noisy.append(clip)
+            continue
+        family = noise_bank.TRAIN_FAMILIES[i % len(noise_bank.TRAIN_FAMILIES)]
+        background = noise_bank.noise(family, len(clip.audio), sr=sr, rng=np.random.default_rng([seed, i]))  # unit RMS
+        power = float(np.mean(np.square(clip.audio, dtype=np.float64)))
+        level = np.float32(np.sqrt(power) if power > 0 else noise_bank.SILENT_RMS)
+        mixed = mix_at_snr(clip.audio, background, snr_db)
+        noisy.append(CachedClip(audio=np.clip(mixed, -1.0, 1.0).astype(np.float32), frames=clip.frames,
+                                boxes=clip.boxes, frame_times=clip.frame_times))
+        pure.append(CachedClip(audio=np.clip(background * level, -1.0, 1.0).astype(np.float32),
+                               frames=None, boxes=None, frame_times=None))
+    return noisy, pure
 
 
 def augment_frames(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,

@@ -81,6 +81,9 @@ class TrainConfig:
     lr: float = 1e-3  # AdamW; models here start from scratch, so larger than the paper's 1e-5
     weight_decay: float = 1e-4
     patience: int = 6  # epochs without a better validation micro-F1 (ties: lower loss) before stopping
+    select: str = "clean"  # what picks the epoch and the threshold (SELECTIONS): "clean" hold-out micro-F1,
+    #                        or "robust": pooled over the hold-out clean, with training-family noise, pure noise
+    keep_epochs: bool = False  # also save every epoch's checkpoint as <output>/epochs/NN (compare selections)
     freeze: tuple[str, ...] = ()  # parts kept fixed: audio_backbone, visual_backbone
     seed: int = 0
     balance: bool = True  # label-first balanced batches (the paper's sampler)
@@ -158,6 +161,16 @@ def _from_rank0(obj: dict, world: int) -> dict:
     return box[0]
 
 
+# Model selection: the hold-out pool whose micro-F1 (ties: loss) picks the epoch and calibrates the
+# threshold. A clean hold-out cannot see what robustness to unfamiliar sound buys (the 2026-12-05
+# ablation); "robust" adds each hold-out clip under a training-family background at 0 dB and as pure
+# noise (train/augment.holdout_backgrounds): every label predicted on pure noise is a false positive.
+SELECTIONS: dict[str, tuple[str, ...]] = {"clean": ("clean",), "robust": ("clean", "noisy", "pure")}
+HOLDOUT_SNR_DB = 0.0
+SELECTION_TEXT = {"clean": "best validation micro-F1",
+                  "robust": "best robust validation micro-F1 (hold-out clean, with training-family noise at "
+                            "0 dB, and pure noise)"}
+
 NO_HOLDOUT = ("no hold-out clips (--val-split 0, or too few clips per label set for the stratified "
               "split to hold any out; --val gives a validation manifest)")
 
@@ -192,6 +205,8 @@ class Trainer:
             raise ConfigError(f"--batch-size {cfg.batch_size} is smaller than the {self.world} processes: "
                               f"use at least {self.world} bags per batch")
         torch.manual_seed(cfg.seed)
+        if cfg.select not in SELECTIONS:
+            raise ConfigError(f"--select must be one of {sorted(SELECTIONS)}")
         if cfg.preset not in PRESETS:
             raise ConfigError(f"--preset must be one of {sorted(PRESETS)}")
         preset = PRESETS[cfg.preset]
@@ -219,6 +234,7 @@ class Trainer:
         if self.mcfg.audio_context and self.pre.audio_proposals != "tsp":
             raise ConfigError("audio_context needs time-ordered audio windows: use --audio-proposals tsp")
         self.cache = ClipCache(Path(cfg.cache_dir) if cfg.cache_dir else None, self.pre)
+        self._holdout: dict[str, tuple[list[CachedClip], np.ndarray]] | None = None  # holdout_sets()
 
     def load_clips(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Prepare (or read from the cache) every clip of both splits into memory."""
@@ -231,6 +247,7 @@ class Trainer:
             torch.distributed.barrier()
         self.train_clips = [self.cache.get(e.path) for e in self.train_ex]
         self.val_clips = [self.cache.get(e.path) for e in self.val_ex]
+        self._holdout = None
 
     def _start_from(self, cfg: TrainConfig) -> tuple[AVSceneNet, ModelConfig, PreprocessConfig]:
         """Fine-tuning: the network, model config and preprocessing of the checkpoint
@@ -355,9 +372,24 @@ class Trainer:
                                     for i in range(0, len(clips), batch)]).numpy()
         return refine_targets(y, kept["audio"], kept["visual"], partners, threshold=self.mcfg.decision_threshold)
 
+    def holdout_sets(self) -> dict[str, tuple[list[CachedClip], np.ndarray]]:
+        """The hold-out pools (clips, labels (N, C)): ``clean``, ``noisy`` (a training-family
+        background at ``HOLDOUT_SNR_DB``) and ``pure`` (the backgrounds alone, no label)."""
+        if self._holdout is None:
+            from avscene.train.augment import holdout_backgrounds
+
+            y = targets(self.val_ex, self.class_names)
+            noisy, pure = holdout_backgrounds(self.val_clips, seed=self.cfg.seed, sr=self.pre.sample_rate,
+                                              snr_db=HOLDOUT_SNR_DB)
+            pure = pure if self.mcfg.uses_audio else []  # pure noise is an audio-only input
+            self._holdout = {"clean": (self.val_clips, y), "noisy": (noisy, y),
+                             "pure": (pure, np.zeros((len(pure), y.shape[1]), y.dtype))}
+        return self._holdout
+
     @torch.no_grad()
-    def holdout_scores(self, *, batch: int = 16) -> tuple[torch.Tensor, np.ndarray]:
-        """Fused scores (N, C) of the validation clips (no augmentation) and their labels (N, C).
+    def holdout_scores(self, *, pools: tuple[str, ...] = ("clean",),
+                       batch: int = 16) -> tuple[torch.Tensor, np.ndarray]:
+        """Fused scores (N, C) of the validation clips of ``pools`` (no augmentation) and their labels (N, C).
 
         Raises:
             UsageError: there are no validation clips.
@@ -365,16 +397,34 @@ class Trainer:
         if not self.val_ex:
             raise UsageError(NO_HOLDOUT)
         self.model.eval()
-        scores = [self.model(self._input(self.val_clips[i : i + batch], None)).scores.float().cpu()
-                  for i in range(0, len(self.val_clips), batch)]
-        return torch.cat(scores), targets(self.val_ex, self.class_names)
+        sets = self.holdout_sets() if pools != ("clean",) else {"clean": (self.val_clips, None)}
+        scores, labels = [], []
+        for name in pools:
+            clips, y = sets[name]
+            scores += [self.model(self._input(clips[i : i + batch], None)).scores.float().cpu()
+                       for i in range(0, len(clips), batch)]  # a pool's bags share their modalities
+            labels.append(targets(self.val_ex, self.class_names) if y is None else y)
+        return torch.cat(scores), np.concatenate(labels)
 
     def validate(self, loss_fn, *, batch: int = 16) -> dict[str, float]:
+        """Hold-out figures: ``val_*`` on the clean clips, ``noisy_micro_f1`` under training-family
+        noise, ``pure_alarm`` (share of pure-noise inputs given a label) and the ``robust_*`` figures
+        of the three pooled (what ``select == "robust"`` chooses by). Every run logs both, so the
+        epochs of one run (``keep_epochs``) can be compared under either selection."""
+        t = self.mcfg.decision_threshold
         s, y = self.holdout_scores(batch=batch)
-        pred = (s.numpy() > self.mcfg.decision_threshold)
-        p, r, f1 = micro_prf(y > 0, pred, undefined=0.0)
-        return {"val_loss": float(loss_fn(s, torch.from_numpy(y))), "val_micro_f1": f1,
-                "val_precision": p, "val_recall": r}
+        p, r, f1 = micro_prf(y > 0, s.numpy() > t, undefined=0.0)
+        out = {"val_loss": float(loss_fn(s, torch.from_numpy(y))), "val_micro_f1": f1,
+               "val_precision": p, "val_recall": r}
+        sn, yn = self.holdout_scores(pools=("noisy",), batch=batch)
+        sp, yp = self.holdout_scores(pools=("pure",), batch=batch) if self.holdout_sets()["pure"][0] \
+            else (s[:0], y[:0])
+        s_all, y_all = torch.cat([s, sn, sp]), np.concatenate([y, yn, yp])
+        out.update(noisy_micro_f1=micro_prf(yn > 0, sn.numpy() > t, undefined=0.0)[2],
+                   pure_alarm=float((sp.numpy() > t).any(axis=1).mean()) if len(sp) else 0.0,
+                   robust_loss=float(loss_fn(s_all, torch.from_numpy(y_all))),
+                   robust_micro_f1=micro_prf(y_all > 0, s_all.numpy() > t, undefined=0.0)[2])
+        return out
 
 
 def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
@@ -432,26 +482,28 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
         record = _from_rank0(record, tr.world)
         # better micro-F1, or the same (e.g. still 0 early on) with a lower validation loss;
         # without a hold-out every epoch counts as the best so far: the last one is kept
-        improved = not holdout or record["val_micro_f1"] > best or (
-            record["val_micro_f1"] == best and record["val_loss"] < best_loss)
+        f1_key, loss_key = ("robust_micro_f1", "robust_loss") if cfg.select == "robust" else ("val_micro_f1", "val_loss")
+        improved = not holdout or record[f1_key] > best or (record[f1_key] == best and record[loss_key] < best_loss)
         if improved and not holdout:
             best_epoch = epoch
         elif improved:
-            best, best_epoch, best_loss = record["val_micro_f1"], epoch, record["val_loss"]
+            best, best_epoch, best_loss = record[f1_key], epoch, record[loss_key]
         if tr.rank == 0:
             _append_jsonl(out / "train_log.jsonl", record)
+            training = {**cfg.record(), "best_epoch": epoch, "val_micro_f1": best if holdout else None,
+                        "holdout_clips": holdout, "processes": tr.world,
+                        "selection": SELECTION_TEXT[cfg.select] if holdout else "last epoch (no hold-out clips)"}
             if improved:
-                checkpointing.save_model(tr.model, out, class_names=tr.class_names, pre=tr.pre,
-                                         training={**cfg.record(), "best_epoch": epoch,
-                                                   "val_micro_f1": best if holdout else None,
-                                                   "holdout_clips": holdout,
-                                                   "selection": "best validation micro-F1" if holdout
-                                                   else "last epoch (no hold-out clips)",
-                                                   "processes": tr.world})
+                checkpointing.save_model(tr.model, out, class_names=tr.class_names, pre=tr.pre, training=training)
+            if cfg.keep_epochs:  # each epoch as a checkpoint of its own (uncalibrated), to compare selections
+                checkpointing.save_model(tr.model, out / "epochs" / f"{epoch:02d}", class_names=tr.class_names,
+                                         pre=tr.pre, training={**training, "val_micro_f1": record.get(f1_key)})
             checkpointing.save_resume(out / "last", tr.model, opt, sched,
                                       {"epoch": epoch, "best": best, "best_epoch": best_epoch,
                                        "best_loss": best_loss})
-        val = (f"  val loss {record['val_loss']:.4f}  val micro-F1 {record['val_micro_f1']:.3f}"
+        robust = (f"  noisy {record['noisy_micro_f1']:.3f}  pure-noise alarms {record['pure_alarm']:.2f}"
+                  f"  robust micro-F1 {record['robust_micro_f1']:.3f}") if holdout else ""
+        val = (f"  val loss {record['val_loss']:.4f}  val micro-F1 {record['val_micro_f1']:.3f}{robust}"
                f"{'  *' if improved else ''}") if holdout else ""
         log(f"epoch {epoch}: loss {train_loss:.4f}{val}  ({record['seconds']:.0f}s)")
         if holdout and epoch - best_epoch >= cfg.patience:
@@ -516,13 +568,13 @@ def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> flo
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     tcfg = TrainConfig(**{k: v for k, v in config.get("training", {}).items() if k in names})
     tr = Trainer(dataclasses.replace(tcfg, resume=False, init_audio=None, init_visual=None), log=log)
-    tr.val_clips = [tr.cache.get(e.path) for e in tr.val_ex]
+    tr.val_clips, tr._holdout = [tr.cache.get(e.path) for e in tr.val_ex], None
     loaded = load_pretrained(str(run), device=tcfg.device)
     tr.model, tr.mcfg = loaded.model, dataclasses.replace(loaded.config, threshold=None)
-    scores, y = tr.holdout_scores()
+    scores, y = tr.holdout_scores(pools=SELECTIONS[tcfg.select])
     default = tr.mcfg.decision_threshold
     t = best_threshold(scores.numpy(), y > 0, default=default)
-    log(f"calibrated threshold {t:+.2f} on {len(y)} held-out clips: micro-F1 "
+    log(f"calibrated threshold {t:+.2f} on {len(y)} held-out inputs ({tcfg.select}): micro-F1 "
         f"{micro_f1_at(scores.numpy(), y > 0, default):.3f} at {default:+.2f} → "
         f"{micro_f1_at(scores.numpy(), y > 0, t):.3f}")
     config["model"]["threshold"] = t
