@@ -50,6 +50,8 @@ class PreprocessConfig:
     audio_proposals: str = "tsp"  # audio bag: "tsp", "ncp" or "tsp+ncp" (avscene.proposals.bags)
     ncp_components: int = 20  # K: NMF components of an NCP bag
     visual_proposals: str = "edgeboxes"  # "edgeboxes" (boxes_per_frame per frame) or "dense" (proposals/dense.py)
+    band_norm: bool = False  # subtract each mel band's mean over the input's TSPs from every audio proposal
+    #                          (proposals/audio.band_offset): a recording's fixed EQ and gain cancel out
 
     def __post_init__(self) -> None:
         if self.visual_proposals not in VISUAL_PROPOSAL_TYPES:

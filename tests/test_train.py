@@ -567,3 +567,18 @@ def test_robust_pools_label_pure_noise_with_nothing(toy, cache_dir, tmp_path):
 def test_unknown_selection_is_a_config_error(toy, tmp_path):
     with pytest.raises(ConfigError, match="--select"):
         Trainer(toy_config(toy, tmp_path, tmp_path / "run", select="val_shift"), log=quiet)
+
+
+def test_init_model_may_switch_on_band_norm_and_nothing_else_of_the_preprocessing(toy, cache_dir, tmp_path):
+    from avscene.hub import read_config
+
+    first = tmp_path / "first"
+    fit(toy_config(toy, cache_dir, first, epochs=1), log=quiet)
+    tuned = tmp_path / "tuned"
+    fit(toy_config(toy, cache_dir, tuned, init_model=str(first), model={}, preprocess={"band_norm": True},
+                   epochs=1), log=quiet)
+    assert read_config(tuned)["preprocess"]["band_norm"] is True
+    assert read_config(tuned)["preprocess"]["image_size"] == read_config(first)["preprocess"]["image_size"]
+    with pytest.raises(ConfigError, match="pre-opt"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first), model={},
+                           preprocess={"image_size": 32}), log=quiet)

@@ -194,6 +194,52 @@ def audio_proposals(audio: np.ndarray | torch.Tensor, *, cfg: PreprocessConfig) 
     return AudioProposals(patches=patches, times=patch_times(n_patches, cfg=cfg))
 
 
+def band_means(patches: np.ndarray) -> np.ndarray:
+    """Mean log-mel of each band over patches ``(P, F, n_mels)`` → ``(n_mels,)`` float32."""
+    return np.asarray(patches, dtype=np.float64).mean(axis=(0, 1)).astype(np.float32)
+
+
+class BandMeans:
+    """:func:`band_means` of patches that arrive in pieces (:meth:`push`), equal to that of them all."""
+
+    def __init__(self) -> None:
+        self._sum: np.ndarray | None = None  # (n_mels,) float64
+        self._count = 0  # frames summed
+
+    def push(self, patches: np.ndarray | None) -> None:
+        if patches is None or not len(patches):
+            return
+        x = np.asarray(patches, dtype=np.float64)  # (P, F, n_mels)
+        part = x.sum(axis=(0, 1))
+        self._sum = part if self._sum is None else self._sum + part
+        self._count += x.shape[0] * x.shape[1]
+
+    def value(self) -> np.ndarray | None:
+        """The means so far (``(n_mels,)`` float32), None before any patch."""
+        return None if self._sum is None else (self._sum / self._count).astype(np.float32)
+
+
+def band_offset(audio: np.ndarray, *, cfg: PreprocessConfig) -> np.ndarray | None:
+    """What ``cfg.band_norm`` subtracts from every audio proposal of ``audio``: the mean log-mel of
+    each band over its TSPs, ``(n_mels,)`` float32; None when ``cfg.band_norm`` is off.
+
+    A fixed equaliser or gain of the recording adds a constant per band to the log-mel; after
+    the subtraction it is gone, so two recordings of one event that differ by their channel
+    give the same input. Inference on a file takes the means of the whole file (a first pass
+    over its audio), training those of the clip, separation those of the chunk it works on.
+    """
+    if not cfg.band_norm:
+        return None
+    return band_means(audio_proposals(audio, cfg=cfg).patches)
+
+
+def normalise_bands(patches: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """``patches (..., F, n_mels) - offset (n_mels,)`` as float32; the patches themselves when ``offset`` is None."""
+    if offset is None:
+        return patches
+    return (np.asarray(patches, dtype=np.float32) - np.asarray(offset, dtype=np.float32)).astype(np.float32)
+
+
 class TSPStream:
     """:func:`audio_proposals` of a waveform that arrives in consecutive pieces.
 

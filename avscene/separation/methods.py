@@ -20,6 +20,7 @@ import torch
 from avscene.config import PreprocessConfig
 from avscene.dsp.stft import STFTOptions
 from avscene.errors import UsageError
+from avscene.proposals.audio import band_offset
 from avscene.proposals.nmf import NMFOptions, NMFTracks, ncp_patches, nmf_tracks
 from avscene.separation.dictionary import Dictionaries, dictionary_mask, separate_with_dictionaries
 from avscene.separation.ranking import (
@@ -85,6 +86,9 @@ def score_with(audio: np.ndarray | torch.Tensor, score_patches: Callable[[torch.
     with _cpu_threads(device, NMF_CPU_THREADS):
         dec = nmf_tracks(audio, opts=nmf, device=device)
     patches, _ = ncp_patches(dec.tracks, cfg=cfg)  # (K, P, 96, 64)
+    offset = band_offset(np.asarray(torch.as_tensor(audio).float().cpu()), cfg=cfg)  # the mixture's (band_norm)
+    if offset is not None:
+        patches = patches - torch.from_numpy(offset).to(patches.device, patches.dtype)
     n_comp, n_win = patches.shape[:2]
     flat = patches.reshape(n_comp * n_win, *patches.shape[2:]).float()  # (K*P, 96, 64)
     parts = []

@@ -127,9 +127,11 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
         if not ((cfg.uses_audio and reader.has_audio) or (cfg.uses_visual and reader.has_video)):
             raise UsageError(
                 f"{path}: the model uses {'/'.join(_needed(cfg))} but the file has no such stream")
-        emb = _Embedder(loaded, edge_model=edge_model, audio=cfg.uses_audio and reader.has_audio,
+        audio = cfg.uses_audio and reader.has_audio
+        offsets = _band_offsets(path, pre, variants, any_format=any_format) if audio and pre.band_norm else None
+        emb = _Embedder(loaded, edge_model=edge_model, audio=audio,
                         visual=cfg.uses_visual and reader.has_video and any(v.video for v in variants),
-                        variants=variants)
+                        variants=variants, band_offsets=offsets)
         _consume(reader, emb)
     out = []
     for k, variant in enumerate(variants):
@@ -151,6 +153,29 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
             info = dataclasses.replace(info, warnings=tuple(warnings))
         out.append(Analysis(info=info, audio=aprops, visual=vprops, output=res, timings=emb.timings))
     return out
+
+
+def _band_offsets(path: str | Path, pre, variants: Sequence[AudioVariant], *,
+                  any_format: bool) -> list[np.ndarray | None]:
+    """Each variant's ``band_norm`` offset: the band means of the whole file's TSPs
+    (:func:`avscene.proposals.audio.band_offset`), from a first pass over its audio alone (it is
+    streamed: memory does not grow with the duration). None for a variant with no audio decoded."""
+    from avscene.io.audio_stream import AudioReader
+    from avscene.proposals.audio import BandMeans, TSPStream
+
+    streams = [TSPStream(cfg=pre) for _ in variants]
+    means = [BandMeans() for _ in variants]
+    start = 0
+    with AudioReader(path, sample_rate=pre.sample_rate, any_format=any_format) as reader:
+        for block in reader.blocks():
+            for stream, acc, variant in zip(streams, means, variants):
+                props = stream.push(block if variant.edit is None else variant.edit(block, start))
+                acc.push(None if props is None else props.patches)
+            start += len(block)
+    for stream, acc in zip(streams, means):
+        props = stream.finish()
+        acc.push(None if props is None else props.patches)
+    return [acc.value() for acc in means]
 
 
 def _consume(reader: ChunkReader, emb: _Embedder) -> None:
@@ -189,11 +214,13 @@ class _Embedder:
     """Proposals and proposal features of successive chunks; keeps no frame or audio."""
 
     def __init__(self, loaded: LoadedModel, *, edge_model: str | None, audio: bool, visual: bool,
-                 variants: Sequence[AudioVariant]):
+                 variants: Sequence[AudioVariant], band_offsets: Sequence[np.ndarray | None] | None = None):
         from avscene.proposals.bags import AudioBagStream
 
         self._loaded, self._edge_model, self._visual = loaded, edge_model, visual
         self._variants = tuple(variants)
+        # per variant, subtracted from its audio proposals (PreprocessConfig.band_norm); None: nothing
+        self._offsets = list(band_offsets) if band_offsets is not None else [None] * len(self._variants)
         self._bags = [AudioBagStream(cfg=loaded.preprocess) for _ in variants] if audio else None
         self._device = next(loaded.model.parameters()).device
         self._audio_feats: list[list[ProposalFeatures]] = [[] for _ in variants]  # per variant
@@ -234,8 +261,11 @@ class _Embedder:
             self._embed_audio(k, aprops)
 
     def _embed_audio(self, k: int, aprops: AudioProposals | None) -> None:
+        from avscene.proposals.audio import normalise_bands
+
         if aprops is not None:
-            self._audio_feats[k].append(self._features(patches=aprops.patches, patch_times=aprops.times))
+            patches = normalise_bands(aprops.patches, self._offsets[k])
+            self._audio_feats[k].append(self._features(patches=patches, patch_times=aprops.times))
             self._audio[k].append(aprops.timing)
 
     def _embed_visual(self, frames: np.ndarray, vprops: VisualProposals) -> None:

@@ -229,13 +229,14 @@ def spec_mask(patches: np.ndarray, rng: np.random.Generator, width: int, time_wi
 def clip_tensors(clip: CachedClip, pre: PreprocessConfig, rng: np.random.Generator | None,
                  opts: AugmentOptions | None) -> dict[str, torch.Tensor]:
     """One bag's tensors, augmented when ``rng`` and ``opts`` are given."""
+    from avscene.proposals.audio import band_offset, normalise_bands
     from avscene.proposals.bags import audio_bag
 
     out: dict[str, torch.Tensor] = {}
     if clip.audio is not None:
         audio = clip.audio if rng is None else augment_audio(clip.audio, rng, opts, sr=pre.sample_rate)
         ap = audio_bag(audio, cfg=pre)
-        patches = ap.patches
+        patches = normalise_bands(ap.patches, band_offset(audio, cfg=pre))  # the identity unless pre.band_norm
         if rng is not None:
             if opts.warp > 0:
                 patches = warp_frequency(patches, float(rng.uniform(-opts.warp, opts.warp)))

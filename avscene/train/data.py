@@ -31,7 +31,7 @@ from avscene.config import PreprocessConfig
 from avscene.errors import ConfigError, UsageError
 
 CACHE_FORMAT = 1  # bump when the cached arrays change meaning
-BAG_ONLY_PARAMS = ("audio_proposals", "ncp_components")  # not part of what is cached
+BAG_ONLY_PARAMS = ("audio_proposals", "ncp_components", "band_norm")  # computed at batch time: not part of what is cached
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
 # ModelConfig fields a fine-tuning run (--init-model) may add, each with the prefix of the
 # parameters of the part it adds (those start as built; every other weight comes from the checkpoint)
 ADDABLE: dict[str, str] = {"audio_context": "audio_context."}
+# PreprocessConfig fields a fine-tuning run may change: a new input normalisation the network adapts to
+ADDABLE_PRE = ("band_norm",)
 
 # Named architectures: ModelConfig and PreprocessConfig overrides. "small" trains from
 # scratch on a 2-core CPU in well under an hour (the bundled model); "vggish" is the
@@ -255,10 +257,12 @@ class Trainer:
         from avscene.hub import load_pretrained
 
         added = {k: v for k, v in cfg.model.items() if k in ADDABLE}
-        if set(cfg.model) - set(ADDABLE) or cfg.preprocess or cfg.init_audio or cfg.init_visual:
+        if set(cfg.model) - set(ADDABLE) or set(cfg.preprocess) - set(ADDABLE_PRE) or cfg.init_audio \
+                or cfg.init_visual:
             raise ConfigError("--init-model takes the architecture and preprocessing of that checkpoint: "
-                              "drop --pre-opt, --init-audio, --init-visual and every --model-opt but "
-                              f"{', '.join(ADDABLE)} (a part added to it)")
+                              "drop --init-audio, --init-visual, every --model-opt but "
+                              f"{', '.join(ADDABLE)} (a part added to it) and every --pre-opt but "
+                              f"{', '.join(ADDABLE_PRE)}")
         loaded = load_pretrained(cfg.init_model, offline=True, device=cfg.device)
         if tuple(loaded.labels) != tuple(self.class_names):
             raise ConfigError(f"--init-model {cfg.init_model} has the labels {list(loaded.labels)}, the "
@@ -280,7 +284,7 @@ class Trainer:
                                   f"missing {missing}, unexpected {unexpected}")
         model = model.to(cfg.device)
         model.cfg = mcfg  # saved with the fine-tuned weights; the threshold is calibrated again
-        return model, mcfg, loaded.preprocess
+        return model, mcfg, dataclasses.replace(loaded.preprocess, **cfg.preprocess)
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         y = targets(self.train_ex, self.class_names)

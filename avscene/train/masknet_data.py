@@ -181,12 +181,14 @@ def keep_clean_anchors(pool: TrainingPool, min_snr_db: float = MIN_ANCHOR_SNR_DB
 
 def window_scores(audio: np.ndarray, loaded: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
     """The audio network's classification scores of every 0.96-s window: ``(W, C)`` and times ``(W, 2)``."""
-    from avscene.proposals.audio import audio_proposals
+    from avscene.proposals.audio import audio_proposals, band_means, normalise_bands
 
-    props = audio_proposals(audio, cfg=loaded.preprocess)
+    pre = loaded.preprocess
+    props = audio_proposals(audio, cfg=pre)
+    patches = normalise_bands(props.patches, band_means(props.patches) if pre.band_norm else None)
     device = next(loaded.model.parameters()).device
     with torch.no_grad():
-        s = loaded.model.score_audio_patches(torch.from_numpy(props.patches).to(device)).float().cpu().numpy()
+        s = loaded.model.score_audio_patches(torch.from_numpy(patches).to(device)).float().cpu().numpy()
     return s, props.times
 
 
