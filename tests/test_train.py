@@ -520,6 +520,41 @@ def test_init_model_can_add_a_temporal_context_that_starts_from_the_checkpoints_
                            preprocess={}), log=quiet)
 
 
+def test_init_model_can_add_oicr_branches_that_train_and_then_choose_the_boxes(toy, cache_dir, tmp_path):
+    from avscene.hub import load_pretrained
+    from avscene.tasks._pipeline import analyse
+    from avscene.tasks.localize import LocalizeOptions, localize_from_analysis
+
+    first = tmp_path / "first"
+    fit(toy_config(toy, cache_dir, first, epochs=2), log=quiet)
+    plain = Trainer(toy_config(toy, cache_dir, tmp_path / "a", init_model=str(first), model={}, preprocess={}),
+                    log=quiet)
+    plain.load_clips()
+    tr = Trainer(toy_config(toy, cache_dir, tmp_path / "b", init_model=str(first), model={"visual_refine": 2},
+                            preprocess={}), log=quiet)
+    tr.load_clips()
+    # the branches only choose boxes: the video-level scores are the checkpoint's
+    torch.testing.assert_close(tr.holdout_scores()[0], plain.holdout_scores()[0])
+    start = {k: v.clone() for k, v in tr.model.state_dict().items() if k.startswith("visual_refiner.")}
+    assert start
+    out = tmp_path / "oicr"
+    fit(toy_config(toy, cache_dir, out, init_model=str(first), model={"visual_refine": 2}, preprocess={},
+                   epochs=2), log=quiet)
+    assert all(np.isfinite(r["train_loss"]) for r in log_epochs(out))
+    loaded = load_pretrained(str(out), device="cpu")  # strict: the branches are saved and declared
+    assert loaded.config.visual_refine == 2
+    trained = {k: v for k, v in loaded.model.state_dict().items() if k.startswith("visual_refiner.")}
+    assert any(not torch.equal(trained[k], start[k]) for k in start)  # the OICR loss reached them
+    clip = read_manifest(toy)[0].path
+    a = analyse(clip, loaded)
+    res = localize_from_analysis(Path(clip), a, loaded, LocalizeOptions(labels=("red",)))
+    c = loaded.labels.index("red")
+    R, E = a.output.visual_R[..., c].numpy(), a.output.visual_E[..., c].numpy()  # (T, M)
+    for det, t in zip(res.visual["red"], range(len(a.visual.times))):
+        assert np.allclose(det.box, a.visual.boxes[t, int(np.argmax(R[t]))])
+        assert det.score == pytest.approx(float(E[t, int(np.argmax(R[t]))]))
+
+
 def test_negative_bags_get_no_label(toy, cache_dir, tmp_path):
     trainer = Trainer(toy_config(toy, cache_dir, tmp_path / "run", augment=True,
                                  augment_opts={"negative_prob": 1.0}), log=quiet)

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from avscene.errors import ConfigError, UsageError
 from avscene.nn.backbones import N_MELS, PATCH_FRAMES, AudioBranch, VisualBranch
 from avscene.nn.context import TemporalContext
+from avscene.nn.oicr import InstanceRefiner, refined_scores
 from avscene.nn.mil import (
     OneStreamHead, TwoStreamHead, WSDDNHead, l2_fuse, mean_fuse, noisy_or_fuse, smooth_max, sync_pool,
 )
@@ -50,7 +51,9 @@ MAX_SIZE = {
     "roi_size": 32,
     "audio_width": 4.0,  # VGGish channel multiplier
     "lse_r": 1000.0,
+    "visual_refine": 8,  # OICR uses 3 refinement branches
 }
+NON_NEGATIVE = ("visual_refine",)  # int fields where 0 means "none"
 MAX_LAYERS = 16  # entries of audio_fc, visual_fc and visual_channels
 
 
@@ -77,6 +80,7 @@ class ModelConfig:
     visual_threshold: float | None = None  # "seen": visual modality score above this; None: likewise
     threshold: float | None = None  # decision threshold calibrated after training; None: 0 (hinge), 0.5 (wsddn)
     audio_context: tuple[int, ...] = ()  # dilations of the temporal context over audio windows (nn/context.py); () = none
+    visual_refine: int = 0  # OICR refinement branches over the visual proposals (nn/oicr.py); 0 = none
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -174,8 +178,9 @@ def _checked(name: str, type_name: str, value: Any) -> Any:
             raise bad
         return float(value)
     if type_name == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name}: {value!r} must be a positive integer")
+        low = 0 if name in NON_NEGATIVE else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name}: {value!r} must be a {'non-negative' if low == 0 else 'positive'} integer")
         return value
     # tuple[int, ...]: JSON gives lists (an empty list is allowed: "none")
     if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
@@ -221,6 +226,8 @@ class ModelOutput(NamedTuple):
     segment_scores: Tensor | None = None  # (B, S, C) sync: fused segment scores before pooling
     audio_segment_scores: Tensor | None = None  # (B, S, C) sync: audio share of segment_scores
     visual_segment_scores: Tensor | None = None  # (B, S, C) sync: visual share
+    visual_refine: Tensor | None = None  # (B, T, M, K, C+1) OICR branches' logits (cfg.visual_refine > 0)
+    visual_R: Tensor | None = None  # (B, T, M, C) their class probabilities averaged: what chooses boxes
 
 
 def modality_scores(out: ModelOutput, cfg: ModelConfig) -> dict[str, Tensor]:
@@ -238,6 +245,12 @@ def modality_scores(out: ModelOutput, cfg: ModelConfig) -> dict[str, Tensor]:
         return {m: s for m, s in raw.items() if s is not None}
     scaled = {m: l2_normalise(s) * cfg.fused_scale for m, s in raw.items() if s is not None}
     return {m: torch.sigmoid(s) for m, s in scaled.items()} if cfg.variant == "avor" else scaled
+
+
+def box_scores(out: ModelOutput) -> Tensor | None:
+    """What chooses a class's boxes: the OICR branches' probabilities if the model has them, else
+    the MIL head's ``visual_E``; (B, T, M, C) or, for one clip's output, (T, M, C)."""
+    return out.visual_R if out.visual_R is not None else out.visual_E
 
 
 class ProposalFeatures(NamedTuple):
@@ -336,6 +349,8 @@ class AVSceneNet(nn.Module):
         self.audio_context = TemporalContext(cfg) if cfg.uses_audio and cfg.audio_context else None
         self.audio_head = _make_head(cfg) if cfg.uses_audio else None
         self.visual_head = _make_head(cfg) if cfg.uses_visual else None
+        self.visual_refiner = InstanceRefiner(cfg.embed_dim, cfg.num_classes, cfg.visual_refine) \
+            if cfg.uses_visual and cfg.visual_refine else None
 
     def forward_audio_features(self, patches: Tensor) -> Tensor:
         """(N, 96, 64) log-mel patches -> (N, embed_dim)."""
@@ -407,7 +422,7 @@ class AVSceneNet(nn.Module):
         if cfg.variant == "sync":
             for bag, name in ((a, "audio_segment"), (v, "frame_segment")):
                 _check_aux(None if bag is None else bag.segment, None, name, required=bag is not None)
-            return self._forward_sync(a, v, vshape)
+            return self._refined(self._forward_sync(a, v, vshape), f)
         out: dict[str, Tensor] = {}
         if a is not None:
             out["audio_scores"], out["audio_E"], out["audio_A"] = self.audio_head(a.z, a.mask)
@@ -416,10 +431,17 @@ class AVSceneNet(nn.Module):
             out.update(visual_scores=s, visual_E=E.view(*vshape, -1), visual_A=A.view(*vshape, -1))  # (B, T, M, C)
         if cfg.variant == "avor":  # heard OR seen
             probs = modality_scores(ModelOutput(scores=None, **out), cfg)
-            return ModelOutput(scores=noisy_or_fuse(list(probs.values())), **out)
+            return self._refined(ModelOutput(scores=noisy_or_fuse(list(probs.values())), **out), f)
         fuse = mean_fuse if cfg.variant == "wsddn" else l2_fuse
         scores = fuse([out[k] for k in ("audio_scores", "visual_scores") if k in out]) * cfg.fused_scale
-        return ModelOutput(scores=scores, **out)
+        return self._refined(ModelOutput(scores=scores, **out), f)
+
+    def _refined(self, out: ModelOutput, f: ProposalFeatures) -> ModelOutput:
+        """``out`` with the OICR branches' logits and box scores (a model with ``visual_refine``)."""
+        if self.visual_refiner is None or out.visual_E is None:
+            return out
+        logits = self.visual_refiner(f.visual)  # (B, T, M, K, C+1)
+        return out._replace(visual_refine=logits, visual_R=refined_scores(logits))
 
     def forward(self, x: ModelInput) -> ModelOutput:
         """Score a batch of bags; see ``ModelInput`` / ``ModelOutput`` for the shapes."""

@@ -3,7 +3,8 @@
 Everything comes from the localisation-weighted proposal scores of the
 two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
 
-* visual: per class and sampled frame, the boxes with the highest ``E``;
+* visual: per class and sampled frame, the boxes with the highest ``E`` (a model with
+  OICR refinement branches ranks them by the branches' probabilities instead, ``visual_R``);
 * audio: per class, ``E`` of every 0.96-s window, and the same min–max scaled to
   ``[0, 1]`` (``heat``);
 * events: windows whose ``E`` exceeds ``event_threshold`` (0, as in the paper:
@@ -107,6 +108,8 @@ def resolve_labels(requested: Sequence[str], predicted: Sequence[str], known: Se
 
 def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: LocalizeOptions) -> LocalizeResult:
     """Turn one forward pass into the ``localize`` output contract."""
+    from avscene.nn.model import box_scores
+
     cls = result_from_analysis(path, a, loaded, opts.classify)
     names = list(loaded.labels)
     parse = {p.label: p for p in cls.parse}
@@ -134,7 +137,8 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
                 heard = merge_active(_active(e, opts.event_threshold), window_spans(audio_times, duration))
             events.extend(Event(lab, on, off) for on, off in heard)
         if out.visual_E is not None and a.visual is not None:
-            visual[lab], seen = _boxes_for_class(out.visual_E[..., c].numpy(), a, opts, loaded.preprocess.fps)
+            visual[lab], seen = _boxes_for_class(out.visual_E[..., c].numpy(), box_scores(out)[..., c].numpy(), a,
+                                                 opts, loaded.preprocess.fps)
             seen = seen if parse[lab].seen else []
         both = intervals_intersection(heard, seen)
         timing[lab] = Timing(heard=tuple(heard), seen=tuple(seen), overlap=bool(both), both=tuple(both))
@@ -160,9 +164,12 @@ def _audio_segments(e: np.ndarray, times: np.ndarray) -> tuple[AudioSegment, ...
     return tuple(AudioSegment(float(s), float(t), float(v), float(h)) for (s, t), v, h in zip(times, e, heat(e)))
 
 
-def _boxes_for_class(E: np.ndarray, a: Analysis, opts: LocalizeOptions, fps: float):
-    """Top boxes per frame and the seen intervals of one class. E: (T, M)."""
-    order = np.argsort(-E, axis=1, kind="stable")[:, : opts.boxes]  # (T, k)
+def _boxes_for_class(E: np.ndarray, rank: np.ndarray, a: Analysis, opts: LocalizeOptions, fps: float):
+    """Top boxes per frame (by ``rank``) and the seen intervals (by the MIL scores ``E``) of one class.
+
+    E, rank: (T, M); ``rank`` is ``E`` itself unless the model refines its boxes (OICR).
+    """
+    order = np.argsort(-rank, axis=1, kind="stable")[:, : opts.boxes]  # (T, k)
     dets = []
     for t, t_sec in enumerate(a.visual.times):
         for r, m in enumerate(order[t]):

@@ -232,6 +232,8 @@ def evaluate(
 
 def _score_boxes(a, rec: dict, names: list[str], loc: LocalizationScores) -> None:
     """Pointing game / CorLoc of the top box of each GT class at each sampled frame it is visible."""
+    from avscene.nn.model import box_scores
+
     if a.output.visual_E is None or a.visual is None:
         return
     for ev in rec["events"]:
@@ -243,5 +245,5 @@ def _score_boxes(a, rec: dict, names: list[str], loc: LocalizationScores) -> Non
             box = gt_frames.get(round(float(t_sec), 3))
             if box is None:
                 continue
-            m = int(np.argmax(a.output.visual_E[t, :, c].numpy()))
+            m = int(np.argmax(box_scores(a.output)[t, :, c].numpy()))
             loc.add(a.visual.boxes[t, m], np.asarray(box, dtype=np.float64))

@@ -42,7 +42,7 @@ from avscene.train.metrics import micro_prf
 FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
 # ModelConfig fields a fine-tuning run (--init-model) may add, each with the prefix of the
 # parameters of the part it adds (those start as built; every other weight comes from the checkpoint)
-ADDABLE: dict[str, str] = {"audio_context": "audio_context."}
+ADDABLE: dict[str, str] = {"audio_context": "audio_context.", "visual_refine": "visual_refiner."}
 # PreprocessConfig fields a fine-tuning run may change: a new input normalisation the network adapts to
 ADDABLE_PRE = ("band_norm",)
 
@@ -350,7 +350,7 @@ class Trainer:
                 tuple(torch.from_numpy(t[mine]).float().to(self.cfg.device) for t in self.modal_targets)
             loss = training_loss(net(x), y.to(self.cfg.device), loss_fn, scale=self.mcfg.fused_scale,
                                  aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn",
-                                 sigmoid=self.mcfg.variant == "avor", modality_targets=modal)
+                                 sigmoid=self.mcfg.variant == "avor", modality_targets=modal, x=x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -545,13 +545,24 @@ def _refined_targets(tr: Trainer, out: Path, *, resume: bool,
 
 def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0.0,
                   wsddn: bool = False, sigmoid: bool = False,
-                  modality_targets: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                  modality_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  x=None) -> torch.Tensor:
     """The fused loss, plus ``aux`` times the mean of each modality's own loss (its scores
     ℓ2-normalised and scaled as in the fusion, through a sigmoid for avor; WSDDN's
-    probabilities as they are), so that neither stream can lean on the other."""
+    probabilities as they are), so that neither stream can lean on the other; plus, for a
+    model with OICR branches (``out.visual_refine``), their loss on the proposals of ``x``
+    (the ``ModelInput``), taught by the visual targets."""
     from avscene.nn.mil import l2_normalise
+    from avscene.nn.oicr import oicr_loss
 
     loss = loss_fn(out.scores, y)
+    if out.visual_refine is not None:
+        if x is None:
+            raise UsageError("training_loss: a model with OICR branches needs the ModelInput (x=) for its boxes")
+        fm = x.frame_mask if x.frame_mask is not None else torch.ones(x.boxes.shape[:2], dtype=torch.bool,
+                                                                       device=x.boxes.device)
+        yv = y if modality_targets is None else modality_targets[1]
+        loss = loss + oicr_loss(out.visual_refine, out.visual_E, x.boxes, yv, fm.bool())
     if aux <= 0:
         return loss
     ty = (y, y) if modality_targets is None else modality_targets  # (audio, visual) targets
