@@ -219,7 +219,8 @@ class BandMeans:
         return None if self._sum is None else (self._sum / self._count).astype(np.float32)
 
 
-def band_offset(audio: np.ndarray, *, cfg: PreprocessConfig) -> np.ndarray | None:
+def band_offset(audio: np.ndarray | None, *, cfg: PreprocessConfig,
+                patches: np.ndarray | None = None) -> np.ndarray | None:
     """What ``cfg.band_norm`` subtracts from every audio proposal of ``audio``: the mean log-mel of
     each band over its TSPs, ``(n_mels,)`` float32; None when ``cfg.band_norm`` is off.
 
@@ -227,10 +228,11 @@ def band_offset(audio: np.ndarray, *, cfg: PreprocessConfig) -> np.ndarray | Non
     the subtraction it is gone, so two recordings of one event that differ by their channel
     give the same input. Inference on a file takes the means of the whole file (a first pass
     over its audio), training those of the clip, separation those of the chunk it works on.
+    ``patches``: the TSPs of ``audio`` when the caller has them already (``audio`` may then be None).
     """
     if not cfg.band_norm:
         return None
-    return band_means(audio_proposals(audio, cfg=cfg).patches)
+    return band_means(audio_proposals(audio, cfg=cfg).patches if patches is None else patches)
 
 
 def normalise_bands(patches: np.ndarray, offset: np.ndarray | None) -> np.ndarray:

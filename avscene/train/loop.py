@@ -401,13 +401,12 @@ class Trainer:
         if not self.val_ex:
             raise UsageError(NO_HOLDOUT)
         self.model.eval()
-        sets = self.holdout_sets() if pools != ("clean",) else {"clean": (self.val_clips, None)}
         scores, labels = [], []
         for name in pools:
-            clips, y = sets[name]
+            clips, y = self.holdout_sets()[name]
             scores += [self.model(self._input(clips[i : i + batch], None)).scores.float().cpu()
                        for i in range(0, len(clips), batch)]  # a pool's bags share their modalities
-            labels.append(targets(self.val_ex, self.class_names) if y is None else y)
+            labels.append(y)
         return torch.cat(scores), np.concatenate(labels)
 
     def validate(self, loss_fn, *, batch: int = 16) -> dict[str, float]:

@@ -181,11 +181,11 @@ def keep_clean_anchors(pool: TrainingPool, min_snr_db: float = MIN_ANCHOR_SNR_DB
 
 def window_scores(audio: np.ndarray, loaded: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
     """The audio network's classification scores of every 0.96-s window: ``(W, C)`` and times ``(W, 2)``."""
-    from avscene.proposals.audio import audio_proposals, band_means, normalise_bands
+    from avscene.proposals.audio import audio_proposals, band_offset, normalise_bands
 
     pre = loaded.preprocess
     props = audio_proposals(audio, cfg=pre)
-    patches = normalise_bands(props.patches, band_means(props.patches) if pre.band_norm else None)
+    patches = normalise_bands(props.patches, band_offset(None, cfg=pre, patches=props.patches))
     device = next(loaded.model.parameters()).device
     with torch.no_grad():
         s = loaded.model.score_audio_patches(torch.from_numpy(patches).to(device)).float().cpu().numpy()
