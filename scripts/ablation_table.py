@@ -5,7 +5,9 @@
 Each DIR holds ``eval_val_noise.json`` and ``eval_val_shift_noise.json`` (``avscene evaluate
 --add-noise heldout:0 --add-noise heldout:10 --json-out``, before calibration: the fused decision the
 noise stress scores) and optionally ``train_log.jsonl`` (the training hold-out, per epoch). A prefix
-selects other file names: ``NAME=DIR:before_`` reads ``before_eval_val_noise.json`` and so on.
+selects other file names: ``NAME=DIR:before_`` reads ``before_eval_val_noise.json`` and so on. A run
+trained with ``--select robust`` is named ``NAME=DIR@robust``: its kept epoch is the best on the hold-out
+pooled clean, with training-family noise and pure noise (``robust_micro_f1``), as `avscene train` keeps it.
 """
 
 from __future__ import annotations
@@ -19,16 +21,23 @@ def _f(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def _holdout(log: Path) -> str:
-    """The kept epoch's hold-out micro-F1 (the best one, first on ties, as `avscene train` keeps it)."""
+SELECT_KEY = {"clean": "val_micro_f1", "robust": "robust_micro_f1"}  # what `avscene train --select` keeps by
+
+
+def _holdout(log: Path, select: str = "clean") -> str:
+    """The kept epoch's hold-out micro-F1 (the best one by the run's selection, first on ties, as
+    `avscene train` keeps it); a robust selection also shows its pooled figure."""
     if not log.is_file():
         return "—"
+    key = SELECT_KEY[select]
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("val_micro_f1") is not None]
+    rows = [r for r in rows if r.get(key) is not None]
     if not rows:
         return "—"
-    best = max(rows, key=lambda r: (r["val_micro_f1"], -r["epoch"]))
-    return f"{best['val_micro_f1']:.3f} (ep. {best['epoch']})"
+    best = max(rows, key=lambda r: (r[key], -r["epoch"]))
+    if select == "clean":
+        return f"{best['val_micro_f1']:.3f} (ep. {best['epoch']})"
+    return f"{best['val_micro_f1']:.3f} (ep. {best['epoch']}, robust {best[key]:.3f})"
 
 
 def _worst(e: dict) -> str:
@@ -48,9 +57,9 @@ def _pure(e: dict) -> float:
     return sum(p["any_label"] * p["n_clips"] for p in fams) / sum(p["n_clips"] for p in fams)
 
 
-def row(name: str, folder: Path, prefix: str = "") -> str:
+def row(name: str, folder: Path, prefix: str = "", select: str = "clean") -> str:
     val, shift = (json.loads((folder / f"{prefix}eval_{s}_noise.json").read_text()) for s in ("val", "val_shift"))
-    cells = [name, _holdout(folder / f"{prefix}train_log.jsonl")]
+    cells = [name, _holdout(folder / f"{prefix}train_log.jsonl", select)]
     cells += [f"{_f(val['classification']['micro_f1'])} / {_f(shift['classification']['micro_f1'])}",
               _worst(shift), f"{_f(val['sed']['f1'])} / {_f(shift['sed']['f1'])}"]
     a, b = _pooled_0db(val), _pooled_0db(shift)
@@ -70,8 +79,11 @@ def main(argv: list[str]) -> None:
     lines = [HEADER]
     for arg in argv:
         name, spec = arg.split("=", 1)
+        spec, _, select = spec.partition("@")
+        if (select or "clean") not in SELECT_KEY:
+            raise SystemExit(f"{arg}: the selection after @ is one of {', '.join(SELECT_KEY)}")
         folder, _, prefix = spec.partition(":")
-        lines.append(row(name, Path(folder), prefix))
+        lines.append(row(name, Path(folder), prefix, select or "clean"))
     print("\n".join(lines))
 
 

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ablation_table.py"
 
 
@@ -48,3 +50,18 @@ def test_no_training_log_is_a_dash(tmp_path):
     for s in ("val", "val_shift"):
         (tmp_path / f"eval_{s}_noise.json").write_text(e)
     assert _script().row("y", tmp_path).split("|")[2].strip() == "—"
+
+
+def test_a_robust_run_shows_the_epoch_its_pooled_figure_kept(tmp_path):
+    e = json.dumps(_eval(0.5, ("drum", 0.4), 0.5, 0.5, 0.1, [("typing", 10, 0.0)]))
+    for s in ("val", "val_shift"):
+        (tmp_path / f"eval_{s}_noise.json").write_text(e)
+    (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"epoch": 0, "val_micro_f1": 0.95, "robust_micro_f1": 0.70},
+        {"epoch": 1, "val_micro_f1": 0.90, "robust_micro_f1": 0.85},
+        {"epoch": 2, "val_micro_f1": 0.92, "robust_micro_f1": 0.85}]) + "\n")
+    mod = _script()
+    assert mod.row("c", tmp_path).split("|")[2].strip() == "0.950 (ep. 0)"
+    assert mod.row("r", tmp_path, select="robust").split("|")[2].strip() == "0.900 (ep. 1, robust 0.850)"
+    with pytest.raises(SystemExit, match="selection"):
+        mod.main([f"x={tmp_path}@best"])
