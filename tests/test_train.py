@@ -503,15 +503,18 @@ def test_init_model_starts_from_the_checkpoint_and_checks_it(toy, cache_dir, tmp
         Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first)), log=quiet)
 
 
+def _fine_tune(toy: Path, cache_dir: Path, output: Path, first: Path, model: dict) -> Trainer:
+    """A trainer fine-tuning ``first`` with the ``model`` fields added, its clips loaded."""
+    tr = Trainer(toy_config(toy, cache_dir, output, init_model=str(first), model=model, preprocess={}), log=quiet)
+    tr.load_clips()
+    return tr
+
+
 def test_init_model_can_add_a_temporal_context_that_starts_from_the_checkpoints_scores(toy, cache_dir, tmp_path):
     first = tmp_path / "first"
     fit(toy_config(toy, cache_dir, first, epochs=1), log=quiet)
-    plain = Trainer(toy_config(toy, cache_dir, tmp_path / "a", init_model=str(first), model={}, preprocess={}),
-                    log=quiet)
-    plain.load_clips()
-    ctx = Trainer(toy_config(toy, cache_dir, tmp_path / "b", init_model=str(first), model={"audio_context": [1, 2]},
-                             preprocess={}), log=quiet)
-    ctx.load_clips()
+    plain = _fine_tune(toy, cache_dir, tmp_path / "a", first, {})
+    ctx = _fine_tune(toy, cache_dir, tmp_path / "b", first, {"audio_context": [1, 2]})
     assert ctx.mcfg.audio_context == (1, 2) and ctx.model.audio_context is not None
     # the added part starts as the identity: the same hold-out scores as the checkpoint itself
     torch.testing.assert_close(ctx.holdout_scores()[0], plain.holdout_scores()[0])
@@ -527,12 +530,8 @@ def test_init_model_can_add_oicr_branches_that_train_and_then_choose_the_boxes(t
 
     first = tmp_path / "first"
     fit(toy_config(toy, cache_dir, first, epochs=2), log=quiet)
-    plain = Trainer(toy_config(toy, cache_dir, tmp_path / "a", init_model=str(first), model={}, preprocess={}),
-                    log=quiet)
-    plain.load_clips()
-    tr = Trainer(toy_config(toy, cache_dir, tmp_path / "b", init_model=str(first), model={"visual_refine": 2},
-                            preprocess={}), log=quiet)
-    tr.load_clips()
+    plain = _fine_tune(toy, cache_dir, tmp_path / "a", first, {})
+    tr = _fine_tune(toy, cache_dir, tmp_path / "b", first, {"visual_refine": 2})
     # the branches only choose boxes: the video-level scores are the checkpoint's
     torch.testing.assert_close(tr.holdout_scores()[0], plain.holdout_scores()[0])
     start = {k: v.clone() for k, v in tr.model.state_dict().items() if k.startswith("visual_refiner.")}
