@@ -118,3 +118,44 @@ def test_augment_options_from_dict_overrides_and_rejects_unknown_or_mistyped():
     for bad in ({"eqdb": 1}, {"time_mask": 2.5}, {"eq_db": "loud"}, {"noise_snr_db": [5]}, {"flip_prob": True}):
         with pytest.raises(ConfigError):
             AugmentOptions.from_dict(bad)
+
+
+def _square_frames(t: int = 3, h: int = 60, w: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """Black frames with a white square at x 30..50, y 20..40, its box and a box elsewhere."""
+    frames = np.zeros((t, 3, h, w), np.uint8)
+    frames[:, :, 20:40, 30:50] = 255
+    boxes = np.tile(np.array([[30, 20, 50, 40], [0, 0, 10, 10]], np.float32), (t, 1, 1))
+    return frames, boxes
+
+
+def test_zoom_moves_the_boxes_with_the_object_they_hold():
+    from avscene.train.augment import zoom_frames
+
+    frames, boxes = _square_frames()
+    for seed in range(20):
+        x, b = zoom_frames(torch.from_numpy(frames).float(), boxes, np.random.default_rng(seed), 0.4)
+        assert x.shape == frames.shape and b.shape == boxes.shape
+        white = x[0, 0] > 127  # (h, w) the square, resized
+        x0, y0, x1, y1 = (int(round(v)) for v in b[0, 0])
+        # the square's box still holds the square (bilinear resizing blurs its edge by a pixel)
+        assert white[max(y0 - 1, 0) : y1 + 1, max(x0 - 1, 0) : x1 + 1].sum() >= 0.99 * white.sum()
+        assert white[y0:y1, x0:x1].sum() >= 0.9 * (x1 - x0) * (y1 - y0)  # and little else
+        assert np.all(b[..., 2] > b[..., 0]) and np.all(b[..., 3] > b[..., 1])
+        assert (b >= 0).all() and (b[..., [0, 2]] <= 80).all() and (b[..., [1, 3]] <= 60).all()
+
+
+def test_blur_smooths_the_frames_and_leaves_the_boxes():
+    from avscene.train.augment import AugmentOptions, augment_frames
+
+    frames, boxes = _square_frames()
+    plain = dict(flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
+    sharp, _ = augment_frames(frames, boxes, np.random.default_rng(0), AugmentOptions(**plain))
+    blurred, b = augment_frames(frames, boxes, np.random.default_rng(0), AugmentOptions(**plain, blur=4.0))
+    assert torch.equal(sharp, torch.from_numpy(frames).float())  # every jitter off: the frames as they were
+    np.testing.assert_array_equal(b, boxes)
+
+    def edge(x):  # energy of the horizontal differences
+        return float(((x[..., 1:] - x[..., :-1]) ** 2).sum())
+
+    assert edge(blurred) < 0.8 * edge(sharp)
+    assert abs(float(blurred.mean()) - float(sharp.mean())) < 0.02 * float(sharp.mean())

@@ -12,6 +12,8 @@ bag correctly labelled.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -50,6 +52,8 @@ class AugmentOptions:
     brightness: float = 0.3  # multiplicative brightness in [1 - b, 1 + b]
     contrast: float = 0.3  # contrast around the mean in [1 - c, 1 + c]
     saturation: float = 0.3  # blend with greyscale in [1 - s, 1 + s]
+    zoom: float = 0.0  # random crop keeping [1 - zoom, 1] of each side, resized back to the frame (boxes follow)
+    blur: float = 0.0  # Gaussian blur of the frames, sigma uniform in [0, blur] pixels (0: off)
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentOptions":
@@ -192,19 +196,49 @@ def holdout_backgrounds(clips: Sequence[CachedClip], *, seed: int, sr: int,
 
 def augment_frames(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,
                    opts: AugmentOptions) -> tuple[torch.Tensor, np.ndarray]:
-    """Mirror + photometric jitter. (T, 3, h, w) uint8, (T, M, 4) → float [0,255] tensor, boxes."""
+    """Mirror, zoom, blur + photometric jitter. (T, 3, h, w) uint8, (T, M, 4) → float [0,255] tensor, boxes."""
     x = torch.from_numpy(frames).float()  # (T, 3, h, w)
     if rng.random() < opts.flip_prob:
         w = x.shape[-1]
         x = x.flip(-1)
         boxes = boxes.copy()
         boxes[..., [0, 2]] = w - boxes[..., [2, 0]]
+    if opts.zoom > 0:
+        x, boxes = zoom_frames(x, boxes, rng, opts.zoom)
+    if opts.blur > 0:
+        from torchvision.transforms.v2.functional import gaussian_blur
+
+        sigma = float(rng.uniform(0.0, opts.blur))
+        if sigma > 0.1:
+            x = gaussian_blur(x, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
     x = x * rng.uniform(1 - opts.brightness, 1 + opts.brightness)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * rng.uniform(1 - opts.contrast, 1 + opts.contrast) + mean
     grey = x.mean(dim=1, keepdim=True)
     x = (x - grey) * rng.uniform(1 - opts.saturation, 1 + opts.saturation) + grey
     return x.clamp(0, 255), boxes
+
+
+def zoom_frames(x: torch.Tensor, boxes: np.ndarray, rng: np.random.Generator,
+                zoom: float) -> tuple[torch.Tensor, np.ndarray]:
+    """One random crop of every frame, keeping a fraction in ``[1 - zoom, 1]`` of each side (same
+    aspect), resized back to ``(h, w)``; the boxes are mapped into it and clipped to the frame
+    (at least one pixel wide and high). (T, 3, h, w) float, (T, M, 4) → same shapes."""
+    T, _, h, w = x.shape
+    keep = float(rng.uniform(1.0 - zoom, 1.0))
+    ch, cw = max(1, round(h * keep)), max(1, round(w * keep))
+    y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = x[:, :, y0 : y0 + ch, x0 : x0 + cw]
+    out = torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+    sx, sy = w / cw, h / ch
+    b = np.asarray(boxes, dtype=np.float64).copy()
+    b[..., [0, 2]] = np.clip((b[..., [0, 2]] - x0) * sx, 0, w)
+    b[..., [1, 3]] = np.clip((b[..., [1, 3]] - y0) * sy, 0, h)
+    b[..., 2] = np.maximum(b[..., 2], np.minimum(b[..., 0] + 1, w))  # a box cropped away keeps one pixel
+    b[..., 0] = np.minimum(b[..., 0], b[..., 2] - 1)
+    b[..., 3] = np.maximum(b[..., 3], np.minimum(b[..., 1] + 1, h))
+    b[..., 1] = np.minimum(b[..., 1], b[..., 3] - 1)
+    return out, b.astype(np.asarray(boxes).dtype)
 
 
 def spec_mask(patches: np.ndarray, rng: np.random.Generator, width: int, time_width: int = 0) -> np.ndarray:
