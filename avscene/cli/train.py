@@ -79,7 +79,8 @@ def train_cmd(
     init_audio: Annotated[Optional[Path], typer.Option(help="VGGish weights (.safetensors or .pth).")] = None,
     init_visual: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet weights of the CNN.")] = None,
     init_model: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from this avscene checkpoint "
-                                                       "folder (its architecture, preprocessing and weights).")] = None,
+                                                       "folder (its architecture, preprocessing and weights); --model-opt may "
+                                                       "add audio_context or visual_refine (OICR) to it.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/last.")] = False,
     calibrate: Annotated[bool, typer.Option(help="After training, set the decision threshold that "
                                             "maximises micro-F1 on the held-out clips.")] = True,
