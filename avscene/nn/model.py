@@ -403,7 +403,15 @@ class AVSceneNet(nn.Module):
         return ProposalFeatures(**out)
 
     def forward_head(self, f: ProposalFeatures) -> ModelOutput:
-        """Score bags of proposal features (MIL heads, fusion): the bag-level part of ``forward``."""
+        """Score bags of proposal features (MIL heads, fusion, OICR box scores): the bag-level part of ``forward``."""
+        out = self._scored(f)
+        if self.visual_refiner is None or out.visual_E is None:
+            return out
+        logits = self.visual_refiner(f.visual)  # (B, T, M, K, C+1)
+        return out._replace(visual_refine=logits, visual_R=refined_scores(logits))
+
+    def _scored(self, f: ProposalFeatures) -> ModelOutput:
+        """The MIL heads and the fusion of ``forward_head``."""
         cfg = self.cfg
         a = v = None
         if f.audio is not None and self.audio_head is not None:
@@ -422,7 +430,7 @@ class AVSceneNet(nn.Module):
         if cfg.variant == "sync":
             for bag, name in ((a, "audio_segment"), (v, "frame_segment")):
                 _check_aux(None if bag is None else bag.segment, None, name, required=bag is not None)
-            return self._refined(self._forward_sync(a, v, vshape), f)
+            return self._forward_sync(a, v, vshape)
         out: dict[str, Tensor] = {}
         if a is not None:
             out["audio_scores"], out["audio_E"], out["audio_A"] = self.audio_head(a.z, a.mask)
@@ -431,17 +439,10 @@ class AVSceneNet(nn.Module):
             out.update(visual_scores=s, visual_E=E.view(*vshape, -1), visual_A=A.view(*vshape, -1))  # (B, T, M, C)
         if cfg.variant == "avor":  # heard OR seen
             probs = modality_scores(ModelOutput(scores=None, **out), cfg)
-            return self._refined(ModelOutput(scores=noisy_or_fuse(list(probs.values())), **out), f)
+            return ModelOutput(scores=noisy_or_fuse(list(probs.values())), **out)
         fuse = mean_fuse if cfg.variant == "wsddn" else l2_fuse
         scores = fuse([out[k] for k in ("audio_scores", "visual_scores") if k in out]) * cfg.fused_scale
-        return self._refined(ModelOutput(scores=scores, **out), f)
-
-    def _refined(self, out: ModelOutput, f: ProposalFeatures) -> ModelOutput:
-        """``out`` with the OICR branches' logits and box scores (a model with ``visual_refine``)."""
-        if self.visual_refiner is None or out.visual_E is None:
-            return out
-        logits = self.visual_refiner(f.visual)  # (B, T, M, K, C+1)
-        return out._replace(visual_refine=logits, visual_R=refined_scores(logits))
+        return ModelOutput(scores=scores, **out)
 
     def forward(self, x: ModelInput) -> ModelOutput:
         """Score a batch of bags; see ``ModelInput`` / ``ModelOutput`` for the shapes."""

@@ -111,8 +111,7 @@ def oicr_loss(logits: Tensor, E: Tensor, boxes: Tensor, labels: Tensor, frame_ma
         number (OICR's normalisation), averaged over branches.
     """
     B, T, M, K, _ = logits.shape
-    real = frame_mask[..., None].expand(B, T, M)  # (B, T, M)
-    n = real.sum().clamp(min=1)
+    n = (frame_mask.sum() * M).clamp(min=1)  # the real proposals
     prev, seed_w = E.detach(), evidence_weights(E.detach(), frame_mask)
     seen = seed_w > 0  # (B, T, C) where the MIL head sees the class: no later branch seeds elsewhere
     losses = []
@@ -120,7 +119,7 @@ def oicr_loss(logits: Tensor, E: Tensor, boxes: Tensor, labels: Tensor, frame_ma
         target, w = oicr_targets(prev, seed_w, boxes, labels, frame_mask)
         ce = F.cross_entropy(logits[..., k, :].reshape(-1, logits.shape[-1]), target.reshape(-1),
                              reduction="none").view(B, T, M)
-        losses.append((ce * w * real).sum() / n)
+        losses.append((ce * w).sum() / n)  # w is 0 on padded frames
         probs = F.softmax(logits[..., k, :].detach(), dim=-1)[..., :-1]  # (B, T, M, C)
         prev = probs
         seed_w = probs.max(dim=2).values * seen  # (B, T, C) the seed's own probability (OICR)
