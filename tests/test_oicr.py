@@ -162,3 +162,24 @@ def test_strip_refiner_script_gives_the_same_model_whose_mil_head_chooses_the_bo
     torch.testing.assert_close(box_scores(ob), oa.visual_E)
     with pytest.raises(SystemExit, match="no OICR"):
         mod.main(str(tmp_path / "mil"), str(tmp_path / "again"))
+
+
+def test_training_loss_weighs_the_oicr_loss_by_oicr_weight():
+    """training_loss(..., oicr_weight=w) = the MIL loss + w × oicr_loss (0 leaves the MIL loss alone)."""
+    from avscene.nn.mil import hinge_loss
+    from avscene.train.loop import training_loss
+
+    torch.manual_seed(0)
+    net = AVSceneNet(refine_cfg(2)).eval()
+    x = tiny_input(batch=2)
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    with torch.no_grad():
+        out = net(x)
+    out = out._replace(visual_E=out.visual_E.abs() + 0.1)  # positive evidence: every frame seeds
+    fm = torch.ones(x.boxes.shape[:2], dtype=torch.bool) if x.frame_mask is None else x.frame_mask.bool()
+    mil = float(hinge_loss(out.scores, y))
+    refine = float(oicr_loss(out.visual_refine, out.visual_E, x.boxes, y, fm))
+    assert refine > 0
+    for w in (0.0, 0.1, 1.0):
+        got = float(training_loss(out, y, hinge_loss, scale=1.0, x=x, oicr_weight=w))
+        assert got == pytest.approx(mil + w * refine, rel=1e-6)

@@ -496,9 +496,15 @@ def test_init_model_starts_from_the_checkpoint_and_checks_it(toy, cache_dir, tmp
     fit(toy_config(toy, cache_dir, tmp_path / "tuned", init_model=str(first), model={}, preprocess={},
                    epochs=1), log=quiet)
     assert log_epochs(tmp_path / "tuned")[0]["train_loss"] < log_epochs(first)[0]["train_loss"]
-    with pytest.raises(ConfigError, match="variant"):
+    with pytest.raises(ConfigError, match="variant"):  # the audio variant has no visual weights
         Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first), model={}, preprocess={},
                            variant="audio"), log=quiet)
+    # a fusion change keeps every weight: avor starts from the async checkpoint's, strictly
+    fused = Trainer(toy_config(toy, cache_dir, tmp_path / "avor", init_model=str(first), model={}, preprocess={},
+                               variant="avor", aux_loss=0.5), log=quiet)
+    assert fused.mcfg.variant == "avor" and fused.model.cfg.variant == "avor"
+    own = fused.model.state_dict()
+    assert saved.keys() == own.keys() and all(torch.equal(saved[k], own[k]) for k in saved)
     with pytest.raises(ConfigError, match="model-opt"):
         Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first)), log=quiet)
 
@@ -559,12 +565,37 @@ def test_negative_bags_get_no_label(toy, cache_dir, tmp_path):
                                  augment_opts={"negative_prob": 1.0}), log=quiet)
     trainer.load_clips()
     clips = trainer.train_clips[:4]
-    y = torch.ones(4, len(trainer.class_names))
+    y = torch.ones(3, 4, len(trainer.class_names))  # (video labels, refined audio, refined visual)
     out, y_out = trainer._negatives(clips, y, np.random.default_rng(0))
     assert torch.all(y_out == 0) and torch.all(y == 1)  # the caller's targets are not modified
     assert all(not np.array_equal(o.audio[: len(c.audio)], c.audio) for o, c in zip(out, clips))
     kept, y_kept = trainer._negatives(clips, y, None)  # no generator: evaluation, nothing changes
     assert kept == clips and torch.equal(y_kept, y)
+
+
+def test_mixed_bags_take_the_union_of_each_target(toy, cache_dir, tmp_path):
+    """Bag mixing with refined targets: the video labels, the audio and the visual targets of a
+    mixed bag are each the union of its two clips' (the mixture holds both soundtracks and both
+    clips' frames); a bag left alone keeps its own."""
+    trainer = Trainer(toy_config(toy, cache_dir, tmp_path / "run", augment=True, mix_prob=1.0, aux_loss=0.5,
+                                 refine_labels=True), log=quiet)
+    trainer.load_clips()
+    n, C = len(trainer.train_clips), len(trainer.class_names)
+    ya, yv = np.zeros((n, C), dtype=bool), np.zeros((n, C), dtype=bool)
+    ya[:, 0], yv[:, 1] = True, True  # every clip: class 0 heard only, class 1 seen only
+    trainer.modal_targets = (ya, yv)
+    y_all = trainer._targets()
+    assert y_all.shape == (3, n, C)
+    mine = np.arange(2)
+    own = torch.zeros(3, 2, C)  # the bags' own targets: nothing, so what they gain comes from the partner
+    _, y = trainer._mixed([trainer.train_clips[i] for i in mine], own, np.random.default_rng(0))
+    assert torch.all(y[1][:, 0] == 1) and torch.all(y[1][:, 1:] == 0)  # audio: the partner's audio targets
+    assert torch.all(y[2][:, 1] == 1) and torch.all(y[2][:, [0]] == 0)  # visual: the partner's visual ones
+    assert torch.all(y[0].sum(dim=1) >= 1)  # the video labels: the partner's (every toy clip has one)
+    assert torch.all(own == 0)  # the caller's targets are not modified
+    trainer_off = Trainer(toy_config(toy, cache_dir, tmp_path / "off", augment=True, mix_prob=0.0), log=quiet)
+    _, kept = trainer_off._mixed([trainer.train_clips[i] for i in mine], own, np.random.default_rng(0))
+    assert torch.equal(kept, own)
 
 
 def test_robust_selection_keeps_the_epoch_best_on_the_pooled_holdout(toy, cache_dir, tmp_path):

@@ -73,14 +73,20 @@ def train_cmd(
     refine_labels: Annotated[bool, typer.Option("--refine-labels", help="Modality-aware targets for each "
                                                 "modality's own loss: a label is kept in the stream that still "
                                                 "finds it beside an unrelated clip's other track (MA; scored by "
-                                                "the starting model: use with --init-model).")] = False,
+                                                "the starting model: use with --init-model; mixed bags get "
+                                                "the union of both clips' targets).")] = False,
+    oicr_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the OICR branches' loss (a model "
+                                               "with --model-opt visual_refine=K).")] = 1.0,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default ~/.cache/avscene).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes preparing the cache.")] = 2,
     init_audio: Annotated[Optional[Path], typer.Option(help="VGGish weights (.safetensors or .pth).")] = None,
     init_visual: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet weights of the CNN.")] = None,
     init_model: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from this avscene checkpoint "
                                                        "folder (its architecture, preprocessing and weights); --model-opt may "
-                                                       "add audio_context or visual_refine (OICR) to it.")] = None,
+                                                       "add audio_context or visual_refine (OICR) to it, --pre-opt "
+                                                       "may set band_norm or visual_proposals, --variant may "
+                                                       "change the fusion where the weights are the same "
+                                                       "(e.g. async → avor).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/last.")] = False,
     calibrate: Annotated[bool, typer.Option(help="After training, set the decision threshold that "
                                             "maximises micro-F1 on the held-out clips.")] = True,
@@ -104,7 +110,7 @@ def train_cmd(
         val_split=val_split, variant=variant, audio_proposals=audio_proposals, epochs=epochs,
         batches_per_epoch=batches_per_epoch, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         patience=patience, select=select, keep_epochs=keep_epochs, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
-        refine_labels=refine_labels,
+        refine_labels=refine_labels, oicr_weight=oicr_weight,
         cache_dir=None if cache_dir is None else str(cache_dir), workers=workers,
         init_audio=None if init_audio is None else str(init_audio),
         init_visual=None if init_visual is None else str(init_visual),

@@ -44,7 +44,7 @@ FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
 # parameters of the part it adds (those start as built; every other weight comes from the checkpoint)
 ADDABLE: dict[str, str] = {"audio_context": "audio_context.", "visual_refine": "visual_refiner."}
 # PreprocessConfig fields a fine-tuning run may change: a new input normalisation the network adapts to
-ADDABLE_PRE = ("band_norm",)
+ADDABLE_PRE = ("band_norm", "visual_proposals")
 
 # Named architectures: ModelConfig and PreprocessConfig overrides. "small" trains from
 # scratch on a 2-core CPU in well under an hour (the bundled model); "vggish" is the
@@ -93,6 +93,7 @@ class TrainConfig:
     mix_prob: float = 0.0  # bag mixing: probability that a training bag gets a second clip (labels: union)
     aux_loss: float = 0.0  # weight of each modality's own loss beside the fused one (0: off)
     refine_labels: bool = False  # modality-aware targets for the aux loss (train/refine.py; needs aux_loss)
+    oicr_weight: float = 1.0  # weight of the OICR branches' loss (models with visual_refine)
     augment_opts: dict = field(default_factory=dict)  # AugmentOptions overrides (field: value)
     cache_dir: str | None = None  # None: $AVSCENE_CACHE or ~/.cache/avscene
     workers: int = 2  # processes preparing the cache
@@ -120,6 +121,15 @@ class TrainConfig:
             if out[key]:
                 out[key] = portable_path(out[key])
         return out
+
+
+def _same_parameters(mcfg: ModelConfig, variant: str) -> bool:
+    """Whether the ``variant`` network of ``mcfg`` has exactly the parameters (names and shapes)
+    of ``mcfg``'s own: then a fine-tune may change the variant (a fusion change, e.g. async → avor)."""
+    def shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in AVSceneNet(cfg).state_dict().items()}
+
+    return shapes(mcfg) == shapes(dataclasses.replace(mcfg, variant=variant))
 
 
 def portable_path(path: str) -> str:
@@ -221,9 +231,10 @@ class Trainer:
         else:
             self.train_ex, self.val_ex = split_examples(examples, cfg.val_split, cfg.seed)
         self.augment_options = AugmentOptions.from_dict(cfg.augment_opts)
-        if cfg.refine_labels and (cfg.aux_loss <= 0 or cfg.mix_prob > 0):
-            raise ConfigError("--refine-labels trains each modality's own loss: give --aux-loss > 0, "
-                              "and no --mix-prob (mixed bags have no refined targets)")
+        if cfg.refine_labels and cfg.aux_loss <= 0:
+            raise ConfigError("--refine-labels trains each modality's own loss: give --aux-loss > 0")
+        if cfg.oicr_weight < 0:
+            raise ConfigError(f"--oicr-weight must be >= 0, not {cfg.oicr_weight}")
         self.modal_targets: tuple[np.ndarray, np.ndarray] | None = None  # refined (y_audio, y_visual)
         if cfg.init_model:
             self.model, self.mcfg, self.pre = self._start_from(cfg)
@@ -267,14 +278,18 @@ class Trainer:
         if tuple(loaded.labels) != tuple(self.class_names):
             raise ConfigError(f"--init-model {cfg.init_model} has the labels {list(loaded.labels)}, the "
                               f"manifest {list(self.class_names)}")
-        if loaded.config.variant != cfg.variant:
-            raise ConfigError(f"--init-model {cfg.init_model} is the {loaded.config.variant} variant; "
-                              f"pass --variant {loaded.config.variant}")
+        if loaded.config.variant != cfg.variant and not _same_parameters(loaded.config, cfg.variant):
+            raise ConfigError(f"--init-model {cfg.init_model} is the {loaded.config.variant} variant, whose "
+                              f"weights the {cfg.variant} variant does not have; pass --variant "
+                              f"{loaded.config.variant}")
         if loaded.preprocess.audio_proposals != cfg.audio_proposals:
             raise ConfigError(f"--init-model {cfg.init_model} uses --audio-proposals "
                               f"{loaded.preprocess.audio_proposals}")
-        mcfg = dataclasses.replace(loaded.config, threshold=None, **added)
+        mcfg = dataclasses.replace(loaded.config, threshold=None, variant=cfg.variant, **added)
         model = loaded.model
+        if mcfg.variant != loaded.config.variant and not added:  # a fusion change: the same weights
+            model = AVSceneNet(mcfg)
+            model.load_state_dict(loaded.model.state_dict(), strict=True)
         if added:  # the checkpoint's weights in a network that has the added part, which starts as built
             model = AVSceneNet(mcfg)
             missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
@@ -303,25 +318,32 @@ class Trainer:
         x = collate(bags, use_audio=self.mcfg.uses_audio, use_visual=self.mcfg.uses_visual)
         return type(x)(*[None if t is None else t.to(self.cfg.device) for t in x])
 
+    def _targets(self) -> torch.Tensor:
+        """(S, N, C) targets of the training clips: the video labels, then, with
+        ``--refine-labels``, the refined audio and visual targets."""
+        ys = [targets(self.train_ex, self.class_names)] + list(self.modal_targets or ())
+        return torch.from_numpy(np.stack([np.asarray(t, dtype=np.float32) for t in ys]))
+
     def _mixed(self, clips: list[CachedClip], y: torch.Tensor,
                rng: np.random.Generator | None) -> tuple[list[CachedClip], torch.Tensor]:
         """Bag mixing: each bag, with probability ``mix_prob``, gets a random second training
-        clip; its target becomes the union of both label sets."""
+        clip; each of its targets ``y`` (S, B, C) becomes the union of both clips' (the mixed
+        audio holds both soundtracks, the frames both clips' frames)."""
         if rng is None or self.cfg.mix_prob <= 0:
             return clips, y
-        y_all = targets(self.train_ex, self.class_names)
+        y_all = self._targets()
         clips, y = list(clips), y.clone()
         for i in range(len(clips)):
             if rng.random() < self.cfg.mix_prob:
                 j = int(rng.integers(len(self.train_clips)))
                 clips[i] = mix_bags(clips[i], self.train_clips[j], rng)
-                y[i] = torch.maximum(y[i], torch.from_numpy(y_all[j]).to(y.dtype))
+                y[:, i] = torch.maximum(y[:, i], y_all[:, j].to(y.dtype))
         return clips, y
 
     def _negatives(self, clips: list[CachedClip], y: torch.Tensor,
                    rng: np.random.Generator | None) -> tuple[list[CachedClip], torch.Tensor]:
         """Background-only negatives: each bag, with probability ``negative_prob``, becomes
-        ``augment.background_negative`` of itself, with no label."""
+        ``augment.background_negative`` of itself, with no label in any target of ``y`` (S, B, C)."""
         p = self.augment_options.negative_prob
         if rng is None or p <= 0:
             return clips, y
@@ -329,7 +351,7 @@ class Trainer:
         for i in range(len(clips)):
             if rng.random() < p:
                 clips[i] = background_negative(clips[i], rng, sr=self.pre.sample_rate)
-                y[i] = 0
+                y[:, i] = 0
         return clips, y
 
     def train_epoch(self, epoch: int, net, opt, loss_fn, step: Callable[[], None] | None = None) -> float:
@@ -338,19 +360,20 @@ class Trainer:
         # Dropout draws from torch's global RNG: seeding it per epoch (and rank) makes a resumed
         # run continue exactly as an uninterrupted one would.
         torch.manual_seed(int(np.random.SeedSequence([self.cfg.seed, epoch, self.rank]).generate_state(1)[0]))
-        y_all = torch.from_numpy(targets(self.train_ex, self.class_names))
+        y_all = self._targets()  # (S, N, C): video labels [, refined audio, visual]
         losses = []
         for b, batch in enumerate(self._batches(epoch)):
             mine = batch[self.rank :: self.world]
             rng = np.random.default_rng([self.cfg.seed, epoch, b, self.rank]) if self.cfg.augment else None
-            clips, y = self._mixed([self.train_clips[i] for i in mine], y_all[mine], rng)
-            clips, y = self._negatives(clips, y, rng)
+            clips, ys = self._mixed([self.train_clips[i] for i in mine], y_all[:, mine], rng)
+            clips, ys = self._negatives(clips, ys, rng)
             x = self._input(clips, rng)
-            modal = None if self.modal_targets is None else \
-                tuple(torch.from_numpy(t[mine]).float().to(self.cfg.device) for t in self.modal_targets)
-            loss = training_loss(net(x), y.to(self.cfg.device), loss_fn, scale=self.mcfg.fused_scale,
+            ys = ys.to(self.cfg.device)
+            modal = (ys[1], ys[2]) if len(ys) == 3 else None
+            loss = training_loss(net(x), ys[0], loss_fn, scale=self.mcfg.fused_scale,
                                  aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn",
-                                 sigmoid=self.mcfg.variant == "avor", modality_targets=modal, x=x)
+                                 sigmoid=self.mcfg.variant == "avor", modality_targets=modal, x=x,
+                                 oicr_weight=self.cfg.oicr_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -545,12 +568,12 @@ def _refined_targets(tr: Trainer, out: Path, *, resume: bool,
 def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0.0,
                   wsddn: bool = False, sigmoid: bool = False,
                   modality_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  x=None) -> torch.Tensor:
+                  x=None, oicr_weight: float = 1.0) -> torch.Tensor:
     """The fused loss, plus ``aux`` times the mean of each modality's own loss (its scores
     ℓ2-normalised and scaled as in the fusion, through a sigmoid for avor; WSDDN's
     probabilities as they are), so that neither stream can lean on the other; plus, for a
-    model with OICR branches (``out.visual_refine``), their loss on the proposals of ``x``
-    (the ``ModelInput``), taught by the visual targets."""
+    model with OICR branches (``out.visual_refine``), ``oicr_weight`` times their loss on the
+    proposals of ``x`` (the ``ModelInput``), taught by the visual targets."""
     from avscene.nn.mil import l2_normalise
     from avscene.nn.oicr import oicr_loss
 
@@ -561,7 +584,7 @@ def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0
         fm = x.frame_mask if x.frame_mask is not None else torch.ones(x.boxes.shape[:2], dtype=torch.bool,
                                                                        device=x.boxes.device)
         yv = y if modality_targets is None else modality_targets[1]
-        loss = loss + oicr_loss(out.visual_refine, out.visual_E, x.boxes, yv, fm.bool())
+        loss = loss + oicr_weight * oicr_loss(out.visual_refine, out.visual_E, x.boxes, yv, fm.bool())
     if aux <= 0:
         return loss
     ty = (y, y) if modality_targets is None else modality_targets  # (audio, visual) targets
