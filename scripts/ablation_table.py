@@ -1,6 +1,6 @@
 """A markdown table comparing training recipes, copied from their evaluation files (never typed in).
 
-    python scripts/ablation_table.py NAME=DIR [NAME=DIR ...]
+    python scripts/ablation_table.py [--parsing] NAME=DIR [NAME=DIR ...]
 
 Each DIR holds ``eval_val_noise.json`` and ``eval_val_shift_noise.json`` (``avscene evaluate
 --add-noise heldout:0 --add-noise heldout:10 --json-out``, before calibration: the fused decision the
@@ -8,6 +8,12 @@ noise stress scores) and optionally ``train_log.jsonl`` (the training hold-out, 
 selects other file names: ``NAME=DIR:before_`` reads ``before_eval_val_noise.json`` and so on. A run
 trained with ``--select robust`` is named ``NAME=DIR@robust``: its kept epoch is the best on the hold-out
 pooled clean, with training-family noise and pure noise (``robust_micro_f1``), as `avscene train` keeps it.
+
+``--parsing`` gives the heard / seen / both table instead (issue 22), from ``eval_val.json`` and
+``eval_val_shift.json`` (``avscene evaluate --json-out`` of the calibrated model): micro-F1, recall of
+events seen but never heard (``silent``) and heard but never seen (``offscreen``) by the heard-or-seen
+decisions, the AVVP segment-level audio, visual, audio-visual and Type@AV F1, event-level Type@AV,
+CorLoc@0.5 and pointing.
 """
 
 from __future__ import annotations
@@ -68,22 +74,46 @@ def row(name: str, folder: Path, prefix: str = "", select: str = "clean") -> str
     return "| " + " | ".join(cells) + " |"
 
 
+def parsing_row(name: str, folder: Path, prefix: str = "", select: str = "clean") -> str:
+    val, shift = (json.loads((folder / f"{prefix}eval_{s}.json").read_text()) for s in ("val", "val_shift"))
+
+    def both(*keys: str) -> str:
+        def get(e: dict) -> float | None:
+            for k in keys:
+                e = e.get(k) if isinstance(e, dict) else None
+            return e
+        return f"{_f(get(val))} / {_f(get(shift))}"
+
+    cells = [name, _holdout(folder / f"{prefix}train_log.jsonl", select), both("classification", "micro_f1"),
+             both("recall_by_mode_parse", "silent", "recall"), both("recall_by_mode_parse", "offscreen", "recall")]
+    cells += [both("avvp", "segment", k) for k in ("audio", "visual", "audio_visual", "type_av")]
+    cells += [both("avvp", "event", "type_av"), both("localization", "corloc"),
+              both("localization", "pointing_accuracy")]
+    return "| " + " | ".join(cells) + " |"
+
+
+PARSING_HEADER = ("| recipe | hold-out micro-F1 (kept epoch) | micro-F1 | silent recall | offscreen recall "
+                  "| AVVP segment audio | segment visual | segment audio-visual | segment Type@AV "
+                  "| event Type@AV | CorLoc@0.5 | pointing |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+
 HEADER = ("| recipe | hold-out micro-F1 (kept epoch) | micro-F1 val / val_shift | val_shift worst class F1 "
           "| SED F1 val / val_shift | held-out noise 0 dB, micro-F1 | held-out noise 0 dB, max FP rate "
           "| pure noise, clips with a label |\n|---|---|---|---|---|---|---|---|")
 
 
 def main(argv: list[str]) -> None:
+    parsing = bool(argv) and argv[0] == "--parsing"
+    argv = argv[1:] if parsing else argv
     if not argv or any("=" not in a for a in argv):
         raise SystemExit(__doc__)
-    lines = [HEADER]
+    lines, make = ([PARSING_HEADER], parsing_row) if parsing else ([HEADER], row)
     for arg in argv:
         name, spec = arg.split("=", 1)
         spec, _, select = spec.partition("@")
         if (select or "clean") not in SELECT_KEY:
             raise SystemExit(f"{arg}: the selection after @ is one of {', '.join(SELECT_KEY)}")
         folder, _, prefix = spec.partition(":")
-        lines.append(row(name, Path(folder), prefix, select or "clean"))
+        lines.append(make(name, Path(folder), prefix, select or "clean"))
     print("\n".join(lines))
 
 

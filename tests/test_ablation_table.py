@@ -65,3 +65,26 @@ def test_a_robust_run_shows_the_epoch_its_pooled_figure_kept(tmp_path):
     assert mod.row("r", tmp_path, select="robust").split("|")[2].strip() == "0.900 (ep. 1, robust 0.850)"
     with pytest.raises(SystemExit, match="selection"):
         mod.main([f"x={tmp_path}@best"])
+
+
+def _parse_eval(micro, silent, offscreen, seg, event_type, corloc, pointing) -> dict:
+    return {"classification": {"micro_f1": micro},
+            "recall_by_mode": {"silent": {"recall": 0.01, "n": 3}},  # the fused decision's: not this table's
+            "recall_by_mode_parse": {"silent": {"recall": silent, "n": 3}, "offscreen": {"recall": offscreen, "n": 4}},
+            "avvp": {"segment": dict(zip(("audio", "visual", "audio_visual", "type_av", "event_av"), seg)),
+                     "event": {"type_av": event_type, "audio": 0.02}},
+            "localization": {"corloc": corloc, "pointing_accuracy": pointing}}
+
+
+def test_the_parsing_table_holds_each_splits_figures(tmp_path, capsys):
+    (tmp_path / "eval_val.json").write_text(json.dumps(
+        _parse_eval(0.9, 0.5, 0.75, (0.1, 0.2, 0.3, 0.4, 0.45), 0.6, 0.25, 0.8)))
+    shift = _parse_eval(0.8, 0.25, None, (0.11, 0.21, 0.31, 0.41, 0.46), 0.61, 0.2, 0.7)
+    del shift["localization"]  # a model without a visual stream: no localisation figures
+    (tmp_path / "eval_val_shift.json").write_text(json.dumps(shift))
+    _script().main(["--parsing", f"run={tmp_path}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].count("|") == lines[2].count("|")
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells == ["run", "—", "0.900 / 0.800", "0.500 / 0.250", "0.750 / —", "0.100 / 0.110", "0.200 / 0.210",
+                     "0.300 / 0.310", "0.400 / 0.410", "0.600 / 0.610", "0.250 / —", "0.800 / —"]
