@@ -183,3 +183,42 @@ def test_training_loss_weighs_the_oicr_loss_by_oicr_weight():
     for w in (0.0, 0.1, 1.0):
         got = float(training_loss(out, y, hinge_loss, scale=1.0, x=x, oicr_weight=w))
         assert got == pytest.approx(mil + w * refine, rel=1e-6)
+
+
+def test_frame_iou_is_torchvisions_box_iou_in_every_frame():
+    from avscene.nn.oicr import frame_iou
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(2, 3, 5, 2, generator=g) * 50
+    a = torch.cat([xy, xy + 1 + torch.rand(2, 3, 5, 2, generator=g) * 30], dim=-1)  # (2, 3, 5, 4)
+    b = a[:, :, [4, 0, 2]]  # (2, 3, 3, 4): some identical boxes (IoU 1)
+    got = frame_iou(a, b)
+    assert got.shape == (2, 3, 5, 3)
+    for i in range(2):
+        for t in range(3):
+            torch.testing.assert_close(got[i, t], box_iou(a[i, t], b[i, t]))
+    assert torch.allclose(got[:, :, 4, 0], torch.ones(2, 3))
+
+
+def test_pseudo_labels_match_a_per_frame_reference_on_random_batches():
+    """oicr_targets (batched) against the definition applied frame by frame with torchvision's box_iou."""
+    g = torch.Generator().manual_seed(1)
+    B, T, M, C = 3, 4, 6, 5
+    xy = torch.rand(B, T, M, 2, generator=g) * 40
+    boxes = torch.cat([xy, xy + 5 + torch.rand(B, T, M, 2, generator=g) * 30], dim=-1)
+    scores = torch.randn(B, T, M, C, generator=g)
+    seed_w = torch.rand(B, T, C, generator=g) * (torch.rand(B, T, C, generator=g) > 0.3)
+    labels = (torch.rand(B, C, generator=g) > 0.5).float()
+    fm = torch.rand(B, T, generator=g) > 0.2
+    target, weight = oicr_targets(scores, seed_w, boxes, labels, fm)
+    for b in range(B):
+        for t in range(T):
+            cls = [c for c in range(C) if labels[b, c] > 0 and seed_w[b, t, c] > 0 and fm[b, t]]
+            if not cls:
+                assert torch.all(weight[b, t] == 0) and torch.all(target[b, t] == C)
+                continue
+            ov = box_iou(boxes[b, t], boxes[b, t, scores[b, t, :, cls].argmax(dim=0)])  # (M, S)
+            best, which = ov.max(dim=1)
+            want = torch.where(best >= 0.5, torch.tensor(cls)[which], torch.full_like(which, C))
+            assert torch.equal(target[b, t], want)
+            torch.testing.assert_close(weight[b, t], seed_w[b, t, cls][which])

@@ -80,22 +80,30 @@ def oicr_targets(scores: Tensor, seed_weight: Tensor, boxes: Tensor, labels: Ten
         ``(target, weight)``: (B, T, M) long class index in ``[0, C]`` (``C`` = background) and
         (B, T, M) float loss weight. In a frame with seeds, each proposal is compared with every
         seed; the seed it overlaps most gives its weight, and its class when the overlap is
-        ``>= iou`` (background otherwise). Frames without a seed have weight 0.
+        ``>= iou`` (background otherwise). Frames without a seed have weight 0. One batched
+        computation, no loop over frames.
     """
-    from torchvision.ops import box_iou  # training only: importing torchvision costs ~1 s (nn/roi.py)
-
     B, T, M, C = scores.shape
-    target = torch.full((B, T, M), C, dtype=torch.long, device=scores.device)
-    weight = torch.zeros(B, T, M, dtype=scores.dtype, device=scores.device)
     seeds = scores.argmax(dim=2)  # (B, T, C) top proposal of each class in each frame
     active = (labels[:, None, :] > 0) & (seed_weight > 0) & frame_mask[..., None]  # (B, T, C)
-    for b, t in active.any(dim=2).nonzero().tolist():
-        cls = active[b, t].nonzero().flatten()  # (S,) the classes seeding this frame
-        ov = box_iou(boxes[b, t], boxes[b, t, seeds[b, t, cls]])  # (M, S)
-        best, which = ov.max(dim=1)  # (M,)
-        target[b, t] = torch.where(best >= iou, cls[which], torch.full_like(which, C))
-        weight[b, t] = seed_weight[b, t, cls][which]
-    return target, weight
+    seed_boxes = boxes.gather(2, seeds[..., None].expand(B, T, C, 4))  # (B, T, C, 4)
+    ov = frame_iou(boxes, seed_boxes).masked_fill(~active[:, :, None, :], -1.0)  # (B, T, M, C)
+    best, which = ov.max(dim=3)  # (B, T, M): the active seed each proposal overlaps most
+    target = torch.where(best >= iou, which, torch.full_like(which, C))
+    weight = seed_weight.gather(2, which) * active.any(dim=2, keepdim=True)  # frames without a seed: 0
+    return target, weight.to(scores.dtype)
+
+
+def frame_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of every box of ``a`` (..., M, 4) with every box of ``b`` (..., S, 4) in the same frame
+    (x0, y0, x1, y1): (..., M, S). ``torchvision.ops.box_iou`` without its 2-D limit (one call for
+    every frame of a batch)."""
+    a, b = a[..., :, None, :], b[..., None, :, :]
+    w = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    h = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = w * h
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter).clamp(min=torch.finfo(inter.dtype).tiny)
 
 
 def oicr_loss(logits: Tensor, E: Tensor, boxes: Tensor, labels: Tensor, frame_mask: Tensor) -> Tensor:
