@@ -19,6 +19,7 @@ CorLoc@0.5 and pointing.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -28,11 +29,13 @@ def _f(x: float | None) -> str:
 
 
 SELECT_KEY = {"clean": "val_micro_f1", "robust": "robust_micro_f1"}  # what `avscene train --select` keeps by
+LOSS_KEY = {"clean": "val_loss", "robust": "robust_loss"}  # and what breaks its ties
 
 
 def _holdout(log: Path, select: str = "clean") -> str:
-    """The kept epoch's hold-out micro-F1 (the best one by the run's selection, first on ties, as
-    `avscene train` keeps it); a robust selection also shows its pooled figure."""
+    """The kept epoch's hold-out micro-F1 (the best one by the run's selection; on a tie the lower
+    validation loss, then the first, as `avscene train` keeps it); a robust selection also shows its
+    pooled figure."""
     if not log.is_file():
         return "—"
     key = SELECT_KEY[select]
@@ -40,7 +43,7 @@ def _holdout(log: Path, select: str = "clean") -> str:
     rows = [r for r in rows if r.get(key) is not None]
     if not rows:
         return "—"
-    best = max(rows, key=lambda r: (r[key], -r["epoch"]))
+    best = max(rows, key=lambda r: (r[key], -r.get(LOSS_KEY[select], math.inf), -r["epoch"]))
     if select == "clean":
         return f"{best['val_micro_f1']:.3f} (ep. {best['epoch']})"
     return f"{best['val_micro_f1']:.3f} (ep. {best['epoch']}, robust {best[key]:.3f})"

@@ -35,7 +35,7 @@ def test_a_row_holds_its_own_files_figures(tmp_path):
         _eval(0.9, ("flute", 0.25), 0.8, 0.7, 0.03, [("typing", 100, 0.5), ("crowd", 300, 0.1)])))
     (run / "pre_eval_val_shift_noise.json").write_text(json.dumps(
         _eval(0.85, ("violin", 0.0), 0.6, 0.65, 0.02, [("typing", 50, 0.0), ("crowd", 50, 1.0)])))
-    # the best hold-out epoch, the first of a tie (as `avscene train` keeps it); a line without a figure
+    # the best hold-out epoch, the first of a tie without losses (as `avscene train` keeps it); a line without a figure
     (run / "pre_train_log.jsonl").write_text("\n".join(json.dumps(r) for r in [
         {"epoch": 0, "val_micro_f1": 0.8}, {"epoch": 1, "val_micro_f1": 0.91}, {"epoch": 2, "val_micro_f1": 0.91},
         {"epoch": 3, "val_micro_f1": None}]) + "\n")
@@ -63,6 +63,11 @@ def test_a_robust_run_shows_the_epoch_its_pooled_figure_kept(tmp_path):
     mod = _script()
     assert mod.row("c", tmp_path).split("|")[2].strip() == "0.950 (ep. 0)"
     assert mod.row("r", tmp_path, select="robust").split("|")[2].strip() == "0.900 (ep. 1, robust 0.850)"
+    # a tie goes to the lower validation loss, as `avscene train` breaks it
+    (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"epoch": 0, "val_micro_f1": 0.8, "val_loss": 0.01}, {"epoch": 1, "val_micro_f1": 0.9, "val_loss": 0.05},
+        {"epoch": 2, "val_micro_f1": 0.9, "val_loss": 0.03}, {"epoch": 3, "val_micro_f1": 0.9, "val_loss": 0.04}]) + "\n")
+    assert mod.row("t", tmp_path).split("|")[2].strip() == "0.900 (ep. 2)"
     with pytest.raises(SystemExit, match="selection"):
         mod.main([f"x={tmp_path}@best"])
 
