@@ -101,6 +101,11 @@ def earlier_table(card: Path) -> str:
             "previous card:\n\n" + "\n".join(lines[start:end]) + "\n")
 
 
+def _opt(key: str, value) -> str:
+    """``KEY=VALUE`` of a ``--model-opt`` / ``--pre-opt`` / ``--aug-opt`` (a string as it is, the rest as JSON)."""
+    return f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+
+
 def train_command(tr: dict, run: str, processes: int) -> str:
     """The ``avscene train`` command line of a run's training record (every setting that differs
     from the command's defaults, recipe included)."""
@@ -112,8 +117,13 @@ def train_command(tr: dict, run: str, processes: int) -> str:
         parts.append(f"--mix-prob {tr['mix_prob']}")
     if tr.get("aux_loss"):
         parts.append(f"--aux-loss {tr['aux_loss']}")
-    parts += [f"--model-opt {k}={json.dumps(v, separators=(',', ':'))}" for k, v in (tr.get("model") or {}).items()]
-    parts += [f"--aug-opt {k}={json.dumps(v, separators=(',', ':'))}" for k, v in (tr.get("augment_opts") or {}).items()]
+    parts += [f"--model-opt {_opt(k, v)}" for k, v in (tr.get("model") or {}).items()]
+    parts += [f"--pre-opt {_opt(k, v)}" for k, v in (tr.get("preprocess") or {}).items()]
+    parts += [f"--aug-opt {_opt(k, v)}" for k, v in (tr.get("augment_opts") or {}).items()]
+    if tr.get("refine_labels"):
+        parts.append("--refine-labels")
+    if (tr.get("model") or {}).get("visual_refine") and tr.get("oicr_weight", 1.0) != 1.0:
+        parts.append(f"--oicr-weight {tr['oicr_weight']}")
     if tr.get("init_model"):
         parts.append(f"--init-model {tr['init_model']}")
     return " ".join(parts + ["--device cpu"])
@@ -272,11 +282,15 @@ def update_noise_stress(folder: Path, val: Path, shift: Path | None) -> None:
     (folder / "README.md").write_text(card[:start] + noise_section(val, shift) + card[end:])
 
 
-def replace_classifier(folder: Path, run: Path) -> None:
+RECIPE_NOTE = "a temporal context over the audio windows added, with the background/timbre recipe"
+
+
+def replace_classifier(folder: Path, run: Path, note: str = RECIPE_NOTE) -> None:
     """Replace the classifier of the checkpoint in ``folder`` by a run fine-tuned from it: its
     ``config.json`` (the separation entry kept, with the files it declares) and weights; the card's
     recipe gains the run's command and its size line is remeasured. The other sections are
-    rewritten by ``--update-variants``, ``--update-evaluation`` and ``--update-noise-stress``."""
+    rewritten by ``--update-variants``, ``--update-evaluation`` and ``--update-noise-stress``.
+    ``note`` says in the recipe what the fine-tuning changed."""
     from avscene.hub import load_pretrained
 
     old = json.loads((folder / "config.json").read_text())
@@ -290,9 +304,8 @@ def replace_classifier(folder: Path, run: Path) -> None:
     command = train_command(tr, run.name, tr.get("processes", 1))
     card = (folder / "README.md").read_text()
     recipe_end = card.index("```", card.index("# then fine-tuned from it"))
-    card = (card[:recipe_end] + f"# then fine-tuned again from that model ({tr.get('init_model')} held it), a "
-            f"temporal context over the audio windows added, with the background/timbre recipe:\n{command}\n"
-            + card[recipe_end:])
+    card = (card[:recipe_end] + f"# then fine-tuned again from that model ({tr.get('init_model')} held it), "
+            f"{note}:\n{command}\n" + card[recipe_end:])
     size_mb = (folder / "model.safetensors").stat().st_size / 1e6
     card = re.sub(r"[0-9.]+ MB of float32 weights", f"{size_mb:.1f} MB of float32 weights", card, count=1)
     (folder / "README.md").write_text(card)
@@ -327,6 +340,8 @@ def main() -> None:
                          "optionally --eval-shift: avscene evaluate --add-noise ... --json-out files)")
     ap.add_argument("--replace-classifier", type=Path, default=None, metavar="MODEL_DIR",
                     help="only replace MODEL_DIR's classifier by the run RUNS_DIR fine-tuned from it (separation kept)")
+    ap.add_argument("--recipe-note", default=RECIPE_NOTE,
+                    help="with --replace-classifier: what the fine-tuning changed, for the card's recipe")
     ap.add_argument("--eval-val", type=Path, default=None, help="avscene evaluate --json-out of the model on val")
     ap.add_argument("--eval-shift", type=Path, default=None, help="the same on val_shift")
     ap.add_argument("--keep-separation", action="store_true",
@@ -348,7 +363,7 @@ def main() -> None:
     if args.replace_classifier is not None:
         if args.runs is None:
             ap.error("--replace-classifier needs the run folder as RUNS_DIR")
-        replace_classifier(args.replace_classifier, args.runs)
+        replace_classifier(args.replace_classifier, args.runs, args.recipe_note)
         return
     if args.update_noise_stress is not None:
         if args.eval_val is None:
