@@ -5,7 +5,8 @@ more than a cold ``avscene classify`` spends on its work; this module keeps that
 of every command. ``tests/test_model.py`` checks it against torchvision's kernel.
 
 Per RoI bin, ``sampling_ratio`` x ``sampling_ratio`` points are read by bilinear
-interpolation and averaged. Like torchvision: a point more than one pixel outside the map
+interpolation and averaged; both steps are separable, so each RoI is pooled as two small matrix
+products with per-axis weights (no per-point gather). Like torchvision: a point more than one pixel outside the map
 reads 0, a point within one pixel outside is clamped to the border, and coordinates are
 shifted by half a pixel (``aligned=True``: pixel centres at integer + 0.5).
 """
@@ -56,13 +57,22 @@ def roi_align(fmap: Tensor, rois: Tensor, *, output_size: int, spatial_scale: fl
     ys = start[:, 1:] + unit * (size[:, 1:] / k)  # (K, L)
     y_lo, y_hi, wy_lo, wy_hi = _axis(ys, H)
     x_lo, x_hi, wx_lo, wx_hi = _axis(xs, W)
-    L = k * s
-    per_roi = fmap.permute(0, 2, 1, 3)  # (N, H, C, W): rows first, so one index picks a row
-    rows = (per_roi[b[:, None], y_lo] * wy_lo[..., None, None]
-            + per_roi[b[:, None], y_hi] * wy_hi[..., None, None])  # (K, L, C, W)
-    cols_lo = x_lo[:, None, None, :].expand(K, L, C, L)  # (K, L, C, L)
-    cols_hi = x_hi[:, None, None, :].expand(K, L, C, L)
-    pts = (rows.gather(3, cols_lo) * wx_lo[:, None, None, :]
-           + rows.gather(3, cols_hi) * wx_hi[:, None, None, :])  # (K, Ly, C, Lx)
-    pts = pts.permute(0, 2, 1, 3)  # (K, C, Ly, Lx)
-    return pts.reshape(K, C, k, s, k, s).mean(dim=(3, 5))  # (K, C, k, k)
+    wy = _cell_weights(ys, H, k)  # (K, k, H)
+    wx = _cell_weights(xs, W, k)  # (K, k, W)
+    out = fmap.new_empty(K, C, k, k)
+    for n in torch.unique(b).tolist():  # the RoIs of one image share its map: two matrix products
+        idx = (b == n).nonzero().squeeze(1)
+        rows = (wy[idx] @ fmap[n].permute(1, 0, 2).reshape(H, C * W)).view(-1, k, C, W)  # (R, k, C, W)
+        out[idx] = (rows @ wx[idx].transpose(1, 2).unsqueeze(1)).permute(0, 2, 1, 3)  # (R, C, k, k)
+    return out
+
+
+def _cell_weights(coord: Tensor, size: int, k: int) -> Tensor:
+    """(K, k * s) sample coordinates along one axis -> (K, k, size): the weight of each map row (or
+    column) in each cell, the cell's samples' bilinear taps averaged. Bilinear interpolation and the
+    average over a cell's s x s samples are both separable, so a pooled cell is ``wy @ map @ wx.T``."""
+    low, high, w_low, w_high = _axis(coord, size)
+    w = coord.new_zeros(*coord.shape, size)
+    w.scatter_add_(2, low[..., None], w_low[..., None])
+    w.scatter_add_(2, high[..., None], w_high[..., None])
+    return w.view(coord.shape[0], k, -1, size).mean(dim=2)
