@@ -308,7 +308,14 @@ def replace_classifier(folder: Path, run: Path, note: str = RECIPE_NOTE) -> None
             f"{note}:\n{command}\n" + card[recipe_end:])
     size_mb = (folder / "model.safetensors").stat().st_size / 1e6
     card = re.sub(r"[0-9.]+ MB of float32 weights", f"{size_mb:.1f} MB of float32 weights", card, count=1)
-    (folder / "README.md").write_text(card)
+    (folder / "README.md").write_text(configuration(card, cfg))
+
+
+def configuration(card: str, cfg: dict) -> str:
+    """The card with its *Configuration* lines rewritten from ``config.json``'s model and preprocessing."""
+    card = re.sub(r"^- model: `.*`$", lambda _: f"- model: `{json.dumps(cfg['model'])}`", card, count=1, flags=re.M)
+    return re.sub(r"^- preprocessing: `.*`$", lambda _: f"- preprocessing: `{json.dumps(cfg['preprocess'])}`", card,
+                  count=1, flags=re.M)
 
 
 def update_separation(folder: Path, val: Path | None, shift: Path | None) -> None:

@@ -48,7 +48,8 @@ def test_replace_classifier_copies_the_run_and_writes_its_command_with_the_note(
     folder = tmp_path / "bundled"
     shutil.copytree(tiny_model_dir, folder)
     (folder / "README.md").write_text("# m\n\n1.0 MB of float32 weights\n\n```bash\n"
-                                      "# then fine-tuned from it\navscene train x\n```\n\n## next\n")
+                                      "# then fine-tuned from it\navscene train x\n```\n\n## next\n\n"
+                                      "- model: `{\"old\": 1}`\n- preprocessing: `{\"old\": 2}`\n")
     run = tiny_checkpoint(tmp_path / "dense", seed=1)
     cfg = json.loads((run / "config.json").read_text())
     cfg["training"] = {**RECORD, "model": {}, "processes": 1}
@@ -61,3 +62,5 @@ def test_replace_classifier_copies_the_run_and_writes_its_command_with_the_note(
     assert "--pre-opt visual_proposals=dense" in card
     size = (run / "model.safetensors").stat().st_size / 1e6
     assert f"{size:.1f} MB of float32 weights" in card and "1.0 MB of" not in card
+    assert '"old"' not in card and f"- model: `{json.dumps(cfg['model'])}`" in card  # the configuration is the run's
+    assert f"- preprocessing: `{json.dumps(cfg['preprocess'])}`" in card
