@@ -153,7 +153,7 @@ def separation_section(val: Path | None, shift: Path | None, config: dict | None
             f"`--method mask` (rows *avscene mask network*): a mask network "
             f"({net.get('blocks')} dilated blocks of {net.get('hidden')} channels, FiLM class conditioning) "
             f"trained by `avscene train-separator` from the video-level labels of {tr.get('manifest', 'the training manifest')} "
-            f"only — mix-and-separate on 2-s anchors that this model's audio network finds in single-label "
+            f"only — mix-and-separate on 2-s anchors that the audio network of the model it was trained with finds in single-label "
             f"training clips, background-only segments of other clips added at "
             f"{mix.get('snr_background')} dB, another class's anchor with probability {mix.get('other_prob')}; "
             f"{(tr.get('first_round') or {}).get('steps', 0) + tr.get('steps', 0)} steps of {tr.get('batch')} mixtures "
