@@ -311,11 +311,16 @@ def replace_classifier(folder: Path, run: Path, note: str = RECIPE_NOTE) -> None
     (folder / "README.md").write_text(configuration(card, cfg))
 
 
+def config_lines(cfg: dict) -> tuple[str, str]:
+    """The card's *Configuration* lines: ``config.json``'s model and preprocessing."""
+    return f"- model: `{json.dumps(cfg['model'])}`", f"- preprocessing: `{json.dumps(cfg['preprocess'])}`"
+
+
 def configuration(card: str, cfg: dict) -> str:
-    """The card with its *Configuration* lines rewritten from ``config.json``'s model and preprocessing."""
-    card = re.sub(r"^- model: `.*`$", lambda _: f"- model: `{json.dumps(cfg['model'])}`", card, count=1, flags=re.M)
-    return re.sub(r"^- preprocessing: `.*`$", lambda _: f"- preprocessing: `{json.dumps(cfg['preprocess'])}`", card,
-                  count=1, flags=re.M)
+    """The card with its *Configuration* lines rewritten from ``config.json``."""
+    model, pre = config_lines(cfg)
+    card = re.sub(r"^- model: `.*`$", lambda _: model, card, count=1, flags=re.M)
+    return re.sub(r"^- preprocessing: `.*`$", lambda _: pre, card, count=1, flags=re.M)
 
 
 def update_separation(folder: Path, val: Path | None, shift: Path | None) -> None:
@@ -420,7 +425,7 @@ def main() -> None:
            else "one process")
     card = CARD.format(
         variant=cfg["model"]["variant"], run=args.best, threshold_note=threshold_note, how=how, command=command, labels=", ".join(cfg["labels"]), size=f"{size_mb:.1f}",
-        model=json.dumps(cfg["model"]), pre=json.dumps(cfg["preprocess"]), rows="\n".join(rows),
+        config="\n".join(config_lines(cfg)), rows="\n".join(rows),
         sep=separation_section(args.sep, args.sep_shift, cfg) + (
             "\nThe separation dictionaries and network were kept from the model this one was fine-tuned "
             "from (its audio network chose their training anchors); the reports above were measured with "
@@ -490,8 +495,7 @@ have no proposal.
 
 ## Configuration
 
-- model: `{model}`
-- preprocessing: `{pre}`
+{config}
 """
 
 if __name__ == "__main__":
