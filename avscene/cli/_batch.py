@@ -268,9 +268,23 @@ def recorded(p: Plan) -> dict[str, dict[str, Any]]:
     return {str(f): p.log.records[str(f)] for f in p.files if str(f) not in todo}
 
 
+def all_results(p: Plan, sink: Sink, kind: type) -> list[Any]:
+    """This run's successful results and, with --resume, the recorded ones of the same ``kind`` (read
+    back typed, :func:`avscene.results.result_from_json`), in input order: for files summing up
+    every input (the events TSV, the report index)."""
+    from avscene.results import result_from_json
+
+    new = {r.file: r for r in sink.results}
+    old = recorded(p)
+    out = [new[f] if f in new else result_from_json(old[f]) for f in map(str, p.files) if f in new or f in old]
+    return [r for r in out if isinstance(r, kind)]
+
+
 def _note(msg: str) -> None:
     print(f"avscene: {msg}", file=sys.stderr)
 
 
 def _print_traceback(file: str, text: str) -> None:
-    print(f"avscene: traceback for {file}:\n{text.rstrip()}", file=sys.stderr)
+    from avscene.results import printable
+
+    print(printable(f"avscene: traceback for {file}:\n{text.rstrip()}"), file=sys.stderr)

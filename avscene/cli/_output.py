@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from avscene.results import json_text
+from avscene.results import json_text, printable
 
 if TYPE_CHECKING:
     from avscene.tasks.runner import ResultLog
@@ -63,10 +63,10 @@ class Sink:
         if not r.ok:
             msg = r.to_json()["error"]
             msg = msg if msg.startswith(r.file) else f"{r.file}: {msg}"
-            self.err.print(f"avscene: failed: {msg}", markup=False, highlight=False)
+            self.err.print(printable(f"avscene: failed: {msg}"), markup=False, highlight=False)
         else:  # e.g. a missing stream: the result is partial, so say so where a person looks
             for w in r.to_json().get("warnings", []):
-                self.err.print(f"avscene: warning: {r.file}: {w}", markup=False, highlight=False)
+                self.err.print(printable(f"avscene: warning: {r.file}: {w}"), markup=False, highlight=False)
         if self.mode == "jsonl":
             sys.stdout.write(json_text(r.to_json()) + "\n")
             sys.stdout.flush()
@@ -76,8 +76,11 @@ class Sink:
             sys.stdout.write(json_text([r.to_json() for r in self.results], indent=2) + "\n")
         elif self.mode == "table" and self.table is not None:
             ok = [r for r in self.results if r.ok]
-            if ok:
-                self.out.print(self.table(ok))
+            if ok:  # rendered first, so that a file name's bytes that are not UTF-8 show as \xff
+                with self.out.capture() as text:
+                    self.out.print(self.table(ok))
+                sys.stdout.write(printable(text.get()))
+                sys.stdout.flush()
         if self.failed and self.mode == "table":
             self.err.print(f"{self.failed} of {len(self.results)} input(s) failed", style="red")
 

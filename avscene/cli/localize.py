@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, batch_command, execute, plan, recorded
+from avscene.cli._batch import ClassifierArgs, CommonArgs, all_results, batch_command, execute, plan
 from avscene.cli._options import AudacityOpt, EventThresholdOpt, LabelsOpt, PathsArg, VttOpt
 from avscene.cli._output import Sink
 
@@ -57,6 +57,7 @@ def localize_cmd(
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
     from avscene.io.writers import check_events_tsv_names, write_events_tsv
+    from avscene.results import LocalizeResult
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
         AUDACITY, RENDER, SCORES_TSV, VTT, WriteOptions, check_localize, check_outputs, localize_and_write,
@@ -78,26 +79,6 @@ def localize_cmd(
     job = FileJob(localize_and_write, common.model_spec(), WriteOptions(opts, templates, common.force), check_localize)
     sink = Sink(mode=common.mode(), table=localize_table, log=p.log)
     finish = None if events_tsv is None else (
-        lambda: write_events_tsv(_all_results(p, sink), events_tsv, force=common.force))
+        lambda: write_events_tsv(all_results(p, sink, LocalizeResult), events_tsv, force=common.force))
     return execute(p, job, sink, common.batch(), label="localize", finish=finish)
 
-
-def _all_results(p: Plan, sink: Sink) -> list[Any]:
-    """This run's results and, with --resume, the recorded ones, in input order (for the events TSV)."""
-    from types import SimpleNamespace
-
-    from avscene.results import Event, Timing
-
-    new = {r.file: r for r in sink.results}
-    old = recorded(p)
-    out = []
-    for f in map(str, p.files):
-        if f in new:
-            out.append(new[f])
-        elif f in old and "error" not in old[f]:  # the fields the TSV writer reads
-            events = tuple(Event(e["label"], e["onset"], e["offset"]) for e in old[f].get("events", []))
-            timing = {lab: Timing(*(tuple(map(tuple, t.get(k, []))) for k in ("heard", "seen")),
-                                  overlap=bool(t.get("overlap")), both=tuple(map(tuple, t.get("both", []))))
-                      for lab, t in old[f].get("timing", {}).items()}
-            out.append(SimpleNamespace(ok=True, file=f, events=events, timing=timing))
-    return out

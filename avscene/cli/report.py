@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, batch_command, execute, plan, recorded
+from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, all_results, batch_command, execute, plan
 from avscene.cli._options import AudacityOpt, EventThresholdOpt, LabelsOpt, PathsArg, VttOpt
 from avscene.cli._output import Sink
 from avscene.separation.registry import MethodName
@@ -90,8 +90,6 @@ def report_cmd(
 def _write_index(p: Plan, sink: Sink, index: Path) -> None:
     """The index of this run's pages and, with --resume, the recorded ones, in input order."""
     from avscene.io.report_html import write_index
+    from avscene.results import ReportResult
 
-    new = {r.file: r.to_json() for r in sink.results if r.ok}
-    old = {f: rec for f, rec in recorded(p).items() if "report" in rec}
-    records = [new.get(f) or old.get(f) for f in map(str, p.files)]
-    write_index([r for r in records if r is not None], index)
+    write_index([r.to_json() for r in all_results(p, sink, ReportResult)], index)

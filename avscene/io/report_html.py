@@ -22,7 +22,7 @@ import numpy as np
 from avscene.io.report_assets import CSS, INDEX_JS, PAGE_JS, STATUS_JS
 from avscene.io.web_media import data_uri, jpeg_bytes, opus_ogg_bytes
 from avscene.io.writers import atomic_write_bytes, atomic_write_text
-from avscene.results import AudioTrack, ReportPage, Thumbnail
+from avscene.results import AudioTrack, ReportPage, Thumbnail, printable
 from avscene.timing import segment_timestamps
 
 THUMB_PX = 120  # thumbnails' largest width in a row (the stored image is larger: shown full size on click)
@@ -62,8 +62,8 @@ def write_report(page: ReportPage, path: str | Path, *, force: bool) -> list[Pat
             continue
         name = f"{path.stem}.{_slug(tr.kind)}{'.' + _slug(tr.label) if tr.label else ''}.ogg"
         written.append(atomic_write_bytes(path.with_name(name), data, force=force))
-        srcs.append(quote(name))
-    text = page_html(page, srcs)
+        srcs.append(quote(name, errors="surrogateescape"))  # a name's bytes that are not UTF-8: %FF
+    text = printable(page_html(page, srcs))  # and shown as \xff
     return [atomic_write_text(path, text, force=force), *written]
 
 
@@ -258,7 +258,7 @@ def index_html(records: list[dict], folder: str | Path) -> str:
         pres = rep["presence"]
         heard = [k for k, v in pres.items() if v in ("heard", "both")]
         seen = [k for k, v in pres.items() if v in ("seen", "both")]
-        href = quote(os.path.relpath(rep["page"], folder))
+        href = quote(os.path.relpath(rep["page"], folder), errors="surrogateescape")
         name = Path(rec["file"]).name
         img = (f'<img src="{rep["poster"]}" alt="A frame of {escape(name)}" width="96">' if rep.get("poster")
                else '<span aria-label="no video">—</span>')
@@ -284,5 +284,5 @@ def index_html(records: list[dict], folder: str | Path) -> str:
 
 def write_index(records: list[dict], path: str | Path) -> Path:
     """Write :func:`index_html` (always replaced: it describes the folder as it is now)."""
-    return atomic_write_text(path, index_html(records, Path(path).parent), force=True)
+    return atomic_write_text(path, printable(index_html(records, Path(path).parent)), force=True)
 

@@ -93,9 +93,14 @@ def atomic_write(path: str | Path, *, force: bool) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | Path, text: str, *, force: bool) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) atomically; returns the destination path."""
+    """Write ``text`` (UTF-8, ``\\n`` line ends) atomically; returns the destination path.
+
+    A file name's bytes that are not UTF-8 (lone surrogates in ``text``, see
+    :func:`avscene.results.json_text`) are written as the bytes they stand for, so a TSV's
+    ``filename`` column names the file exactly.
+    """
     with atomic_write(path, force=force) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
             f.write(text)
     return Path(path)
 
