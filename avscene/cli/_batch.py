@@ -16,7 +16,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ from avscene.tasks.runner import DEFAULT_TIMEOUT_S
 if TYPE_CHECKING:
     from avscene.cli._output import Sink
     from avscene.tasks.classify import ClassifyOptions
+    from avscene.tasks.outputs import WriteOptions
     from avscene.tasks.runner import ModelSpec, ResultLog, Setup
 
 STDOUT = "-"  # --jsonl - : the records go to stdout
@@ -167,6 +168,25 @@ class Plan:
     n_all: int  # inputs of every shard together (output templates need {name} when > 1)
     todo: list[Path]  # those without a record in the log: the ones processed now
     log: ResultLog | None  # the --jsonl file, None for stdout or none
+    all_files: list[Path] = field(default_factory=list)  # the inputs of every shard (clashes are checked over them)
+    roots: tuple[str, ...] = ()  # the directory arguments ({relpath} is relative to them)
+
+    def outputs(self, task: Any, templates: dict[str, str], common: CommonArgs, *,
+                once: dict[str, Path] | None = None) -> WriteOptions:
+        """Check the output templates over every input of the run (every shard's: a clash with
+        another shard is refused too) and return what the workers write with.
+
+        ``--resume`` lets the inputs it processes replace their existing files: they have no
+        record, so they are what an interrupted run (``kill -9``) left.
+
+        Raises:
+            UsageError: a bad template, or two outputs that would be one file.
+        """
+        from avscene.tasks.outputs import WriteOptions, check_outputs
+
+        check_outputs(templates, self.all_files, once=once, roots=self.roots)
+        return WriteOptions(task, templates, common.force or common.resume, roots=self.roots,
+                            inputs=tuple(self.all_files))
 
 
 def check_flags(batch: BatchOptions) -> None:
@@ -203,7 +223,8 @@ def plan(paths: Sequence[Path], batch: BatchOptions) -> Plan:
         _note(log.repaired)
     if len(todo) < len(files):
         _note(f"skipping {len(files) - len(todo)} input(s) already recorded in {batch.jsonl}")
-    return Plan(files=files, n_all=len(all_files), todo=todo, log=log)
+    roots = tuple(str(p) for p in paths if Path(p).is_dir())
+    return Plan(files=files, n_all=len(all_files), todo=todo, log=log, all_files=all_files, roots=roots)
 
 
 def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,

@@ -21,6 +21,12 @@ EPILOG = """Examples:
   avscene localize videos/ --render 'overlays/{name}.mp4' --events-tsv events.tsv --jsonl loc.jsonl -j 2
 
   avscene localize videos/ --vtt 'subs/{name}.vtt' --audacity 'labels/{name}.txt'
+
+  avscene localize videos/ --render 'overlays/{relpath}/{name}.mp4'   (cam1/0001.mp4, cam2/0001.mp4 kept apart)
+
+Templates: {name} = input file name without extension, {ext} = its extension, {relpath} = its
+folder below the directory argument. Two inputs that would write one file (over every input of
+every --shard) are refused before any work (exit 2).
 """
 
 
@@ -60,7 +66,7 @@ def localize_cmd(
     from avscene.results import LocalizeResult
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
-        AUDACITY, RENDER, SCORES_TSV, VTT, WriteOptions, check_localize, check_outputs, localize_and_write,
+        AUDACITY, RENDER, SCORES_TSV, VTT, check_localize, localize_and_write,
         scores_tsv_template,
     )
     from avscene.tasks.runner import FileJob
@@ -70,15 +76,14 @@ def localize_cmd(
                  **({SCORES_TSV: scores_tsv_template(scores_tsv)} if scores_tsv is not None else {}),
                  **({VTT: vtt} if vtt else {}), **({AUDACITY: audacity} if audacity else {})}
     once = {"--events-tsv": events_tsv} if events_tsv is not None else {}
-    check_outputs(templates, p.files, n_all=p.n_all, once=once)  # a bad template or a clash: refused up front
     if events_tsv is not None:
         check_events_tsv_names(p.files)  # a name the TSV cannot hold: refused before any output
     opts = LocalizeOptions(labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
-                           audio_all_classes=scores_tsv is not None,
                            classify=classifier.classify_options(any_format=common.any_format))
-    job = FileJob(localize_and_write, common.model_spec(), WriteOptions(opts, templates, common.force), check_localize)
+    outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
+    job = FileJob(localize_and_write, common.model_spec(), outputs, check_localize)
     sink = Sink(mode=common.mode(), table=localize_table, log=p.log)
     finish = None if events_tsv is None else (
-        lambda: write_events_tsv(all_results(p, sink, LocalizeResult), events_tsv, force=common.force))
+        lambda: write_events_tsv(all_results(p, sink, LocalizeResult), events_tsv, force=outputs.force))
     return execute(p, job, sink, common.batch(), label="localize", finish=finish)
 

@@ -27,6 +27,8 @@ EPILOG = """Examples:
 
 A folder as -o (an existing one, or a path ending in /) gets {name}.html per input and an
 index.html listing them (sortable, filterable by class; open it in any browser, no server).
+Templates also take {ext} and {relpath} (the input's folder below the directory argument:
+-o 'reports/{relpath}/{name}.html'); two inputs that would write one file are refused (exit 2).
 """
 
 
@@ -65,7 +67,7 @@ def report_cmd(
     from avscene.cli._errors import ARGV
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
-        AUDACITY, PAGE, REPORT_INDEX, VTT, WriteOptions, check_localize, check_outputs, report_and_write,
+        AUDACITY, PAGE, REPORT_INDEX, VTT, check_localize, report_and_write,
         report_page_template,
     )
     from avscene.tasks.report import ReportOptions
@@ -75,13 +77,13 @@ def report_cmd(
     template, index = report_page_template(output)
     templates = {PAGE: template, **({VTT: vtt} if vtt else {}), **({AUDACITY: audacity} if audacity else {})}
     once = {f"-o (its {REPORT_INDEX})": index} if index is not None else {}
-    check_outputs(templates, p.files, n_all=p.n_all, once=once)  # a bad template or a clash: refused up front
     loc = LocalizeOptions(labels=tuple(label or ()), event_threshold=event_threshold,
                           classify=classifier.classify_options(any_format=common.any_format))
     opts = ReportOptions(localize=loc, max_thumbnails=max_thumbnails, max_embed_seconds=max_embed_seconds,
                          separate=separate, separate_method=method.value, command=shlex.join(["avscene", *ARGV]),
                          version=__version__)
-    job = FileJob(report_and_write, common.model_spec(), WriteOptions(opts, templates, common.force), check_localize)
+    outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
+    job = FileJob(report_and_write, common.model_spec(), outputs, check_localize)
     sink = Sink(mode=common.mode(), table=report_table, log=p.log)
     finish = None if index is None else (lambda: _write_index(p, sink, index))
     return execute(p, job, sink, common.batch(), label="report", finish=finish)
