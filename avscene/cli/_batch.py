@@ -253,8 +253,8 @@ def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
                                 on_salvage=salvage)
             with closing(results):
                 drain(results, sink, total=len(p.todo), label=label)
-            if finish is not None:  # e.g. a file summing up every input: only after a complete run
-                finish()
+            if finish is not None and not _finished(finish):  # a file summing up every input, after a
+                return EXIT_INPUT_FAILED  # complete run; its failure is not "nothing was processed" (2)
     except KeyboardInterrupt as e:
         interrupted = Interrupted.of(e)
         code, name = interrupted.exit_code, str(interrupted)
@@ -267,6 +267,19 @@ def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
         if p.log is not None:
             p.log.close()
     return EXIT_INPUT_FAILED if sink.failed or _recorded_failures(p) else EXIT_OK
+
+
+def _finished(finish: Callable[[], None]) -> bool:
+    """Run ``finish``; an AvsceneError (the summary file cannot be written) is reported as one line."""
+    from avscene.cli._errors import report
+    from avscene.errors import AvsceneError
+
+    try:
+        finish()
+    except AvsceneError as e:
+        report(e)
+        return False
+    return True
 
 
 def _recorded_failures(p: Plan) -> int:

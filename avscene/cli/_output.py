@@ -117,23 +117,25 @@ def drain(results: Iterable[Result], sink: Sink, *, total: int, label: str) -> N
 
 
 def check_report_path(json_out, *, force: bool) -> None:
-    """Refuse an existing ``--json-out`` before any long work starts."""
-    if json_out is not None and json_out.exists() and not force:
-        from avscene.errors import OutputError
+    """Refuse a ``--json-out`` that exists (without ``--force``) or cannot be written, before any long
+    work starts."""
+    if json_out is not None:
+        from avscene.io.writers import check_writable
 
-        raise OutputError(f"{json_out} already exists; pass --force to overwrite it")
+        check_writable(json_out, force=force)
 
 
 def emit_report(report: Result, tables: Iterable[Table], *, json_out, json_flag: bool, force: bool) -> None:
-    """Write a report's JSON to ``--json-out`` (atomically) and print it as JSON or as tables."""
+    """Print a report as JSON or as tables, then write its JSON to ``--json-out`` (atomically): a
+    file that fails after all (the disk filled up meanwhile) does not take the printed result with it."""
     from avscene.io.writers import atomic_write_text
 
     doc = json_text(report.to_json(), indent=2)
-    if json_out is not None:
-        atomic_write_text(json_out, doc + "\n", force=force)
     if json_flag:
         print(doc)
     else:
         console = Console()
         for table in tables:
             console.print(table)
+    if json_out is not None:
+        atomic_write_text(json_out, doc + "\n", force=force)

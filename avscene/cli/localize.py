@@ -62,7 +62,7 @@ def localize_cmd(
     classifier: ClassifierArgs,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
-    from avscene.io.writers import check_events_tsv_names, write_events_tsv
+    from avscene.io.writers import check_events_tsv_names, check_writable, write_events_tsv
     from avscene.results import LocalizeResult
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
@@ -81,6 +81,8 @@ def localize_cmd(
     opts = LocalizeOptions(labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
                            classify=classifier.classify_options(any_format=common.any_format))
     outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
+    if events_tsv is not None:  # written after every input: an existing or unwritable file is refused now
+        check_writable(events_tsv, force=outputs.force)
     job = FileJob(localize_and_write, common.model_spec(), outputs, check_localize)
     sink = Sink(mode=common.mode(), table=localize_table, log=p.log)
     finish = None if events_tsv is None else (

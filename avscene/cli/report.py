@@ -71,6 +71,7 @@ def report_cmd(
         report_page_template,
     )
     from avscene.tasks.report import ReportOptions
+    from avscene.io.writers import check_writable
     from avscene.tasks.runner import FileJob
 
     p = plan(paths, common.batch())
@@ -83,6 +84,8 @@ def report_cmd(
                          separate=separate, separate_method=method.value, command=shlex.join(["avscene", *ARGV]),
                          version=__version__)
     outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
+    if index is not None:  # written after every input (always replaced): an unwritable folder is refused now
+        check_writable(index, force=True)
     job = FileJob(report_and_write, common.model_spec(), outputs, check_localize)
     sink = Sink(mode=common.mode(), table=report_table, log=p.log)
     finish = None if index is None else (lambda: _write_index(p, sink, index))

@@ -16,7 +16,39 @@ EPILOG = """Examples:
   avscene train labels.csv -o runs/audio --variant audio --epochs 20
 
   torchrun --nproc_per_node=2 -m avscene train labels.csv -o runs/ddp
+
+An existing OUTPUT folder is refused: --resume continues its run, --force starts afresh (its
+weights, card, training log, resume state and separation parts are replaced).
 """
+
+# what a training run writes into OUTPUT besides the checkpoint's files (hub.HUB_FILES): --force
+# removes these (and nothing else) before it starts
+RUN_FILES = ("train_log.jsonl", "refined_targets.npz")
+RUN_FOLDERS = ("last", "epochs")
+
+
+def _check_output(output: Path, *, force: bool, resume: bool) -> None:
+    """Refuse an existing checkpoint folder without --force / --resume; with --force, remove what an
+    earlier run wrote there (so no old log, card or part outlives its weights). Rank 0 only
+    (torchrun stops the other ranks when it fails)."""
+    import shutil
+
+    from avscene.errors import OutputError
+    from avscene.hub import HUB_FILES
+
+    if resume or os.environ.get("RANK", "0") != "0" or not output.exists():
+        return
+    if output.is_dir() and not any(output.iterdir()):
+        return
+    if not force:
+        raise OutputError(f"{output} already exists; pass --resume to continue its training or --force to "
+                          "replace it")
+    if not output.is_dir():
+        raise OutputError(f"{output} is a file: give a folder for -o")
+    for name in (*HUB_FILES, *RUN_FILES):
+        (output / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(output / name, ignore_errors=True)
 
 
 def _parse_overrides(items: list[str] | None, what: str) -> dict:
@@ -88,6 +120,8 @@ def train_cmd(
                                                        "change the fusion where the weights are the same "
                                                        "(e.g. async → avor).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/last.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing OUTPUT checkpoint (without it, "
+                                        "and without --resume, an existing OUTPUT is refused).")] = False,
     calibrate: Annotated[bool, typer.Option(help="After training, set the decision threshold that "
                                             "maximises micro-F1 on the held-out clips.")] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
@@ -105,6 +139,7 @@ def train_cmd(
     from avscene.tasks.models import resolve_device
     from avscene.train.loop import TrainConfig, fit
 
+    _check_output(output, force=force, resume=resume)
     cfg = TrainConfig(
         manifest=str(manifest), output=str(output), val_manifest=None if val is None else str(val),
         val_split=val_split, variant=variant, audio_proposals=audio_proposals, epochs=epochs,

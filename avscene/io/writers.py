@@ -112,6 +112,18 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, force: bool) -> Path:
     return Path(path)
 
 
+def check_writable(path: str | Path, *, force: bool) -> None:
+    """Refuse, before any long work, an output file that exists (without ``force``), is a folder,
+    or whose folder cannot be created or written to (a temporary file is created and removed).
+
+    Raises:
+        OutputError: as :func:`atomic_write` would, only later.
+    """
+    dest = Path(path)
+    _check_destination(dest, force=force)
+    _create_temp(dest).unlink()
+
+
 def _check_destination(dest: Path, *, force: bool) -> None:
     if dest.is_dir():
         raise OutputError(f"{dest} is a folder: give a file name for the output")

@@ -152,8 +152,15 @@ def check_outputs(templates: Mapping[str, str], files: Sequence[Path], *, n_all:
             example = "'out/{name}.{label}.wav'" if "label" in OPTION_FIELDS.get(option, ()) else "'out/{name}.mp4'"
             raise UsageError(f"{option} {template!r}: with several inputs the output needs a {{name}} "
                              f"placeholder, e.g. {example}")
-        if option in (SOURCE, RESIDUAL) and fill(template, Path("x.mp4"), "x").suffix.lower() not in AUDIO_FORMATS:
+        suffix = fill(template, Path("x.mp4"), "x").suffix.lower()
+        if option in (SOURCE, RESIDUAL) and suffix not in AUDIO_FORMATS:
             raise UsageError(f"{option} {template!r}: write .wav (32-bit float) or .flac (24-bit)")
+        if option == RENDER:
+            from avscene.io.render import CONTAINER_BY_SUFFIX  # the containers the overlay is written in
+
+            if suffix not in CONTAINER_BY_SUFFIX:
+                raise UsageError(f"{option} {template!r}: the overlay is a video; name it "
+                                 f"{' or '.join(sorted(CONTAINER_BY_SUFFIX))}")
     folders: dict[Path, Path] = {}  # a folder → resolved (once per folder, not per output)
 
     def key(path: Path) -> Path:
