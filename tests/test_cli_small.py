@@ -89,7 +89,7 @@ def test_calibrate_finds_the_recorded_manifest_from_another_folder(capsys, monke
         clip.write_bytes(clips["av"].read_bytes())
         rows.append(f"{clip.name},{'violin' if k % 2 else 'drum'}")
     (project / "data" / "labels.csv").write_text("clip,labels\n" + "\n".join(rows) + "\n")
-    ckpt = tiny_checkpoint(project / "runs" / "m")
+    ckpt = tiny_checkpoint(project / "runs" / "m", labels=("violin", "drum", "car"))
     config = read_config(ckpt)
     config["training"] = {"manifest": "data/labels.csv", "output": "runs/m", "val_split": 0.5, "seed": 0}
     write_config(ckpt, config)
