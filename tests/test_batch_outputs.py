@@ -61,6 +61,7 @@ def test_jsonl_records_a_non_utf8_name_losslessly_and_resume_recognises_it(capsy
     assert sorted(os.fsencode(r["file"]) for r in recs) == sorted(os.fsencode(str(odd / n)) for n in ("good.wav", BAD))
     assert rb"\udcff" in log.read_bytes()  # the escaped form the README states
     assert "bad\\xff.wav" in out  # the table shows the byte escaped, readably
+    assert len({len(line) for line in out.splitlines()}) == 1  # and its columns still line up
     code, _, err = run(capsys, "classify", odd, "-m", tiny_model_dir, "--jsonl", log, "--resume")
     assert code == 0 and "skipping 2 input(s) already recorded" in err, err
     assert len(lines(log)) == 2
@@ -93,6 +94,16 @@ def test_report_pages_and_index_of_a_non_utf8_name(capsys, tiny_model_dir, odd, 
     assert "bad\\xff.wav" in html and "bad%FF." in html  # shown escaped; the Ogg file linked by its bytes
     index = (out / "index.html").read_bytes().decode("utf-8")
     assert 'href="bad%FF.html"' in index
+
+
+def test_separate_writes_the_audio_of_a_non_utf8_name(capsys, tiny_model_dir, odd, tmp_path):
+    """soundfile encodes a str path strictly: the .wav of such an input failed as an internal error."""
+    code, out, err = run(capsys, "separate", odd, "-m", tiny_model_dir, *SEP_FAST, "-o", f"{tmp_path}/s/{{name}}.wav",
+                         "--json")
+    assert code == 0, err
+    assert sorted(os.listdir(os.fsencode(tmp_path / "s"))) == [b"bad\xff.wav", b"good.wav"]
+    assert {os.fsencode(r["source_path"]) for r in json.loads(out)} == {
+        os.fsencode(str(tmp_path / "s" / n)) for n in (BAD, "good.wav")}
 
 
 # ---- 2. what kill -9 leaves: outputs without a record ------------------------------------------------

@@ -76,13 +76,24 @@ class Sink:
             sys.stdout.write(json_text([r.to_json() for r in self.results], indent=2) + "\n")
         elif self.mode == "table" and self.table is not None:
             ok = [r for r in self.results if r.ok]
-            if ok:  # rendered first, so that a file name's bytes that are not UTF-8 show as \xff
+            if ok:  # a file name's bytes that are not UTF-8 show as \xff (and the columns fit them)
                 with self.out.capture() as text:
-                    self.out.print(self.table(ok))
+                    self.out.print(self.table([_Shown(r) for r in ok]))
                 sys.stdout.write(printable(text.get()))
                 sys.stdout.flush()
         if self.failed and self.mode == "table":
             self.err.print(f"{self.failed} of {len(self.results)} input(s) failed", style="red")
+
+
+class _Shown:
+    """A result as a table shows it: every text attribute :func:`~avscene.results.printable`."""
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._result, name)
+        return printable(value) if isinstance(value, str) else value
 
 
 def output_mode(json_flag: bool, jsonl: str | None) -> str:

@@ -252,7 +252,9 @@ def atomic_audio_writer(path: str | Path, *, sample_rate: int, force: bool) -> I
         raise OutputError(f"{dest}: write audio as .wav (32-bit float) or .flac (24-bit)")
     fmt, subtype = AUDIO_FORMATS[dest.suffix.lower()]
     with atomic_write(dest, force=force) as tmp:
-        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=1, format=fmt, subtype=subtype) as f:
+        # bytes: soundfile encodes a str path strictly, and a file name need not be UTF-8
+        with sf.SoundFile(os.fsencode(tmp), "w", samplerate=sample_rate, channels=1, format=fmt,
+                          subtype=subtype) as f:
             yield AudioFileWriter(f, dest, clip=subtype.startswith("PCM"))
 
 
