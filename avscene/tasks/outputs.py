@@ -16,8 +16,8 @@ and what a Python user calls to get files rather than results: the task, then it
   ``FOLDER/index.html``).
 
 Every template also takes ``{relpath}``: the input's folder relative to the directory argument it
-was found under (``cam1`` for ``videos/cam1/0001.mp4`` listed from ``videos/``; empty for a file
-given by itself), so ``'out/{relpath}/{name}.mp4'`` mirrors the input tree.
+was found under (``cam1`` for ``videos/cam1/0001.mp4`` listed from ``videos/``; ``.`` for a file
+directly in it or given by itself), so ``'out/{relpath}/{name}.mp4'`` mirrors the input tree.
 
 One template filler (:func:`fill`) for all, and one check before any work
 (:func:`check_outputs`), over every input of the run (all shards): a template with an unknown field,
@@ -119,9 +119,17 @@ def fill(template: str, src: Path, label: str = UNKNOWN_LABEL, roots: Sequence[s
     ``{label}`` left as :data:`UNKNOWN_LABEL` stays literal (for checks before the label is known).
     ``roots`` are the run's directory arguments, for ``{relpath}`` (:func:`avscene.tasks.inputs.relative_folder`).
     """
-    label = label if label == UNKNOWN_LABEL else safe_value(label)
-    return Path(template.format(name=safe_value(src.stem), label=label, ext=safe_value(src.suffix.lstrip(".")),
-                                relpath=relative_folder(src, roots) if "relpath" in template else ""))
+    relpath = relative_folder(src, roots) if "relpath" in template else ""
+    return Path(_filled(template, _values(src, relpath), label))
+
+
+def _values(src: Path, relpath: str) -> dict[str, str]:
+    """The per-input values of a template's placeholders (all but ``{label}``)."""
+    return {"name": safe_value(src.stem), "ext": safe_value(src.suffix.lstrip(".")), "relpath": relpath}
+
+
+def _filled(template: str, values: dict[str, str], label: str) -> str:
+    return template.format(**values, label=label if label == UNKNOWN_LABEL else safe_value(label))
 
 
 def check_outputs(templates: Mapping[str, str], files: Sequence[Path], *, n_all: int | None = None,
@@ -146,8 +154,9 @@ def check_outputs(templates: Mapping[str, str], files: Sequence[Path], *, n_all:
     from avscene.io.writers import AUDIO_FORMATS  # .wav float32, .flac 24-bit
 
     n_all = len(files) if n_all is None else n_all
+    fields_of: dict[str, set[str]] = {}
     for option, template in templates.items():
-        fields = template_fields(template, option=option)
+        fields = fields_of[option] = template_fields(template, option=option)
         if n_all > 1 and "name" not in fields:
             example = "'out/{name}.{label}.wav'" if "label" in OPTION_FIELDS.get(option, ()) else "'out/{name}.mp4'"
             raise UsageError(f"{option} {template!r}: with several inputs the output needs a {{name}} "
@@ -161,20 +170,25 @@ def check_outputs(templates: Mapping[str, str], files: Sequence[Path], *, n_all:
             if suffix not in CONTAINER_BY_SUFFIX:
                 raise UsageError(f"{option} {template!r}: the overlay is a video; name it "
                                  f"{' or '.join(sorted(CONTAINER_BY_SUFFIX))}")
-    folders: dict[Path, Path] = {}  # a folder → resolved (once per folder, not per output)
+    folders: dict[str, str] = {}  # a folder → resolved, once per folder (not per output: 10^5 inputs)
+    relpaths: dict[Path, str] = {}  # an input's folder → {relpath}
 
-    def key(path: Path) -> Path:
-        if path.parent not in folders:
-            folders[path.parent] = path.parent.resolve()
-        return folders[path.parent] / path.name
+    def key(path: str) -> str:  # strings, not Paths: Path() costs more than the rest together
+        folder, name = os.path.split(path)
+        if folder not in folders:
+            folders[folder] = str(Path(folder).resolve())
+        return os.path.join(folders[folder], name)
 
-    fixed = {key(Path(path)): option for option, path in (once or {}).items()}
-    seen: dict[Path, tuple[str, Path, str]] = {}
+    fixed = {key(os.path.normpath(path)): option for option, path in (once or {}).items()}
+    seen: dict[str, tuple[str, Path, str]] = {}
     for f in files or [Path("x.mp4")]:
+        if f.parent not in relpaths:
+            relpaths[f.parent] = relative_folder(f, roots)
+        values = _values(f, relpaths[f.parent])
         for option, template in templates.items():
-            own: set[Path] = set()  # one input's outputs under one option (one per label)
-            for label in (labels or [UNKNOWN_LABEL]) if "label" in OPTION_FIELDS[option] else [UNKNOWN_LABEL]:
-                k = key(fill(template, f, label, roots))
+            own: set[str] = set()  # one input's outputs under one option (one per label)
+            for label in (labels or [UNKNOWN_LABEL]) if "label" in fields_of[option] else [UNKNOWN_LABEL]:
+                k = key(os.path.normpath(_filled(template, values, label)))
                 if k in fixed:
                     raise UsageError(f"{option} {template!r}: the output of {f} would be {k}, the file of "
                                      f"{fixed[k]}; give one of them another name")
@@ -185,7 +199,7 @@ def check_outputs(templates: Mapping[str, str], files: Sequence[Path], *, n_all:
 
 
 def _clash(option: str, template: str, first: tuple[str, Path, str], second: tuple[str, Path, str],
-           path: Path) -> None:
+           path: str) -> None:
     """Raise the UsageError of two outputs that would be one file."""
     (other_option, other, other_label), (_, f, label) = first, second
     if other_option != option:
