@@ -44,7 +44,8 @@ JsonlOpt = Annotated[
 ResumeOpt = Annotated[
     bool,
     typer.Option("--resume", help="Skip the inputs already recorded in the --jsonl FILE (failed ones too, "
-                 "unless --retry-failed) and append the new records."),
+                 "unless --retry-failed) and append the new records; the output files of an input without a "
+                 "record (left by a killed run) are replaced."),
 ]
 RetryFailedOpt = Annotated[
     bool, typer.Option("--retry-failed", help="With --resume: process the inputs recorded as failed again.")
