@@ -304,8 +304,10 @@ def test_visual_proposals_are_the_same_on_any_number_of_threads() -> None:
 
 def test_a_failing_frame_fails_the_threaded_call() -> None:
     frames = np.zeros((3, 40, 40, 3), np.uint8)
+    cfg = PreprocessConfig()
+    object.__setattr__(cfg, "boxes_per_frame", 0)  # past the config's own check (it refuses 0): every frame fails
     with pytest.raises(UsageError, match="max_boxes"):
-        visual_proposals(frames, np.arange(3) + 0.5, cfg=PreprocessConfig(boxes_per_frame=0), threads=2)
+        visual_proposals(frames, np.arange(3) + 0.5, cfg=cfg, threads=2)
 
 
 def test_proposal_threads_follow_the_process_thread_budget(monkeypatch) -> None:
