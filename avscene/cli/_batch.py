@@ -16,7 +16,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,10 +165,9 @@ class Plan:
     """What one run will do."""
 
     files: list[Path]  # this shard's inputs, in order
-    n_all: int  # inputs of every shard together (output templates need {name} when > 1)
+    all_files: list[Path]  # the inputs of every shard (output clashes are checked over them)
     todo: list[Path]  # those without a record in the log: the ones processed now
     log: ResultLog | None  # the --jsonl file, None for stdout or none
-    all_files: list[Path] = field(default_factory=list)  # the inputs of every shard (clashes are checked over them)
     roots: tuple[str, ...] = ()  # the directory arguments ({relpath} is relative to them)
 
     def outputs(self, task: Any, templates: dict[str, str], common: CommonArgs, *,
@@ -224,7 +223,7 @@ def plan(paths: Sequence[Path], batch: BatchOptions) -> Plan:
     if len(todo) < len(files):
         _note(f"skipping {len(files) - len(todo)} input(s) already recorded in {batch.jsonl}")
     roots = tuple(str(p) for p in paths if Path(p).is_dir())
-    return Plan(files=files, n_all=len(all_files), todo=todo, log=log, all_files=all_files, roots=roots)
+    return Plan(files=files, all_files=all_files, todo=todo, log=log, roots=roots)
 
 
 def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
