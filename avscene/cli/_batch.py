@@ -184,8 +184,9 @@ class Plan:
         from avscene.tasks.outputs import WriteOptions, check_outputs
 
         check_outputs(templates, self.all_files, once=once, roots=self.roots)
+        by_label = any("{label}" in t for t in templates.values())  # checked again once the classes are known
         return WriteOptions(task, templates, common.force or common.resume, roots=self.roots,
-                            inputs=tuple(self.all_files))
+                            inputs=tuple(self.all_files) if by_label else ())
 
 
 def check_flags(batch: BatchOptions) -> None:
