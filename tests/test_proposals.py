@@ -311,13 +311,13 @@ def test_a_failing_frame_fails_the_threaded_call() -> None:
 
 
 def test_proposal_threads_follow_the_process_thread_budget(monkeypatch) -> None:
-    import os
-
     from avscene.proposals.visual import MAX_PROPOSAL_THREADS, proposal_threads
+    from avscene.threads import thread_budget
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what a --jobs worker on a small machine gets
     assert proposal_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1000")
     assert proposal_threads() == MAX_PROPOSAL_THREADS
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert proposal_threads() == min(len(os.sched_getaffinity(0)), MAX_PROPOSAL_THREADS)
+    with thread_budget(2):  # --threads 2
+        assert proposal_threads() == 2

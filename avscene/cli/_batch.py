@@ -2,7 +2,7 @@
 
 The flags are declared once, here: :func:`batch_command` adds them to a command (the
 model, device, output mode, ``--jsonl``/``--resume``, ``--jobs``, ``--timeout``, ``--shard``,
-``--force``, ``--any-format``, ``--hub-timeout``; with ``classifier=True`` also ``--top-k``,
+``--force``, ``--any-format``, ``--hub-timeout``, ``--threads``; with ``classifier=True`` also ``--top-k``,
 ``--threshold``, ``--audio-threshold``, ``--visual-threshold``, ``--edge-model``) and
 hands them to it as one :class:`CommonArgs` (and :class:`ClassifierArgs`). A command calls
 :func:`plan` (inputs, shard, what ``--resume`` skips), then :func:`execute` with a picklable
@@ -37,6 +37,7 @@ from avscene.cli._options import (
     RetryFailedOpt,
     RevisionOpt,
     ShardOpt,
+    ThreadsOpt,
     ThresholdOpt,
     TimeoutOpt,
     TopKOpt,
@@ -84,6 +85,7 @@ class CommonArgs:
     shard: str | None = None  # --shard I/N
     any_format: bool = False  # --any-format: also decode containers/codecs outside avscene.io.formats
     hub_timeout: float | None = None  # --hub-timeout: seconds a Hub request may wait; None: the default
+    threads: int | None = None  # --threads: CPU threads of the run, workers included; None: the free cores
 
     def batch(self) -> BatchOptions:
         return BatchOptions(jobs=self.jobs, timeout=self.timeout, shard=self.shard, jsonl=self.jsonl,
@@ -124,7 +126,8 @@ class ClassifierArgs:
 _COMMON_FLAGS = {"model": ModelOpt, "revision": RevisionOpt, "device": DeviceOpt, "offline": OfflineOpt,
                  "json_out": JsonOpt, "jsonl": JsonlOpt, "resume": ResumeOpt, "retry_failed": RetryFailedOpt,
                  "force": ForceOpt, "jobs": JobsOpt, "timeout": TimeoutOpt, "shard": ShardOpt,
-                 "any_format": AnyFormatOpt, "hub_timeout": HubTimeoutOpt}
+                 "any_format": AnyFormatOpt, "hub_timeout": HubTimeoutOpt,
+                 "threads": ThreadsOpt}
 _CLASSIFIER_FLAGS = {"top_k": TopKOpt, "threshold": ThresholdOpt, "audio_threshold": AudioThresholdOpt,
                      "visual_threshold": VisualThresholdOpt, "edge_model": EdgeModelOpt}
 
@@ -149,9 +152,12 @@ def batch_command(*, classifier: bool = False) -> Callable[[Callable[..., int]],
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> int:
+            from avscene.threads import process_threads, thread_budget
+
             for name, cls, flags in groups:
                 kwargs[name] = cls(**{flag: kwargs.pop(flag) for flag in flags})
-            return fn(**kwargs)
+            with thread_budget(process_threads(kwargs["common"].threads)):  # set before torch loads
+                return fn(**kwargs)
 
         setattr(command, "__signature__", sig.replace(parameters=params))  # what Typer reads
         command.__annotations__ = {**{p.name: p.annotation for p in params}, "return": sig.return_annotation}

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from avscene.cli._options import ThreadsOpt, uses_threads
+
 EPILOG = """Examples:
 
   avscene train ../shared/avbench/train/labels.csv -o runs/av
@@ -66,6 +68,7 @@ def _parse_overrides(items: list[str] | None, what: str) -> dict:
     return out
 
 
+@uses_threads
 def train_cmd(
     manifest: Annotated[Path, typer.Argument(help="CSV with columns clip,labels (labels ';'-separated).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write.")],
@@ -125,6 +128,7 @@ def train_cmd(
     calibrate: Annotated[bool, typer.Option(help="After training, set the decision threshold that "
                                             "maximises micro-F1 on the held-out clips.")] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
+    threads: ThreadsOpt = None,
     model_opt: Annotated[Optional[list[str]], typer.Option("--model-opt", metavar="KEY=VALUE", help="ModelConfig override "
                                                            "KEY=VALUE (JSON values), repeatable.")] = None,
     pre_opt: Annotated[Optional[list[str]], typer.Option("--pre-opt", metavar="KEY=VALUE", help="PreprocessConfig override "
