@@ -107,7 +107,7 @@ def report(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    con = Console(width=150)  # a log file too gets whole rows
     t = Table("case", "idle s (min-max)", "busy s (min-max)", "busy / idle", "threads idle / busy",
               title=f"{results['clip']}, {results['cores']} cores, median of {results['repeat']}")
 
