@@ -382,10 +382,12 @@ class Trainer:
         """Temporal splice: each bag, with probability ``splice_prob``, is joined in time with a
         random training clip that shares none of its labels (and its frame size), before or after
         it. Returns the bags (one clip or two), the targets ``y`` (S, B, C), of a spliced bag the
-        union of both clips', and the video labels of each part (B, 2, C) (the second part of an
-        unspliced bag is empty)."""
+        union of both clips', and the audio targets of each part (B, 2, C) (the refined audio
+        targets with ``--refine-labels``, else the video labels; the second part of an unspliced bag
+        is empty)."""
+        heard = 1 if y.shape[0] == 3 else 0  # the row of y that says what is heard
         parts = torch.zeros(y.shape[1], 2, y.shape[2], dtype=y.dtype)
-        parts[:, 0] = y[0]
+        parts[:, 0] = y[heard]
         bags: list[tuple[CachedClip, ...]] = [(c,) for c in clips]
         if rng is None or self.cfg.splice_prob <= 0:
             return bags, y, parts
@@ -405,7 +407,7 @@ class Trainer:
                 continue
             j = int(cand[rng.integers(len(cand))])
             y[:, i] = torch.maximum(y[:, i], y_all[:, j].to(y.dtype))
-            pair = [(clip, parts[i, 0].clone()), (self.train_clips[j], y_all[0, j].to(y.dtype))]
+            pair = [(clip, parts[i, 0].clone()), (self.train_clips[j], y_all[heard, j].to(y.dtype))]
             if rng.random() < 0.5:
                 pair.reverse()
             bags[i] = (pair[0][0], pair[1][0])
