@@ -658,7 +658,6 @@ def test_spliced_bags_keep_each_halfs_labels_and_the_splice_point(toy, cache_dir
     trainer = Trainer(toy_config(toy, cache_dir, tmp_path / "run", augment=True, splice_prob=1.0,
                                  augment_opts={"speed": 0.0, "shift_s": 0.0}), log=quiet)
     trainer.load_clips()
-    names = trainer.class_names
     y_all = trainer._targets()
     mine = np.arange(4)
     clips = [trainer.train_clips[i] for i in mine]
