@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 30 (where and when), training side: short fine-tunes of the bundled model (6 epochs; 4 for
+# Issue 30 (where and when), training side: short fine-tunes of the bundled model (6 epochs; 3 for
 # splice_events, for the CPU time left that day), the bundled recipe (docs/training/2026-12-05-s13/queue.sh,
 # run "dense", 8 epochs) with one change each. Every run is
 # calibrated on the training hold-out (decision threshold after training, then heard / seen
@@ -13,7 +13,7 @@ RECIPE=(--preset small --batch-size 12 --seed 0 --device cpu --lr 0.0005 --patie
   --variant async --pre-opt visual_proposals=dense
   --aug-opt background_prob=0.5 --aug-opt 'background_snr_db=[-5,20]' --aug-opt negative_prob=0.1
   --aug-opt pitch_semitones=2 --aug-opt pitch_prob=0.5 --aug-opt warp=0.08)
-declare -A EPOCHS=([hide_floor]=6 [splice_events]=4)
+declare -A EPOCHS=([hide_floor]=6 [splice_events]=3)
 declare -A CHANGE=(
   [hide_floor]="--aug-opt hide_prob=0.5 --aug-opt hide_patch=32 --visual-floor 0.5"
   [splice_events]="--model-opt event_head=true --splice-prob 0.3"
