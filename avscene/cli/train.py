@@ -112,13 +112,24 @@ def train_cmd(
                                                 "the union of both clips' targets).")] = False,
     oicr_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the OICR branches' loss (a model "
                                                "with --model-opt visual_refine=K).")] = 1.0,
+    visual_floor: Annotated[float, typer.Option(min=0.0, help="Weight of a floor under the visual stream's "
+                                                "own evidence: each labelled class's best box must score above "
+                                                "+1, an absent class's below -1 (keeps a class that the audio "
+                                                "finds easily from going dead in the visual stream; 0: off).")] = 0.0,
+    splice_prob: Annotated[float, typer.Option(min=0.0, max=1.0, help="Temporal splice: probability that a "
+                                               "training bag is joined in time with a clip that shares none of "
+                                               "its labels (labels: the union; an event head learns each half's "
+                                               "own).")] = 0.0,
+    event_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the event head's loss (a model with "
+                                                "--model-opt event_head=true: per-window sound events, "
+                                                "linear-softmax pooled).")] = 1.0,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default ~/.cache/avscene).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes preparing the cache.")] = 2,
     init_audio: Annotated[Optional[Path], typer.Option(help="VGGish weights (.safetensors or .pth).")] = None,
     init_visual: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet weights of the CNN.")] = None,
     init_model: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from this avscene checkpoint "
                                                        "folder (its architecture, preprocessing and weights); --model-opt may "
-                                                       "add audio_context or visual_refine (OICR) to it, --pre-opt "
+                                                       "add audio_context, visual_refine (OICR) or event_head to it, --pre-opt "
                                                        "may set band_norm or visual_proposals, --variant may "
                                                        "change the fusion where the weights are the same "
                                                        "(e.g. async → avor).")] = None,
@@ -149,7 +160,8 @@ def train_cmd(
         val_split=val_split, variant=variant, audio_proposals=audio_proposals, epochs=epochs,
         batches_per_epoch=batches_per_epoch, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         patience=patience, select=select, keep_epochs=keep_epochs, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
-        refine_labels=refine_labels, oicr_weight=oicr_weight,
+        refine_labels=refine_labels, oicr_weight=oicr_weight, visual_floor=visual_floor,
+        splice_prob=splice_prob, event_weight=event_weight,
         cache_dir=None if cache_dir is None else str(cache_dir), workers=workers,
         init_audio=None if init_audio is None else str(init_audio),
         init_visual=None if init_visual is None else str(init_visual),

@@ -8,7 +8,8 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
 * audio: per class, ``E`` of every 0.96-s window, and the same min–max scaled to
   ``[0, 1]`` (``heat``);
 * events: windows whose ``E`` exceeds ``event_threshold`` (0, as in the paper:
-  the sign of ``E`` is the sign of the classification stream), where each window
+  the sign of ``E`` is the sign of the classification stream; a model with an event head
+  scores the windows, and ``audio``, by its logits instead: above 0 is probability 1/2), where each window
   stands for the central 0.48 s it shares with no neighbour, merged when adjacent;
 * timing, the per-second parse: the intervals during which a class is heard (its
   events) and seen (frames whose best box has ``E`` above ``visible_threshold``,
@@ -108,7 +109,7 @@ def resolve_labels(requested: Sequence[str], predicted: Sequence[str], known: Se
 
 def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: LocalizeOptions) -> LocalizeResult:
     """Turn one forward pass into the ``localize`` output contract."""
-    from avscene.nn.model import box_scores
+    from avscene.nn.model import box_scores, event_scores
 
     cls = result_from_analysis(path, a, loaded, opts.classify)
     names = list(loaded.labels)
@@ -122,7 +123,7 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
     timing: dict[str, Timing] = {}
     sync = {} if out.segment_scores is not None else None
     if out.audio_E is not None and a.audio is not None:
-        audio_E, audio_times = a.audio.windows(out.audio_E.numpy())  # (W, C), (W, 2)
+        audio_E, audio_times = a.audio.windows(event_scores(out).numpy())  # (W, C), (W, 2)
     if opts.audio_all_classes and out.audio_E is not None and a.audio is not None:
         for c, lab in enumerate(names):
             audio[lab] = _audio_segments(audio_E[:, c], audio_times)
