@@ -166,6 +166,45 @@ def test_status_says_why_each_class_is_reported(decided_dir: Path, clips: dict) 
     assert asked.visual["drum"] == ()  # asked for but never seen: no box (not its best-scoring window)
 
 
+def test_overlay_does_not_draw_a_class_only_seen_like_a_prediction(decided_dir: Path, tmp_path: Path,
+                                                                    capsys) -> None:
+    """The real pipeline (model → JSON → overlay video): violin is only seen, car predicted; in the
+    rendered frames car's box has a solid left edge and violin's a dashed one."""
+    from avscene.cli.app import main
+    from avscene.testing.media import write_video
+
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240))
+    out = tmp_path / "ov.mp4"
+    assert main(["localize", str(src), "-m", str(decided_dir), "--json", "--render", str(out)]) == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    assert rec["status"] == {"car": "predicted", "violin": "seen_only"}
+    src_t, src_f, _ = _rgb_frames(src)
+    _, out_f, _ = _rgb_frames(out)
+    h = src_f[0].shape[0]
+    checked = 0
+    for t in rec["frame_times"]:
+        k = next(i for i, x in enumerate(src_t) if x >= t)  # the first frame showing this instant ("hold")
+        changed = np.abs(out_f[k] - src_f[k]).max(axis=2) > 40  # (H, W)
+        boxes = {lab: [round(v) for v in next(b["box"] for b in rec["visual"][lab] if b["t"] == t)]
+                 for lab in ("car", "violin")}
+        drawn = {}
+        for lab, (x0, y0, x1, y1) in boxes.items():  # its right edge, clear of the other box and the strip
+            other = boxes["violin" if lab == "car" else "car"]
+            rows = np.zeros(h, dtype=bool)
+            rows[y0 + 4:min(y1, h - h // 3) - 4] = True
+            if other[0] - 4 <= x1 - 1 <= other[2] + 4:  # the other box's outline or name may cross this column
+                rows[max(0, other[1] - 20):other[1] + 6] = False
+                rows[max(0, other[3] - 6):other[3] + 6] = False
+                if abs(other[2] - x1) < 4:
+                    rows[other[1]:other[3]] = False
+            if rows.sum() >= 24:
+                drawn[lab] = changed[rows, max(0, x1 - 3):x1].any(axis=1).mean()
+        if len(drawn) == 2:
+            assert drawn["car"] > 0.95, drawn  # solid
+            assert 0.2 < drawn["violin"] < 0.8, drawn  # dashed: drawn on some rows, not on others
+            checked += 1
+    assert checked, "no instant where the two boxes' edges could be told apart"
+
 def test_audio_only_and_video_only_inputs(loaded, clips: dict) -> None:
     a = localize_file(clips["audio_only"], loaded, LocalizeOptions(labels=LABELS))
     assert a.visual == {} and set(a.audio) == set(LABELS)
@@ -297,42 +336,3 @@ def test_events_tsv_refuses_a_tab_in_a_file_name_before_any_output(tiny_model_di
     assert code == 2 and "contains a tab or line break" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing was written: not the overlays, scores or log of the good input
 
-
-def test_overlay_does_not_draw_a_class_only_seen_like_a_prediction(decided_dir: Path, tmp_path: Path,
-                                                                    capsys) -> None:
-    """The real pipeline (model → JSON → overlay video): violin is only seen, car predicted; in the
-    rendered frames car's box has a solid left edge and violin's a dashed one."""
-    from avscene.cli.app import main
-    from avscene.testing.media import write_video
-
-    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240))
-    out = tmp_path / "ov.mp4"
-    assert main(["localize", str(src), "-m", str(decided_dir), "--json", "--render", str(out)]) == 0
-    rec = json.loads(capsys.readouterr().out)[0]
-    assert rec["status"] == {"car": "predicted", "violin": "seen_only"}
-    src_t, src_f, _ = _rgb_frames(src)
-    _, out_f, _ = _rgb_frames(out)
-    h = src_f[0].shape[0]
-    checked = 0
-    for t in rec["frame_times"]:
-        k = next(i for i, x in enumerate(src_t) if x >= t)  # the first frame showing this instant ("hold")
-        changed = np.abs(out_f[k] - src_f[k]).max(axis=2) > 40  # (H, W)
-        boxes = {lab: [round(v) for v in next(b["box"] for b in rec["visual"][lab] if b["t"] == t)]
-                 for lab in ("car", "violin")}
-        drawn = {}
-        for lab, (x0, y0, x1, y1) in boxes.items():  # its right edge, clear of the other box and the strip
-            other = boxes["violin" if lab == "car" else "car"]
-            rows = np.zeros(h, dtype=bool)
-            rows[y0 + 4:min(y1, h - h // 3) - 4] = True
-            if other[0] - 4 <= x1 - 1 <= other[2] + 4:  # the other box's outline or name may cross this column
-                rows[max(0, other[1] - 20):other[1] + 6] = False
-                rows[max(0, other[3] - 6):other[3] + 6] = False
-                if abs(other[2] - x1) < 4:
-                    rows[other[1]:other[3]] = False
-            if rows.sum() >= 24:
-                drawn[lab] = changed[rows, max(0, x1 - 3):x1].any(axis=1).mean()
-        if len(drawn) == 2:
-            assert drawn["car"] > 0.95, drawn  # solid
-            assert 0.2 < drawn["violin"] < 0.8, drawn  # dashed: drawn on some rows, not on others
-            checked += 1
-    assert checked, "no instant where the two boxes' edges could be told apart"

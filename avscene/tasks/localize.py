@@ -49,9 +49,6 @@ if TYPE_CHECKING:
     from avscene.hub import LoadedModel
 
 
-DEGENERATE_SPREAD = 1e-6  # a frame whose window scores differ by less than this share of the largest: all equal
-
-
 @dataclass(frozen=True)
 class LocalizeOptions:
     """Which classes to report and how scores become boxes and events."""
@@ -173,6 +170,9 @@ def class_status(p: ClassParse, *, requested: bool) -> str:
     if requested:
         return REQUESTED
     return HEARD_AND_SEEN_ONLY if p.heard and p.seen else HEARD_ONLY if p.heard else SEEN_ONLY
+
+
+DEGENERATE_SPREAD = 1e-6  # a frame whose window scores differ by less than this share of the largest: all equal
 
 
 def boxes_where_seen(dets: Sequence[BoxDetection], seen: Sequence[tuple[float, float]], E: np.ndarray,
