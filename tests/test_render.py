@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -273,7 +274,7 @@ def test_heat_strip_rows_are_the_reported_classes_and_unpredicted_ones_are_hollo
     r = _result(src, 2.0, audio={"dog": _score_track([1, 1, 1, 1]), "car": _score_track([1, 1, 1, 1])},
                 status={"car": "heard_only"})
     unreported = _result(src, 2.0, audio={"dog": _score_track([1, 1, 1, 1])})
-    r = LocalizeResult(**{**r.__dict__, "audio": {**r.audio, "cow": _score_track([1, 1, 1, 1])}})
+    r = dataclasses.replace(r, audio={**r.audio, "cow": _score_track([1, 1, 1, 1])})  # cow: scores, not reported
     img = _decode(render_overlay(src, r, tmp_path / "out.mp4").path)[0][0]
     one = _decode(render_overlay(src, unreported, tmp_path / "one.mp4").path)[0][0]
     # legend + dog + car rows (36 px), not a fourth row for cow
