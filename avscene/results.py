@@ -316,14 +316,33 @@ class Timing:
                    both=_spans(d.get("both", ())))
 
 
+# Why a class is reported by ``localize`` (``LocalizeResult.status``): one value per reported class.
+PREDICTED = "predicted"  # the video-level (fused) decision predicts it
+REQUESTED = "requested"  # asked for with --label; the video-level decision does not predict it
+HEARD_ONLY = "heard_only"  # not predicted: only the audio decision reports it (heard)
+SEEN_ONLY = "seen_only"  # not predicted: only the visual decision reports it (seen)
+HEARD_AND_SEEN_ONLY = "heard_and_seen_only"  # not predicted, though both modality decisions report it
+STATUSES = (PREDICTED, REQUESTED, HEARD_ONLY, SEEN_ONLY, HEARD_AND_SEEN_ONLY)
+SHOWN_AS_PREDICTED = (PREDICTED, REQUESTED)  # drawn as a prediction; the others are marked as what they are
+
+
 @dataclass(frozen=True)
 class LocalizeResult:
     """Where and when each reported class is: everything ``classify`` emits, plus
 
+    ``"status": {label: "predicted" | "requested" | "heard_only" | "seen_only" | "heard_and_seen_only"}``,
     ``"visual": {label: [{"t", "box", "score"}, ...]}``, ``"audio": {label: [{"start",
     "end", "score", "heat"}, ...]}``, ``"events": [{"label", "onset", "offset"}, ...]``,
+    ``"event_threshold": float``, ``"frame_times": [t, ...]``,
     ``"timing": {label: {"heard", "seen", "both", "overlap"}}`` and, for the synchronous
     variant, ``"sync_segments": {label: [[start, end], ...]}``.
+
+    ``status`` says why each reported class is reported, one value per class: ``predicted``
+    (the video-level decision, ``predicted``), ``requested`` (asked for with ``--label``, not
+    predicted), or, for a class only a modality's decision reports, ``heard_only``,
+    ``seen_only`` or ``heard_and_seen_only`` (not predicted). ``event_threshold`` is the
+    window score above which audio windows are events; ``frame_times`` the sampled frame
+    instants (seconds; a class has a box only at those where it is seen).
     """
 
     classification: ClassifyResult
@@ -332,6 +351,9 @@ class LocalizeResult:
     events: tuple[Event, ...] = ()
     timing: dict[str, Timing] = field(default_factory=dict)
     sync_segments: dict[str, tuple[tuple[float, float], ...]] | None = None
+    status: dict[str, str] = field(default_factory=dict)  # reported class -> one of STATUSES
+    event_threshold: float = 0.0  # E above this marks an audio window as sounding
+    frame_times: tuple[float, ...] = ()  # the sampled frame instants, seconds
 
     ok = True
 
@@ -341,9 +363,12 @@ class LocalizeResult:
 
     def to_json(self) -> dict[str, Any]:
         d = self.classification.to_json()
+        d["status"] = dict(self.status)
         d["visual"] = {k: [b.to_json() for b in v] for k, v in self.visual.items()}
         d["audio"] = {k: [s.to_json() for s in v] for k, v in self.audio.items()}
         d["events"] = [e.to_json() for e in self.events]
+        d["event_threshold"] = self.event_threshold
+        d["frame_times"] = [_r(t, 3) for t in self.frame_times]
         d["timing"] = {k: t.to_json() for k, t in self.timing.items()}
         if self.sync_segments is not None:
             d["sync_segments"] = {
@@ -449,11 +474,14 @@ class ReportResult:
     """One input's HTML report (``avscene report``): everything ``localize`` emits, plus
 
     ``"report": {"page": str,                       # the HTML file written
-                 "presence": {label: "heard" | "seen" | "both" | "neither"},
+                 "presence": {label: "heard" | "seen" | "heard_and_seen" | "neither"},  # anywhere in the input
                  "files": [str, ...],               # written beside the page (long audio, captions)
                  "left_out": [str, ...],            # what the page does not show, in words
                  "poster": str|null,                # a small JPEG data: URI of one frame (for the index)
                  "separations": [<separate's JSON>, ...]}``  # with --separate: one per predicted class
+
+    ``presence`` is the video-level decisions: ``heard_and_seen`` is heard somewhere and seen
+    somewhere in the input, not necessarily at the same time (that is ``timing.both``).
     """
 
     localization: LocalizeResult
@@ -512,7 +540,7 @@ class ReportPage:
 
     localization: LocalizeResult
     classes: tuple[str, ...]  # timeline rows, in order: the reported classes
-    presence: dict[str, str]  # label -> "heard" | "seen" | "both" | "neither"
+    presence: dict[str, str]  # label -> "heard" | "seen" | "heard_and_seen" | "neither" (anywhere in the input)
     colours: dict[str, tuple[int, int, int]]  # label -> RGB (the overlay's colours)
     thumbnails: dict[str, tuple[Thumbnail, ...]]  # label -> its row's frames, with its boxes
     poster: Thumbnail | None  # a small plain frame for the index

@@ -31,14 +31,15 @@ every --shard) are refused before any work (exit 2).
 
 
 def localize_table(results) -> Table:
-    t = Table("file", "class", "heard (s)", "seen (s)", "overlap")
+    t = Table("file", "class", "status", "heard (s)", "seen (s)", "both (s)")
     t.columns[0].overflow = "fold"
     for r in results:
         if not r.timing:
-            t.add_row(r.file, "—", "", "", "")
+            t.add_row(r.file, "—", "", "", "", "")
         for lab, tm in r.timing.items():
             fmt = lambda iv: ", ".join(f"{a:.1f}–{b:.1f}" for a, b in iv) or "—"  # noqa: E731
-            t.add_row(r.file, lab, fmt(tm.heard), fmt(tm.seen), "yes" if tm.overlap else "no")
+            status = r.status.get(lab, "").replace("_", " ")
+            t.add_row(r.file, lab, status, fmt(tm.heard), fmt(tm.seen), fmt(tm.both))
     return t
 
 

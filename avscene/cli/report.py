@@ -33,10 +33,10 @@ Templates also take {ext} and {relpath} (the input's folder below the directory 
 
 
 def report_table(results) -> Table:
-    t = Table("file", "page", "classes (heard / seen / both)")
+    t = Table("file", "page", "classes (heard / seen / heard and seen, anywhere in the input)")
     t.columns[0].overflow = t.columns[1].overflow = "fold"
     for r in results:
-        t.add_row(r.file, r.page, ", ".join(f"{k} ({v})" for k, v in r.presence.items()) or "—")
+        t.add_row(r.file, r.page, ", ".join(f"{k} ({v.replace('_', ' ')})" for k, v in r.presence.items()) or "—")
     return t
 
 

@@ -21,7 +21,11 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
   likewise for seen and frames.
 
 The classes reported are the ``--label`` ones, else the predicted ones followed by
-any other class that is heard or seen.
+any other class that is heard or seen; ``status`` says which of these each one is
+(:data:`avscene.results.STATUSES`), so that a class only one modality reports is
+never shown as a prediction. A class has a box only in the frames where it is seen,
+and none where its visual evidence is degenerate (no window scores above 0, or all
+score the same: the best window would be an arbitrary one).
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ import numpy as np
 
 from avscene.errors import UsageError
 from avscene.timing import segment_timestamps
-from avscene.results import AudioSegment, BoxDetection, Event, LocalizeResult, Timing
+from avscene.results import (
+    HEARD_AND_SEEN_ONLY, HEARD_ONLY, PREDICTED, REQUESTED, SEEN_ONLY, AudioSegment, BoxDetection, ClassParse, Event,
+    LocalizeResult, Timing,
+)
 from avscene.tasks._pipeline import Analysis, analyse, check_finite
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
 
@@ -141,6 +148,7 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
             visual[lab], seen = _boxes_for_class(out.visual_E[..., c].numpy(), box_scores(out)[..., c].numpy(), a,
                                                  opts, loaded.preprocess.fps)
             seen = seen if parse[lab].seen else []
+            visual[lab] = boxes_where_seen(visual[lab], seen, out.visual_E[..., c].numpy(), a.visual.times)
         both = intervals_intersection(heard, seen)
         timing[lab] = Timing(heard=tuple(heard), seen=tuple(seen), overlap=bool(both), both=tuple(both))
         if sync is not None:
@@ -149,8 +157,38 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
             spans = np.stack([segs, np.minimum(segs + 1, duration)], axis=1)
             sync[lab] = tuple(merge_active(both.numpy().tolist(), spans))
     events.sort(key=lambda ev: (ev.onset, ev.label))
+    status = {lab: class_status(parse[lab], requested=lab in opts.labels) for lab in report}
+    frame_times = () if a.visual is None else tuple(float(t) for t in a.visual.times)
     return LocalizeResult(classification=cls, visual=visual, audio=audio, events=tuple(events),
-                          timing=timing, sync_segments=sync)
+                          timing=timing, sync_segments=sync, status=status, event_threshold=opts.event_threshold,
+                          frame_times=frame_times)
+
+
+def class_status(p: ClassParse, *, requested: bool) -> str:
+    """Why a reported class is reported (one of :data:`avscene.results.STATUSES`)."""
+    if p.predicted:
+        return PREDICTED
+    if requested:
+        return REQUESTED
+    return HEARD_AND_SEEN_ONLY if p.heard and p.seen else HEARD_ONLY if p.heard else SEEN_ONLY
+
+
+DEGENERATE_SPREAD = 1e-6  # a frame whose window scores differ by less than this share of the largest: all equal
+
+
+def boxes_where_seen(dets: Sequence[BoxDetection], seen: Sequence[tuple[float, float]], E: np.ndarray,
+                     times: np.ndarray) -> tuple[BoxDetection, ...]:
+    """The boxes of the frames inside ``seen`` whose visual evidence is not degenerate.
+
+    E: (T, M) the class's window scores at the sampled ``times`` (T,). A frame is degenerate when
+    no window scores above 0 (the visual stream gives the class nothing there) or all score the
+    same to float32 precision: its best window would be an arbitrary one (the first).
+    """
+    top = E.max(axis=1)  # (T,)
+    spread = top - E.min(axis=1)  # (T,)
+    informative = (top > 0) & (spread > DEGENERATE_SPREAD * np.abs(E).max(axis=1))  # (T,)
+    ok = {round(float(t), 6) for t, keep in zip(times, informative) if keep}
+    return tuple(d for d in dets if round(d.t, 6) in ok and any(s <= d.t < e for s, e in seen))
 
 
 def _active(e: np.ndarray, threshold: float) -> np.ndarray:
