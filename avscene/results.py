@@ -384,7 +384,10 @@ class LocalizeResult:
                    audio={k: tuple(AudioSegment.from_json(a) for a in v) for k, v in d.get("audio", {}).items()},
                    events=tuple(Event.from_json(e) for e in d.get("events", ())),
                    timing={k: Timing.from_json(t) for k, t in d.get("timing", {}).items()},
-                   sync_segments=None if sync is None else {k: _spans(v) for k, v in sync.items()})
+                   sync_segments=None if sync is None else {k: _spans(v) for k, v in sync.items()},
+                   status=dict(d.get("status", {})),
+                   event_threshold=float(d.get("event_threshold", 0.0)),
+                   frame_times=tuple(float(t) for t in d.get("frame_times", ())))
 
 
 @dataclass(frozen=True)
