@@ -12,6 +12,7 @@ from avscene.errors import UsageError
 from avscene.tasks.classify import ClassifyOptions
 from avscene.tasks.localize import (
     LocalizeOptions,
+    event_windows,
     frame_spans,
     heat,
     intervals_intersection,
@@ -98,7 +99,8 @@ def test_boxes_map_back_to_an_odd_non_square_frame(decided_dir: Path, tmp_path: 
     # FFV1 in Matroska: lossless and allows odd frame sizes (H.264 4:2:0 does not)
     clip = write_video(tmp_path / "odd.mkv", duration=2.0, fps=8, size=(W, H), box=(101, 20, 151, 80),
                        box_color=(20, 200, 20), video_codec="ffv1")
-    res = localize_file(clip, loaded, LocalizeOptions(labels=("car",), boxes=3))
+    res = localize_file(clip, loaded, LocalizeOptions(labels=("car",), boxes=3, box_mode="window",
+                                                      snap=False))
     from avscene.io.decode import decode
     from avscene.proposals.visual import visual_proposals
 
@@ -175,7 +177,10 @@ def test_overlay_does_not_draw_a_class_only_seen_like_a_prediction(decided_dir: 
 
     src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240))
     out = tmp_path / "ov.mp4"
-    assert main(["localize", str(src), "-m", str(decided_dir), "--json", "--render", str(out)]) == 0
+    # the top windows, not the evidence map: on these biased streams every window scores alike, so the
+    # two classes' evidence boxes would be the same box and their edges could not be told apart
+    assert main(["localize", str(src), "-m", str(decided_dir), "--json", "--render", str(out),
+                 "--box-mode", "window", "--no-snap"]) == 0
     rec = json.loads(capsys.readouterr().out)[0]
     assert rec["status"] == {"car": "predicted", "violin": "seen_only"}
     src_t, src_f, _ = _rgb_frames(src)
@@ -229,9 +234,17 @@ def test_events_follow_the_threshold_on_window_scores(loaded, clips: dict) -> No
         ev = [e for e in r2.events if e.label == lab]
         best = max(r2.audio[lab], key=lambda x: x.score)
         assert len(ev) == 1 and ev[0].onset < best.end and ev[0].offset > best.start  # its span lies in it
-    deaf = ClassifyOptions(audio_threshold=1e9)  # no class heard: no event, whatever the windows
+    deaf = ClassifyOptions(audio_threshold=1e9, threshold=1e9)  # no class heard or predicted: no event
     r3 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=-1e9, classify=deaf))
     assert r3.events == () and all(not t.heard and not t.both for t in r3.timing.values())
+    # predicted but not heard: events where the windows are positive, and no best-window fallback
+    told = ClassifyOptions(audio_threshold=1e9, threshold=-1e9)
+    r4 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=-1e9, classify=told))
+    assert {e.label for e in r4.events} == set(LABELS)
+    r5 = localize_file(clips["av"], loaded, LocalizeOptions(labels=LABELS, event_threshold=1e9, classify=told))
+    assert r5.events == ()
+    only_heard = LocalizeOptions(labels=LABELS, event_threshold=-1e9, classify=told, event_classes="heard")
+    assert localize_file(clips["av"], loaded, only_heard).events == ()
     # heat is the per-class min-max of the window scores
     segs = r.audio["violin"]
     s = np.array([x.score for x in segs])
@@ -336,3 +349,43 @@ def test_events_tsv_refuses_a_tab_in_a_file_name_before_any_output(tiny_model_di
     assert code == 2 and "contains a tab or line break" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing was written: not the overlays, scores or log of the good input
 
+
+def test_event_windows_on_hand_made_rows() -> None:
+    E = np.array([-0.1, 0.2, -0.05, -0.3, 0.0, -0.2, 0.1])
+    A = np.array([-0.4, 1.5, -0.3, -0.9, -0.6, -0.2, 0.7])
+    plain = LocalizeOptions(event_low=None)
+    assert event_windows(E, A, plain, fallback=True).tolist() == (E > 0).tolist()
+    # hysteresis: from the seeds (E > 0) through the neighbours whose A stays above -0.5
+    hys = LocalizeOptions(event_low=-0.5)
+    assert event_windows(E, A, hys, fallback=True).astype(int).tolist() == [1, 1, 1, 0, 0, 1, 1]
+    # a median filter of 3 fills the one-window gap of the plain threshold at 1
+    med = LocalizeOptions(event_low=None, event_median=3)
+    assert event_windows(np.array([1, -1, 1, 1, -1, -1, -1.0]), A, med, fallback=True).astype(int).tolist() == [
+        1, 1, 1, 1, 0, 0, 0]
+    # clip-relative: A at least half the best A (1.5)
+    rel = LocalizeOptions(event_fraction=0.5)
+    assert event_windows(E, A, rel, fallback=True).astype(int).tolist() == [0, 1, 0, 0, 0, 0, 0]
+    # nothing active: the best window alone with the fallback, nothing without
+    none = -np.ones(4)
+    assert event_windows(none + np.array([0, 0.5, 0, 0]), none, plain, fallback=True).tolist() == [
+        False, True, False, False]
+    assert not event_windows(none, none, plain, fallback=False).any()
+    with pytest.raises(UsageError, match="odd"):
+        LocalizeOptions(event_median=2)
+    with pytest.raises(UsageError, match="event classes"):
+        LocalizeOptions(event_classes="seen")
+
+
+def test_evidence_boxes_fill_up_to_n_and_stay_in_the_frame(decided_dir: Path, clips: dict) -> None:
+    from avscene.hub import load_pretrained
+    from avscene.io.decode import probe
+
+    decided = load_pretrained(str(decided_dir))  # car is seen there, so it has boxes
+    info = probe(clips["av"])
+    for snap in (False, True):
+        res = localize_file(clips["av"], decided, LocalizeOptions(labels=("car",), boxes=3, snap=snap))
+        dets = res.visual["car"]
+        assert len(dets) == 3 * len({d.t for d in dets}) and [d.rank for d in dets[:3]] == [1, 2, 3]
+        for d in dets:
+            x0, y0, x1, y1 = d.box
+            assert 0 <= x0 < x1 <= info.width and 0 <= y0 < y1 <= info.height

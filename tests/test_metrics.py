@@ -219,3 +219,26 @@ def test_recall_by_mode_counts_each_event_once_by_its_clip_detections() -> None:
     assert list(got) == ["sync", "async", "silent", "weird"]  # avbench's order, then others
     assert got["sync"] == {"recall": 0.5, "n": 2} and got["async"] == {"recall": 1.0, "n": 1}
     assert got["silent"] == {"recall": 0.5, "n": 2} and got["weird"]["n"] == 1
+
+
+def test_localization_scores_per_class_iou_and_size_ratio() -> None:
+    acc = LocalizationScores()
+    # car: a box half the object's width (IoU 1/2, ratio 1/2: a part), then a box 4x the object (IoU 1/4)
+    acc.add(np.array([0, 0, 2, 4]), np.array([[0, 0, 4, 4]]), "car")
+    acc.add(np.array([0, 0, 8, 8]), np.array([[2, 2, 6, 6]]), "car")
+    # bicycle: no box reported (a miss, IoU 0, no ratio); then a box that matches the second GT box
+    acc.add(None, np.array([[0, 0, 4, 4]]), "bicycle")
+    acc.add(np.array([10, 10, 12, 12]), np.array([[0, 0, 4, 4], [10, 10, 12, 13]]), "bicycle")
+    car, bike = acc.classes["car"], acc.classes["bicycle"]
+    assert (car.n, car.pointing_hits, car.corloc_hits) == (2, 2, 1)
+    assert car.median_iou == pytest.approx((0.5 + 0.25) / 2) and car.median_size_ratio == pytest.approx((0.5 + 4) / 2)
+    assert (bike.n, bike.pointing_hits, bike.corloc_hits) == (2, 1, 1)
+    assert bike.median_iou == pytest.approx((0 + 4 / 6) / 2)
+    assert bike.median_size_ratio == pytest.approx(4 / 6)  # the matched (second) GT box; the miss has none
+    assert (acc.n, acc.pointing_hits, acc.corloc_hits) == (4, 3, 2)
+    assert acc.median_iou == pytest.approx((0.25 + 0.5) / 2)  # of 0, 1/4, 1/2, 2/3
+    js = acc.to_json()
+    assert [c["name"] for c in js["classes"]] == ["bicycle", "car"]
+    assert js["classes"][1]["corloc"] == pytest.approx(0.5) and js["median_size_ratio"] == pytest.approx(2 / 3)
+    empty = LocalizationScores().to_json()
+    assert empty["median_iou"] is None and empty["classes"] == []

@@ -552,7 +552,7 @@ def test_init_model_can_add_oicr_branches_that_train_and_then_choose_the_boxes(t
     assert any(not torch.equal(trained[k], start[k]) for k in start)  # the OICR loss reached them
     clip = read_manifest(toy)[0].path
     a = analyse(clip, loaded)
-    res = localize_from_analysis(Path(clip), a, loaded, LocalizeOptions(labels=("red",)))
+    res = localize_from_analysis(Path(clip), a, loaded, LocalizeOptions(labels=("red",), box_mode="window", snap=False))
     c = loaded.labels.index("red")
     R, E = a.output.visual_R[..., c].numpy(), a.output.visual_E[..., c].numpy()  # (T, M)
     for det, t in zip(res.visual["red"], range(len(a.visual.times))):

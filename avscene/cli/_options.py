@@ -126,6 +126,11 @@ LabelsOpt = Annotated[
     typer.Option("--label", "-l", metavar="CLASS", help="Report this class (repeatable); default: the predicted classes."),
 ]
 EventThresholdOpt = Annotated[float, typer.Option(help="Audio score above which a window is sounding (the paper: 0).")]
+BoxModeOpt = Annotated[str, typer.Option(
+    help="How a class's box is chosen: 'evidence', the largest region of its evidence map over the "
+         "windows (default); 'window', the top-scoring window (the paper's choice).")]
+SnapOpt = Annotated[bool, typer.Option(
+    "--snap/--no-snap", help="Snap each box to the object's boundary (grabCut started from the box).")]
 VttOpt = Annotated[
     Optional[str],
     typer.Option("--vtt", metavar="FILE", help="Write the sound events as WebVTT captions ([violin] cues, one "

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from avscene.cli._options import (
     AudioThresholdOpt,
+    BoxModeOpt,
     DeviceOpt,
     HubTimeoutOpt,
     ModelOpt,
@@ -18,6 +19,7 @@ from avscene.cli._options import (
     ReportJsonOpt,
     ReportJsonOutOpt,
     RevisionOpt,
+    SnapOpt,
     ThreadsOpt,
     VisualThresholdOpt,
     uses_threads,
@@ -50,7 +52,9 @@ def report_table(rep) -> Table:
     if rep.sed is not None:
         rows += [("SED segment F1 (1 s)", rep.sed.f1), ("SED error rate", rep.sed.error_rate)]
     if rep.localization is not None:
-        rows += [("pointing game", rep.localization.pointing_accuracy), ("CorLoc@0.5", rep.localization.corloc)]
+        rows += [("pointing game", rep.localization.pointing_accuracy), ("CorLoc@0.5", rep.localization.corloc),
+                 ("median IoU of the boxes", rep.localization.median_iou),
+                 ("median box area / object area", rep.localization.median_size_ratio)]
     if rep.avvp is not None:
         for level in ("segment", "event"):
             sc = getattr(rep.avvp, level)
@@ -64,6 +68,25 @@ def report_table(rep) -> Table:
     for name, v in rows:
         t.add_row(name, _fmt(v))
     return t
+
+
+def class_tables(rep) -> list[Table]:
+    """Per class: visual localisation (pointing, CorLoc, median IoU and size ratio) and SED."""
+    tables = []
+    if rep.localization is not None and rep.localization.classes:
+        t = Table("class", "frames", "pointing", "CorLoc@0.5", "median IoU", "box/object area",
+                  title="visual localisation per class")
+        for c in sorted(rep.localization.classes.values(), key=lambda c: c.name):
+            t.add_row(c.name, str(c.n), _fmt(c.pointing_accuracy), _fmt(c.corloc), _fmt(c.median_iou),
+                      _fmt(c.median_size_ratio))
+        tables.append(t)
+    if rep.sed is not None:
+        t = Table("class", "ref segments", "F1", "ER", "precision", "recall", title="SED (1-s segments) per class")
+        for c in rep.sed.classes:
+            if c.n_ref or c.n_sys:
+                t.add_row(c.name, str(c.n_ref), _fmt(c.f1), _fmt(c.error_rate), _fmt(c.precision), _fmt(c.recall))
+        tables.append(t)
+    return tables
 
 
 def noise_tables(ns) -> list[Table]:
@@ -110,6 +133,22 @@ def evaluate_cmd(
              "false-positive rates, micro-F1 and pure-noise false alarms.")] = None,
     pure_noise_clips: Annotated[Optional[int], typer.Option(
         min=0, help="Pure-noise clips per family with --add-noise (default: one per evaluated clip).")] = None,
+    box_mode: BoxModeOpt = "evidence",
+    evidence_weight: Annotated[str, typer.Option(
+        help="What each window adds to the evidence map: 'A' (its positive class score), 'E' (its "
+             "localisation-weighted score) or 'loc' (its localisation weight).")] = "A",
+    evidence_fraction: Annotated[float, typer.Option(
+        help="Evidence map threshold, a fraction of its range (CAM's 0.2).")] = 0.2,
+    snap: SnapOpt = True,
+    event_classes: Annotated[str, typer.Option(
+        help="Classes whose windows become sound events: heard_or_predicted, heard, predicted.")] = "heard_or_predicted",
+    event_low: Annotated[Optional[float], typer.Option(
+        help="Hysteresis: an event continues while the window's class score A is above this "
+             "(default -0.5; --no-hysteresis for the threshold alone).")] = None,
+    no_hysteresis: Annotated[bool, typer.Option("--no-hysteresis", help="Events: E above the threshold alone.")] = False,
+    event_fraction: Annotated[Optional[float], typer.Option(
+        help="Clip-relative events instead: windows with A at least this fraction of the clip's best.")] = None,
+    event_median: Annotated[int, typer.Option(min=1, help="Median filter over this many window decisions (odd).")] = 1,
     json_out: ReportJsonOutOpt = None,
     json_flag: ReportJsonOpt = False,
     force: ReportForceOpt = False,
@@ -122,15 +161,21 @@ def evaluate_cmd(
     from avscene.train.evaluate import evaluate
     from avscene.train.noise_stress import parse_noise_specs
 
+    from avscene.tasks.localize import EVENT_LOW, LocalizeOptions
+
     check_report_path(json_out, force=force)
     noise = parse_noise_specs(add_noise or [])
+    low = None if no_hysteresis else (EVENT_LOW if event_low is None else event_low)
+    loc_opts = LocalizeOptions(box_mode=box_mode, evidence_weight=evidence_weight, evidence_fraction=evidence_fraction,
+                               snap=snap, event_classes=event_classes, event_low=low, event_fraction=event_fraction,
+                               event_median=event_median)
     loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("evaluate", total=None)
         rep = evaluate(loaded, manifest, ground_truth=ground_truth, mode=mode, threshold=threshold,
                        audio_threshold=audio_threshold, visual_threshold=visual_threshold,
                        progress=lambda done, total: bar.update(task, completed=done, total=total),
-                       noise=noise, pure_noise_clips=pure_noise_clips)
-    tables = [report_table(rep)] + ([] if rep.noise_stress is None else noise_tables(rep.noise_stress))
+                       noise=noise, pure_noise_clips=pure_noise_clips, localize=loc_opts)
+    tables = [report_table(rep), *class_tables(rep)] + ([] if rep.noise_stress is None else noise_tables(rep.noise_stress))
     emit_report(rep, tables, json_out=json_out, json_flag=json_flag, force=force)
     return 0

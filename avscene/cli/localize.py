@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from avscene.cli._batch import ClassifierArgs, CommonArgs, all_results, batch_command, execute, plan
-from avscene.cli._options import AudacityOpt, EventThresholdOpt, LabelsOpt, PathsArg, VttOpt
+from avscene.cli._options import (
+    AudacityOpt, BoxModeOpt, EventThresholdOpt, LabelsOpt, PathsArg, SnapOpt, VttOpt,
+)
 from avscene.cli._output import Sink
 
 EPILOG = """Examples:
@@ -49,6 +51,8 @@ def localize_cmd(
     label: LabelsOpt = None,
     boxes: Annotated[int, typer.Option(min=1, help="Boxes reported per class and frame.")] = 1,
     event_threshold: EventThresholdOpt = 0.0,
+    box_mode: BoxModeOpt = "evidence",
+    snap: SnapOpt = True,
     render: Annotated[Optional[str], typer.Option(help="Write an overlay video (H.264 + AAC); "
                                                   "a template with {name} for several inputs.")] = None,
     events_tsv: Annotated[Optional[Path], typer.Option(help="Write all events as a DCASE TSV "
@@ -80,6 +84,7 @@ def localize_cmd(
     if events_tsv is not None:
         check_events_tsv_names(p.files)  # a name the TSV cannot hold: refused before any output
     opts = LocalizeOptions(labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
+                           box_mode=box_mode, snap=snap,
                            classify=classifier.classify_options(any_format=common.any_format))
     outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
     if events_tsv is not None:  # written after every input: an existing or unwritable file is refused now

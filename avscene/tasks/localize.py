@@ -3,22 +3,35 @@
 Everything comes from the localisation-weighted proposal scores of the
 two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
 
-* visual: per class and sampled frame, the boxes with the highest ``E`` (a model with
-  OICR refinement branches ranks them by the branches' probabilities instead, ``visual_R``);
+* visual: per class and sampled frame, the box of the class's evidence map (``box_mode
+  "evidence"``: every window's positive classification score accumulated per pixel,
+  thresholded at 0.2 of its range, the largest connected region, as class activation maps
+  do; :mod:`avscene.proposals.evidence`), snapped to the object's boundary by
+  ``cv2.grabCut`` (``snap``); or the windows with the highest ``E`` (``"window"``; a model
+  with OICR refinement branches ranks them by the branches' probabilities instead,
+  ``visual_R``). :func:`frame_boxes` (+ :func:`snap_boxes`) is the one rule, which
+  ``evaluate`` scores too;
 * audio: per class, ``E`` of every 0.96-s window, and the same min–max scaled to
   ``[0, 1]`` (``heat``);
-* events: windows whose ``E`` exceeds ``event_threshold`` (0, as in the paper:
-  the sign of ``E`` is the sign of the classification stream; a model with an event head
-  scores the windows, and ``audio``, by its logits instead: above 0 is probability 1/2), where each window
-  stands for the central 0.48 s it shares with no neighbour, merged when adjacent;
+* events: an event starts at a window whose ``E`` exceeds ``event_threshold`` (0, as in
+  the paper: the sign of ``E`` is the sign of the classification stream ``A``) and goes
+  on through the neighbouring windows whose ``A`` stays above ``event_low`` (hysteresis, as
+  DCASE systems do; ``None``: no hysteresis); a model with an event head scores the windows,
+  and ``audio``, by its logits instead (above 0 is probability 1/2; the hysteresis then runs on
+  the same logits); each window stands for the central 0.48 s it shares with no neighbour,
+  merged when adjacent (:func:`event_windows`, which also offers a clip-relative rule and a
+  median filter);
 * timing, the per-second parse: the intervals during which a class is heard (its
   events) and seen (frames whose best box has ``E`` above ``visible_threshold``,
   each frame standing for its 1-s segment), both (their intersection), and
-  whether they overlap. The video-level per-modality decisions gate it
-  (``ClassParse.heard`` / ``.seen``, thresholds calibrated on the training
-  hold-out): a class not heard has no audio event, and a heard class has at least
-  one (its best window, when no window's ``E`` clears ``event_threshold``);
-  likewise for seen and frames.
+  whether they overlap. The video-level decisions gate it (``ClassParse.heard`` /
+  ``.seen``, thresholds calibrated on the training hold-out, and the fused
+  ``predicted``): a class gets audio events when it is heard or predicted
+  (``event_classes``; a predicted class's audio share shrinks on recordings unlike the
+  training ones before its fused decision does), a heard class at least one (its best
+  window, when no window's ``E`` clears ``event_threshold``); a class neither heard nor
+  predicted has none. Frames: a class not seen has no seen interval, a seen one at least
+  its best frame.
 
 The classes reported are the ``--label`` ones, else the predicted ones followed by
 any other class that is heard or seen; ``status`` says which of these each one is
@@ -30,6 +43,7 @@ score the same: the best window would be an arbitrary one).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +51,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from avscene.dsp.events import grow_runs, median_filter
 from avscene.errors import UsageError
+from avscene.proposals.evidence import CAM_FRACTION, evidence_boxes, snap_box
 from avscene.timing import segment_timestamps
 from avscene.results import (
     HEARD_AND_SEEN_ONLY, HEARD_ONLY, PREDICTED, REQUESTED, SEEN_ONLY, AudioSegment, BoxDetection, ClassParse, Event,
@@ -50,6 +66,16 @@ if TYPE_CHECKING:
     from avscene.hub import LoadedModel
 
 
+BOX_MODES = ("evidence", "window")
+EVIDENCE_WEIGHTS = ("A", "E", "loc")
+EVENT_CLASSES = ("heard_or_predicted", "heard", "predicted")
+# Hysteresis: an event started by a window with E > event_threshold (A > 0) goes on through the windows
+# whose classification score A stays above -0.5: halfway between the decision boundary (0) and the
+# margin (-1) under which the hinge loss pushes an absent class's scores. Chosen a priori (no
+# timestamps exist to fit it; the training hold-out's absent-class windows exceed -0.65 in 5 % of cases).
+EVENT_LOW = -0.5
+
+
 @dataclass(frozen=True)
 class LocalizeOptions:
     """Which classes to report and how scores become boxes and events."""
@@ -60,9 +86,30 @@ class LocalizeOptions:
     visible_threshold: float = 0.0  # best-box E above this marks a frame as showing the class
     audio_all_classes: bool = False  # audio scores for every class (score TSVs), not just reported ones
     classify: ClassifyOptions = ClassifyOptions()
+    box_mode: str = "evidence"  # "evidence": the box of the class's evidence map; "window": the top windows
+    evidence_weight: str = "A"  # what each window adds to the map: "A" (its positive class score), "E", "loc"
+    evidence_fraction: float = CAM_FRACTION  # threshold of the evidence map, a fraction of its range
+    snap: bool = True  # snap each box to the object's boundary (cv2.grabCut initialised with the box)
+    event_classes: str = "heard_or_predicted"  # whose windows become events: "heard", "predicted", or either
+    event_low: float | None = EVENT_LOW  # hysteresis: an event continues while the window's A is above this
+    event_fraction: float | None = None  # clip-relative rule instead: windows with A >= this times the best A
+    event_median: int = 1  # median filter over this many window decisions (odd; 1 = none)
 
     def __post_init__(self) -> None:
-        check_finite(event_threshold=self.event_threshold, visible_threshold=self.visible_threshold)
+        check_finite(event_threshold=self.event_threshold, visible_threshold=self.visible_threshold,
+                     evidence_fraction=self.evidence_fraction,
+                     **({} if self.event_low is None else {"event_low": self.event_low}),
+                     **({} if self.event_fraction is None else {"event_fraction": self.event_fraction}))
+        if self.event_classes not in EVENT_CLASSES:
+            raise UsageError(f"event classes must be one of {EVENT_CLASSES}, got {self.event_classes!r}")
+        if self.event_median < 1 or self.event_median % 2 == 0:
+            raise UsageError(f"the event median filter needs an odd size >= 1, got {self.event_median}")
+        if self.box_mode not in BOX_MODES:
+            raise UsageError(f"box mode must be one of {BOX_MODES}, got {self.box_mode!r}")
+        if self.evidence_weight not in EVIDENCE_WEIGHTS:
+            raise UsageError(f"evidence weight must be one of {EVIDENCE_WEIGHTS}, got {self.evidence_weight!r}")
+        if not 0.0 <= self.evidence_fraction <= 1.0:
+            raise UsageError(f"the evidence fraction must lie in [0, 1], got {self.evidence_fraction}")
 
 
 def window_spans(times: np.ndarray, duration: float) -> np.ndarray:
@@ -116,7 +163,7 @@ def resolve_labels(requested: Sequence[str], predicted: Sequence[str], known: Se
 
 def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: LocalizeOptions) -> LocalizeResult:
     """Turn one forward pass into the ``localize`` output contract."""
-    from avscene.nn.model import box_scores, event_scores
+    from avscene.nn.model import event_scores
 
     cls = result_from_analysis(path, a, loaded, opts.classify)
     names = list(loaded.labels)
@@ -131,9 +178,14 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
     sync = {} if out.segment_scores is not None else None
     if out.audio_E is not None and a.audio is not None:
         audio_E, audio_times = a.audio.windows(event_scores(out).numpy())  # (W, C), (W, 2)
+        head_A = out.audio_A is not None and out.audio_event is None  # the MIL head's A continues events
+        audio_A = a.audio.windows(out.audio_A.numpy())[0] if head_A else audio_E  # (W, C)
     if opts.audio_all_classes and out.audio_E is not None and a.audio is not None:
         for c, lab in enumerate(names):
             audio[lab] = _audio_segments(audio_E[:, c], audio_times)
+    frames_needed = opts.snap and out.visual_E is not None and a.visual is not None and bool(report)
+    chosen = _snapped(path, a, {names.index(lab): frame_boxes(a, names.index(lab), opts) for lab in report},
+                      loaded, opts) if frames_needed else {}
     for lab in report:
         c = names.index(lab)
         heard: list[tuple[float, float]] = []
@@ -141,12 +193,12 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
         if out.audio_E is not None and a.audio is not None:
             e = audio_E[:, c]  # (W,)
             audio[lab] = _audio_segments(e, audio_times)
-            if parse[lab].heard:
-                heard = merge_active(_active(e, opts.event_threshold), window_spans(audio_times, duration))
+            if _has_events(parse[lab], lab in cls.predicted, opts.event_classes):
+                on = event_windows(e, audio_A[:, c], opts, fallback=parse[lab].heard or opts.event_classes == "predicted")
+                heard = merge_active(on, window_spans(audio_times, duration))
             events.extend(Event(lab, on, off) for on, off in heard)
         if out.visual_E is not None and a.visual is not None:
-            visual[lab], seen = _boxes_for_class(out.visual_E[..., c].numpy(), box_scores(out)[..., c].numpy(), a,
-                                                 opts, loaded.preprocess.fps)
+            visual[lab], seen = _boxes_for_class(a, c, opts, loaded.preprocess.fps, chosen.get(c))
             seen = seen if parse[lab].seen else []
             visual[lab] = boxes_where_seen(visual[lab], seen, out.visual_E[..., c].numpy(), a.visual.times)
         both = intervals_intersection(heard, seen)
@@ -191,6 +243,33 @@ def boxes_where_seen(dets: Sequence[BoxDetection], seen: Sequence[tuple[float, f
     return tuple(d for d in dets if round(d.t, 6) in ok and any(s <= d.t < e for s, e in seen))
 
 
+def _has_events(p, predicted: bool, classes: str) -> bool:
+    """Whether a class gets audio events: it is heard, predicted, or either (``classes``)."""
+    return {"heard": p.heard, "predicted": predicted, "heard_or_predicted": p.heard or predicted}[classes]
+
+
+def event_windows(E: np.ndarray, A: np.ndarray, opts: LocalizeOptions, *, fallback: bool) -> np.ndarray:
+    """The sounding windows of one class: (W,) ``E`` and classification scores ``A`` → (W,) bool.
+
+    Default: hysteresis (:func:`avscene.dsp.events.grow_runs`): an event starts at a window with
+    ``E > event_threshold`` and goes on through its neighbours while ``A > event_low`` (``None``: the
+    threshold alone). ``event_fraction``: instead, the windows with ``A`` at least that fraction of the
+    clip's best ``A`` (none when no ``A`` is positive). Then a median filter of ``event_median``
+    decisions. ``fallback``: the best window alone when no window is active (a class reported heard
+    has at least one event).
+    """
+    if opts.event_fraction is not None:
+        best = float(A.max()) if len(A) else 0.0
+        on = A >= opts.event_fraction * best if best > 0 else np.zeros(len(A), dtype=bool)
+    else:
+        seed = E > opts.event_threshold
+        on = seed if opts.event_low is None else grow_runs(seed, A > opts.event_low)
+    on = median_filter(on, opts.event_median)
+    if fallback and len(E) and not on.any():
+        on[int(np.argmax(E))] = True
+    return on
+
+
 def _active(e: np.ndarray, threshold: float) -> np.ndarray:
     """Entries of ``e`` (N,) above ``threshold``; the best one alone when none is (N > 0)."""
     on = e > threshold
@@ -203,17 +282,76 @@ def _audio_segments(e: np.ndarray, times: np.ndarray) -> tuple[AudioSegment, ...
     return tuple(AudioSegment(float(s), float(t), float(v), float(h)) for (s, t), v, h in zip(times, e, heat(e)))
 
 
-def _boxes_for_class(E: np.ndarray, rank: np.ndarray, a: Analysis, opts: LocalizeOptions, fps: float):
-    """Top boxes per frame (by ``rank``) and the seen intervals (by the MIL scores ``E``) of one class.
+def frame_boxes(a: Analysis, c: int, opts: LocalizeOptions) -> list[list[tuple[np.ndarray, float]]]:
+    """The boxes reported for class ``c`` in each sampled frame, best first: ``[(box (4,), score)]``.
 
-    E, rank: (T, M); ``rank`` is ``E`` itself unless the model refines its boxes (OICR).
+    The one box rule of ``localize`` and ``evaluate``. ``"window"``: the ``opts.boxes`` windows
+    ranked highest by ``box_scores`` (``E``, or the OICR branches'), each with its ``E``.
+    ``"evidence"``: the boxes of the ``opts.boxes`` largest regions of the class's evidence map
+    (:func:`avscene.proposals.evidence.evidence_boxes`; each window weighted by its positive
+    classification score ``max(A, 0)`` (``"A"``, the class evidence a CAM accumulates), its box score
+    (``"E"``) or its localisation weight ``softmax(L) = E / A`` (``"loc"``)), scored with the frame's
+    best ``E``, then the top windows up to ``opts.boxes``. A frame without positive evidence takes
+    the map of the localisation weights, and failing that its top windows. Snapping (``opts.snap``) needs the frames: :func:`snap_boxes`.
     """
-    order = np.argsort(-rank, axis=1, kind="stable")[:, : opts.boxes]  # (T, k)
+    from avscene.nn.model import box_scores
+
+    E = a.output.visual_E[..., c].numpy()  # (T, M)
+    rank = box_scores(a.output)[..., c].numpy()  # (T, M)
+    order = np.argsort(-rank, axis=1, kind="stable")  # (T, M)
+    if opts.box_mode == "window":
+        return [[(a.visual.boxes[t, m], float(E[t, m])) for m in order[t, : opts.boxes]] for t in range(len(E))]
+    A = E if a.output.visual_A is None else a.output.visual_A[..., c].numpy()  # (T, M)
+    loc = np.divide(E, A, out=np.zeros_like(E), where=np.abs(A) > 1e-12)  # softmax(L), (T, M)
+    weight = {"A": np.clip(A, 0, None), "E": rank, "loc": loc}[opts.evidence_weight]
+    h, w = a.info.height, a.info.width
+    if not (h and w):  # size unknown: the windows' extent
+        h, w = (int(math.ceil(float(a.visual.boxes[..., i].max()))) for i in (3, 2))
+    out = []
+    for t in range(len(E)):
+        found = evidence_boxes(a.visual.boxes[t], weight[t], height=h, width=w,
+                               fraction=opts.evidence_fraction, k=opts.boxes)
+        if not len(found) and opts.evidence_weight != "loc":  # no positive evidence: where the localisation stream looks
+            found = evidence_boxes(a.visual.boxes[t], loc[t], height=h, width=w,
+                                   fraction=opts.evidence_fraction, k=opts.boxes)
+        best = float(E[t].max())
+        fill = [(a.visual.boxes[t, m], float(E[t, m])) for m in order[t, : opts.boxes - len(found)]]
+        out.append([(b, best) for b in found] + fill)  # the regions, then the top windows up to opts.boxes
+    return out
+
+
+def snap_boxes(path: str | Path, times: np.ndarray, chosen: dict[int, list[list[tuple[np.ndarray, float]]]],
+               *, fps: float, offset: float, any_format: bool = False) -> dict[int, list[list[tuple[np.ndarray, float]]]]:
+    """``chosen`` (class → per frame ``[(box, score)]``, as :func:`frame_boxes` gives) with every box
+    snapped to the object's boundary (:func:`avscene.proposals.evidence.snap_box`). The sampled
+    frames are decoded again, one at a time (the analysis keeps none)."""
+    from avscene.io.decode import iter_frames
+
+    index = {round(float(t), 3): i for i, t in enumerate(times)}
+    out = {c: [list(f) for f in per] for c, per in chosen.items()}
+    for t_sec, frame in iter_frames(path, fps=fps, offset=offset, any_format=any_format):
+        i = index.get(round(float(t_sec), 3))
+        if i is None:
+            continue
+        for per in out.values():
+            per[i] = [(snap_box(frame, box), score) for box, score in per[i]]
+    return out
+
+
+def _snapped(path: Path, a: Analysis, chosen: dict, loaded: LoadedModel, opts: LocalizeOptions) -> dict:
+    return snap_boxes(path, a.visual.times, chosen, fps=loaded.preprocess.fps, offset=loaded.preprocess.frame_offset,
+                      any_format=opts.classify.any_format)
+
+
+def _boxes_for_class(a: Analysis, c: int, opts: LocalizeOptions, fps: float, chosen=None):
+    """Boxes per frame (``chosen``, else :func:`frame_boxes`) and the seen intervals (by the MIL scores
+    ``E``) of class ``c``."""
     dets = []
-    for t, t_sec in enumerate(a.visual.times):
-        for r, m in enumerate(order[t]):
-            box = tuple(float(v) for v in a.visual.boxes[t, m])
-            dets.append(BoxDetection(float(t_sec), box, float(E[t, m]), rank=r + 1 if opts.boxes > 1 else 0))
+    for t_sec, per in zip(a.visual.times, chosen if chosen is not None else frame_boxes(a, c, opts)):
+        for r, (box, score) in enumerate(per):
+            dets.append(BoxDetection(float(t_sec), tuple(float(v) for v in box), score,
+                                     rank=r + 1 if opts.boxes > 1 else 0))
+    E = a.output.visual_E[..., c].numpy()  # (T, M)
     visible = _active(E.max(axis=1), opts.visible_threshold)  # (T,)
     seen = merge_active(visible.tolist(), frame_spans(a.visual.times, fps=fps, duration=a.info.duration))
     return tuple(dets), seen

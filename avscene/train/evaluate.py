@@ -3,9 +3,10 @@
 * classification: micro/macro F1, precision, recall, class-wise F1, subset accuracy
   and (single-label sets) top-1 accuracy, from the video-level predictions;
 * sound event detection: DCASE 2017 segment-based F1 and error rate on 1-s
-  segments, from the events ``localize`` reports (predicted classes, audio stream);
-* visual localisation: pointing game and CorLoc@0.5 of the top box of each
-  ground-truth class, on the sampled frames where that object is visible;
+  segments, overall and per class, from the events ``localize`` reports (audio stream);
+* visual localisation: pointing game, CorLoc@0.5, median IoU and median ratio of box area to
+  object area of the box ``localize`` reports first for each ground-truth class (whether
+  predicted or not), on the sampled frames where that object is visible; overall and per class;
 * audio-visual video parsing (the LLP protocol, :mod:`avscene.train.metrics_avvp`):
   segment- and event-level F1 of audio, visual and audio-visual events, Type@AV and
   Event@AV, from ``localize``'s ``timing`` (``heard`` / ``seen`` of the predicted
@@ -18,6 +19,7 @@ Ground truth is ``ground_truth.jsonl`` beside the manifest (avbench format).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ import numpy as np
 from avscene.errors import UsageError
 from avscene.tasks._pipeline import analyse
 from avscene.tasks.classify import ClassifyOptions
-from avscene.tasks.localize import LocalizeOptions, localize_from_analysis
+from avscene.tasks.localize import LocalizeOptions, frame_boxes, localize_from_analysis, snap_boxes
 from avscene.train.data import read_manifest, targets
 from avscene.train.metrics import (
     ClassificationMetrics,
@@ -143,6 +145,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     noise: Sequence[NoiseCondition] = (),
     pure_noise_clips: int | None = None,
+    localize: LocalizeOptions | None = None,
 ) -> EvaluationReport:
     """Evaluate ``loaded`` on every clip of ``manifest`` (restricted to ``mode`` if given).
 
@@ -151,7 +154,9 @@ def evaluate(
     the heard / seen ones. ``noise``: the noise-stress conditions
     (:func:`avscene.train.noise_stress.parse_noise_specs`), each clip then also analysed with
     each one, and with pure noise of each family for the first ``pure_noise_clips`` clips
-    (None: all; 0: none).
+    (None: all; 0: none). ``localize``: how boxes and events are chosen (default: ``localize``'s
+    defaults; its classify thresholds are replaced by the ones above); the boxes scored are those
+    ``localize`` reports first (:func:`avscene.tasks.localize.frame_boxes`).
     """
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode must be one of {MODES}")
@@ -168,8 +173,9 @@ def evaluate(
         if not examples:
             raise UsageError(f"no clip of mode {mode!r} in {manifest}")
     threshold = loaded.config.decision_threshold if threshold is None else threshold
-    loc_opts = LocalizeOptions(classify=ClassifyOptions(threshold=threshold, audio_threshold=audio_threshold,
-                                                        visual_threshold=visual_threshold))
+    loc_opts = dataclasses.replace(localize or LocalizeOptions(), classify=ClassifyOptions(
+        threshold=threshold, audio_threshold=audio_threshold, visual_threshold=visual_threshold))
+    timing_opts = dataclasses.replace(loc_opts, snap=False)  # its boxes are not scored: the timing needs no snapping
     scores, keep, failed = [], [], []
     ref_rolls, est_rolls = [], []
     gt_parse: list[ClipParse] = []
@@ -193,7 +199,7 @@ def evaluate(
         if rec is not None:
             detected = {names[c] for c in np.flatnonzero(scores[-1] > threshold)}
             mode_events += [(ev["mode"], ev["class"], detected) for ev in rec["events"]]
-            res = localize_from_analysis(ex.path, a, loaded, loc_opts)
+            res = localize_from_analysis(ex.path, a, loaded, timing_opts)
             parsed = {p.label for p in res.classification.parse if p.heard or p.seen}
             parse_events += [(ev["mode"], ev["class"], parsed) for ev in rec["events"]]
             duration = float(rec.get("duration", a.info.duration))
@@ -202,7 +208,8 @@ def evaluate(
             if a.output.audio_E is not None:
                 ref_rolls.append(segment_activity(ref, class_names=names, duration=duration))
                 est_rolls.append(segment_activity(est, class_names=names, duration=duration))
-            _score_boxes(a, rec, names, loc)
+            _score_boxes(ex.path, a, rec, names, loc, loc_opts, fps=loaded.preprocess.fps,
+                         offset=loaded.preprocess.frame_offset)
             gt_parse.append(ground_truth_parse(rec, names, duration=duration))
             est_parse.append(predicted_parse(res.timing, names, duration=duration))
         if progress:
@@ -230,20 +237,22 @@ def evaluate(
     )
 
 
-def _score_boxes(a, rec: dict, names: list[str], loc: LocalizationScores) -> None:
-    """Pointing game / CorLoc of the top box of each GT class at each sampled frame it is visible."""
-    from avscene.nn.model import box_scores
-
+def _score_boxes(path: Path, a, rec: dict, names: list[str], loc: LocalizationScores, opts: LocalizeOptions, *,
+                 fps: float, offset: float) -> None:
+    """Pointing game / CorLoc / IoU of the box ``localize`` reports first (:func:`frame_boxes`) for each GT
+    class at each sampled frame where it is visible."""
     if a.output.visual_E is None or a.visual is None:
         return
-    for ev in rec["events"]:
-        if not ev.get("visual"):
-            continue
+    shown = [ev for ev in rec["events"] if ev.get("visual")]
+    chosen = {c: frame_boxes(a, c, opts) for c in dict.fromkeys(names.index(ev["class"]) for ev in shown)}
+    if opts.snap and chosen:
+        chosen = snap_boxes(path, a.visual.times, chosen, fps=fps, offset=offset)
+    for ev in shown:
         c = names.index(ev["class"])
         gt_frames = {round(fr["t"], 3): fr["box"] for fr in ev["visual"]["frames"]}
         for t, t_sec in enumerate(a.visual.times):
             box = gt_frames.get(round(float(t_sec), 3))
             if box is None:
                 continue
-            m = int(np.argmax(box_scores(a.output)[t, :, c].numpy()))
-            loc.add(a.visual.boxes[t, m], np.asarray(box, dtype=np.float64))
+            best = chosen[c][t]
+            loc.add(best[0][0] if best else None, np.asarray(box, dtype=np.float64), ev["class"])

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -361,47 +361,134 @@ def corloc_hit(pred_box: np.ndarray, gt_boxes: np.ndarray, iou: float = CORLOC_I
 
 
 @dataclass
-class LocalizationScores:
-    """Accumulates pointing-game and CorLoc hits over (frame, class) pairs.
+class LocalizationClassScores:
+    """Pointing, CorLoc, IoU and size ratio of the (frame, class) pairs of one class; see
+    :class:`LocalizationScores`."""
 
-    Call :meth:`add` once per frame in which the class is annotated; frames
-    without a ground-truth box of the class are not scored (``add`` refuses them).
-    """
-
-    iou_threshold: float = CORLOC_IOU
+    name: str
     n: int = 0  # scored (frame, class) pairs
     pointing_hits: int = 0
     corloc_hits: int = 0
-
-    def add(self, pred_box: np.ndarray, gt_boxes: np.ndarray) -> None:
-        """Score one predicted box against the GT boxes of its class in its frame.
-
-        Raises:
-            UsageError: if there is no GT box (skip that frame instead) or a box is malformed.
-        """
-        g = np.reshape(gt_boxes, (-1, 4))
-        if len(g) == 0:
-            raise UsageError("no ground-truth box given: only frames where the class is annotated are scored")
-        self.pointing_hits += pointing_hit(pred_box, g)
-        self.corloc_hits += corloc_hit(pred_box, g, self.iou_threshold)
-        self.n += 1
+    ious: list[float] = field(default_factory=list)  # best IoU with a GT box; 0 where no box was reported
+    size_ratios: list[float] = field(default_factory=list)  # box area / area of that GT box; reported boxes only
 
     @property
     def pointing_accuracy(self) -> float:
-        """Fraction of pointing-game hits (``nan`` before the first :meth:`add`)."""
+        """Fraction of pointing-game hits (``nan`` before the first pair)."""
         return safe_ratio(self.pointing_hits, self.n)
 
     @property
     def corloc(self) -> float:
-        """Fraction of CorLoc hits (``nan`` before the first :meth:`add`)."""
+        """Fraction of CorLoc hits (``nan`` before the first pair)."""
         return safe_ratio(self.corloc_hits, self.n)
+
+    @property
+    def median_iou(self) -> float:
+        """Median over pairs of the IoU with the best-overlapping GT box (``nan`` before the first pair)."""
+        return float(np.median(self.ious)) if self.ious else math.nan
+
+    @property
+    def median_size_ratio(self) -> float:
+        """Median of ``area(box) / area(GT box)`` (the best-overlapping one; ``nan`` with no box reported):
+        below 1, the boxes are smaller than the objects (parts); above 1, larger."""
+        return float(np.median(self.size_ratios)) if self.size_ratios else math.nan
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "name": self.name,
             "n": self.n,
             "pointing_hits": self.pointing_hits,
             "corloc_hits": self.corloc_hits,
             "pointing_accuracy": json_float(self.pointing_accuracy),
             "corloc": json_float(self.corloc),
-            "iou_threshold": self.iou_threshold,
+            "median_iou": json_float(self.median_iou),
+            "median_size_ratio": json_float(self.median_size_ratio),
         }
+
+
+def _score_pair(acc: LocalizationClassScores, pred_box: np.ndarray | None, g: np.ndarray, iou: float) -> None:
+    """Add one (frame, class) pair to ``acc``: a missing box (None) is a miss with IoU 0."""
+    acc.n += 1
+    if pred_box is None:
+        acc.ious.append(0.0)
+        return
+    ious = box_iou(np.reshape(pred_box, (1, 4)), g)[0]  # (K,)
+    best = int(np.argmax(ious))
+    acc.pointing_hits += pointing_hit(pred_box, g)
+    acc.corloc_hits += bool(ious[best] >= iou)
+    acc.ious.append(float(ious[best]))
+    gt_area = float(_area(g[best : best + 1])[0])
+    if gt_area > 0:
+        acc.size_ratios.append(float(_area(_as_boxes(pred_box, "pred_box"))[0]) / gt_area)
+
+
+@dataclass
+class LocalizationScores:
+    """Accumulates pointing-game and CorLoc hits, IoUs and size ratios over (frame, class) pairs,
+    overall and per class.
+
+    Call :meth:`add` once per frame in which the class is annotated; frames
+    without a ground-truth box of the class are not scored (``add`` refuses them).
+    The IoU of a pair is that of the GT box the predicted box overlaps most (the one CorLoc
+    matches), and its size ratio is the predicted box's area over that GT box's area.
+    """
+
+    iou_threshold: float = CORLOC_IOU
+    total: LocalizationClassScores = field(default_factory=lambda: LocalizationClassScores("all"))
+    classes: dict[str, LocalizationClassScores] = field(default_factory=dict)  # in order of first add
+
+    def add(self, pred_box: np.ndarray | None, gt_boxes: np.ndarray, label: str | None = None) -> None:
+        """Score one predicted box against the GT boxes of its class in its frame.
+
+        ``pred_box`` None: no box was reported for the class in that frame (a miss, IoU 0).
+        ``label``: the class, for the per-class scores (None: counted in the total only).
+
+        Raises:
+            UsageError: if there is no GT box (skip that frame instead) or a box is malformed.
+        """
+        g = _as_boxes(np.reshape(gt_boxes, (-1, 4)), "gt_boxes") if np.size(gt_boxes) else np.zeros((0, 4))
+        if len(g) == 0:
+            raise UsageError("no ground-truth box given: only frames where the class is annotated are scored")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise UsageError(f"the CorLoc IoU threshold must lie in (0, 1], got {self.iou_threshold}")
+        _score_pair(self.total, pred_box, g, self.iou_threshold)
+        if label is not None:
+            _score_pair(self.classes.setdefault(label, LocalizationClassScores(label)), pred_box, g,
+                        self.iou_threshold)
+
+    @property
+    def n(self) -> int:
+        return self.total.n
+
+    @property
+    def pointing_hits(self) -> int:
+        return self.total.pointing_hits
+
+    @property
+    def corloc_hits(self) -> int:
+        return self.total.corloc_hits
+
+    @property
+    def pointing_accuracy(self) -> float:
+        """Fraction of pointing-game hits (``nan`` before the first :meth:`add`)."""
+        return self.total.pointing_accuracy
+
+    @property
+    def corloc(self) -> float:
+        """Fraction of CorLoc hits (``nan`` before the first :meth:`add`)."""
+        return self.total.corloc
+
+    @property
+    def median_iou(self) -> float:
+        return self.total.median_iou
+
+    @property
+    def median_size_ratio(self) -> float:
+        return self.total.median_size_ratio
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.total.to_json()
+        del out["name"]
+        out["iou_threshold"] = self.iou_threshold
+        out["classes"] = [c.to_json() for c in sorted(self.classes.values(), key=lambda c: c.name)]
+        return out

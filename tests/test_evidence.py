@@ -1,0 +1,94 @@
+"""Boxes from an evidence map over windows (avscene.proposals.evidence) on hand-made maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avscene.errors import UsageError
+from avscene.proposals.evidence import evidence_boxes, evidence_map, region_boxes, threshold_map
+
+
+def test_evidence_map_sums_the_weights_of_the_covering_windows() -> None:
+    boxes = np.array([[0, 0, 2, 2], [1, 1, 4, 3]], dtype=float)
+    m = evidence_map(boxes, np.array([1.0, 10.0]), height=3, width=4)
+    expected = np.array([[1, 1, 0, 0],
+                         [1, 11, 10, 10],
+                         [0, 10, 10, 10]], dtype=float)
+    assert np.array_equal(m, expected)
+    # a coarser grid: 2-px cells, the window corners rounded to cells (0..1 -> 0..0.5 -> 0..0, 2/2 = 1)
+    coarse = evidence_map(np.array([[0, 0, 4, 2]], dtype=float), np.array([3.0]), height=4, width=4, cell=2)
+    assert np.array_equal(coarse, [[3, 3], [0, 0]])
+
+
+def test_a_hand_made_map_gives_the_box_of_its_object() -> None:
+    # windows scored as an ideal detector would: the object [40, 60) x [20, 50), the frame 100 x 80
+    boxes = np.array([[40, 20, 60, 50],  # the object
+                      [30, 10, 70, 60],  # around it
+                      [0, 0, 100, 80],  # the whole frame
+                      [80, 60, 100, 80]], dtype=float)  # background
+    weights = np.array([1.0, 0.1, 0.05, 0.0])
+    # the map: 1.15 on the object, 0.15 around it, 0.05 elsewhere; 0.2 of the range is 0.27
+    got = evidence_boxes(boxes, weights, height=80, width=100, fraction=0.2)
+    assert got.tolist() == [[40.0, 20.0, 60.0, 50.0]]
+    # at 0.05 of the range (0.105) the ring around the object joins in
+    assert evidence_boxes(boxes, weights, height=80, width=100, fraction=0.05).tolist() == [[30, 10, 70, 60]]
+
+
+def test_two_blobs_give_the_larger_one_first() -> None:
+    boxes = np.array([[0, 0, 10, 10], [50, 40, 80, 70]], dtype=float)  # 100 px and 900 px
+    weights = np.array([2.0, 1.0])  # the small blob is the stronger one
+    got = evidence_boxes(boxes, weights, height=80, width=100, fraction=0.2)
+    assert got.tolist() == [[50.0, 40.0, 80.0, 70.0]]
+    both = evidence_boxes(boxes, weights, height=80, width=100, fraction=0.2, k=3)
+    assert both.tolist() == [[50, 40, 80, 70], [0, 0, 10, 10]]  # largest first, no third region
+
+
+def test_empty_or_flat_maps_give_no_box() -> None:
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], dtype=float)
+    assert evidence_boxes(boxes, np.zeros(2), height=40, width=40).shape == (0, 4)  # empty
+    assert evidence_boxes(boxes, np.array([-1.0, -0.5]), height=40, width=40).shape == (0, 4)  # no positive
+    whole = np.array([[0, 0, 40, 40]], dtype=float)
+    assert evidence_boxes(whole, np.array([1.0]), height=40, width=40).shape == (0, 4)  # flat
+    assert threshold_map(np.full((3, 3), 2.0), 0.2) is None
+
+
+def test_large_frames_use_a_coarser_grid_and_boxes_stay_in_the_frame() -> None:
+    boxes = np.array([[101, 203, 613, 701]], dtype=float)
+    got = evidence_boxes(np.r_[boxes, [[0, 0, 1279, 719]]], np.array([1.0, 0.0]), height=719, width=1279)
+    # 5-px cells (1279 / 256): the box within a cell of the window, inside the frame
+    assert np.allclose(got[0], boxes[0], atol=5)
+    assert got[0, 2] <= 1279 and got[0, 3] <= 719
+
+
+def test_region_boxes_use_eight_connectivity() -> None:
+    mask = np.zeros((5, 5), dtype=bool)
+    mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # a diagonal: one region under 8-connectivity
+    mask[4, 4] = True
+    assert region_boxes(mask, k=2).tolist() == [[0, 0, 3, 3], [4, 4, 5, 5]]
+    assert region_boxes(np.zeros((3, 3), dtype=bool)).shape == (0, 4)
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="fraction"):
+        evidence_boxes(np.zeros((1, 4)), np.ones(1), height=4, width=4, fraction=1.5)
+    with pytest.raises(UsageError, match="weights"):
+        evidence_map(np.zeros((2, 4)), np.ones(3), height=4, width=4)
+
+
+def test_snap_box_finds_the_boundary_of_a_drawn_object() -> None:
+    from avscene.proposals.evidence import snap_box
+
+    rng = np.random.default_rng(0)
+    frame = (rng.integers(90, 130, size=(120, 160, 1)) * np.ones((1, 1, 3))).astype(np.uint8)  # grey noise
+    frame[30:90, 50:120] = (220, 40, 40)  # the object: a red rectangle [50, 30, 120, 90)
+    part = np.array([58.0, 38.0, 112.0, 84.0])  # a part of it, as MIL boxes are; grown by 0.3 it encloses the object
+    got = snap_box(frame, part, pad=0.3)
+    assert np.allclose(got, [50, 30, 120, 90], atol=3)
+    # a box grown over the whole frame leaves grabCut no background: the box comes back unchanged
+    whole = np.array([0.0, 0.0, 160.0, 120.0])
+    assert np.array_equal(snap_box(frame, whole), whole)
+    # a uniform frame has no boundary to snap to: the box stays inside the frame
+    flat = np.full((120, 160, 3), 100, np.uint8)
+    x0, y0, x1, y1 = snap_box(flat, part)
+    assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 120
