@@ -27,6 +27,28 @@ from dataclasses import dataclass
 
 
 VISUAL_PROPOSAL_TYPES = ("edgeboxes", "dense")
+AUDIO_PROPOSAL_TYPES = ("tsp", "ncp", "tsp+ncp")  # (proposals/bags.py builds them)
+
+# Sane bounds of each number, inclusive (None: unbounded). A checkpoint's config.json is read
+# from anywhere (a Hub repo): a value outside them is refused on load, naming the key, instead
+# of failing inside each input (n_mels 1e9: MemoryError; fps 0: ZeroDivisionError).
+_LIMITS: dict[str, tuple[type, float | None, float | None]] = {
+    "sample_rate": (int, 1000, 384_000),  # Hz
+    "stft_window": (int, 16, 384_000),  # samples, at most 1 s (checked against sample_rate below)
+    "stft_hop": (int, 1, 384_000),
+    "n_fft": (int, 16, 1 << 20),
+    "n_mels": (int, 1, 1024),
+    "fmin": (float, 0.0, None),
+    "fmax": (float, 0.0, None),
+    "log_offset": (float, 1e-12, None),
+    "patch_frames": (int, 1, 10_000),  # STFT frames per audio proposal
+    "patch_hop": (int, 1, 10_000),
+    "fps": (float, 0.01, 120.0),  # frames per second sampled
+    "frame_offset": (float, 0.0, 0.999_999),  # fraction of a sampling period
+    "image_size": (int, 16, 4096),  # pixels
+    "boxes_per_frame": (int, 1, 1000),
+    "ncp_components": (int, 1, 1000),
+}
 
 
 @dataclass(frozen=True)
@@ -54,11 +76,26 @@ class PreprocessConfig:
     #                          (proposals/audio.band_offset): a recording's fixed EQ and gain cancel out
 
     def __post_init__(self) -> None:
-        if self.visual_proposals not in VISUAL_PROPOSAL_TYPES:
-            from avscene.errors import ConfigError
+        from avscene.errors import ConfigError
 
+        for name, (kind, low, high) in _LIMITS.items():
+            object.__setattr__(self, name, _number(name, getattr(self, name), kind, low, high))
+        if self.visual_proposals not in VISUAL_PROPOSAL_TYPES:
             raise ConfigError(f"visual_proposals: {self.visual_proposals!r} is not one of "
                               f"{', '.join(VISUAL_PROPOSAL_TYPES)}")
+        if self.audio_proposals not in AUDIO_PROPOSAL_TYPES:
+            raise ConfigError(f"audio_proposals must be one of {AUDIO_PROPOSAL_TYPES}, got {self.audio_proposals!r}")
+        if not isinstance(self.band_norm, bool):
+            raise ConfigError(f"band_norm: {self.band_norm!r} must be true or false")
+        for name, value, most, what in (("stft_window", self.stft_window, self.sample_rate, "sample_rate (1 s)"),
+                                        ("stft_hop", self.stft_hop, self.stft_window, "stft_window"),
+                                        ("stft_window", self.stft_window, self.n_fft, "n_fft"),
+                                        ("n_mels", self.n_mels, self.n_fft // 2 + 1, "the n_fft // 2 + 1 FFT bins"),
+                                        ("patch_hop", self.patch_hop, self.patch_frames, "patch_frames"),
+                                        ("fmax", self.fmax, self.sample_rate / 2, "half the sample_rate (Nyquist)"),
+                                        ("fmin", self.fmin, self.fmax, "fmax")):
+            if value > most:
+                raise ConfigError(f"{name}: {value!r} must be at most {what} ({most!r})")
 
     @property
     def patch_seconds(self) -> float:
@@ -87,3 +124,19 @@ class PreprocessConfig:
             return cls(**{k: v for k, v in d.items() if k in names})
         except TypeError as e:  # pragma: no cover - only wrong types reach here
             raise ConfigError(f"invalid preprocessing config: {e}") from e
+
+
+def _number(name: str, value: object, kind: type, low: float | None, high: float | None) -> int | float:
+    """``value`` checked as a JSON number of ``kind`` within ``[low, high]`` (an int is a valid float,
+    a float with a fraction or a bool is not a valid int); raises ConfigError naming ``name``."""
+    from avscene.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: {value!r} is not a number")
+    if kind is int and not isinstance(value, int):
+        raise ConfigError(f"{name}: {value!r} must be an integer")
+    if value != value or (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ConfigError(f"{name}: {value!r} must be {bounds}")
+    return kind(value)
+

@@ -195,15 +195,17 @@ def check_companion(dist: str, *, required: bool, use: str = "") -> Check:
     return Check(dist, True, f"{dist} {have} matches torch {torch.__version__}{suffix}", "", required)
 
 
-def check_bundled_model() -> Check:
-    """The bundled model (or ``$AVSCENE_MODEL``) is present and loads strictly."""
+def check_bundled_model(model: str | None = None) -> Check:
+    """The model the commands use (``--model`` / ``$AVSCENE_MODEL_ID``, else the bundled one or
+    ``$AVSCENE_MODEL``) is present and loads strictly."""
     from avscene.errors import AvsceneError
 
-    fix = "reinstall avscene (pip install --force-reinstall avscene), or unset AVSCENE_MODEL"
+    fix = ("check --model / AVSCENE_MODEL_ID (a folder, or a Hub id with `avscene download` run first)" if model else
+           "reinstall avscene (pip install --force-reinstall avscene), or unset AVSCENE_MODEL")
     try:
         from avscene.tasks.models import default_model_path
 
-        path = default_model_path()
+        path = model or default_model_path()
     except AvsceneError as e:
         return Check("model", False, str(e), fix)
     try:
@@ -348,10 +350,12 @@ def _guarded(name: str, fn: Callable[[], Check]) -> Check:
                      "rerun with AVSCENE_DEBUG=1 for the traceback and report it")
 
 
-def run_checks(*, edge_model: str | Path | None = None, cache_dir: str | Path | None = None) -> list[Check]:
+def run_checks(*, edge_model: str | Path | None = None, cache_dir: str | Path | None = None,
+               model: str | None = None) -> list[Check]:
     """Run every check, in a fixed order.
 
     Args:
+        model: the model to check (``--model``); None: the bundled one.
         edge_model: a structured-edge model file to check too (``--edge-model``).
         cache_dir: Hugging Face cache folder; None: huggingface_hub's ``HF_HUB_CACHE``.
 
@@ -366,7 +370,7 @@ def run_checks(*, edge_model: str | Path | None = None, cache_dir: str | Path | 
         ("torch", check_torch),
         ("torchvision", lambda: check_companion("torchvision", required=True)),
         ("torchaudio", lambda: check_companion("torchaudio", required=False, use=TORCHAUDIO_USE)),
-        ("model", check_bundled_model),
+        ("model", lambda: check_bundled_model(model)),
         ("hf-cache", lambda: check_hf_cache(cache_dir)),
         ("hf-settings", check_hf_settings),
         ("temp-dir", check_temp_dir),

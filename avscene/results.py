@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # what Python makes of a file name's bytes that are not UTF-8
 
 
 def json_text(doc: Any, *, indent: int | None = None) -> str:
@@ -30,8 +33,24 @@ def json_text(doc: Any, *, indent: int | None = None) -> str:
     Python's ``json`` writes a NaN or an infinity as the bare words ``NaN`` / ``Infinity``,
     which other JSON parsers refuse; here a non-finite float (an undefined metric) becomes
     ``null``, and ``allow_nan=False`` guarantees that nothing else slips through.
+
+    A file name that is not UTF-8 (legal on Linux) reaches Python with each undecodable byte
+    as a lone surrogate (``surrogateescape``: byte ``0xff`` is ``"\\udcff"``); such a
+    character is written as its JSON escape ``\\udcff``, so the text stays valid UTF-8 and
+    ``os.fsencode(json.loads(text)["file"])`` gives the name's bytes back exactly.
     """
-    return json.dumps(_finite(doc), indent=indent, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(_finite(doc), indent=indent, ensure_ascii=False, allow_nan=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def printable(text: str) -> str:
+    """``text`` as a person reads it: a file name's bytes that are not UTF-8 shown as ``\\xff``.
+
+    For tables, messages and pages (never for JSON, which keeps them losslessly: :func:`json_text`).
+    """
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _finite(x: Any) -> Any:
@@ -50,6 +69,15 @@ def _r(x: float, nd: int = 4) -> float:
     return round(float(x), nd)
 
 
+def _f(x: Any) -> float:
+    """A JSON number read back as a float; ``null`` (a non-finite value, see :func:`json_text`) as NaN."""
+    return math.nan if x is None else float(x)
+
+
+def _spans(items: Any) -> tuple[tuple[float, float], ...]:
+    return tuple((_f(a), _f(b)) for a, b in items)
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Which checkpoint produced a result. JSON: ``{"id": str, "revision": str|null}``."""
@@ -59,6 +87,10 @@ class ModelRef:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "revision": self.revision}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelRef:
+        return cls(d["id"], d.get("revision"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +102,10 @@ class Label:
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "score": _r(self.score)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Label:
+        return cls(d["label"], _f(d["score"]))
 
 
 @dataclass(frozen=True)
@@ -83,6 +119,10 @@ class FailedInput:
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "error": self.error}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FailedInput:
+        return cls(d["file"], d["error"])
 
 
 @dataclass(frozen=True)
@@ -118,6 +158,13 @@ class ClassParse:
             "audio": None if self.audio_score is None else {"score": _r(self.audio_score), "heard": self.heard},
             "visual": None if self.visual_score is None else {"score": _r(self.visual_score), "seen": self.seen},
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ClassParse:
+        a, v = d.get("audio"), d.get("visual")
+        return cls(d["label"], _f(d["score"]), bool(d["predicted"]),
+                   audio_score=None if a is None else _f(a["score"]), heard=bool(a and a["heard"]),
+                   visual_score=None if v is None else _f(v["score"]), seen=bool(v and v["seen"]))
 
 
 @dataclass(frozen=True)
@@ -168,6 +215,15 @@ class ClassifyResult:
             "warnings": list(self.warnings),
         }
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ClassifyResult:
+        """Inverse of :meth:`to_json` (extra keys, e.g. a ``localize`` record's, are ignored)."""
+        return cls(file=d["file"], duration=_f(d["duration"]), modalities=tuple(d["modalities"]),
+                   labels=tuple(Label.from_json(x) for x in d["labels"]), predicted=tuple(d["predicted"]),
+                   threshold=_f(d["threshold"]), model=ModelRef.from_json(d["model"]),
+                   warnings=tuple(d.get("warnings", ())), parse=tuple(ClassParse.from_json(x) for x in d.get("parse", ())),
+                   modality_thresholds={k: _f(v) for k, v in d.get("modality_thresholds", {}).items()})
+
 
 @dataclass(frozen=True)
 class BoxDetection:
@@ -183,6 +239,10 @@ class BoxDetection:
         if self.rank:
             d["rank"] = self.rank
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BoxDetection:
+        return cls(_f(d["t"]), tuple(_f(v) for v in d["box"]), _f(d["score"]), rank=int(d.get("rank", 0)))
 
 
 @dataclass(frozen=True)
@@ -206,6 +266,10 @@ class AudioSegment:
             "heat": _r(self.heat),
         }
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AudioSegment:
+        return cls(_f(d["start"]), _f(d["end"]), _f(d["score"]), _f(d["heat"]))
+
 
 @dataclass(frozen=True)
 class Event:
@@ -217,6 +281,10 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "onset": _r(self.onset, 3), "offset": _r(self.offset, 3)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Event:
+        return cls(d["label"], _f(d["onset"]), _f(d["offset"]))
 
 
 @dataclass(frozen=True)
@@ -242,15 +310,39 @@ class Timing:
             "overlap": self.overlap,
         }
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Timing:
+        return cls(heard=_spans(d.get("heard", ())), seen=_spans(d.get("seen", ())), overlap=bool(d.get("overlap")),
+                   both=_spans(d.get("both", ())))
+
+
+# Why a class is reported by ``localize`` (``LocalizeResult.status``): one value per reported class.
+PREDICTED = "predicted"  # the video-level (fused) decision predicts it
+REQUESTED = "requested"  # asked for with --label; the video-level decision does not predict it
+HEARD_ONLY = "heard_only"  # not predicted: only the audio decision reports it (heard)
+SEEN_ONLY = "seen_only"  # not predicted: only the visual decision reports it (seen)
+HEARD_AND_SEEN_ONLY = "heard_and_seen_only"  # not predicted, though both modality decisions report it
+STATUSES = (PREDICTED, REQUESTED, HEARD_ONLY, SEEN_ONLY, HEARD_AND_SEEN_ONLY)
+SHOWN_AS_PREDICTED = (PREDICTED, REQUESTED)  # drawn as a prediction; the others are marked as what they are
+
 
 @dataclass(frozen=True)
 class LocalizeResult:
     """Where and when each reported class is: everything ``classify`` emits, plus
 
+    ``"status": {label: "predicted" | "requested" | "heard_only" | "seen_only" | "heard_and_seen_only"}``,
     ``"visual": {label: [{"t", "box", "score"}, ...]}``, ``"audio": {label: [{"start",
     "end", "score", "heat"}, ...]}``, ``"events": [{"label", "onset", "offset"}, ...]``,
+    ``"event_threshold": float``, ``"frame_times": [t, ...]``,
     ``"timing": {label: {"heard", "seen", "both", "overlap"}}`` and, for the synchronous
     variant, ``"sync_segments": {label: [[start, end], ...]}``.
+
+    ``status`` says why each reported class is reported, one value per class: ``predicted``
+    (the video-level decision, ``predicted``), ``requested`` (asked for with ``--label``, not
+    predicted), or, for a class only a modality's decision reports, ``heard_only``,
+    ``seen_only`` or ``heard_and_seen_only`` (not predicted). ``event_threshold`` is the
+    window score above which audio windows are events; ``frame_times`` the sampled frame
+    instants (seconds; a class has a box only at those where it is seen).
     """
 
     classification: ClassifyResult
@@ -259,6 +351,9 @@ class LocalizeResult:
     events: tuple[Event, ...] = ()
     timing: dict[str, Timing] = field(default_factory=dict)
     sync_segments: dict[str, tuple[tuple[float, float], ...]] | None = None
+    status: dict[str, str] = field(default_factory=dict)  # reported class -> one of STATUSES
+    event_threshold: float = 0.0  # E above this marks an audio window as sounding
+    frame_times: tuple[float, ...] = ()  # the sampled frame instants, seconds
 
     ok = True
 
@@ -268,15 +363,31 @@ class LocalizeResult:
 
     def to_json(self) -> dict[str, Any]:
         d = self.classification.to_json()
+        d["status"] = dict(self.status)
         d["visual"] = {k: [b.to_json() for b in v] for k, v in self.visual.items()}
         d["audio"] = {k: [s.to_json() for s in v] for k, v in self.audio.items()}
         d["events"] = [e.to_json() for e in self.events]
+        d["event_threshold"] = self.event_threshold
+        d["frame_times"] = [_r(t, 3) for t in self.frame_times]
         d["timing"] = {k: t.to_json() for k, t in self.timing.items()}
         if self.sync_segments is not None:
             d["sync_segments"] = {
                 k: [[_r(a, 3), _r(b, 3)] for a, b in v] for k, v in self.sync_segments.items()
             }
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LocalizeResult:
+        sync = d.get("sync_segments")
+        return cls(classification=ClassifyResult.from_json(d),
+                   visual={k: tuple(BoxDetection.from_json(b) for b in v) for k, v in d.get("visual", {}).items()},
+                   audio={k: tuple(AudioSegment.from_json(a) for a in v) for k, v in d.get("audio", {}).items()},
+                   events=tuple(Event.from_json(e) for e in d.get("events", ())),
+                   timing={k: Timing.from_json(t) for k, t in d.get("timing", {}).items()},
+                   sync_segments=None if sync is None else {k: _spans(v) for k, v in sync.items()},
+                   status=dict(d.get("status", {})),
+                   event_threshold=float(d.get("event_threshold", 0.0)),
+                   frame_times=tuple(float(t) for t in d.get("frame_times", ())))
 
 
 @dataclass(frozen=True)
@@ -348,17 +459,32 @@ class SeparateResult:
             "warnings": list(self.warnings),
         }
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SeparateResult:
+        return cls(file=d["file"], label=d["label"], label_source=d["label_source"], k=d.get("k"),
+                   threshold=None if d.get("threshold") is None else _f(d["threshold"]), chunks=_spans(d["chunks"]),
+                   alpha=tuple(tuple(_f(x) for x in row) for row in d["alpha"]),
+                   alpha_scaled=tuple(tuple(_f(x) for x in row) for row in d["alpha_scaled"]),
+                   kept=tuple(tuple(bool(x) for x in row) for row in d["kept"]), sample_rate=int(d["sample_rate"]),
+                   duration=_f(d["duration"]), model=ModelRef.from_json(d["model"]),
+                   label_score=None if d.get("label_score") is None else _f(d["label_score"]),
+                   source_path=d.get("source_path"), residual_path=d.get("residual_path"),
+                   warnings=tuple(d.get("warnings", ())), method=d.get("method", "ncp"))
+
 
 @dataclass(frozen=True)
 class ReportResult:
     """One input's HTML report (``avscene report``): everything ``localize`` emits, plus
 
     ``"report": {"page": str,                       # the HTML file written
-                 "presence": {label: "heard" | "seen" | "both" | "neither"},
+                 "presence": {label: "heard" | "seen" | "heard_and_seen" | "neither"},  # anywhere in the input
                  "files": [str, ...],               # written beside the page (long audio, captions)
                  "left_out": [str, ...],            # what the page does not show, in words
                  "poster": str|null,                # a small JPEG data: URI of one frame (for the index)
                  "separations": [<separate's JSON>, ...]}``  # with --separate: one per predicted class
+
+    ``presence`` is the video-level decisions: ``heard_and_seen`` is heard somewhere and seen
+    somewhere in the input, not necessarily at the same time (that is ``timing.both``).
     """
 
     localization: LocalizeResult
@@ -381,6 +507,13 @@ class ReportResult:
                        "left_out": list(self.left_out), "poster": self.poster,
                        "separations": [s.to_json() for s in self.separations]}
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ReportResult:
+        rep = d["report"]
+        return cls(localization=LocalizeResult.from_json(d), page=rep["page"], presence=dict(rep["presence"]),
+                   files=tuple(rep.get("files", ())), left_out=tuple(rep.get("left_out", ())), poster=rep.get("poster"),
+                   separations=tuple(SeparateResult.from_json(x) for x in rep.get("separations", ())))
 
 
 @dataclass(frozen=True)
@@ -410,7 +543,7 @@ class ReportPage:
 
     localization: LocalizeResult
     classes: tuple[str, ...]  # timeline rows, in order: the reported classes
-    presence: dict[str, str]  # label -> "heard" | "seen" | "both" | "neither"
+    presence: dict[str, str]  # label -> "heard" | "seen" | "heard_and_seen" | "neither" (anywhere in the input)
     colours: dict[str, tuple[int, int, int]]  # label -> RGB (the overlay's colours)
     thumbnails: dict[str, tuple[Thumbnail, ...]]  # label -> its row's frames, with its boxes
     poster: Thumbnail | None  # a small plain frame for the index
@@ -425,3 +558,22 @@ class ReportPage:
 # What one input of a task gives: its result, or the FailedInput that stands for it.
 TaskResult = ClassifyResult | LocalizeResult | SeparateResult | ReportResult
 InputResult = TaskResult | FailedInput
+
+
+def result_from_json(d: dict[str, Any]) -> InputResult:
+    """One JSON record (a ``--jsonl`` line) back as its typed result, whichever task wrote it.
+
+    Raises:
+        ValueError: ``d`` is not a result record.
+    """
+    if "file" in d and "error" in d:
+        return FailedInput.from_json(d)
+    if "report" in d:
+        return ReportResult.from_json(d)
+    if "label_source" in d:
+        return SeparateResult.from_json(d)
+    if "timing" in d:
+        return LocalizeResult.from_json(d)
+    if "labels" in d and "file" in d:
+        return ClassifyResult.from_json(d)
+    raise ValueError(f"not a result record (keys: {sorted(d)[:6]})")

@@ -26,7 +26,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clip", type=Path, default=REPO / "examples" / "clips" / "accordion_trumpet_async.mp4")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "report.png")
-    ap.add_argument("--height", type=int, default=1500, help="CSS pixels of the page kept, from the top")
+    ap.add_argument("--height", type=int, default=1100, help="CSS pixels of the page kept, from the top "
+                    "(the classes and the timeline; not the machine paths of \"How this was made\")")
     ap.add_argument("--width", type=int, default=960, help="width of the PNG")
     args = ap.parse_args()
     browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)

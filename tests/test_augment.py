@@ -1,6 +1,7 @@
 """Training augmentations: shapes, identities, label sets, and the auxiliary loss."""
 
 import numpy as np
+import pytest
 import torch
 
 from avscene.nn.mil import hinge_loss, l2_normalise
@@ -159,3 +160,99 @@ def test_blur_smooths_the_frames_and_leaves_the_boxes():
 
     assert edge(blurred) < 0.8 * edge(sharp)
     assert abs(float(blurred.mean()) - float(sharp.mean())) < 0.02 * float(sharp.mean())
+
+
+# ---- issue 30: hide-and-seek, temporal splice ----------------------------------------------------
+
+
+def test_hide_and_seek_hides_whole_cells_with_the_mean_colour_deterministically_by_seed():
+    from avscene.nn.inputs import IMAGENET_MEAN
+    from avscene.train.augment import hide_patches
+
+    x = torch.rand(4, 3, 50, 70) * 255  # cells of 16 px: a 4 x 5 grid, the last row and column cut short
+    a = hide_patches(x, np.random.default_rng(7), prob=0.5, patch=16)
+    assert torch.equal(a, hide_patches(x, np.random.default_rng(7), prob=0.5, patch=16))
+    assert not torch.equal(a, hide_patches(x, np.random.default_rng(8), prob=0.5, patch=16))
+    fill = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255
+    hidden = (a == fill).all(dim=1)  # (T, h, w): pixels holding the mean colour
+    kept = (a == x).all(dim=1)
+    assert (hidden | kept).all()
+    n_cells = 0
+    for t in range(4):
+        for i in range(0, 50, 16):
+            for j in range(0, 70, 16):
+                cell = hidden[t, i : i + 16, j : j + 16]
+                assert cell.all() or not cell.any()  # a cell is hidden whole or not at all
+                n_cells += int(cell.all())
+    assert 0.3 < n_cells / (4 * 4 * 5) < 0.7
+    assert len({int(hidden[t].sum()) for t in range(4)}) > 1  # each frame draws its own cells
+    assert torch.equal(hide_patches(x, np.random.default_rng(7), prob=0.0, patch=16), x)
+
+
+def test_hide_and_seek_in_augment_frames_keeps_the_boxes():
+    from avscene.train.augment import AugmentOptions, augment_frames
+
+    frames, boxes = _square_frames()
+    plain = dict(flip_prob=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
+    x, b = augment_frames(frames, boxes, np.random.default_rng(0),
+                          AugmentOptions(**plain, hide_prob=0.5, hide_patch=10))
+    np.testing.assert_array_equal(b, boxes)
+    assert not torch.equal(x, torch.from_numpy(frames).float())
+    x2, _ = augment_frames(frames, boxes, np.random.default_rng(0),
+                           AugmentOptions(**plain, hide_prob=0.5, hide_patch=10))
+    assert torch.equal(x, x2)
+
+
+def test_splice_bags_keeps_each_half_in_order_and_marks_the_splice_point():
+    from avscene.train.augment import audio_parts, splice_bags
+
+    def bag(n_win, n_frames, value):
+        return {"audio": torch.full((n_win, 96, 64), float(value)),
+                "audio_segment": torch.arange(n_win) // 2,
+                "images": torch.full((n_frames, 3, 8, 8), float(value)),
+                "boxes": torch.full((n_frames, 2, 4), float(value)),
+                "frame_segment": torch.arange(n_frames)}
+
+    a, b = bag(5, 3, 1), bag(4, 2, 2)  # a's last segment is 2 (windows) and 2 (frames)
+    s = splice_bags(a, b)
+    assert s["audio"].shape[0] == 9 and (s["audio"][:5] == 1).all() and (s["audio"][5:] == 2).all()
+    assert s["audio_part"].tolist() == [0] * 5 + [1] * 4  # the splice point: after a's 5 windows
+    assert s["audio_segment"].tolist() == [0, 0, 1, 1, 2, 3, 3, 4, 4]
+    assert s["frame_segment"].tolist() == [0, 1, 2, 3, 4]
+    assert (s["images"][:3] == 1).all() and (s["images"][3:] == 2).all() and s["boxes"].shape == (5, 2, 4)
+    # in a batch, a one-clip bag is all part 0 (padding too)
+    assert audio_parts([s, a]).tolist() == [[0] * 5 + [1] * 4, [0] * 9]
+    with pytest.raises(ValueError):
+        splice_bags(a, {**b, "images": torch.zeros(2, 3, 8, 9)})
+
+
+def test_training_loss_adds_the_visual_floor_on_real_frames_and_the_event_loss():
+    from avscene.nn.mil import event_loss, floor_loss
+    from avscene.nn.model import ModelInput
+
+    torch.manual_seed(1)
+    B, T, M, P, C = 2, 3, 4, 5, 3
+    fused = torch.randn(B, C)
+    A = torch.randn(B, T, M, C)
+    ev = torch.randn(B, P, C)
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    frame_mask = torch.tensor([[True, True, False], [True, False, False]])
+    audio_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    x = ModelInput(frame_mask=frame_mask, audio_mask=audio_mask)
+    out = ModelOutput(scores=fused, visual_A=A)
+    base = hinge_loss(fused, y)
+    got = training_loss(out, y, hinge_loss, scale=1.0, x=x, visual_floor=0.5)
+    real = frame_mask[:, :, None].expand(B, T, M).reshape(B, T * M)
+    assert torch.isclose(got, base + 0.5 * floor_loss(A.reshape(B, T * M, C), real, y))
+    A_pad = A.clone()
+    A_pad[0, 2] = 50.0  # a padded frame never reaches the floor
+    assert torch.isclose(training_loss(out._replace(visual_A=A_pad), y, hinge_loss, scale=1.0, x=x,
+                                       visual_floor=0.5), got)
+    assert torch.isclose(training_loss(out, y, hinge_loss, scale=1.0, x=x), base)  # off by default
+    with_events = ModelOutput(scores=fused, audio_event=ev)
+    part = torch.tensor([[0, 0, 1, 1, 1], [0] * 5])
+    part_y = torch.tensor([[[1.0, 0, 0], [0, 0, 1.0]], [[0, 1.0, 1.0], [0, 0, 0]]])
+    got = training_loss(with_events, y, hinge_loss, scale=1.0, x=x, events=(0.25, part, part_y))
+    assert torch.isclose(got, base + 0.25 * event_loss(ev, audio_mask, part, part_y))
+    whole = training_loss(with_events, y, hinge_loss, scale=1.0, x=x)  # no parts: the bag's labels, weight 1
+    assert torch.isclose(whole, base + event_loss(ev, audio_mask, None, y[:, None]))

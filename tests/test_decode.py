@@ -8,6 +8,7 @@ out by hand from those definitions.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -407,3 +408,49 @@ def test_corrupt_middle_is_skipped_and_reported(tmp_path):
 def test_bad_parameters(tmp_path, kwargs):
     with pytest.raises(UsageError, match="fps|offset|sample_rate"):
         decode(tmp_path / "whatever.mp4", **kwargs)
+
+
+def _wav_with(tmp_path, values: dict[int, float], *, rate: int = 16000) -> Path:
+    """A 1-s float WAV tone with the given sample values planted (index -> value)."""
+    import soundfile as sf
+
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    for i, v in values.items():
+        x[i] = v
+    path = tmp_path / f"bad{rate}.wav"
+    sf.write(path, x, rate, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_repaired_with_a_warning(tmp_path, value, rate):
+    """NaN used to reach the model (every score null, counted a success); ±Inf was clipped silently."""
+    from avscene.io.audio_stream import AudioReader
+    from avscene.io.decode import decode
+
+    path = _wav_with(tmp_path, {100: value, 5000: value}, rate=rate)
+    clip = decode(path)
+    assert np.isfinite(clip.audio).all()
+    assert any("NaN or infinite" in w for w in clip.info.warnings), clip.info.warnings
+    reader = AudioReader(path)
+    blocks = list(reader.blocks())
+    assert all(np.isfinite(b).all() for b in blocks)
+    assert any("NaN or infinite" in w for w in reader.warnings)
+
+
+def test_non_finite_audio_is_classified_and_separated_with_a_warning(tmp_path, tiny_model_dir, capsys):
+    from avscene.cli.app import main
+
+    path = _wav_with(tmp_path, {100: np.nan, 200: np.inf})
+    code = main(["classify", str(path), "-m", str(tiny_model_dir), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    rec = json.loads(out)[0]
+    assert all(isinstance(x["score"], float) for x in rec["labels"])  # no null score
+    assert any("NaN or infinite" in w for w in rec["warnings"])
+    code = main(["separate", str(path), "-m", str(tiny_model_dir), "--label", "drum", "--components", "4",
+                 "-o", str(tmp_path / "s.wav"), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert any("NaN or infinite" in w for w in json.loads(out)[0]["warnings"])

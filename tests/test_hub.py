@@ -368,3 +368,33 @@ def test_saved_checkpoint_files_get_default_permissions(tmp_path: Path) -> None:
     for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
         assert (folder / name).stat().st_mode & 0o777 == 0o644, name
     assert folder.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("n_mels", 1e9, "n_mels: 1000000000.0 must be an integer"),  # was a MemoryError per input
+    ("n_mels", 10**9, r"n_mels: 1000000000 must be in \[1, 1024\]"),
+    ("n_mels", 64.5, "n_mels: 64.5 must be an integer"),  # was accepted
+    ("fps", 0, r"fps: 0 must be in \[0.01, 120.0\]"),  # was a ZeroDivisionError per input
+    ("image_size", 0, r"image_size: 0 must be in \[16, 4096\]"),
+    ("sample_rate", "16k", "sample_rate: '16k' is not a number"),
+    ("stft_hop", 500, r"stft_hop: 500 must be at most stft_window \(400\)"),
+    ("fmax", 9000.0, r"fmax: 9000.0 must be at most half the sample_rate"),
+    ("band_norm", 1, "band_norm: 1 must be true or false"),
+    ("audio_proposals", "mfcc", r"audio_proposals must be one of \(.*\), got 'mfcc'"),
+])
+def test_preprocess_section_is_validated_on_load(tiny: Path, key: str, value, message: str) -> None:
+    _rewrite_config(tiny, preprocess={**tiny_preprocess().to_dict(), key: value})
+    with pytest.raises(CheckpointError, match=rf"config\.json: invalid config: {message}"):
+        load_pretrained(str(tiny))
+
+
+def test_a_bad_preprocess_section_is_one_usage_error_not_a_failure_per_input(tiny: Path, tmp_path: Path,
+                                                                             capsys) -> None:
+    from avscene.cli.app import main
+    from avscene.testing.media import write_audio
+
+    _rewrite_config(tiny, preprocess={**tiny_preprocess().to_dict(), "fps": 0})
+    clips = [write_audio(tmp_path / f"{k}.wav", duration=1.0) for k in range(2)]
+    code = main(["classify", *map(str, clips), "-m", str(tiny)])
+    _, err = capsys.readouterr()
+    assert code == 2 and len([x for x in err.splitlines() if x.strip()]) == 1 and "fps: 0" in err, err

@@ -23,13 +23,14 @@ PACKAGE = "avscene"
 # layer -> what it MAY import besides itself (an allowlist: a new import of anything else fails).
 # A layer is a module or a package prefix; the longest prefix of a module is its layer. The package
 # root "avscene" matches only itself (``import avscene`` for ``__version__``).
-BASE = ("avscene.errors", "avscene.config", "avscene.results", "avscene.timing")  # imported by all
+BASE = ("avscene.errors", "avscene.config", "avscene.results", "avscene.timing", "avscene.threads")  # imported by all
 MEDIA = (*BASE, "avscene.dsp", "avscene.io", "avscene.proposals", "avscene.nn")  # below the model loader
 ALLOWED: dict[str, tuple[str, ...]] = {
     "avscene.errors": (),
     "avscene.config": ("avscene.errors",),
     "avscene.results": ("avscene.errors",),
     "avscene.timing": ("avscene.errors", "avscene.config"),
+    "avscene.threads": (),  # the thread budget: read by proposals, tasks and the CLI
     "avscene.dsp": BASE,  # pure signal maths
     "avscene.io": BASE,  # decoding and writing; no model
     "avscene.proposals": (*BASE, "avscene.dsp"),

@@ -31,6 +31,24 @@ def loaded(tiny_model_dir: Path):
     return load_pretrained(str(tiny_model_dir))
 
 
+@pytest.fixture(scope="module")
+def decided_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with its classification streams biased so that, on any input, car is predicted
+    (heard and seen), violin only seen (its visual score is positive, its audio score far below) and
+    drum neither."""
+    import torch
+
+    from avscene.hub import save_pretrained
+    from avscene.testing.models import tiny_model, tiny_preprocess
+
+    model = tiny_model(len(LABELS), seed=0)
+    with torch.no_grad():  # class order: violin, drum, car
+        model.visual_head.cls.bias[:] = torch.tensor([3.0, -6.0, 6.0])
+        model.audio_head.cls.bias[:] = torch.tensor([-6.0, -3.0, 6.0])
+    return save_pretrained(model, tmp_path_factory.mktemp("decided") / "m", labels=list(LABELS),
+                           preprocess=tiny_preprocess(), training={"note": "tiny, biased classification streams"})
+
+
 def test_window_spans_tile_the_clip_with_the_central_hop() -> None:
     starts = 0.48 * np.arange(20)
     spans = window_spans(np.stack([starts, starts + 0.96], axis=1), 10.0)
@@ -69,9 +87,12 @@ def test_unknown_label_is_a_usage_error() -> None:
     assert resolve_labels([], ["violin"], LABELS) == ["violin"]
 
 
-def test_boxes_map_back_to_an_odd_non_square_frame(loaded, tmp_path: Path) -> None:
+def test_boxes_map_back_to_an_odd_non_square_frame(decided_dir: Path, tmp_path: Path) -> None:
     """The network sees the frame resized (shorter side = image_size); boxes come back in frame pixels."""
+    from avscene.hub import load_pretrained
     from avscene.testing.media import write_video
+
+    loaded = load_pretrained(str(decided_dir))  # car is seen in every frame
 
     W, H = 161, 97  # odd, non-square, not a multiple of the CNN stride
     # FFV1 in Matroska: lossless and allows odd frame sizes (H.264 4:2:0 does not)
@@ -93,6 +114,96 @@ def test_boxes_map_back_to_an_odd_non_square_frame(loaded, tmp_path: Path) -> No
         assert 0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H
     assert loaded.preprocess.image_size != min(W, H)  # the test does exercise a resize
 
+
+def test_class_status_names_each_decision() -> None:
+    from avscene.results import ClassParse
+    from avscene.tasks.localize import class_status
+
+    def parse(predicted: bool, heard: bool, seen: bool) -> ClassParse:
+        return ClassParse("x", 0.0, predicted, audio_score=0.0, heard=heard, visual_score=0.0, seen=seen)
+
+    assert class_status(parse(True, False, True), requested=False) == "predicted"
+    assert class_status(parse(True, False, False), requested=True) == "predicted"  # predicted wins over asked
+    assert class_status(parse(False, False, False), requested=True) == "requested"
+    assert class_status(parse(False, False, True), requested=True) == "requested"
+    assert class_status(parse(False, True, False), requested=False) == "heard_only"
+    assert class_status(parse(False, False, True), requested=False) == "seen_only"
+    assert class_status(parse(False, True, True), requested=False) == "heard_and_seen_only"
+
+
+def test_boxes_only_where_seen_and_never_from_degenerate_evidence() -> None:
+    from avscene.results import BoxDetection
+    from avscene.tasks.localize import boxes_where_seen
+
+    times = np.array([0.5, 1.5, 2.5, 3.5])
+    E = np.array([[0.2, 0.1, -0.1],  # a positive window: informative
+                  [-7e-5, -8e-5, -3e-3],  # no positive window: the visual stream gives nothing
+                  [0.3, 0.3, 0.3],  # every window the same: the best one would be arbitrary
+                  [0.0, 0.5, 0.1]])
+    dets = [BoxDetection(t, (0.0, 0.0, 10.0, 10.0), 1.0) for t in times]
+    assert [d.t for d in boxes_where_seen(dets, [(0.0, 4.0)], E, times)] == [0.5, 3.5]
+    assert [d.t for d in boxes_where_seen(dets, [(3.0, 4.0)], E, times)] == [3.5]  # not seen before 3 s
+    assert boxes_where_seen(dets, [], E, times) == ()  # never seen: no box at all
+
+
+def test_status_says_why_each_class_is_reported(decided_dir: Path, clips: dict) -> None:
+    from avscene.hub import load_pretrained
+
+    decided = load_pretrained(str(decided_dir))
+    r = localize_file(clips["av"], decided)
+    parse = {p.label: p for p in r.classification.parse}
+    assert (parse["car"].predicted, parse["violin"].predicted, parse["violin"].seen) == (True, False, True)
+    assert not parse["violin"].heard and not parse["drum"].seen and not parse["drum"].heard
+    rec = json.loads(json.dumps(r.to_json()))
+    assert rec["status"] == {"car": "predicted", "violin": "seen_only"}
+    assert set(rec["timing"]) == set(rec["status"])  # one status per reported class
+    assert rec["frame_times"] == [0.5, 1.5] and rec["event_threshold"] == 0.0
+    for lab in ("car", "violin"):  # boxes in the frames it is seen, and only there
+        assert rec["visual"][lab]
+        assert all(any(a <= b["t"] < e for a, e in rec["timing"][lab]["seen"]) for b in rec["visual"][lab])
+    asked = localize_file(clips["av"], decided, LocalizeOptions(labels=("drum", "car")))
+    assert asked.status == {"drum": "requested", "car": "predicted"}
+    assert asked.visual["drum"] == ()  # asked for but never seen: no box (not its best-scoring window)
+
+
+def test_overlay_does_not_draw_a_class_only_seen_like_a_prediction(decided_dir: Path, tmp_path: Path,
+                                                                    capsys) -> None:
+    """The real pipeline (model → JSON → overlay video): violin is only seen, car predicted; in the
+    rendered frames car's box has a solid left edge and violin's a dashed one."""
+    from avscene.cli.app import main
+    from avscene.testing.media import write_video
+
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240))
+    out = tmp_path / "ov.mp4"
+    assert main(["localize", str(src), "-m", str(decided_dir), "--json", "--render", str(out)]) == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    assert rec["status"] == {"car": "predicted", "violin": "seen_only"}
+    src_t, src_f, _ = _rgb_frames(src)
+    _, out_f, _ = _rgb_frames(out)
+    h = src_f[0].shape[0]
+    checked = 0
+    for t in rec["frame_times"]:
+        k = next(i for i, x in enumerate(src_t) if x >= t)  # the first frame showing this instant ("hold")
+        changed = np.abs(out_f[k] - src_f[k]).max(axis=2) > 40  # (H, W)
+        boxes = {lab: [round(v) for v in next(b["box"] for b in rec["visual"][lab] if b["t"] == t)]
+                 for lab in ("car", "violin")}
+        drawn = {}
+        for lab, (x0, y0, x1, y1) in boxes.items():  # its right edge, clear of the other box and the strip
+            other = boxes["violin" if lab == "car" else "car"]
+            rows = np.zeros(h, dtype=bool)
+            rows[y0 + 4:min(y1, h - h // 3) - 4] = True
+            if other[0] - 4 <= x1 - 1 <= other[2] + 4:  # the other box's outline or name may cross this column
+                rows[max(0, other[1] - 20):other[1] + 6] = False
+                rows[max(0, other[3] - 6):other[3] + 6] = False
+                if abs(other[2] - x1) < 4:
+                    rows[other[1]:other[3]] = False
+            if rows.sum() >= 24:
+                drawn[lab] = changed[rows, max(0, x1 - 3):x1].any(axis=1).mean()
+        if len(drawn) == 2:
+            assert drawn["car"] > 0.95, drawn  # solid
+            assert 0.2 < drawn["violin"] < 0.8, drawn  # dashed: drawn on some rows, not on others
+            checked += 1
+    assert checked, "no instant where the two boxes' edges could be told apart"
 
 def test_audio_only_and_video_only_inputs(loaded, clips: dict) -> None:
     a = localize_file(clips["audio_only"], loaded, LocalizeOptions(labels=LABELS))
@@ -224,3 +335,4 @@ def test_events_tsv_refuses_a_tab_in_a_file_name_before_any_output(tiny_model_di
     _, err = capsys.readouterr()
     assert code == 2 and "contains a tab or line break" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing was written: not the overlays, scores or log of the good input
+

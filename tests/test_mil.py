@@ -220,3 +220,119 @@ def test_avor_variant_fuses_modality_probabilities_by_noisy_or():
     per = modality_scores(out, cfg)
     assert torch.allclose(per["audio"], pa) and torch.allclose(per["visual"], pv)
     assert bool((out.scores >= torch.maximum(pa, pv) - 1e-6).all())  # OR: at least either modality
+
+
+# ---- issue 30: event head pooling, the floor under a modality's evidence ------------------------
+
+
+def test_linear_softmax_is_the_sum_of_squares_over_the_sum_on_a_toy_batch():
+    from avscene.nn.mil import linear_softmax
+
+    p = torch.tensor([[[0.9, 0.1], [0.5, 0.0], [0.2, 0.0]],
+                      [[0.4, 1.0], [0.4, 1.0], [0.0, 0.0]]])  # (B=2, P=3, C=2)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    want = torch.tensor([[(0.81 + 0.25 + 0.04) / (0.9 + 0.5 + 0.2), 0.01 / 0.1],
+                         [(0.16 + 0.16) / 0.8, 2.0 / 2.0]])
+    assert torch.allclose(linear_softmax(p, mask), want)
+    # a padded window never counts; a class at 0 everywhere, and a bag without windows, pool to 0
+    p2 = p.clone()
+    p2[1, 2] = torch.tensor([1.0, 1.0])
+    assert torch.allclose(linear_softmax(p2, mask), want)
+    assert linear_softmax(p, torch.zeros(2, 3, dtype=torch.bool)).eq(0).all()
+    # between mean and max: 0.9 of one window in ten gives 0.9, not the mean 0.09
+    one = torch.zeros(1, 10, 1)
+    one[0, 3, 0] = 0.9
+    assert torch.isclose(linear_softmax(one, None), torch.tensor([[0.9]]))
+
+
+def test_event_loss_pools_each_part_against_its_own_labels():
+    from avscene.nn.mil import event_loss
+
+    logits = torch.tensor([[[2.0, -1.0], [1.0, -2.0], [-1.0, 3.0], [0.0, 0.0]]])  # (1, 4, 2)
+    part = torch.tensor([[0, 0, 1, 1]])
+    part_y = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # first half class 0, second half class 1
+    p = torch.sigmoid(logits[0])
+
+    def ls(rows):
+        q = p[rows]
+        return (q * q).sum(0) / q.sum(0)
+
+    pooled = torch.stack([ls([0, 1]), ls([2, 3])])  # (2 parts, C)
+    want = bce_loss(pooled, part_y[0])
+    assert torch.isclose(event_loss(logits, None, part, part_y), want)
+    # a padded window leaves its part out of the pooling; an empty part is no term
+    mask = torch.tensor([[True, True, False, False]])
+    assert torch.isclose(event_loss(logits, mask, part, part_y), bce_loss(pooled[:1], part_y[0, :1]))
+    # without parts every window is one bag, taught the first row
+    whole = bce_loss(ls([0, 1, 2, 3])[None], torch.tensor([[1.0, 1.0]]))
+    assert torch.isclose(event_loss(logits, None, None, torch.tensor([[[1.0, 1.0]]])), whole)
+
+
+def test_floor_loss_by_hand_and_its_gradient_reaches_the_best_proposal_only():
+    from avscene.nn.mil import floor_loss, masked_max
+
+    A = torch.tensor([[[0.5, 2.0], [-0.3, -4.0], [3.0, 9.0]]], requires_grad=True)  # (1, 3, 2)
+    mask = torch.tensor([[True, True, False]])  # the third proposal is padding
+    y = torch.tensor([[1.0, 0.0]])
+    assert masked_max(A, mask).tolist() == [[0.5, 2.0]]
+    # positive class 0: relu(1 - 0.5) = 0.5; negative class 1: relu(1 + 2) = 3; each group averaged
+    loss = floor_loss(A, mask, y)
+    assert torch.isclose(loss, torch.tensor(3.5))
+    loss.backward()
+    assert A.grad[0, :, 0].tolist() == [-1.0, 0.0, 0.0]
+    assert A.grad[0, :, 1].tolist() == [1.0, 0.0, 0.0]
+    # met margins cost nothing
+    ok = torch.tensor([[[1.5, -1.2], [0.0, -3.0]]])
+    assert floor_loss(ok, None, y) == 0
+
+
+def _toy_bags(seed: int, n: int = 48, d: int = 6, pa: int = 4, pv: int = 12):
+    """Bags of two classes: every audio window of a class carries its feature strongly (audibly
+    easier), one visual window (the object) carries another feature clearly (visually easy)."""
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.randint(0, 2, (n,), generator=g)
+    y = torch.nn.functional.one_hot(cls, 2).float()
+    za = torch.randn(n, pa, d, generator=g) * 0.3
+    zv = torch.randn(n, pv, d, generator=g) * 0.3
+    obj = torch.randint(0, pv, (n,), generator=g)
+    za[torch.arange(n), :, cls] += 3.0
+    zv[torch.arange(n), obj, 2 + cls] += 1.2
+    return za, zv, y, cls, obj
+
+
+def _visual_map_hits(floor: float, seed: int, steps: int = 150) -> float:
+    """Train audio and visual two-stream heads on the toy, class 0's visual stream starting dead (all
+    zero: every window alike) and the audio stream already meeting the margin; the share of held-out
+    class-0 bags whose best visual window for class 0 is the object."""
+    from avscene.nn.mil import floor_loss
+
+    torch.manual_seed(seed)
+    za, zv, y, _, _ = _toy_bags(seed)
+    audio, visual = TwoStreamHead(6, 2), TwoStreamHead(6, 2)
+    with torch.no_grad():
+        audio.cls.weight.zero_()
+        audio.cls.weight[0, 0] = audio.cls.weight[1, 1] = 1.0
+        audio.cls.bias.fill_(-1.0)
+        for lin in (visual.cls, visual.loc):
+            lin.weight[0] = 0.0
+            lin.bias[0] = 0.0
+    opt = torch.optim.Adam([*audio.parameters(), *visual.parameters()], lr=0.02)
+    for _ in range(steps):
+        sa, _, _ = audio(za)
+        sv, _, Av = visual(zv)
+        loss = hinge_loss(l2_fuse([sa, sv]) * 2.0, y) + floor * floor_loss(Av, None, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _, zv, _, cls, obj = _toy_bags(seed + 100)
+    with torch.no_grad():
+        A = visual.classify(zv)[..., 0]  # (n, pv)
+    pos = cls == 0
+    return float((A[pos].argmax(dim=1) == obj[pos]).float().mean())
+
+
+def test_a_class_audibly_easier_than_visually_still_gets_a_visual_map_with_the_floor():
+    with_floor = [_visual_map_hits(0.5, seed) for seed in (0, 1)]
+    fused_only = [_visual_map_hits(0.0, seed) for seed in (0, 1)]
+    assert min(with_floor) >= 0.9, with_floor  # the object is class 0's best window in (nearly) every bag
+    assert sum(with_floor) > sum(fused_only) + 0.2, (with_floor, fused_only)

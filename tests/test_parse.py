@@ -35,9 +35,10 @@ def _check_consistent(r: LocalizeResult, n_classes: int) -> None:
         assert bool(t.heard) == parse[lab].heard  # heard has events, and only then
         assert list(t.heard) == events
         assert bool(t.seen) == parse[lab].seen
-        if parse[lab].seen:  # seen has boxes, in the frames it is seen
+        times = [d.t for d in r.visual.get(lab, ())]
+        assert all(any(on <= x < off for on, off in t.seen) for x in times)  # boxes only where it is seen
+        if parse[lab].seen and parse[lab].visual_score > 0:  # seen with some visual evidence: boxes there
             assert r.visual[lab]
-            times = [d.t for d in r.visual[lab]]
             assert all(any(on <= x < off for x in times) for on, off in t.seen)
         # both = heard ∩ seen, checked pointwise on a 10-ms grid
         for k in range(int(c.duration * 100)):

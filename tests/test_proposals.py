@@ -304,18 +304,20 @@ def test_visual_proposals_are_the_same_on_any_number_of_threads() -> None:
 
 def test_a_failing_frame_fails_the_threaded_call() -> None:
     frames = np.zeros((3, 40, 40, 3), np.uint8)
+    cfg = PreprocessConfig()
+    object.__setattr__(cfg, "boxes_per_frame", 0)  # past the config's own check (it refuses 0): every frame fails
     with pytest.raises(UsageError, match="max_boxes"):
-        visual_proposals(frames, np.arange(3) + 0.5, cfg=PreprocessConfig(boxes_per_frame=0), threads=2)
+        visual_proposals(frames, np.arange(3) + 0.5, cfg=cfg, threads=2)
 
 
 def test_proposal_threads_follow_the_process_thread_budget(monkeypatch) -> None:
-    import os
-
     from avscene.proposals.visual import MAX_PROPOSAL_THREADS, proposal_threads
+    from avscene.threads import thread_budget
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what a --jobs worker on a small machine gets
     assert proposal_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1000")
     assert proposal_threads() == MAX_PROPOSAL_THREADS
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert proposal_threads() == min(len(os.sched_getaffinity(0)), MAX_PROPOSAL_THREADS)
+    with thread_budget(2):  # --threads 2
+        assert proposal_threads() == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 from avscene.errors import DecodeError, OutputError, UsageError
 from avscene.io.draw import PALETTE
 from avscene.io.render import render_overlay
-from avscene.results import AudioSegment, BoxDetection, ClassifyResult, Label, LocalizeResult, ModelRef, Timing
+from avscene.results import (
+    AudioSegment, BoxDetection, ClassifyResult, Event, Label, LocalizeResult, ModelRef, Timing,
+)
 from avscene.testing.media import index_colour, write_audio, write_video
 
 INFERNO_LOW = (0, 0, 4)  # inferno colour map at 0 (near black)
@@ -20,19 +23,28 @@ INFERNO_HIGH = (252, 255, 164)  # inferno colour map at 1 (pale yellow)
 
 
 def _result(file: Path | str, duration: float, *, visual: dict | None = None,
-            audio: dict | None = None, seen: dict | None = None) -> LocalizeResult:
-    """A result; each class of ``visual`` is seen throughout unless ``seen`` says when."""
+            audio: dict | None = None, seen: dict | None = None, status: dict | None = None,
+            events: tuple[Event, ...] = (), event_threshold: float = 0.0) -> LocalizeResult:
+    """A result reporting every class of ``visual`` and ``audio`` (``status``: predicted unless given);
+    each class of ``visual`` is seen throughout unless ``seen`` says when."""
     cls = ClassifyResult(file=str(file), duration=duration, modalities=("audio", "visual"),
                          labels=(Label("dog", 1.0),), predicted=("dog",), threshold=0.0,
                          model=ModelRef("test"))
-    seen = {c: ((0.0, duration),) for c in visual or {}} | (seen or {})
+    seen = {c: () for c in audio or {}} | {c: ((0.0, duration),) for c in visual or {}} | (seen or {})
     timing = {c: Timing(heard=(), seen=tuple(iv), overlap=False) for c, iv in seen.items()}
-    return LocalizeResult(classification=cls, visual=visual or {}, audio=audio or {}, timing=timing)
+    status = {c: "predicted" for c in timing} | (status or {})
+    return LocalizeResult(classification=cls, visual=visual or {}, audio=audio or {}, timing=timing, status=status,
+                          events=events, event_threshold=event_threshold)
 
 
-def _heat_track(heats: list[float]) -> tuple[AudioSegment, ...]:
-    """Windows of 0.96 s every 0.48 s with the given heat values (score = heat)."""
-    return tuple(AudioSegment(0.48 * i, 0.48 * i + 0.96, h, h) for i, h in enumerate(heats))
+def _score_track(scores: list[float]) -> tuple[AudioSegment, ...]:
+    """Windows of 0.96 s every 0.48 s with the given scores E (heat: their min-max, which the strip ignores)."""
+    lo, hi = min(scores), max(scores)
+    return tuple(AudioSegment(0.48 * i, 0.48 * i + 0.96, e, (e - lo) / ((hi - lo) or 1)) for i, e in enumerate(scores))
+
+
+def _luma(rgb: np.ndarray) -> float:
+    return float(np.dot(rgb, [0.299, 0.587, 0.114]))
 
 
 def _decode(path: Path) -> tuple[list[np.ndarray], list[Fraction]]:
@@ -215,11 +227,13 @@ def test_box_hold_modes(tmp_path, hold, switch_frame):
 
 
 def test_heatmap_strip_fills_the_bottom_rows(tmp_path):
-    # 96 px high: one 4-px row per class (round(96/24)), so the strip is rows 88..95.
+    # 96 px high, two classes: no room for named rows (3 x 12 px > a third), so one 4-px row per class
+    # (round(96/24)) and no legend: the strip is rows 88..95.
     src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(128, 96), audio_codec=None)
     # 2-s clip, windows every 0.48 s: spans [0, .72), [.72, 1.2), [1.2, 1.68), [1.68, 2]
-    audio = {"dog": _heat_track([0, 0, 1, 1]), "car": _heat_track([1, 1, 0, 0])}
-    report = render_overlay(src, _result(src, 2.0, audio=audio), tmp_path / "out.mp4")
+    audio = {"dog": _score_track([-1, -1, 1, 1]), "car": _score_track([1, 1, -1, -1])}
+    events = (Event("car", 0.0, 1.2), Event("dog", 1.2, 2.0))
+    report = render_overlay(src, _result(src, 2.0, audio=audio, events=events), tmp_path / "out.mp4")
     frames, _ = _decode(report.path)
     img = frames[0]  # playhead at x = 0
     low, high = np.array(INFERNO_LOW, float), np.array(INFERNO_HIGH, float)
@@ -231,11 +245,87 @@ def test_heatmap_strip_fills_the_bottom_rows(tmp_path):
     np.testing.assert_allclose(_mean(img, 0, 40, 128, 86), index_colour(0), atol=6)  # above: untouched
 
 
+def test_heat_strip_is_dark_under_the_event_threshold_and_bright_over_it(tmp_path):
+    """One absolute scale anchored at the event threshold: a window is bright exactly where the
+    result has a sound event of its class; a class with scores over the threshold but no event
+    (not heard) stays dark; and a legend row above the cells."""
+    # 288 px high: 12-px named rows, a legend row on top: legend 252..263, dog 264..275, car 276..287
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 288), audio_codec=None)
+    scores = [0.1, 0.2, 0.5, 0.9]  # windows [0, .72), [.72, 1.2), [1.2, 1.68), [1.68, 2]
+    audio = {"dog": _score_track(scores), "car": _score_track(scores)}
+    events = (Event("dog", 1.2, 2.0),)  # dog is heard where its scores clear 0.3; car is not heard
+    img = _decode(render_overlay(src, _result(src, 2.0, audio=audio, events=events, event_threshold=0.3),
+                                 tmp_path / "out.mp4").path)[0][0]
+    # cells span [x0, 320) with 20 <= x0 <= 320 / 3 (the names' margin): whatever x0, these columns lie
+    # in window 1 (E = 0.2, under the threshold), window 2 (0.5) and window 3 (0.9)
+    cols = {1: (185, 198), 2: (238, 268), 3: (290, 316)}
+    dog = {w: _luma(_mean(img, a, 266, b, 274)) for w, (a, b) in cols.items()}
+    car = {w: _luma(_mean(img, a, 278, b, 286)) for w, (a, b) in cols.items()}
+    assert dog[1] < 60 and dog[2] > 150 and dog[3] > 150, dog  # dark under the threshold, bright in the event
+    assert max(car.values()) < 60, car  # the same scores without an event: dark
+    assert dog[3] >= dog[2]  # brighter with the score
+    legend = img[254:262].astype(np.float64)  # the legend row: a bright key cell
+    assert (np.abs(legend - np.array(INFERNO_HIGH)).mean(axis=2) < 30).sum() > 20
+
+
+def test_heat_strip_rows_are_the_reported_classes_and_unpredicted_ones_are_hollow(tmp_path):
+    # audio scores of a class that is not reported (as --scores-tsv adds) get no row
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 288), audio_codec=None)
+    r = _result(src, 2.0, audio={"dog": _score_track([1, 1, 1, 1]), "car": _score_track([1, 1, 1, 1])},
+                status={"car": "heard_only"})
+    unreported = _result(src, 2.0, audio={"dog": _score_track([1, 1, 1, 1])})
+    r = dataclasses.replace(r, audio={**r.audio, "cow": _score_track([1, 1, 1, 1])})  # cow: scores, not reported
+    img = _decode(render_overlay(src, r, tmp_path / "out.mp4").path)[0][0]
+    one = _decode(render_overlay(src, unreported, tmp_path / "one.mp4").path)[0][0]
+    # legend + dog + car rows (36 px), not a fourth row for cow
+    np.testing.assert_allclose(_mean(img, 0, 200, 320, 250), index_colour(0), atol=6)
+    dog_swatch, car_swatch = _mean(img, 3, 266, 9, 274), _mean(img, 3, 278, 9, 286)
+    np.testing.assert_allclose(dog_swatch, PALETTE[0], atol=30)  # filled: a prediction
+    assert _luma(car_swatch) < 60  # hollow: car is heard only
+    np.testing.assert_allclose(_mean(img, 1, 279, 3, 285), PALETTE[1], atol=40)  # its outline in its colour
+    np.testing.assert_allclose(_mean(one, 0, 200, 320, 262), index_colour(0), atol=6)  # one class: 2 rows
+
+
+def _edge_runs(changed: np.ndarray) -> tuple[float, int]:
+    """Share of the rows where the edge was drawn, and the longest run of rows where it was not."""
+    longest = run = 0
+    for on in changed:
+        run = 0 if on else run + 1
+        longest = max(longest, run)
+    return float(changed.mean()), longest
+
+
+def _plate_width(img: np.ndarray, src: np.ndarray, x0: int, y: int) -> int:
+    """Columns from ``x0`` on where row ``y`` differs from the source (the name plate)."""
+    row = np.abs(img[y].astype(int) - src[y].astype(int)).max(axis=1) > 40  # (W,)
+    return int(np.argmin(row[x0:])) if not row[x0:].all() else len(row) - x0
+
+
+def test_a_class_seen_but_not_predicted_is_not_drawn_like_a_prediction(tmp_path):
+    # dog is predicted, cat only seen: the same score, so the same opacity; boxes apart
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240), audio_codec=None)
+    a, b = (20, 60, 140, 220), (180, 60, 300, 220)
+    dets = {"dog": (BoxDetection(0.5, a, 5.0), BoxDetection(1.5, a, 5.0)),
+            "cat": (BoxDetection(0.5, b, 5.0), BoxDetection(1.5, b, 5.0))}
+    out = render_overlay(src, _result(src, 2.0, visual=dets, status={"cat": "seen_only"}), tmp_path / "o.mp4")
+    frames, _ = _decode(out.path)
+    plain, _ = _decode(src)
+    k = 10
+    changed = np.abs(frames[k].astype(int) - plain[k].astype(int)).max(axis=2) > 40  # (H, W)
+    solid = _edge_runs(changed[a[1] + 4:a[3] - 4, a[0]:a[0] + 2].any(axis=1))
+    dashed = _edge_runs(changed[b[1] + 4:b[3] - 4, b[0]:b[0] + 2].any(axis=1))
+    assert solid[0] > 0.95 and solid[1] == 0, solid  # the prediction: a solid outline
+    assert 0.3 < dashed[0] < 0.7 and dashed[1] >= 6, dashed  # the other: dashes with gaps of several px
+    # the names: "cat (seen only)" needs a plate several times as wide as "dog" (same length of name)
+    assert _plate_width(frames[k], plain[k], b[0], b[1] - 4) > 2.5 * _plate_width(frames[k], plain[k], a[0], a[1] - 4)
+
+
 def test_heatmap_strip_names_sit_beside_the_cells(tmp_path):
     # 288 px high: 12-px rows, named; the cells start right of the names' margin.
     src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 288), audio_codec=None)
-    audio = {"dog": _heat_track([1, 1, 1, 1])}  # all hot: every cell pale yellow
-    frames, _ = _decode(render_overlay(src, _result(src, 2.0, audio=audio), tmp_path / "out.mp4").path)
+    audio = {"dog": _score_track([1, 1, 1, 1])}  # one event over the clip, far over the threshold: pale yellow
+    result = _result(src, 2.0, audio=audio, events=(Event("dog", 0.0, 2.0),))
+    frames, _ = _decode(render_overlay(src, result, tmp_path / "out.mp4").path)
     band = frames[15][277:287].astype(np.float64)  # (10, W, 3): the row, less its edge pixels
     hot = np.abs(band - np.array(INFERNO_HIGH)).mean(axis=(0, 2)) < 30  # (W,) column is a heat cell
     x0 = int(np.argmax(hot))
@@ -249,16 +339,13 @@ def test_heatmap_strip_names_sit_beside_the_cells(tmp_path):
 
 def test_playhead_moves_with_time(tmp_path):
     src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(128, 96), audio_codec=None)
-    report = render_overlay(src, _result(src, 2.0, audio={"dog": _heat_track([0, 0, 0, 0])}),
-                            tmp_path / "out.mp4")
+    quiet = _score_track([-1, -1, -1, -1])  # no event, far under the threshold: black cells
+    report = render_overlay(src, _result(src, 2.0, audio={"dog": quiet, "car": quiet}), tmp_path / "out.mp4")
     frames, _ = _decode(report.path)
     for k in (4, 10):  # t = 0.5 → x = 32; t = 1.25 → x = 80
         row = frames[k][92:95].astype(np.float64).mean(axis=(0, 2))  # (W,) brightness in the strip
         assert abs(int(np.argmax(row)) - round(k / 8 / 2 * 128)) <= 1
         assert row.max() > 150 and np.median(row) < 30
-
-
-# --------------------------------------------------------------------------- errors and atomicity
 
 
 def test_audio_only_input_is_a_usage_error(tmp_path):

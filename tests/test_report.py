@@ -145,8 +145,8 @@ def test_two_class_clip_with_separation(browser: str, tmp_path: Path) -> None:
     page = Path(rec["report"]["page"])
     assert_self_contained(page)
     dom = load(browser, page)
-    n_frames = len({b["t"] for boxes in rec["visual"].values() for b in boxes})
-    durations = assert_looks_right(dom, images=n_frames * len(predicted), audio=1 + 2 * len(predicted),
+    n_frames = len(rec["frame_times"])  # every sampled frame has a thumbnail in every class row
+    durations = assert_looks_right(dom, images=n_frames * len(rec["timing"]), audio=1 + 2 * len(predicted),
                                    rows=list(rec["timing"]))
     assert all(abs(d - rec["duration"]) < 0.1 for d in durations)  # soundtrack, sources and residuals
     text = page.read_text()
@@ -332,3 +332,67 @@ def test_resumed_run_indexes_the_recorded_pages_too(tiny_model_dir: Path, clips:
     dom.feed((out / "index.html").read_text())
     assert sorted(r["data-name"] for r in dom.index_rows) == ["av.mp4", "video_only.mp4"]
     assert len(log.read_text().splitlines()) == 2 and (out / "video_only.html").is_file()
+
+
+def _decided_page(tmp_path: Path):
+    """A hand-made result of a 320x240 clip: dog predicted and heard (one event, 1.2-2.0 s), cat only
+    seen (its scores are over the event threshold but it is not heard), with the same boxes' scores."""
+    from avscene.results import (
+        AudioSegment, BoxDetection, ClassifyResult, ClassParse, Event, Label, LocalizeResult, ModelRef, Timing,
+    )
+    from avscene.testing.media import write_video
+
+    src = write_video(tmp_path / "in.mp4", duration=2.0, fps=8, size=(320, 240))
+    a, b = (20.0, 60.0, 140.0, 220.0), (180.0, 60.0, 300.0, 220.0)
+    scores = [0.1, 0.2, 0.5, 0.9]  # windows [0, .72), [.72, 1.2), [1.2, 1.68), [1.68, 2]
+    segs = tuple(AudioSegment(0.48 * i, 0.48 * i + 0.96, e, e) for i, e in enumerate(scores))
+    parse = (ClassParse("dog", 2.0, True, audio_score=1.5, heard=True, visual_score=0.5, seen=True),
+             ClassParse("cat", -0.4, False, audio_score=-1.0, heard=False, visual_score=0.6, seen=True))
+    cls = ClassifyResult(file=str(src), duration=2.0, modalities=("audio", "visual"),
+                         labels=(Label("dog", 2.0), Label("cat", -0.4)), predicted=("dog",), threshold=0.0,
+                         model=ModelRef("test"), parse=parse)
+    r = LocalizeResult(
+        classification=cls, status={"dog": "predicted", "cat": "seen_only"},
+        visual={"dog": (BoxDetection(0.5, a, 5.0), BoxDetection(1.5, a, 5.0)),
+                "cat": (BoxDetection(0.5, b, 5.0), BoxDetection(1.5, b, 5.0))},
+        audio={"dog": segs, "cat": segs}, events=(Event("dog", 1.2, 2.0),), event_threshold=0.3,
+        timing={"dog": Timing(heard=((1.2, 2.0),), seen=((0.0, 2.0),), overlap=True, both=((1.2, 2.0),)),
+                "cat": Timing(heard=(), seen=((0.0, 2.0),), overlap=False)},
+        frame_times=(0.5, 1.5))
+    return src, r, a, b
+
+
+def test_page_marks_a_class_only_seen_and_its_heat_is_on_the_event_scale(tiny_model_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    """The page says what was decided: cat is seen only (dashed boxes on its frames, its row and decision
+    marked), the heat lanes are bright exactly in the JSON's events, whatever the scores, and the
+    legend states the threshold; "both" is the at-once lane (timing.both), "heard and seen" the badge."""
+    import avscene
+    from avscene.io.report_html import page_html
+    from avscene.tasks.report import ReportOptions, page_from_localization
+
+    src, r, a, b = _decided_page(tmp_path)
+    page = page_from_localization(src, r, avscene.load_model(str(tiny_model_dir), device="cpu"), ReportOptions())
+    assert page.presence == {"dog": "heard_and_seen", "cat": "seen"}
+    # thumbnails (the pictures a reader sees): dog's box has a solid left edge, cat's a dashed one
+    scale = page.thumbnails["dog"][0].image.shape[1] / 320
+    for label, box, solid in (("dog", a, True), ("cat", b, False)):
+        img = page.thumbnails[label][1].image.astype(int)
+        other = page.thumbnails["cat" if label == "dog" else "dog"][1].image.astype(int)  # the same frame
+        x0, y0, y1 = (round(v * scale) for v in (box[0], box[1], box[3]))
+        edge = (np.abs(img - other).max(axis=2) > 40)[y0 + 4:y1 - 4, x0:x0 + 2].any(axis=1)
+        assert (edge.mean() > 0.95) if solid else (0.3 < edge.mean() < 0.7), (label, edge.mean())
+    html = page_html(page, [])
+    rows = dict(re.findall(r'<section class="timeline-row[^"]*" data-label="(\w+)" data-status="(\w+)"', html))
+    assert rows == {"dog": "predicted", "cat": "seen_only"}
+    assert 'class="timeline-row not-predicted" data-label="cat"' in html
+    assert "seen only, not predicted" in html and "heard and seen" in html
+    assert 'data-name="both"' in html and 'data-name="overlap"' not in html
+    assert "event threshold +0.30" in html
+    lanes = re.findall(r'<div class="lane heat" data-name="heat"><svg[^>]*>(.*?)</svg>', html)
+    fills = [[tuple(int(h[i:i + 2], 16) for i in (1, 3, 5)) for h in re.findall(r'fill="(#[0-9a-f]{6})"', lane)]
+             for lane in lanes]
+    luma = [[0.299 * r_ + 0.587 * g + 0.114 * b_ for r_, g, b_ in lane] for lane in fills]
+    dog, cat = luma  # rows in the page's order
+    assert dog[0] < 60 and dog[1] < 60 and dog[2] > 150 and dog[3] > 150, dog  # bright in the event only
+    assert max(cat) < 60, cat  # scores over the threshold, but cat is not heard: no event, dark

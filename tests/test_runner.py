@@ -21,6 +21,7 @@ import pytest
 
 from avscene.errors import AvsceneError, CheckpointError, InputTimeoutError, OutputError, UsageError
 from avscene.results import FailedInput
+from avscene import threads
 from avscene.tasks import _pool, limits
 from avscene.tasks.runner import (
     FileJob,
@@ -113,19 +114,22 @@ def hanging_setup():
 
 class EnvAtImport:
     """A setup that notes the thread variables a worker has when it unpickles it: the moment
-    numpy and torch are imported there (their thread pools are sized then, once)."""
+    numpy and torch are imported there (their thread pools are sized then, once); and, as it
+    runs, torch's threads (the worker applies its budget)."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, str | None] = {}
+        self.seen: dict[str, str | int | None] = {}
 
     def __getstate__(self) -> dict:
         return {}
 
     def __setstate__(self, _state: dict) -> None:
-        self.seen = {v: os.environ.get(v) for v in limits.THREAD_ENV_VARS}
+        self.seen = {v: os.environ.get(v) for v in threads.THREAD_ENV_VARS}
 
     def __call__(self):
-        return functools.partial(report_env, self.seen)
+        import torch
+
+        return functools.partial(report_env, {**self.seen, "torch": torch.get_num_threads()})
 
 
 def report_env(seen: dict, path: Path) -> Echo:
@@ -329,21 +333,31 @@ def test_worker_stuck_loading_the_model_fails_the_run(monkeypatch):
         list(run_batch(paths("a", "b", "c"), hanging_setup, jobs=2))  # without the limit: ready after SLOW_S
 
 
-def test_workers_start_with_a_thread_budget(monkeypatch):
-    for v in limits.THREAD_ENV_VARS:
+def test_workers_start_with_a_thread_budget(monkeypatch, tmp_path):
+    for v in threads.THREAD_ENV_VARS:
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(6)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    (tmp_path / "loadavg").write_text("0.00 0.00 0.00 1/100 42\n")  # an idle machine: 6 free cores
+    monkeypatch.setattr(threads, "LOADAVG", str(tmp_path / "loadavg"))
     results = list(run_batch(paths("a", "b"), EnvAtImport(), jobs=2))
-    assert [r.seen for r in results] == [dict.fromkeys(limits.THREAD_ENV_VARS, "3")] * 2  # 6 cores / 2 workers
-    assert all(v not in os.environ for v in limits.THREAD_ENV_VARS)  # the parent's own budget is untouched
+    # 6 cores / 2 workers
+    assert [r.seen for r in results] == [{**dict.fromkeys(threads.THREAD_ENV_VARS, "3"), "torch": 3}] * 2
+    assert all(v not in os.environ for v in threads.THREAD_ENV_VARS)  # the parent's own budget is untouched
+
+
+def test_workers_share_the_budget_of_the_command():
+    with threads.thread_budget(4):  # --threads 4 --jobs 2
+        results = list(run_batch(paths("a", "b"), EnvAtImport(), jobs=2))
+    assert [r.seen for r in results] == [{**dict.fromkeys(threads.THREAD_ENV_VARS, "2"), "torch": 2}] * 2
 
 
 def test_a_thread_budget_the_user_set_is_kept(monkeypatch):
-    for v in limits.THREAD_ENV_VARS:
+    for v in threads.THREAD_ENV_VARS:
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     results = list(run_batch(paths("a", "b"), EnvAtImport(), jobs=2))
-    assert results[0].seen["OMP_NUM_THREADS"] == "1"
+    assert results[0].seen["OMP_NUM_THREADS"] == "1" and results[0].seen["torch"] == 1
     assert os.environ["OMP_NUM_THREADS"] == "1"
 
 

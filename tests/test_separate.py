@@ -133,6 +133,27 @@ def test_label_unknown_uses_the_classifier_top_class(loaded, tmp_path) -> None:
     assert sep.result.to_json()["label_source"] == "predicted"
 
 
+def test_a_given_label_that_is_not_predicted_is_warned_about(tmp_path) -> None:
+    import torch
+
+    from avscene.hub import save_pretrained
+    from avscene.testing.models import tiny_model, tiny_preprocess
+
+    model = tiny_model(3, seed=0)
+    with torch.no_grad():
+        model.audio_head.cls.bias[:] = torch.tensor([-6.0, -6.0, 6.0])  # "c" sounds in anything, "a" in nothing
+    biased = load_pretrained(str(save_pretrained(model, tmp_path / "m", labels=["a", "b", "c"],
+                                                 preprocess=tiny_preprocess())), device="cpu")
+    path = _write_mix(tmp_path / "mix.wav", 2.0, seed=5)
+    assert classify_file(path, biased).predicted == ("c",)
+    warned = separate_file(path, biased, SeparateOptions(label="a", nmf=FAST_NMF)).result
+    assert [w for w in warned.warnings if "'a' is not predicted" in w] and warned.label_source == "given"
+    assert not separate_file(path, biased, SeparateOptions(label="c", nmf=FAST_NMF)).result.warnings
+    # a caller that already knows the decision (report) skips the check
+    unchecked = separate_file(path, biased, SeparateOptions(label="a", nmf=FAST_NMF, check_label=False)).result
+    assert not unchecked.warnings
+
+
 def test_output_rate_input_puts_what_the_model_cannot_hear_in_the_residual(loaded, tmp_path) -> None:
     rate = 32000
     path = _write_mix(tmp_path / "hi.wav", 2.0, rate=rate, extra_hz=11000.0)  # 11 kHz > 8 kHz Nyquist

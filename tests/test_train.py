@@ -647,3 +647,86 @@ def test_init_model_may_switch_on_band_norm_and_nothing_else_of_the_preprocessin
     with pytest.raises(ConfigError, match="pre-opt"):
         Trainer(toy_config(toy, cache_dir, tmp_path / "x", init_model=str(first), model={},
                            preprocess={"image_size": 32}), log=quiet)
+
+
+# ---- issue 30: temporal splice, the event head, the visual floor ---------------------------------
+
+
+def test_spliced_bags_keep_each_halfs_labels_and_the_splice_point(toy, cache_dir, tmp_path):
+    from avscene.proposals.audio import num_patches
+
+    trainer = Trainer(toy_config(toy, cache_dir, tmp_path / "run", augment=True, splice_prob=1.0,
+                                 augment_opts={"speed": 0.0, "shift_s": 0.0}), log=quiet)
+    trainer.load_clips()
+    y_all = trainer._targets()
+    mine = np.arange(4)
+    clips = [trainer.train_clips[i] for i in mine]
+    bags, y, parts = trainer._spliced(clips, y_all[:, mine], np.random.default_rng(0))
+    assert all(len(b) == 2 for b in bags)  # splice_prob 1: every bag has a partner
+    labels = {id(c): trainer._targets()[0, k] for k, c in enumerate(trainer.train_clips)}
+    for i, (first, second) in enumerate(bags):
+        assert first is clips[i] or second is clips[i]  # the bag's own clip is one half, first or second
+        torch.testing.assert_close(parts[i, 0], labels[id(first)])  # each half keeps its own clip's labels
+        torch.testing.assert_close(parts[i, 1], labels[id(second)])
+        assert not bool((parts[i, 0] * parts[i, 1]).any())  # disjoint labels
+        torch.testing.assert_close(y[0, i], torch.maximum(parts[i, 0], parts[i, 1]))  # the bag: the union
+    x, part = trainer._input_parts(bags, np.random.default_rng(1))
+    for i, (first, second) in enumerate(bags):
+        n0, n1 = (num_patches(len(c.audio), cfg=trainer.pre) for c in (first, second))
+        assert part[i, : n0 + n1].tolist() == [0] * n0 + [1] * n1  # the splice point, where the halves meet
+        assert int(x.audio_mask[i].sum()) == n0 + n1
+        assert int(x.frame_mask[i].sum()) == len(first.frames) + len(second.frames)
+    off = Trainer(toy_config(toy, cache_dir, tmp_path / "off", augment=True), log=quiet)
+    off.train_clips = trainer.train_clips
+    kept, y_kept, parts_off = off._spliced(clips, y_all[:, mine], np.random.default_rng(0))
+    assert all(len(b) == 1 for b in kept) and torch.equal(y_kept, y_all[:, mine])
+    assert torch.equal(parts_off[:, 0], y_all[0, mine]) and not parts_off[:, 1].any()
+
+
+def test_init_model_can_add_an_event_head_that_trains_and_then_decides_the_events(toy, cache_dir, tmp_path):
+    from avscene.hub import load_pretrained
+    from avscene.nn.model import event_scores
+    from avscene.tasks._pipeline import analyse
+    from avscene.tasks.classify import ClassifyOptions
+    from avscene.tasks.localize import LocalizeOptions, localize_from_analysis
+
+    first = tmp_path / "first"
+    fit(toy_config(toy, cache_dir, first, epochs=1), log=quiet)
+    plain = _fine_tune(toy, cache_dir, tmp_path / "a", first, {})
+    tr = _fine_tune(toy, cache_dir, tmp_path / "b", first, {"event_head": True})
+    # the head is beside the two-stream one: the video-level scores are the checkpoint's
+    torch.testing.assert_close(tr.holdout_scores()[0], plain.holdout_scores()[0])
+    start = {k: v.clone() for k, v in tr.model.state_dict().items() if k.startswith("audio_event.")}
+    assert start
+    out = tmp_path / "events"
+    fit(toy_config(toy, cache_dir, out, init_model=str(first), model={"event_head": True}, preprocess={},
+                   epochs=1, augment=True, splice_prob=0.5), log=quiet)
+    loaded = load_pretrained(str(out), device="cpu")
+    assert loaded.config.event_head
+    trained = {k: v for k, v in loaded.model.state_dict().items() if k.startswith("audio_event.")}
+    assert any(not torch.equal(trained[k], start[k]) for k in start)  # the event loss reached it
+    clip = read_manifest(toy)[0].path
+    a = analyse(clip, loaded)
+    assert a.output.audio_event is not None and event_scores(a.output) is a.output.audio_event
+    heard_anyway = ClassifyOptions(audio_threshold=-1e6)  # "red" is heard: its events are reported
+    res = localize_from_analysis(Path(clip), a, loaded, LocalizeOptions(labels=("red",), classify=heard_anyway))
+    c = loaded.labels.index("red")
+    logits = a.output.audio_event[:, c].numpy()  # (P,) one TSP per window
+    assert [s.score for s in res.audio["red"]] == pytest.approx(logits.tolist())
+    assert next(p for p in res.classification.parse if p.label == "red").heard
+    events = [(e.onset, e.offset) for e in res.events if e.label == "red"]
+    centres = [(s.start + s.end) / 2 for s in res.audio["red"]]
+    inside = [any(on <= t <= off for on, off in events) for t in centres]
+    if (logits > 0).any():  # events: exactly the windows whose event logit is above 0
+        assert inside == (logits > 0).tolist()
+    else:  # none above: the best window alone
+        assert inside == [i == int(np.argmax(logits)) for i in range(len(logits))]
+
+
+def test_visual_floor_and_splice_are_refused_where_they_mean_nothing(toy, cache_dir, tmp_path):
+    with pytest.raises(ConfigError, match="visual-floor"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "a", variant="wsddn", visual_floor=1.0), log=quiet)
+    with pytest.raises(ConfigError, match="visual-floor"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "b", variant="audio", visual_floor=1.0), log=quiet)
+    with pytest.raises(ConfigError, match="splice-prob"):
+        Trainer(toy_config(toy, cache_dir, tmp_path / "c", splice_prob=1.5), log=quiet)

@@ -2,7 +2,7 @@
 
 The flags are declared once, here: :func:`batch_command` adds them to a command (the
 model, device, output mode, ``--jsonl``/``--resume``, ``--jobs``, ``--timeout``, ``--shard``,
-``--force``, ``--any-format``, ``--hub-timeout``; with ``classifier=True`` also ``--top-k``,
+``--force``, ``--any-format``, ``--hub-timeout``, ``--threads``; with ``classifier=True`` also ``--top-k``,
 ``--threshold``, ``--audio-threshold``, ``--visual-threshold``, ``--edge-model``) and
 hands them to it as one :class:`CommonArgs` (and :class:`ClassifierArgs`). A command calls
 :func:`plan` (inputs, shard, what ``--resume`` skips), then :func:`execute` with a picklable
@@ -37,6 +37,7 @@ from avscene.cli._options import (
     RetryFailedOpt,
     RevisionOpt,
     ShardOpt,
+    ThreadsOpt,
     ThresholdOpt,
     TimeoutOpt,
     TopKOpt,
@@ -47,6 +48,7 @@ from avscene.tasks.runner import DEFAULT_TIMEOUT_S
 if TYPE_CHECKING:
     from avscene.cli._output import Sink
     from avscene.tasks.classify import ClassifyOptions
+    from avscene.tasks.outputs import WriteOptions
     from avscene.tasks.runner import ModelSpec, ResultLog, Setup
 
 STDOUT = "-"  # --jsonl - : the records go to stdout
@@ -83,6 +85,7 @@ class CommonArgs:
     shard: str | None = None  # --shard I/N
     any_format: bool = False  # --any-format: also decode containers/codecs outside avscene.io.formats
     hub_timeout: float | None = None  # --hub-timeout: seconds a Hub request may wait; None: the default
+    threads: int | None = None  # --threads: CPU threads of the run, workers included; None: the free cores
 
     def batch(self) -> BatchOptions:
         return BatchOptions(jobs=self.jobs, timeout=self.timeout, shard=self.shard, jsonl=self.jsonl,
@@ -123,7 +126,8 @@ class ClassifierArgs:
 _COMMON_FLAGS = {"model": ModelOpt, "revision": RevisionOpt, "device": DeviceOpt, "offline": OfflineOpt,
                  "json_out": JsonOpt, "jsonl": JsonlOpt, "resume": ResumeOpt, "retry_failed": RetryFailedOpt,
                  "force": ForceOpt, "jobs": JobsOpt, "timeout": TimeoutOpt, "shard": ShardOpt,
-                 "any_format": AnyFormatOpt, "hub_timeout": HubTimeoutOpt}
+                 "any_format": AnyFormatOpt, "hub_timeout": HubTimeoutOpt,
+                 "threads": ThreadsOpt}
 _CLASSIFIER_FLAGS = {"top_k": TopKOpt, "threshold": ThresholdOpt, "audio_threshold": AudioThresholdOpt,
                      "visual_threshold": VisualThresholdOpt, "edge_model": EdgeModelOpt}
 
@@ -148,9 +152,12 @@ def batch_command(*, classifier: bool = False) -> Callable[[Callable[..., int]],
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> int:
+            from avscene.threads import process_threads, thread_budget
+
             for name, cls, flags in groups:
                 kwargs[name] = cls(**{flag: kwargs.pop(flag) for flag in flags})
-            return fn(**kwargs)
+            with thread_budget(process_threads(kwargs["common"].threads)):  # set before torch loads
+                return fn(**kwargs)
 
         setattr(command, "__signature__", sig.replace(parameters=params))  # what Typer reads
         command.__annotations__ = {**{p.name: p.annotation for p in params}, "return": sig.return_annotation}
@@ -164,9 +171,28 @@ class Plan:
     """What one run will do."""
 
     files: list[Path]  # this shard's inputs, in order
-    n_all: int  # inputs of every shard together (output templates need {name} when > 1)
+    all_files: list[Path]  # the inputs of every shard (output clashes are checked over them)
     todo: list[Path]  # those without a record in the log: the ones processed now
     log: ResultLog | None  # the --jsonl file, None for stdout or none
+    roots: tuple[str, ...] = ()  # the directory arguments ({relpath} is relative to them)
+
+    def outputs(self, task: Any, templates: dict[str, str], common: CommonArgs, *,
+                once: dict[str, Path] | None = None) -> WriteOptions:
+        """Check the output templates over every input of the run (every shard's: a clash with
+        another shard is refused too) and return what the workers write with.
+
+        ``--resume`` lets the inputs it processes replace their existing files: they have no
+        record, so they are what an interrupted run (``kill -9``) left.
+
+        Raises:
+            UsageError: a bad template, or two outputs that would be one file.
+        """
+        from avscene.tasks.outputs import WriteOptions, check_outputs
+
+        check_outputs(templates, self.all_files, once=once, roots=self.roots)
+        by_label = any("{label}" in t for t in templates.values())  # checked again once the classes are known
+        return WriteOptions(task, templates, common.force or common.resume, roots=self.roots,
+                            inputs=tuple(self.all_files) if by_label else ())
 
 
 def check_flags(batch: BatchOptions) -> None:
@@ -203,7 +229,8 @@ def plan(paths: Sequence[Path], batch: BatchOptions) -> Plan:
         _note(log.repaired)
     if len(todo) < len(files):
         _note(f"skipping {len(files) - len(todo)} input(s) already recorded in {batch.jsonl}")
-    return Plan(files=files, n_all=len(all_files), todo=todo, log=log)
+    roots = tuple(str(p) for p in paths if Path(p).is_dir())
+    return Plan(files=files, all_files=all_files, todo=todo, log=log, roots=roots)
 
 
 def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
@@ -232,8 +259,8 @@ def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
                                 on_salvage=salvage)
             with closing(results):
                 drain(results, sink, total=len(p.todo), label=label)
-            if finish is not None:  # e.g. a file summing up every input: only after a complete run
-                finish()
+            if finish is not None and not _finished(finish):  # a file summing up every input, after a
+                return EXIT_INPUT_FAILED  # complete run; its failure is not "nothing was processed" (2)
     except KeyboardInterrupt as e:
         interrupted = Interrupted.of(e)
         code, name = interrupted.exit_code, str(interrupted)
@@ -246,6 +273,19 @@ def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
         if p.log is not None:
             p.log.close()
     return EXIT_INPUT_FAILED if sink.failed or _recorded_failures(p) else EXIT_OK
+
+
+def _finished(finish: Callable[[], None]) -> bool:
+    """Run ``finish``; an AvsceneError (the summary file cannot be written) is reported as one line."""
+    from avscene.cli._errors import report
+    from avscene.errors import AvsceneError
+
+    try:
+        finish()
+    except AvsceneError as e:
+        report(e)
+        return False
+    return True
 
 
 def _recorded_failures(p: Plan) -> int:
@@ -268,9 +308,23 @@ def recorded(p: Plan) -> dict[str, dict[str, Any]]:
     return {str(f): p.log.records[str(f)] for f in p.files if str(f) not in todo}
 
 
+def all_results(p: Plan, sink: Sink, kind: type) -> list[Any]:
+    """This run's successful results and, with --resume, the recorded ones of the same ``kind`` (read
+    back typed, :func:`avscene.results.result_from_json`), in input order: for files summing up
+    every input (the events TSV, the report index)."""
+    from avscene.results import result_from_json
+
+    new = {r.file: r for r in sink.results}
+    old = recorded(p)
+    out = [new[f] if f in new else result_from_json(old[f]) for f in map(str, p.files) if f in new or f in old]
+    return [r for r in out if isinstance(r, kind)]
+
+
 def _note(msg: str) -> None:
     print(f"avscene: {msg}", file=sys.stderr)
 
 
 def _print_traceback(file: str, text: str) -> None:
-    print(f"avscene: traceback for {file}:\n{text.rstrip()}", file=sys.stderr)
+    from avscene.results import printable
+
+    print(printable(f"avscene: traceback for {file}:\n{text.rstrip()}"), file=sys.stderr)

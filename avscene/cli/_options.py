@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -44,7 +46,8 @@ JsonlOpt = Annotated[
 ResumeOpt = Annotated[
     bool,
     typer.Option("--resume", help="Skip the inputs already recorded in the --jsonl FILE (failed ones too, "
-                 "unless --retry-failed) and append the new records."),
+                 "unless --retry-failed) and append the new records; the output files of an input without a "
+                 "record (left by a killed run) are replaced."),
 ]
 RetryFailedOpt = Annotated[
     bool, typer.Option("--retry-failed", help="With --resume: process the inputs recorded as failed again.")
@@ -134,3 +137,25 @@ AudacityOpt = Annotated[
                  "(start<TAB>end<TAB>label; File > Import > Labels); a template with {name}, "
                  "e.g. '{name}.labels.txt'."),
 ]
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option("--threads", min=1, metavar="N", help="CPU threads this command may use, in every library "
+                 "(torch, BLAS, OpenMP, OpenCV, EdgeBoxes); --jobs workers share them, at least one each. "
+                 "Default: OMP_NUM_THREADS when set, else the cores that other work leaves free (the CPUs "
+                 "this process may use less the load), so that a busy machine is not oversubscribed."),
+]
+
+
+def uses_threads(fn: Callable[..., int]) -> Callable[..., int]:
+    """Run a command that takes ``threads: ThreadsOpt`` under that thread budget
+    (:func:`avscene.threads.thread_budget`: its variables are set before torch loads; under
+    torchrun, this process's share). The batch commands get it from ``_batch.batch_command``."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> int:
+        from avscene.threads import process_threads, thread_budget
+
+        with thread_budget(process_threads(kwargs.get("threads"))):
+            return fn(*args, **kwargs)
+
+    return command

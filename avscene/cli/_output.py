@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from avscene.results import json_text
+from avscene.results import json_text, printable
 
 if TYPE_CHECKING:
     from avscene.tasks.runner import ResultLog
@@ -63,10 +63,10 @@ class Sink:
         if not r.ok:
             msg = r.to_json()["error"]
             msg = msg if msg.startswith(r.file) else f"{r.file}: {msg}"
-            self.err.print(f"avscene: failed: {msg}", markup=False, highlight=False)
+            self.err.print(printable(f"avscene: failed: {msg}"), markup=False, highlight=False)
         else:  # e.g. a missing stream: the result is partial, so say so where a person looks
             for w in r.to_json().get("warnings", []):
-                self.err.print(f"avscene: warning: {r.file}: {w}", markup=False, highlight=False)
+                self.err.print(printable(f"avscene: warning: {r.file}: {w}"), markup=False, highlight=False)
         if self.mode == "jsonl":
             sys.stdout.write(json_text(r.to_json()) + "\n")
             sys.stdout.flush()
@@ -76,10 +76,24 @@ class Sink:
             sys.stdout.write(json_text([r.to_json() for r in self.results], indent=2) + "\n")
         elif self.mode == "table" and self.table is not None:
             ok = [r for r in self.results if r.ok]
-            if ok:
-                self.out.print(self.table(ok))
+            if ok:  # a file name's bytes that are not UTF-8 show as \xff (and the columns fit them)
+                with self.out.capture() as text:
+                    self.out.print(self.table([_Shown(r) for r in ok]))
+                sys.stdout.write(printable(text.get()))
+                sys.stdout.flush()
         if self.failed and self.mode == "table":
             self.err.print(f"{self.failed} of {len(self.results)} input(s) failed", style="red")
+
+
+class _Shown:
+    """A result as a table shows it: every text attribute :func:`~avscene.results.printable`."""
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._result, name)
+        return printable(value) if isinstance(value, str) else value
 
 
 def output_mode(json_flag: bool, jsonl: str | None) -> str:
@@ -114,23 +128,25 @@ def drain(results: Iterable[Result], sink: Sink, *, total: int, label: str) -> N
 
 
 def check_report_path(json_out, *, force: bool) -> None:
-    """Refuse an existing ``--json-out`` before any long work starts."""
-    if json_out is not None and json_out.exists() and not force:
-        from avscene.errors import OutputError
+    """Refuse a ``--json-out`` that exists (without ``--force``) or cannot be written, before any long
+    work starts."""
+    if json_out is not None:
+        from avscene.io.writers import check_writable
 
-        raise OutputError(f"{json_out} already exists; pass --force to overwrite it")
+        check_writable(json_out, force=force)
 
 
 def emit_report(report: Result, tables: Iterable[Table], *, json_out, json_flag: bool, force: bool) -> None:
-    """Write a report's JSON to ``--json-out`` (atomically) and print it as JSON or as tables."""
+    """Print a report as JSON or as tables, then write its JSON to ``--json-out`` (atomically): a
+    file that fails after all (the disk filled up meanwhile) does not take the printed result with it."""
     from avscene.io.writers import atomic_write_text
 
     doc = json_text(report.to_json(), indent=2)
-    if json_out is not None:
-        atomic_write_text(json_out, doc + "\n", force=force)
     if json_flag:
         print(doc)
     else:
         console = Console()
         for table in tables:
             console.print(table)
+    if json_out is not None:
+        atomic_write_text(json_out, doc + "\n", force=force)

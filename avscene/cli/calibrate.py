@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from avscene.cli._options import ThreadsOpt, uses_threads
+
 EPILOG = """Examples:
 
   avscene calibrate models/avscene-av-small /work/shared/avbench/train/labels.csv
@@ -15,11 +17,13 @@ EPILOG = """Examples:
 """
 
 
+@uses_threads
 def calibrate_cmd(
     model: Annotated[Path, typer.Argument(help="Checkpoint folder (its config.json is updated).")],
     manifest: Annotated[Optional[Path], typer.Argument(help="The training labels.csv it was trained on "
                                                        "(default: the path its training record gives).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, mps.")] = "cpu",
+    threads: ThreadsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the thresholds, leave config.json.")] = False,
 ) -> int:
     """Choose audio_threshold / visual_threshold on the clips the training run held out."""

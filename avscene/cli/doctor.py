@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from avscene.cli._options import JsonOpt
+from avscene.cli._options import JsonOpt, ModelOpt
 from avscene.results import json_text
 
 EPILOG = """Examples:
@@ -47,11 +47,11 @@ DoctorEdgeModelOpt = Annotated[
 ]
 
 
-def doctor_cmd(json_out: JsonOpt = False, edge_model: DoctorEdgeModelOpt = None) -> int:
+def doctor_cmd(json_out: JsonOpt = False, edge_model: DoctorEdgeModelOpt = None, model: ModelOpt = None) -> int:
     """Check that avscene can decode videos, load its model and write files here."""
     from avscene.doctor import exit_code, run_checks
 
-    checks = run_checks(edge_model=edge_model)
+    checks = run_checks(edge_model=edge_model, model=model)
     code = exit_code(checks)
     if json_out:
         doc = {"ok": code == 0, "checks": [c.to_json() for c in checks]}

@@ -12,7 +12,7 @@ EPILOG = """Examples:
 
   avscene download org/avscene-model
 
-  avscene download org/avscene-model --revision v1 && avscene classify clip.mp4 -m org/avscene-model --offline
+  avscene download org/avscene-model --revision v1 && avscene classify clip.mp4 -m org/avscene-model --revision v1 --offline
 """
 
 

@@ -18,7 +18,9 @@ from avscene.cli._options import (
     ReportJsonOpt,
     ReportJsonOutOpt,
     RevisionOpt,
+    ThreadsOpt,
     VisualThresholdOpt,
+    uses_threads,
 )
 from avscene.cli._output import check_report_path, emit_report
 
@@ -83,6 +85,7 @@ def noise_tables(ns) -> list[Table]:
     return tables
 
 
+@uses_threads
 def evaluate_cmd(
     manifest: Annotated[Path, typer.Argument(help="CSV clip,labels; ground_truth.jsonl beside it is used "
                                              "for detection and localisation.")],
@@ -91,6 +94,7 @@ def evaluate_cmd(
     device: DeviceOpt = "auto",
     offline: OfflineOpt = False,
     hub_timeout: HubTimeoutOpt = None,
+    threads: ThreadsOpt = None,
     mode: Annotated[Optional[str], typer.Option(help="Only clips with an event of this synchrony mode: "
                                                 "sync, async, offscreen, silent.")] = None,
     ground_truth: Annotated[Optional[Path], typer.Option(help="ground_truth.jsonl (default: beside the "

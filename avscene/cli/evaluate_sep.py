@@ -17,6 +17,8 @@ from avscene.cli._options import (
     ReportJsonOpt,
     ReportJsonOutOpt,
     RevisionOpt,
+    ThreadsOpt,
+    uses_threads,
 )
 from avscene.cli._output import check_report_path, emit_report
 
@@ -48,6 +50,7 @@ def report_tables(rep) -> list[Table]:
     return tables
 
 
+@uses_threads
 def evaluate_sep_cmd(
     sep_dir: Annotated[Path, typer.Argument(help="Separation set: sep.csv (mixture,label,snr_db,group), "
                                             "clips/<mixture>.mp4, stems/<mixture>/<label>.flac.")],
@@ -56,6 +59,7 @@ def evaluate_sep_cmd(
     device: DeviceOpt = "auto",
     offline: OfflineOpt = False,
     hub_timeout: HubTimeoutOpt = None,
+    threads: ThreadsOpt = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N mixtures.")] = None,
     components: Annotated[int, typer.Option("--components", "-k", min=1, help="NMF components.")] = 20,
     train_manifest: Annotated[Optional[Path], typer.Option(help="Training labels.csv for the dictionaries when "

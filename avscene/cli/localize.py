@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, batch_command, execute, plan, recorded
+from avscene.cli._batch import ClassifierArgs, CommonArgs, all_results, batch_command, execute, plan
 from avscene.cli._options import AudacityOpt, EventThresholdOpt, LabelsOpt, PathsArg, VttOpt
 from avscene.cli._output import Sink
 
@@ -21,18 +21,25 @@ EPILOG = """Examples:
   avscene localize videos/ --render 'overlays/{name}.mp4' --events-tsv events.tsv --jsonl loc.jsonl -j 2
 
   avscene localize videos/ --vtt 'subs/{name}.vtt' --audacity 'labels/{name}.txt'
+
+  avscene localize videos/ --render 'overlays/{relpath}/{name}.mp4'   (cam1/0001.mp4, cam2/0001.mp4 kept apart)
+
+Templates: {name} = input file name without extension, {ext} = its extension, {relpath} = its
+folder below the directory argument. Two inputs that would write one file (over every input of
+every --shard) are refused before any work (exit 2).
 """
 
 
 def localize_table(results) -> Table:
-    t = Table("file", "class", "heard (s)", "seen (s)", "overlap")
+    t = Table("file", "class", "status", "heard (s)", "seen (s)", "both (s)")
     t.columns[0].overflow = "fold"
     for r in results:
         if not r.timing:
-            t.add_row(r.file, "—", "", "", "")
+            t.add_row(r.file, "—", "", "", "", "")
         for lab, tm in r.timing.items():
             fmt = lambda iv: ", ".join(f"{a:.1f}–{b:.1f}" for a, b in iv) or "—"  # noqa: E731
-            t.add_row(r.file, lab, fmt(tm.heard), fmt(tm.seen), "yes" if tm.overlap else "no")
+            status = r.status.get(lab, "").replace("_", " ")
+            t.add_row(r.file, lab, status, fmt(tm.heard), fmt(tm.seen), fmt(tm.both))
     return t
 
 
@@ -56,10 +63,11 @@ def localize_cmd(
     classifier: ClassifierArgs,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
-    from avscene.io.writers import check_events_tsv_names, write_events_tsv
+    from avscene.io.writers import check_events_tsv_names, check_writable, write_events_tsv
+    from avscene.results import LocalizeResult
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
-        AUDACITY, RENDER, SCORES_TSV, VTT, WriteOptions, check_localize, check_outputs, localize_and_write,
+        AUDACITY, RENDER, SCORES_TSV, VTT, check_localize, localize_and_write,
         scores_tsv_template,
     )
     from avscene.tasks.runner import FileJob
@@ -69,35 +77,16 @@ def localize_cmd(
                  **({SCORES_TSV: scores_tsv_template(scores_tsv)} if scores_tsv is not None else {}),
                  **({VTT: vtt} if vtt else {}), **({AUDACITY: audacity} if audacity else {})}
     once = {"--events-tsv": events_tsv} if events_tsv is not None else {}
-    check_outputs(templates, p.files, n_all=p.n_all, once=once)  # a bad template or a clash: refused up front
     if events_tsv is not None:
         check_events_tsv_names(p.files)  # a name the TSV cannot hold: refused before any output
     opts = LocalizeOptions(labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
-                           audio_all_classes=scores_tsv is not None,
                            classify=classifier.classify_options(any_format=common.any_format))
-    job = FileJob(localize_and_write, common.model_spec(), WriteOptions(opts, templates, common.force), check_localize)
+    outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
+    if events_tsv is not None:  # written after every input: an existing or unwritable file is refused now
+        check_writable(events_tsv, force=outputs.force)
+    job = FileJob(localize_and_write, common.model_spec(), outputs, check_localize)
     sink = Sink(mode=common.mode(), table=localize_table, log=p.log)
     finish = None if events_tsv is None else (
-        lambda: write_events_tsv(_all_results(p, sink), events_tsv, force=common.force))
+        lambda: write_events_tsv(all_results(p, sink, LocalizeResult), events_tsv, force=outputs.force))
     return execute(p, job, sink, common.batch(), label="localize", finish=finish)
 
-
-def _all_results(p: Plan, sink: Sink) -> list[Any]:
-    """This run's results and, with --resume, the recorded ones, in input order (for the events TSV)."""
-    from types import SimpleNamespace
-
-    from avscene.results import Event, Timing
-
-    new = {r.file: r for r in sink.results}
-    old = recorded(p)
-    out = []
-    for f in map(str, p.files):
-        if f in new:
-            out.append(new[f])
-        elif f in old and "error" not in old[f]:  # the fields the TSV writer reads
-            events = tuple(Event(e["label"], e["onset"], e["offset"]) for e in old[f].get("events", []))
-            timing = {lab: Timing(*(tuple(map(tuple, t.get(k, []))) for k in ("heard", "seen")),
-                                  overlap=bool(t.get("overlap")), both=tuple(map(tuple, t.get("both", []))))
-                      for lab, t in old[f].get("timing", {}).items()}
-            out.append(SimpleNamespace(ok=True, file=f, events=events, timing=timing))
-    return out

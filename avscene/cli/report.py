@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, batch_command, execute, plan, recorded
+from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, all_results, batch_command, execute, plan
 from avscene.cli._options import AudacityOpt, EventThresholdOpt, LabelsOpt, PathsArg, VttOpt
 from avscene.cli._output import Sink
 from avscene.separation.registry import MethodName
@@ -27,14 +27,16 @@ EPILOG = """Examples:
 
 A folder as -o (an existing one, or a path ending in /) gets {name}.html per input and an
 index.html listing them (sortable, filterable by class; open it in any browser, no server).
+Templates also take {ext} and {relpath} (the input's folder below the directory argument:
+-o 'reports/{relpath}/{name}.html'); two inputs that would write one file are refused (exit 2).
 """
 
 
 def report_table(results) -> Table:
-    t = Table("file", "page", "classes (heard / seen / both)")
+    t = Table("file", "page", "classes (heard / seen / heard and seen, anywhere in the input)")
     t.columns[0].overflow = t.columns[1].overflow = "fold"
     for r in results:
-        t.add_row(r.file, r.page, ", ".join(f"{k} ({v})" for k, v in r.presence.items()) or "—")
+        t.add_row(r.file, r.page, ", ".join(f"{k} ({v.replace('_', ' ')})" for k, v in r.presence.items()) or "—")
     return t
 
 
@@ -65,23 +67,26 @@ def report_cmd(
     from avscene.cli._errors import ARGV
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
-        AUDACITY, PAGE, REPORT_INDEX, VTT, WriteOptions, check_localize, check_outputs, report_and_write,
+        AUDACITY, PAGE, REPORT_INDEX, VTT, check_localize, report_and_write,
         report_page_template,
     )
     from avscene.tasks.report import ReportOptions
+    from avscene.io.writers import check_writable
     from avscene.tasks.runner import FileJob
 
     p = plan(paths, common.batch())
     template, index = report_page_template(output)
     templates = {PAGE: template, **({VTT: vtt} if vtt else {}), **({AUDACITY: audacity} if audacity else {})}
     once = {f"-o (its {REPORT_INDEX})": index} if index is not None else {}
-    check_outputs(templates, p.files, n_all=p.n_all, once=once)  # a bad template or a clash: refused up front
     loc = LocalizeOptions(labels=tuple(label or ()), event_threshold=event_threshold,
                           classify=classifier.classify_options(any_format=common.any_format))
     opts = ReportOptions(localize=loc, max_thumbnails=max_thumbnails, max_embed_seconds=max_embed_seconds,
                          separate=separate, separate_method=method.value, command=shlex.join(["avscene", *ARGV]),
                          version=__version__)
-    job = FileJob(report_and_write, common.model_spec(), WriteOptions(opts, templates, common.force), check_localize)
+    outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
+    if index is not None:  # written after every input (always replaced): an unwritable folder is refused now
+        check_writable(index, force=True)
+    job = FileJob(report_and_write, common.model_spec(), outputs, check_localize)
     sink = Sink(mode=common.mode(), table=report_table, log=p.log)
     finish = None if index is None else (lambda: _write_index(p, sink, index))
     return execute(p, job, sink, common.batch(), label="report", finish=finish)
@@ -90,8 +95,6 @@ def report_cmd(
 def _write_index(p: Plan, sink: Sink, index: Path) -> None:
     """The index of this run's pages and, with --resume, the recorded ones, in input order."""
     from avscene.io.report_html import write_index
+    from avscene.results import ReportResult
 
-    new = {r.file: r.to_json() for r in sink.results if r.ok}
-    old = {f: rec for f, rec in recorded(p).items() if "report" in rec}
-    records = [new.get(f) or old.get(f) for f in map(str, p.files)]
-    write_index([r for r in records if r is not None], index)
+    write_index([r.to_json() for r in all_results(p, sink, ReportResult)], index)

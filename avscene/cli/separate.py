@@ -29,7 +29,11 @@ EPILOG = """Examples:
   avscene separate videos/ --label drum -o 'out/{name}.{label}.wav' --jsonl sep.jsonl --jobs 2
 
 Templates: {name} = input file name without extension, {label} = the class separated,
-{ext} = input extension. Default -o: '{name}.{label}.wav' in the current folder.
+{ext} = input extension, {relpath} = the input's folder below the directory argument
+(videos/cam1/0001.mp4 from videos/: cam1), e.g. -o 'out/{relpath}/{name}.{label}.wav'.
+Default -o: '{name}.{label}.wav' in the current folder. Two inputs whose outputs could be one
+file (under any class {label} may take, over every input of every --shard) are refused
+before any work (exit 2).
 """
 
 def separate_table(results) -> Table:
@@ -71,18 +75,16 @@ def separate_cmd(
 ) -> int:
     """Separate the sound of one class from each input (mask network, dictionaries, or NMF components ranked by the audio network)."""
     from avscene.proposals.nmf import NMFOptions
-    from avscene.tasks.outputs import RESIDUAL, SOURCE, WriteOptions, check_outputs, check_separate, separate_and_write
+    from avscene.tasks.outputs import RESIDUAL, SOURCE, check_separate, separate_and_write
     from avscene.tasks.runner import FileJob
     from avscene.tasks.separate import SeparateOptions
 
     p = plan(paths, common.batch())
     templates = {SOURCE: output or DEFAULT_OUTPUT, **({RESIDUAL: residual} if residual else {})}
-    check_outputs(templates, p.files, n_all=p.n_all)
     opts = SeparateOptions(label=label, threshold=threshold, output_rate=output_rate,
                            nmf=NMFOptions(k=components, divergence=cast("Divergence", divergence)),  # checked with
                            chunk_seconds=chunk_seconds,  # the other options, before any input (check_options)
                            method=method, any_format=common.any_format)
-    job = FileJob(separate_and_write, common.model_spec(), WriteOptions(opts, templates, common.force),
-                  check_separate)
+    job = FileJob(separate_and_write, common.model_spec(), p.outputs(opts, templates, common), check_separate)
     return execute(p, job, Sink(mode=common.mode(), table=separate_table, log=p.log), common.batch(),
                    label="separate")

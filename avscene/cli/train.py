@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from avscene.cli._options import ThreadsOpt, uses_threads
+
 EPILOG = """Examples:
 
   avscene train ../shared/avbench/train/labels.csv -o runs/av
@@ -16,7 +18,39 @@ EPILOG = """Examples:
   avscene train labels.csv -o runs/audio --variant audio --epochs 20
 
   torchrun --nproc_per_node=2 -m avscene train labels.csv -o runs/ddp
+
+An existing OUTPUT folder is refused: --resume continues its run, --force starts afresh (its
+weights, card, training log, resume state and separation parts are replaced).
 """
+
+# what a training run writes into OUTPUT besides the checkpoint's files (hub.HUB_FILES): --force
+# removes these (and nothing else) before it starts
+RUN_FILES = ("train_log.jsonl", "refined_targets.npz")
+RUN_FOLDERS = ("last", "epochs")
+
+
+def _check_output(output: Path, *, force: bool, resume: bool) -> None:
+    """Refuse an existing checkpoint folder without --force / --resume; with --force, remove what an
+    earlier run wrote there (so no old log, card or part outlives its weights). Rank 0 only
+    (torchrun stops the other ranks when it fails)."""
+    import shutil
+
+    from avscene.errors import OutputError
+    from avscene.hub import HUB_FILES
+
+    if resume or os.environ.get("RANK", "0") != "0" or not output.exists():
+        return
+    if output.is_dir() and not any(output.iterdir()):
+        return
+    if not force:
+        raise OutputError(f"{output} already exists; pass --resume to continue its training or --force to "
+                          "replace it")
+    if not output.is_dir():
+        raise OutputError(f"{output} is a file: give a folder for -o")
+    for name in (*HUB_FILES, *RUN_FILES):
+        (output / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(output / name, ignore_errors=True)
 
 
 def _parse_overrides(items: list[str] | None, what: str) -> dict:
@@ -34,6 +68,7 @@ def _parse_overrides(items: list[str] | None, what: str) -> dict:
     return out
 
 
+@uses_threads
 def train_cmd(
     manifest: Annotated[Path, typer.Argument(help="CSV with columns clip,labels (labels ';'-separated).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder to write.")],
@@ -77,20 +112,34 @@ def train_cmd(
                                                 "the union of both clips' targets).")] = False,
     oicr_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the OICR branches' loss (a model "
                                                "with --model-opt visual_refine=K).")] = 1.0,
+    visual_floor: Annotated[float, typer.Option(min=0.0, help="Weight of a floor under the visual stream's "
+                                                "own evidence: each labelled class's best box must score above "
+                                                "+1, an absent class's below -1 (keeps a class that the audio "
+                                                "finds easily from going dead in the visual stream; 0: off).")] = 0.0,
+    splice_prob: Annotated[float, typer.Option(min=0.0, max=1.0, help="Temporal splice: probability that a "
+                                               "training bag is joined in time with a clip that shares none of "
+                                               "its labels (labels: the union; an event head learns each half's "
+                                               "own).")] = 0.0,
+    event_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the event head's loss (a model with "
+                                                "--model-opt event_head=true: per-window sound events, "
+                                                "linear-softmax pooled).")] = 1.0,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Proposal cache (default ~/.cache/avscene).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes preparing the cache.")] = 2,
     init_audio: Annotated[Optional[Path], typer.Option(help="VGGish weights (.safetensors or .pth).")] = None,
     init_visual: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet weights of the CNN.")] = None,
     init_model: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from this avscene checkpoint "
                                                        "folder (its architecture, preprocessing and weights); --model-opt may "
-                                                       "add audio_context or visual_refine (OICR) to it, --pre-opt "
+                                                       "add audio_context, visual_refine (OICR) or event_head to it, --pre-opt "
                                                        "may set band_norm or visual_proposals, --variant may "
                                                        "change the fusion where the weights are the same "
                                                        "(e.g. async → avor).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/last.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing OUTPUT checkpoint (without it, "
+                                        "and without --resume, an existing OUTPUT is refused).")] = False,
     calibrate: Annotated[bool, typer.Option(help="After training, set the decision threshold that "
                                             "maximises micro-F1 on the held-out clips.")] = True,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
+    threads: ThreadsOpt = None,
     model_opt: Annotated[Optional[list[str]], typer.Option("--model-opt", metavar="KEY=VALUE", help="ModelConfig override "
                                                            "KEY=VALUE (JSON values), repeatable.")] = None,
     pre_opt: Annotated[Optional[list[str]], typer.Option("--pre-opt", metavar="KEY=VALUE", help="PreprocessConfig override "
@@ -105,12 +154,14 @@ def train_cmd(
     from avscene.tasks.models import resolve_device
     from avscene.train.loop import TrainConfig, fit
 
+    _check_output(output, force=force, resume=resume)
     cfg = TrainConfig(
         manifest=str(manifest), output=str(output), val_manifest=None if val is None else str(val),
         val_split=val_split, variant=variant, audio_proposals=audio_proposals, epochs=epochs,
         batches_per_epoch=batches_per_epoch, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         patience=patience, select=select, keep_epochs=keep_epochs, freeze=tuple(freeze or ()), seed=seed, balance=balance, augment=augment, mix_prob=mix_prob, aux_loss=aux_loss,
-        refine_labels=refine_labels, oicr_weight=oicr_weight,
+        refine_labels=refine_labels, oicr_weight=oicr_weight, visual_floor=visual_floor,
+        splice_prob=splice_prob, event_weight=event_weight,
         cache_dir=None if cache_dir is None else str(cache_dir), workers=workers,
         init_audio=None if init_audio is None else str(init_audio),
         init_visual=None if init_visual is None else str(init_visual),

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from avscene.cli._options import ThreadsOpt, uses_threads
+
 EPILOG = """Examples:
 
   avscene train-dictionaries runs/av ../shared/avbench/train/labels.csv
@@ -15,10 +17,12 @@ EPILOG = """Examples:
 """
 
 
+@uses_threads
 def train_dictionaries_cmd(
     model: Annotated[Path, typer.Argument(help="Checkpoint folder to add the dictionaries to.")],
     manifest: Annotated[Path, typer.Argument(help="Training labels.csv (clip,labels): video-level labels only.")],
     clips_per_class: Annotated[int, typer.Option(min=1, help="Single-label clips read per class.")] = 16,
+    threads: ThreadsOpt = None,
 ) -> int:
     """Learn one NMF dictionary per class (and one of the background) from single-label training clips."""
     from rich.console import Console

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from avscene.cli._options import ThreadsOpt, uses_threads
+
 EPILOG = """Examples:
 
   avscene train-separator models/avscene-av-small ../shared/avbench/train/labels.csv --log runs/sep/log.jsonl
@@ -20,6 +22,7 @@ Every 10th clip is held out; its mixtures' SDR is logged, never used to pick a s
 """
 
 
+@uses_threads
 def train_separator_cmd(
     model: Annotated[Path, typer.Argument(help="Checkpoint folder to add the separator to (its audio "
                                           "network chooses the anchors).")],
@@ -42,19 +45,15 @@ def train_separator_cmd(
                                                   "of --lr and seed + 1 (0: none).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and of the mixtures.")] = 0,
     log: Annotated[Optional[Path], typer.Option(help="Append the training log (JSON lines) here.")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads (default: torch's).")] = None,
+    threads: ThreadsOpt = None,
 ) -> int:
     """Train the separation network from weak labels (mix-and-separate on anchors of the weak detector)."""
     from rich.console import Console
     from rich.progress import Progress
 
-    import torch
-
     from avscene.train.masknet import MaskNetTrainOptions, train_mask_net_for
     from avscene.train.masknet_data import MixOptions
 
-    if threads:
-        torch.set_num_threads(threads)
     opts = MaskNetTrainOptions(steps=steps, batch=batch, lr=lr, hidden=hidden, blocks=blocks, seed=seed,
                                mix=MixOptions(background_prob=background_prob, other_prob=other_prob),
                                self_train_steps=self_train_steps, min_anchor_snr_db=min_anchor_snr)

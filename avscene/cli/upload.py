@@ -30,8 +30,13 @@ def upload_cmd(
     hub_timeout: HubTimeoutOpt = None,
 ) -> int:
     """Publish a checkpoint that loads strictly: only the files `avscene download` fetches."""
+    from pathlib import Path
+
+    from avscene.errors import UsageError
     from avscene.hub_push import upload
 
+    if not Path(folder).is_dir():  # a mistyped runs/av reads as a Hub repo id: never go to the Hub for it
+        raise UsageError(f"{folder}: no such folder; give the checkpoint folder to publish")
     res = upload(folder, repo_id, revision=revision, private=private, message=message, timeout=hub_timeout)
     if json_out:
         print(json_text(res.to_json()))

@@ -281,6 +281,14 @@ def _mono(frame: av.AudioFrame) -> np.ndarray:
     return mono
 
 
+# The one policy for NaN / infinite samples (float PCM that is damaged or was written from a
+# broken computation): like other damage, the input is processed as far as it is usable, and
+# said so. A non-finite sample cannot be a level, so it becomes silence (after resampling: the
+# resampler's taps spread it over a few ms, all of which are silenced); ±Inf is not taken for
+# full scale, which would be a click the model hears.
+NON_FINITE_NOTE = "audio: NaN or infinite samples (a damaged stream) were replaced by silence"
+
+
 class _AudioAccumulator:
     """Resamples decoded audio to mono ``sample_rate`` float32, aligned to the clock."""
 
@@ -345,6 +353,10 @@ class _AudioAccumulator:
             if self._drop:
                 cut = min(self._drop, len(mono))
                 mono, self._drop = mono[cut:], self._drop - cut
+            finite = np.isfinite(mono)
+            if not finite.all():  # a damaged float stream: repaired, as other damage, with a warning
+                self._problems.note(NON_FINITE_NOTE)
+                mono = np.where(finite, mono, np.float32(0.0))
             self._buf.extend(np.clip(mono, -1.0, 1.0))  # resampling can overshoot full scale
 
     @property

@@ -7,12 +7,15 @@ interrupted render leaves no file). What is drawn:
 * **Boxes.** For each class in ``result.visual``, the boxes of the sampled
   frame instant in effect (see ``box_hold``), drawn in the class's colour with
   its name on a plate, only where the class is reported seen at that instant,
-  with opacity from the box score on one scale for every frame and class
-  (:mod:`avscene.io.draw`, the rule the report's thumbnails follow too).
-* **Heatmap strip.** Along the bottom, over the picture, one row per class in
-  ``result.audio`` showing ``AudioSegment.heat`` through the inferno colour map
-  (each window standing for its central span, as in the score TSV), the class
-  names in a margin at the left, and a white playhead at the frame's time.
+  with opacity from the box score on one scale for every frame and class; a
+  class that is not a prediction (``result.status``: seen only, ...) dashed and
+  named so (:mod:`avscene.io.draw`, the rule the report's thumbnails follow too).
+* **Heatmap strip.** Along the bottom, over the picture, one row per reported
+  class with audio scores, bright in the class's sound events and dark elsewhere
+  (one scale anchored at the event threshold, :func:`avscene.io.draw.heat_levels`;
+  each window standing for its central span, as in the score TSV), the class
+  names in a margin at the left, a legend row with the threshold, and a white
+  playhead at the frame's time.
 
 Timing is kept exactly: the output uses the input stream's time base and each
 frame's own pts, so odd rates (30000/1001) and variable frame rates survive;
@@ -304,7 +307,7 @@ class _Overlay:
                  box_hold: str):
         self.size, self.duration = size, max(duration, 1e-9)
         self.boxes = BoxLayer(result, size, box_hold=box_hold)
-        strip = heat_strip(result.audio, self.boxes.colours, size, self.duration)
+        strip = heat_strip(result, self.boxes.colours, size, self.duration)
         self.strip, self.cells_x0 = strip if strip is not None else (None, 0)  # (S, W, 3), first cell column
         self.playhead_w = max(1, size[0] // 320)
 

@@ -1,6 +1,8 @@
 """The style and scripts of the report pages, inlined into every page (no network, no external file).
 
-Colours: Okabe–Ito for classes (set per class by the page), inferno for audio heat,
+Colours: Okabe–Ito for classes (set per class by the page), inferno for audio heat (the
+scale and its key are set by the page, :func:`avscene.io.draw.heat_levels`), a dashed frame
+for a class that is reported but not predicted,
 text at WCAG AA contrast. Layout: one column that reflows from phone width to a
 desktop; each timeline scrolls sideways on its own when its frames need more room
 than the screen, so no layout depends on how many classes or frames there are.
@@ -26,7 +28,9 @@ h3{font-size:1rem;margin:0;display:flex;gap:.5em;align-items:center;flex-wrap:wr
 .meta{color:var(--muted);margin:.2em 0}
 .swatch{display:inline-block;width:.9em;height:.9em;border:1px solid #000;border-radius:2px;flex:none}
 .badge{font-size:.8rem;font-weight:600;padding:.05em .5em;border-radius:1em;border:1px solid var(--fg);white-space:nowrap}
-.badge.both{background:#1b1b1b;color:#fff}.badge.neither{color:var(--muted);border-style:dashed}
+.badge.heard_and_seen{background:#1b1b1b;color:#fff}.badge.neither{color:var(--muted);border-style:dashed}
+.badge.status{border-style:dashed;font-weight:400;color:var(--muted)}
+.timeline-row.not-predicted{border-style:dashed}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.3em .5em;border-bottom:1px solid var(--line);vertical-align:middle}
 .scores{table-layout:fixed}.scores .c-name{width:22%}.scores .c-bar{width:38%}.scores .c-num{width:10%}
@@ -38,7 +42,7 @@ details{margin:.5em 0}summary{cursor:pointer;padding:.3em 0;color:var(--accent)}
 .bar .thr{position:absolute;top:-4px;bottom:-4px;width:2px;background:#000}
 .num{font-variant-numeric:tabular-nums;text-align:right}
 .legend{display:flex;flex-wrap:wrap;gap:.4em 1.2em;color:var(--muted);font-size:.9rem;margin:.3em 0 .6em}
-.heatkey{display:inline-block;width:80px;height:10px;vertical-align:middle;background:linear-gradient(90deg,#000004,#420a68,#932667,#dd513a,#fca50a,#fcffa4)}
+.heatkey{display:inline-block;width:40px;height:10px;vertical-align:middle;border:1px solid var(--line)}
 .timeline-row{border:1px solid var(--line);border-radius:6px;padding:8px 10px;margin:0 0 12px;background:#fff}
 .scroll{overflow-x:auto;margin-top:6px}
 .tl{position:relative;min-width:100%}

@@ -16,13 +16,13 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-import cv2
 import numpy as np
 
+from avscene.io.draw import HEAT_BRIGHT_MIN, HEAT_DARK_MAX, NOTE, heat_levels, inferno, is_prediction, shown_name
 from avscene.io.report_assets import CSS, INDEX_JS, PAGE_JS, STATUS_JS
 from avscene.io.web_media import data_uri, jpeg_bytes, opus_ogg_bytes
 from avscene.io.writers import atomic_write_bytes, atomic_write_text
-from avscene.results import AudioTrack, ReportPage, Thumbnail
+from avscene.results import AudioTrack, ReportPage, Thumbnail, printable
 from avscene.timing import segment_timestamps
 
 THUMB_PX = 120  # thumbnails' largest width in a row (the stored image is larger: shown full size on click)
@@ -34,11 +34,21 @@ def hex_colour(rgb: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-_INFERNO = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None, :], cv2.COLORMAP_INFERNO)[0, :, ::-1]  # (256, 3)
+PRESENCE_WORDS = {"heard": "heard", "seen": "seen", "heard_and_seen": "heard and seen", "neither": "neither"}
+DECISION_WORDS = {"predicted": "predicted", "requested": "asked for (--label), not predicted"}
 
 
-def heat_colour(h: float) -> str:
-    return hex_colour(tuple(int(v) for v in _INFERNO[int(round(float(np.clip(h, 0, 1)) * 255))]))
+def heat_colour(level: float) -> str:
+    """The inferno colour of a heat level in [0, 1] (:func:`avscene.io.draw.heat_levels`)."""
+    return hex_colour(tuple(int(v) for v in inferno(np.array([level]))[0]))
+
+
+def decision_word(status: str | None) -> str:
+    """What the page says about a reported class's decision: "predicted", "seen only, not predicted", ..."""
+    if status is None:
+        return "no"
+    note = NOTE.get(status)
+    return f"{note}, not predicted" if note and note != "not predicted" else note or DECISION_WORDS.get(status, status)
 
 
 def thumb_uri(th: Thumbnail) -> str:
@@ -62,8 +72,8 @@ def write_report(page: ReportPage, path: str | Path, *, force: bool) -> list[Pat
             continue
         name = f"{path.stem}.{_slug(tr.kind)}{'.' + _slug(tr.label) if tr.label else ''}.ogg"
         written.append(atomic_write_bytes(path.with_name(name), data, force=force))
-        srcs.append(quote(name))
-    text = page_html(page, srcs)
+        srcs.append(quote(name, errors="surrogateescape"))  # a name's bytes that are not UTF-8: %FF
+    text = printable(page_html(page, srcs))  # and shown as \xff
     return [atomic_write_text(path, text, force=force), *written]
 
 
@@ -116,8 +126,10 @@ def _scores(page: ReportPage) -> str:
             if others else "")
     return ('<section aria-labelledby="h-scores"><h2 id="h-scores">Classes</h2>'
             f'<p class="legend">Bars run from the threshold ({c.threshold:+.2f}, black mark) to the score; '
-            'a class above it is predicted. Heard / seen: from the timing of the sound events and the '
-            'frames.</p>' + (table(shown) if shown else "<p>No class is predicted.</p>") + more + '</section>')
+            'a class above it is predicted. Heard / seen: the audio and the visual decision over the whole '
+            'input ("heard and seen": each somewhere in it, not necessarily at the same time). A class only '
+            'one of them reports is listed, marked "seen only" or "heard only", but it is not a prediction.</p>'
+            + (table(shown) if shown else "<p>No class is predicted.</p>") + more + '</section>')
 
 
 def _score_row(page: ReportPage, lab, pos) -> str:
@@ -125,22 +137,28 @@ def _score_row(page: ReportPage, lab, pos) -> str:
     pred = lab.label in c.predicted
     colour = hex_colour(page.colours.get(lab.label, (150, 150, 150))) if pred else "#9a9a9a"
     word = page.presence.get(lab.label)
-    badge = f'<span class="badge {word}">{word}</span>' if word else "—"
+    badge = f'<span class="badge {word}">{PRESENCE_WORDS.get(word, word)}</span>' if word else "—"
+    status = page.localization.status.get(lab.label) or ("predicted" if pred else None)
     a, b = sorted((pos(c.threshold), pos(lab.score)))
     return (f'<tr class="{"predicted" if pred else ""}"><td>{escape(lab.label)}</td>'
             f'<td class="bar"><div class="track" role="img" aria-label="score {lab.score:.2f}, threshold '
             f'{c.threshold:.2f}"><div class="fill" style="left:{a:.2f}%;width:{b - a:.2f}%;background:{colour}">'
             f'</div><div class="thr" style="left:{pos(c.threshold):.2f}%"></div></div></td>'
-            f'<td class="num">{lab.score:+.2f}</td><td>{"predicted" if pred else "no"}</td><td>{badge}</td></tr>')
+            f'<td class="num">{lab.score:+.2f}</td><td>{escape(decision_word(status))}</td><td>{badge}</td></tr>')
 
 
 def _timeline(page: ReportPage, duration: float) -> str:
     if not page.classes:
         return ('<section aria-labelledby="h-time"><h2 id="h-time">Timeline</h2>'
                 '<p>No class is predicted, so there is nothing to place in time.</p></section>')
-    legend = ('<p class="legend"><span><span class="heatkey" role="img" aria-label="dark to bright"></span> '
-              'audio heat per 0.96-s window (low → high)</span><span>heard, seen: when; overlap: heard and seen at once</span>'
-              '<span>events: sound events</span><span>click a frame to enlarge it</span></p>')
+    thr = page.localization.event_threshold
+    key = lambda lo, hi: (f'<span class="heatkey" style="background:linear-gradient(90deg,'  # noqa: E731
+                          f'{heat_colour(lo)},{heat_colour(hi)})"></span>')
+    legend = ('<p class="legend"><span>audio per 0.96-s window, one scale for every class: '
+              f'{key(0.0, HEAT_DARK_MAX)} dark: no sound event; {key(HEAT_BRIGHT_MIN, 1.0)} bright: a sound event, '
+              f'its score E above the event threshold {thr:+.2f}</span><span>heard, seen: when; both: heard and '
+              'seen at the same time</span><span>events: sound events</span><span>dashed boxes: a class seen, but '
+              'not predicted</span><span>click a frame to enlarge it</span></p>')
     rows = [_class_row(page, lab, duration) for lab in page.classes]
     return ('<section aria-labelledby="h-time"><h2 id="h-time">Timeline</h2>' + legend + "".join(rows)
             + '</section>')
@@ -150,33 +168,39 @@ def _class_row(page: ReportPage, label: str, duration: float) -> str:
     r = page.localization
     colour = hex_colour(page.colours[label])
     tm = r.timing.get(label)
-    heard, seen = (tm.heard, tm.seen) if tm else ((), ())
-    both = [(max(a, c), min(b, d)) for a, b in heard for c, d in seen if min(b, d) > max(a, c)]
-    events = [(e.onset, e.offset) for e in r.events if e.label == label]
+    heard, seen, both = (tm.heard, tm.seen, tm.both) if tm else ((), (), ())
+    events = [e for e in r.events if e.label == label]
     thumbs = page.thumbnails.get(label, ())
     width = f"max(100%, {len(thumbs) * THUMB_MIN_SLOT_PX + 64}px)"
-    lanes = [_heat_lane(r.audio.get(label, ()), duration)] if r.audio.get(label) else []
+    segs = r.audio.get(label, ())
+    lanes = [_heat_lane(segs, heat_levels(segs, events, threshold=r.event_threshold, duration=duration),
+                        duration)] if segs else []
     lanes += [_seg_lane(n, iv, duration, colour) for n, iv in
-              (("heard", heard), ("seen", seen), ("overlap", both), ("events", events))]
+              (("heard", heard), ("seen", seen), ("both", both), ("events", [(e.onset, e.offset) for e in events]))]
     word = page.presence.get(label, "neither")
-    imgs = "".join(_thumb(th, label, duration) for th in thumbs)
+    status = r.status.get(label)
+    note = "" if is_prediction(r, label) else (f' <span class="badge status {escape(status or "")}">'
+                                               f'{escape(decision_word(status))}</span>')
+    imgs = "".join(_thumb(th, shown_name(r, label), duration) for th in thumbs)
     thumb_div = ""
     if thumbs:  # N thumbnails share the row's width, up to THUMB_PX each: the row's height follows
         h, w = thumbs[0].image.shape[:2]
         n = len(thumbs)
         thumb_div = (f'<div class="thumbs" style="--n:{n};aspect-ratio:{n * w + 8 * n}/{h + 8};'
                      f'max-height:{THUMB_PX * h / w + 8:.0f}px">{imgs}</div>')
-    return (f'<section class="timeline-row" data-label="{escape(label)}" aria-label="{escape(label)} timeline">'
-            f'<h3><span class="swatch" style="background:{colour}"></span>{escape(label)} '
-            f'<span class="badge {word}">{word}</span></h3><div class="scroll"><div class="tl" '
+    kind = "" if is_prediction(r, label) else " not-predicted"
+    return (f'<section class="timeline-row{kind}" data-label="{escape(label)}" data-status="{escape(status or "")}" '
+            f'aria-label="{escape(label)} timeline"><h3><span class="swatch" style="background:{colour}"></span>'
+            f'{escape(label)} <span class="badge {word}">{PRESENCE_WORDS.get(word, word)}</span>{note}</h3>'
+            f'<div class="scroll"><div class="tl" '
             f'style="width:{width}"><div class="playhead" style="left:0"></div>{_axis(duration)}'
             + "".join(lanes) + thumb_div + '</div></div></section>')
 
 
-def _heat_lane(segs, duration: float) -> str:
+def _heat_lane(segs, levels: np.ndarray, duration: float) -> str:
     ts = segment_timestamps([s.start for s in segs], [s.end for s in segs], duration)
-    rects = "".join(f'<rect x="{a:.3f}" width="{max(b - a, 0):.3f}" height="1" fill="{heat_colour(s.heat)}"/>'
-                    for s, a, b in zip(segs, ts[:-1], ts[1:]))
+    rects = "".join(f'<rect x="{a:.3f}" width="{max(b - a, 0):.3f}" height="1" fill="{heat_colour(v)}"/>'
+                    for v, a, b in zip(levels, ts[:-1], ts[1:]))
     return (f'<div class="lane heat" data-name="heat"><svg viewBox="0 0 {duration:.3f} 1" '
             f'preserveAspectRatio="none" shape-rendering="crispEdges" role="img" aria-label="audio heat over time">{rects}</svg></div>')
 
@@ -256,9 +280,9 @@ def index_html(records: list[dict], folder: str | Path) -> str:
     for rec in records:
         rep = rec["report"]
         pres = rep["presence"]
-        heard = [k for k, v in pres.items() if v in ("heard", "both")]
-        seen = [k for k, v in pres.items() if v in ("seen", "both")]
-        href = quote(os.path.relpath(rep["page"], folder))
+        heard = [k for k, v in pres.items() if v in ("heard", "heard_and_seen", "both")]  # "both": older records
+        seen = [k for k, v in pres.items() if v in ("seen", "heard_and_seen", "both")]
+        href = quote(os.path.relpath(rep["page"], folder), errors="surrogateescape")
         name = Path(rec["file"]).name
         img = (f'<img src="{rep["poster"]}" alt="A frame of {escape(name)}" width="96">' if rep.get("poster")
                else '<span aria-label="no video">—</span>')
@@ -284,5 +308,5 @@ def index_html(records: list[dict], folder: str | Path) -> str:
 
 def write_index(records: list[dict], path: str | Path) -> Path:
     """Write :func:`index_html` (always replaced: it describes the folder as it is now)."""
-    return atomic_write_text(path, index_html(records, Path(path).parent), force=True)
+    return atomic_write_text(path, printable(index_html(records, Path(path).parent)), force=True)
 

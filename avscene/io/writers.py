@@ -93,9 +93,14 @@ def atomic_write(path: str | Path, *, force: bool) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | Path, text: str, *, force: bool) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) atomically; returns the destination path."""
+    """Write ``text`` (UTF-8, ``\\n`` line ends) atomically; returns the destination path.
+
+    A file name's bytes that are not UTF-8 (lone surrogates in ``text``, see
+    :func:`avscene.results.json_text`) are written as the bytes they stand for, so a TSV's
+    ``filename`` column names the file exactly.
+    """
     with atomic_write(path, force=force) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
             f.write(text)
     return Path(path)
 
@@ -105,6 +110,18 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, force: bool) -> Path:
     with atomic_write(path, force=force) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def check_writable(path: str | Path, *, force: bool) -> None:
+    """Refuse, before any long work, an output file that exists (without ``force``), is a folder,
+    or whose folder cannot be created or written to (a temporary file is created and removed).
+
+    Raises:
+        OutputError: as :func:`atomic_write` would, only later.
+    """
+    dest = Path(path)
+    _check_destination(dest, force=force)
+    _create_temp(dest).unlink()
 
 
 def _check_destination(dest: Path, *, force: bool) -> None:
@@ -235,7 +252,9 @@ def atomic_audio_writer(path: str | Path, *, sample_rate: int, force: bool) -> I
         raise OutputError(f"{dest}: write audio as .wav (32-bit float) or .flac (24-bit)")
     fmt, subtype = AUDIO_FORMATS[dest.suffix.lower()]
     with atomic_write(dest, force=force) as tmp:
-        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=1, format=fmt, subtype=subtype) as f:
+        # bytes: soundfile encodes a str path strictly, and a file name need not be UTF-8
+        with sf.SoundFile(os.fsencode(tmp), "w", samplerate=sample_rate, channels=1, format=fmt,
+                          subtype=subtype) as f:
             yield AudioFileWriter(f, dest, clip=subtype.startswith("PCM"))
 
 

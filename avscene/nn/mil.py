@@ -196,6 +196,60 @@ def sync_pool(
     return SyncPooled(scores, segment_scores, shares, E, exists)
 
 
+def linear_softmax(p: Tensor, mask: Tensor | None) -> Tensor:
+    """Linear-softmax pooling of per-window probabilities (Wang, Li & Metze, ICASSP 2019):
+    ``y = Σ_i y_i² / Σ_i y_i`` over the real windows, (B, P, C) in [0, 1] -> (B, C).
+
+    Each window weighs itself by its own probability, so the clip probability follows its
+    confident windows (a class that sounds for a few seconds is not diluted by the silent rest)
+    and, unlike max pooling, every window gets a gradient: the pooling of the five that paper
+    compares that localises best. A bag with no real window, or all windows at 0, gives 0.
+    """
+    keep = _all_valid(p, mask)[..., None].to(p.dtype)  # (B, P, 1)
+    q = p * keep
+    return (q * q).sum(dim=1) / q.sum(dim=1).clamp(min=torch.finfo(p.dtype).tiny)
+
+
+class EventHead(nn.Module):
+    """Sound-event head beside the two-stream one: one logit per audio window and class,
+    (B, P, d) -> (B, P, C); trained through :func:`linear_softmax` of its sigmoid (:func:`event_loss`)."""
+
+    def __init__(self, embed_dim: int, num_classes: int):
+        super().__init__()
+        self.lin = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.lin(z)
+
+
+def event_loss(logits: Tensor, mask: Tensor | None, part: Tensor | None, part_targets: Tensor) -> Tensor:
+    """Binary log-loss of the linear-softmax pooled event probabilities of each *part* of each bag.
+
+    A bag is one clip (every window in part 0) or two clips spliced in time (windows of the
+    second clip in part 1): each part is pooled on its own and taught its own clip's labels, so
+    the head learns that a label holds for part of a bag. Parts without a real window are left out.
+
+    Args:
+        logits: (B, P, C) event-head logits of the windows.
+        mask: (B, P) bool real windows, or None.
+        part: (B, P) long part of each window (0 or 1), or None (all 0).
+        part_targets: (B, K, C) {0, 1} labels of each part.
+    """
+    valid = _all_valid(logits, mask)  # (B, P)
+    part = torch.zeros_like(valid, dtype=torch.long) if part is None else part.long()
+    probs = torch.sigmoid(logits)
+    pooled, wanted = [], []
+    for k in range(part_targets.shape[1]):
+        in_k = valid & (part == k)  # (B, P)
+        has = in_k.any(dim=1)  # (B,)
+        if bool(has.any()):
+            pooled.append(linear_softmax(probs, in_k)[has])
+            wanted.append(part_targets[:, k][has])
+    if not pooled:
+        return logits.sum() * 0.0
+    return bce_loss(torch.cat(pooled), torch.cat(wanted))
+
+
 def _check_targets(scores: Tensor, targets: Tensor) -> None:
     if scores.shape != targets.shape:
         raise UsageError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must both be (B, C)")
@@ -216,12 +270,42 @@ def bce_loss(probs: Tensor, targets: Tensor) -> Tensor:
     return -(t * torch.log(p) + (1.0 - t) * torch.log1p(-p)).mean()
 
 
+def masked_max(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Max over proposals (dim 1) of (B, P, C) scores, masked proposals left out; a bag with no
+    real proposal gives 0. (B, P, C) -> (B, C)."""
+    m = _all_valid(x, mask)  # (B, P)
+    best = x.masked_fill(~m[..., None], torch.finfo(x.dtype).min).amax(dim=1)  # (B, C)
+    return torch.where(m.any(dim=1, keepdim=True), best, torch.zeros_like(best))
+
+
+def floor_loss(A: Tensor, mask: Tensor | None, targets: Tensor, *, margin: float = 1.0) -> Tensor:
+    """A floor under one modality's own evidence (mi-SVM-style max-pooled hinge on the
+    classification stream A): a labelled class's best proposal must score at least ``margin``,
+    an absent class's best at most ``-margin``. Positives and negatives are averaged apart
+    (a bag holds one or two of C classes), so each labelled class pulls as hard as all the
+    absent ones. The gradient reaches the best proposal alone, so a class whose stream is flat
+    (every proposal alike, as when the other modality already meets the fused margin) gets a
+    proposal to grow from, not a push on the mean of the bag.
+
+    A: (B, P, C); mask: (B, P) bool or None; targets: (B, C) in {0, 1}. Returns a scalar."""
+    best = masked_max(A, mask)  # (B, C)
+    _check_targets(best, targets)
+    has = _all_valid(A, mask).any(dim=1, keepdim=True).expand_as(best)  # (B, C): bags with proposals
+    pos = (targets > 0) & has
+    neg = (targets <= 0) & has
+    terms = [F.relu(margin - best[pos]).mean() if bool(pos.any()) else None,
+             F.relu(margin + best[neg]).mean() if bool(neg.any()) else None]
+    kept = [t for t in terms if t is not None]
+    return torch.stack(kept).sum() if kept else A.sum() * 0.0
+
+
 def loss_fn(cfg: ModelConfig) -> Callable[[Tensor, Tensor], Tensor]:
     """The training loss of a variant: ``bce_loss`` for "wsddn", ``hinge_loss`` otherwise."""
     return bce_loss if cfg.loss == "bce" else hinge_loss
 
 
 __all__ = [
-    "OneStreamHead", "SyncPooled", "TwoStreamHead", "WSDDNHead", "bce_loss", "hinge_loss", "l2_fuse",
-    "l2_normalise", "loss_fn", "masked_softmax", "mean_fuse", "noisy_or_fuse", "smooth_max", "sync_pool",
+    "EventHead", "OneStreamHead", "SyncPooled", "TwoStreamHead", "WSDDNHead", "bce_loss", "event_loss",
+    "floor_loss", "hinge_loss", "l2_fuse", "l2_normalise", "linear_softmax", "loss_fn", "masked_max",
+    "masked_softmax", "mean_fuse", "noisy_or_fuse", "smooth_max", "sync_pool",
 ]

@@ -34,7 +34,7 @@ from avscene.nn.backbones import N_MELS, PATCH_FRAMES, AudioBranch, VisualBranch
 from avscene.nn.context import TemporalContext
 from avscene.nn.oicr import InstanceRefiner, refined_scores
 from avscene.nn.mil import (
-    OneStreamHead, TwoStreamHead, WSDDNHead, l2_fuse, mean_fuse, noisy_or_fuse, smooth_max, sync_pool,
+    EventHead, OneStreamHead, TwoStreamHead, WSDDNHead, l2_fuse, mean_fuse, noisy_or_fuse, smooth_max, sync_pool,
 )
 
 VARIANTS = ("async", "sync", "audio", "visual", "onestream", "wsddn", "avor")
@@ -81,6 +81,7 @@ class ModelConfig:
     threshold: float | None = None  # decision threshold calibrated after training; None: 0 (hinge), 0.5 (wsddn)
     audio_context: tuple[int, ...] = ()  # dilations of the temporal context over audio windows (nn/context.py); () = none
     visual_refine: int = 0  # OICR refinement branches over the visual proposals (nn/oicr.py); 0 = none
+    event_head: bool = False  # a sound-event head beside the audio two-stream head (mil.EventHead): events from it
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -228,6 +229,7 @@ class ModelOutput(NamedTuple):
     visual_segment_scores: Tensor | None = None  # (B, S, C) sync: visual share
     visual_refine: Tensor | None = None  # (B, T, M, K, C+1) OICR branches' logits (cfg.visual_refine > 0)
     visual_R: Tensor | None = None  # (B, T, M, C) their class probabilities averaged: what chooses boxes
+    audio_event: Tensor | None = None  # (B, P, C) event-head logits per audio window (cfg.event_head)
 
 
 def modality_scores(out: ModelOutput, cfg: ModelConfig) -> dict[str, Tensor]:
@@ -251,6 +253,13 @@ def box_scores(out: ModelOutput) -> Tensor | None:
     """What chooses a class's boxes: the OICR branches' probabilities if the model has them, else
     the MIL head's ``visual_E``; (B, T, M, C) or, for one clip's output, (T, M, C)."""
     return out.visual_R if out.visual_R is not None else out.visual_E
+
+
+def event_scores(out: ModelOutput) -> Tensor | None:
+    """What decides when a class sounds: the event head's window logits if the model has one
+    (sounding above 0: probability 1/2), else the MIL head's ``audio_E`` (sounding above 0: the
+    sign of the classification stream); (B, P, C) or, for one clip's output, (P, C)."""
+    return out.audio_event if out.audio_event is not None else out.audio_E
 
 
 class ProposalFeatures(NamedTuple):
@@ -351,6 +360,7 @@ class AVSceneNet(nn.Module):
         self.visual_head = _make_head(cfg) if cfg.uses_visual else None
         self.visual_refiner = InstanceRefiner(cfg.embed_dim, cfg.num_classes, cfg.visual_refine) \
             if cfg.uses_visual and cfg.visual_refine else None
+        self.audio_event = EventHead(cfg.embed_dim, cfg.num_classes) if cfg.uses_audio and cfg.event_head else None
 
     def forward_audio_features(self, patches: Tensor) -> Tensor:
         """(N, 96, 64) log-mel patches -> (N, embed_dim)."""
@@ -403,20 +413,24 @@ class AVSceneNet(nn.Module):
         return ProposalFeatures(**out)
 
     def forward_head(self, f: ProposalFeatures) -> ModelOutput:
-        """Score bags of proposal features (MIL heads, fusion, OICR box scores): the bag-level part of ``forward``."""
+        """Score bags of proposal features (MIL heads, fusion, OICR box scores, event head): the
+        bag-level part of ``forward``."""
+        if f.audio is not None and self.audio_context is not None:
+            f = f._replace(audio=self.audio_context(f.audio, f.audio_mask))  # (B, P, d)
         out = self._scored(f)
+        if self.audio_event is not None and f.audio is not None:
+            out = out._replace(audio_event=self.audio_event(f.audio))  # (B, P, C)
         if self.visual_refiner is None or out.visual_E is None:
             return out
         logits = self.visual_refiner(f.visual)  # (B, T, M, K, C+1)
         return out._replace(visual_refine=logits, visual_R=refined_scores(logits))
 
     def _scored(self, f: ProposalFeatures) -> ModelOutput:
-        """The MIL heads and the fusion of ``forward_head``."""
+        """The MIL heads and the fusion of ``forward_head`` (the audio features already in context)."""
         cfg = self.cfg
         a = v = None
         if f.audio is not None and self.audio_head is not None:
-            z = f.audio if self.audio_context is None else self.audio_context(f.audio, f.audio_mask)  # (B, P, d)
-            a = _Bag(z, f.audio_mask, f.audio_segment)
+            a = _Bag(f.audio, f.audio_mask, f.audio_segment)
         if f.visual is not None and self.visual_head is not None:
             B, T, M = f.visual.shape[:3]
             mask = f.frame_mask[:, :, None].expand(B, T, M).reshape(B, T * M)  # (B, T*M)

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from avscene.config import PreprocessConfig
+from avscene.config import AUDIO_PROPOSAL_TYPES, PreprocessConfig
 from avscene.errors import ConfigError
 from avscene.proposals.audio import AudioProposals, TSPStream, audio_proposals
-
-AUDIO_PROPOSAL_TYPES = ("tsp", "ncp", "tsp+ncp")
 NCP_SEED = 0  # NMF initialisation seed of NCP bags: the same clip always gives the same bag
 # A stream fits one NMF per block of 24 NCP windows (23.04 s); a remainder up to half a block
 # joins the last block (no NMF of a sliver), so blocks hold 0.5 to 1.5 blocks. One NMF of 1.5 blocks:

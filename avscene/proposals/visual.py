@@ -25,7 +25,6 @@ IoU 0.5, and some box centre falls inside the object in 0.91 of the cases.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -35,11 +34,12 @@ import numpy as np
 from avscene.config import PreprocessConfig
 from avscene.errors import UsageError
 from avscene.proposals.edge_model import validate_edge_model
+from avscene.threads import budget
 
 # EdgeBoxes runs on the frame resized so its long side lies in [EDGE_MIN_SIDE, EDGE_MAX_SIDE]:
 # 224x224 stays as is, 1280x720 -> 320x180 (bounds the cost), 112x112 -> 224x224.
 EDGE_MIN_SIDE = 224  # px: the visual CNN's input size; smaller frames are upscaled
-MAX_PROPOSAL_THREADS = 8  # frames proposed at once, at most (bounded by the CPUs as well)
+MAX_PROPOSAL_THREADS = 8  # frames proposed at once, at most (bounded by the thread budget as well)
 EDGE_MAX_SIDE = 320  # px: larger frames are downscaled
 GRADIENT_SMOOTH_RADIUS = 4  # triangle radius before the gradient (Dollar's edgeBoxes.m fallback)
 ORIENTATION_RADIUS = 4  # computeOrientation smoothing (SED gradientNormalizationRadius)
@@ -340,19 +340,11 @@ def edge_boxes(
 
 
 def proposal_threads() -> int:
-    """Threads for EdgeBoxes: ``OMP_NUM_THREADS`` when set (the process's thread budget, which
-    ``--jobs N`` workers get as cores / N), else the CPUs this process may run on; at most
+    """Threads for EdgeBoxes: the process's thread budget (:func:`avscene.threads.budget`: ``--threads``,
+    a ``--jobs`` worker's share of it, ``OMP_NUM_THREADS``, else the free cores), at most
     ``MAX_PROPOSAL_THREADS``. (OpenCV releases the GIL inside its calls, so frames run truly
     in parallel.)"""
-    budget = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if budget.isdigit() and int(budget) > 0:
-        cpus = int(budget)
-    else:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_PROPOSAL_THREADS))
+    return max(1, min(budget(), MAX_PROPOSAL_THREADS))
 
 
 def visual_proposals(

@@ -19,9 +19,7 @@ Results leave :func:`run_pool` in input order.
 from __future__ import annotations
 
 import math
-import os
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -32,9 +30,9 @@ from typing import Any
 from avscene.errors import AvsceneError
 from avscene.results import FailedInput, InputResult
 from avscene.tasks.limits import (
-    Interrupted, Setup, child_thread_budget, hold_signals, input_limit, interrupts_held, raise_interrupted, run_one,
-    timeout_message,
+    Interrupted, Setup, hold_signals, input_limit, interrupts_held, raise_interrupted, run_one, timeout_message,
 )
+from avscene.threads import budget, child_thread_budget, share, thread_budget
 
 HARD_KILL_MARGIN_S = 5.0  # a worker still busy this long after its own timer fired is stuck: killed
 KILL_GRACE_S = 3.0  # after SIGTERM, time a worker gets to clean up (temporary files) before SIGKILL
@@ -74,29 +72,34 @@ def _terminated(signum: int, frame: Any) -> None:
 
 def _worker_main(conn: Any, setup: Setup, timeout: float | None, verbose: bool) -> None:
     """A worker process: build the per-input function once, then answer ``(index, path)`` until None."""
-    import traceback
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, _terminated)  # unwind, so atomic writes remove their temp files
-    # The thread variables were in this process's environment from its start (child_thread_budget);
-    # torch, imported by unpickling ``setup``, is told again in case the user's OMP_NUM_THREADS is odd.
-    if "torch" in sys.modules and os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        sys.modules["torch"].set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
+    # This worker's share of the thread budget was in its environment from its start
+    # (child_thread_budget), read by numpy and torch as ``setup`` was unpickled; thread_budget()
+    # applies it to every pool (and to EdgeBoxes' threads) as it does in a command's process.
     try:
-        try:
-            fn = setup()
-        except Exception as e:  # noqa: BLE001 - re-raised in the parent
-            _send(conn, ("setup_error", e, traceback.format_exc()))
-            return
-        _send(conn, ("ready",))
-        while (msg := conn.recv()) is not None:
-            index, path = msg
-            result, tb = run_one(fn, path, timeout=timeout, verbose=verbose)
-            _send(conn, ("done", index, result, tb))
+        with thread_budget():
+            _serve(conn, setup, timeout, verbose)
     except Interrupted as e:
         raise SystemExit(e.exit_code) from None
     except (EOFError, OSError):  # the parent has gone
         return
+
+
+def _serve(conn: Any, setup: Setup, timeout: float | None, verbose: bool) -> None:
+    """Build the per-input function once, then answer ``(index, path)`` until None."""
+    import traceback
+
+    try:
+        fn = setup()
+    except Exception as e:  # noqa: BLE001 - re-raised in the parent
+        _send(conn, ("setup_error", e, traceback.format_exc()))
+        return
+    _send(conn, ("ready",))
+    while (msg := conn.recv()) is not None:
+        index, path = msg
+        result, tb = run_one(fn, path, timeout=timeout, verbose=verbose)
+        _send(conn, ("done", index, result, tb))
 
 
 def _exit_text(code: int | None) -> str:
@@ -127,15 +130,14 @@ class _Pool:
         self.ctx = multiprocessing.get_context("spawn")  # fork is unsafe with torch / CUDA threads
         self.setup, self.size, self.verbose = setup, size, verbose
         self.timeout = timeout if timeout and timeout > 0 else None
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.threads = max(1, cpus // size)  # torch threads per worker: no oversubscription
+        self.threads = share(budget(), size)  # each worker's part of the thread budget: no oversubscription
         self.workers: list[_Worker] = []
 
     def _start(self) -> None:
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=_worker_main, name="avscene-worker", daemon=True,
                                 args=(child, self.setup, self.timeout, self.verbose))
-        # SIGINT inherited blocked: a Ctrl-C cannot kill it half-started; thread limits in its environment
+        # SIGINT inherited blocked: a Ctrl-C cannot kill it half-started; its thread budget in its environment
         with hold_signals(signal.SIGINT), child_thread_budget(self.threads):
             proc.start()
         child.close()

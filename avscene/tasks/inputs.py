@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from avscene.errors import UsageError
@@ -32,4 +33,16 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-__all__ = ["MEDIA_SUFFIXES", "expand_inputs"]
+def relative_folder(file: Path, roots: Sequence[str | Path]) -> str:
+    """The folder of ``file`` relative to the first directory argument (of ``roots``) it lies under,
+    as ``/``-separated text: ``"cam1"`` for ``videos/cam1/0001.mp4`` under ``videos``; ``"."`` for
+    a file directly in it or given by itself (so ``'{relpath}/{name}.mp4'`` stays relative). The
+    parts come from the file system listing, so they never climb out of the root (no ``..``)."""
+    for root in roots:
+        rel = os.path.relpath(file.parent, root)
+        if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+            return Path(rel).as_posix()
+    return "."
+
+
+__all__ = ["MEDIA_SUFFIXES", "expand_inputs", "relative_folder"]

@@ -8,8 +8,6 @@
   :class:`~avscene.errors.InputTimeoutError` in the main thread between bytecodes.
 * :func:`run_one`: one input under its limit (:func:`input_limit`); a failure becomes a
   :class:`~avscene.results.FailedInput`.
-* :func:`child_thread_budget`: the thread budget of the processes started inside it, set in
-  their environment before they import numpy or torch.
 
 Nothing here imports another ``avscene.tasks`` module: the batch loop
 (:mod:`avscene.tasks.runner`), the worker pool (:mod:`avscene.tasks._pool`) and the
@@ -19,7 +17,6 @@ per-file loop of the library (:func:`avscene.tasks._pipeline.run_each`) all buil
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -125,29 +122,6 @@ def interrupts_held() -> contextlib.AbstractContextManager[None]:
     return hold_signals(signal.SIGINT, signal.SIGTERM)
 
 
-# Read once, when each library loads: numpy's OpenBLAS, MKL, OpenMP (torch, OpenCV).
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextmanager
-def child_thread_budget(threads: int) -> Iterator[None]:
-    """Processes started inside the block get ``threads`` BLAS / OpenMP threads (variables the user set win).
-
-    A ``spawn`` child unpickles its arguments (importing numpy and torch) before its own code
-    runs, so its thread limits must be in the environment it starts with. Without them each
-    of N workers sized its BLAS pool to every core, and on a busy 2-core machine the pools'
-    spinning threads made one 2-s clip take minutes (seen in CI: workers past their time limit).
-    """
-    added = [v for v in THREAD_ENV_VARS if v not in os.environ]
-    for v in added:
-        os.environ[v] = str(threads)
-    try:
-        yield
-    finally:
-        for v in added:
-            os.environ.pop(v, None)
-
-
 def timeout_message(seconds: float) -> str:
     return (f"timed out: took longer than the time limit of {seconds:g} s for this input; raise it with "
             "--timeout SECONDS (the base per input, 0: no limit)")
@@ -234,6 +208,6 @@ def run_one(fn: Callable[[Path], T], path: Path, *, timeout: float | None, verbo
         return FailedInput(str(path), msg), traceback.format_exc() if verbose else None
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "EXIT_SIGNAL_BASE", "THREAD_ENV_VARS", "child_thread_budget", "Interrupted", "MEDIA_TIME_FACTOR", "PerInput", "Setup",
+__all__ = ["DEFAULT_TIMEOUT_S", "EXIT_SIGNAL_BASE", "Interrupted", "MEDIA_TIME_FACTOR", "PerInput", "Setup",
            "TIMEOUT_REPEAT_S", "hold_signals", "input_limit", "interrupts_held", "interrupts_raise",
            "raise_interrupted", "run_one", "time_limit", "timeout_message"]

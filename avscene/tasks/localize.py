@@ -8,7 +8,8 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
 * audio: per class, ``E`` of every 0.96-s window, and the same min–max scaled to
   ``[0, 1]`` (``heat``);
 * events: windows whose ``E`` exceeds ``event_threshold`` (0, as in the paper:
-  the sign of ``E`` is the sign of the classification stream), where each window
+  the sign of ``E`` is the sign of the classification stream; a model with an event head
+  scores the windows, and ``audio``, by its logits instead: above 0 is probability 1/2), where each window
   stands for the central 0.48 s it shares with no neighbour, merged when adjacent;
 * timing, the per-second parse: the intervals during which a class is heard (its
   events) and seen (frames whose best box has ``E`` above ``visible_threshold``,
@@ -20,7 +21,11 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
   likewise for seen and frames.
 
 The classes reported are the ``--label`` ones, else the predicted ones followed by
-any other class that is heard or seen.
+any other class that is heard or seen; ``status`` says which of these each one is
+(:data:`avscene.results.STATUSES`), so that a class only one modality reports is
+never shown as a prediction. A class has a box only in the frames where it is seen,
+and none where its visual evidence is degenerate (no window scores above 0, or all
+score the same: the best window would be an arbitrary one).
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ import numpy as np
 
 from avscene.errors import UsageError
 from avscene.timing import segment_timestamps
-from avscene.results import AudioSegment, BoxDetection, Event, LocalizeResult, Timing
+from avscene.results import (
+    HEARD_AND_SEEN_ONLY, HEARD_ONLY, PREDICTED, REQUESTED, SEEN_ONLY, AudioSegment, BoxDetection, ClassParse, Event,
+    LocalizeResult, Timing,
+)
 from avscene.tasks._pipeline import Analysis, analyse, check_finite
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
 
@@ -108,7 +116,7 @@ def resolve_labels(requested: Sequence[str], predicted: Sequence[str], known: Se
 
 def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: LocalizeOptions) -> LocalizeResult:
     """Turn one forward pass into the ``localize`` output contract."""
-    from avscene.nn.model import box_scores
+    from avscene.nn.model import box_scores, event_scores
 
     cls = result_from_analysis(path, a, loaded, opts.classify)
     names = list(loaded.labels)
@@ -122,7 +130,7 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
     timing: dict[str, Timing] = {}
     sync = {} if out.segment_scores is not None else None
     if out.audio_E is not None and a.audio is not None:
-        audio_E, audio_times = a.audio.windows(out.audio_E.numpy())  # (W, C), (W, 2)
+        audio_E, audio_times = a.audio.windows(event_scores(out).numpy())  # (W, C), (W, 2)
     if opts.audio_all_classes and out.audio_E is not None and a.audio is not None:
         for c, lab in enumerate(names):
             audio[lab] = _audio_segments(audio_E[:, c], audio_times)
@@ -140,6 +148,7 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
             visual[lab], seen = _boxes_for_class(out.visual_E[..., c].numpy(), box_scores(out)[..., c].numpy(), a,
                                                  opts, loaded.preprocess.fps)
             seen = seen if parse[lab].seen else []
+            visual[lab] = boxes_where_seen(visual[lab], seen, out.visual_E[..., c].numpy(), a.visual.times)
         both = intervals_intersection(heard, seen)
         timing[lab] = Timing(heard=tuple(heard), seen=tuple(seen), overlap=bool(both), both=tuple(both))
         if sync is not None:
@@ -148,8 +157,38 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
             spans = np.stack([segs, np.minimum(segs + 1, duration)], axis=1)
             sync[lab] = tuple(merge_active(both.numpy().tolist(), spans))
     events.sort(key=lambda ev: (ev.onset, ev.label))
+    status = {lab: class_status(parse[lab], requested=lab in opts.labels) for lab in report}
+    frame_times = () if a.visual is None else tuple(float(t) for t in a.visual.times)
     return LocalizeResult(classification=cls, visual=visual, audio=audio, events=tuple(events),
-                          timing=timing, sync_segments=sync)
+                          timing=timing, sync_segments=sync, status=status, event_threshold=opts.event_threshold,
+                          frame_times=frame_times)
+
+
+def class_status(p: ClassParse, *, requested: bool) -> str:
+    """Why a reported class is reported (one of :data:`avscene.results.STATUSES`)."""
+    if p.predicted:
+        return PREDICTED
+    if requested:
+        return REQUESTED
+    return HEARD_AND_SEEN_ONLY if p.heard and p.seen else HEARD_ONLY if p.heard else SEEN_ONLY
+
+
+DEGENERATE_SPREAD = 1e-6  # a frame whose window scores differ by less than this share of the largest: all equal
+
+
+def boxes_where_seen(dets: Sequence[BoxDetection], seen: Sequence[tuple[float, float]], E: np.ndarray,
+                     times: np.ndarray) -> tuple[BoxDetection, ...]:
+    """The boxes of the frames inside ``seen`` whose visual evidence is not degenerate.
+
+    E: (T, M) the class's window scores at the sampled ``times`` (T,). A frame is degenerate when
+    no window scores above 0 (the visual stream gives the class nothing there) or all score the
+    same to float32 precision: its best window would be an arbitrary one (the first).
+    """
+    top = E.max(axis=1)  # (T,)
+    spread = top - E.min(axis=1)  # (T,)
+    informative = (top > 0) & (spread > DEGENERATE_SPREAD * np.abs(E).max(axis=1))  # (T,)
+    ok = {round(float(t), 6) for t, keep in zip(times, informative) if keep}
+    return tuple(d for d in dets if round(d.t, 6) in ok and any(s <= d.t < e for s, e in seen))
 
 
 def _active(e: np.ndarray, threshold: float) -> np.ndarray:

@@ -15,13 +15,21 @@ and what a Python user calls to get files rather than results: the task, then it
 * ``report``: ``-o`` (the page, ``{name}``, ``{ext}``; a folder: ``FOLDER/{name}.html`` and
   ``FOLDER/index.html``).
 
+Every template also takes ``{relpath}``: the input's folder relative to the directory argument it
+was found under (``cam1`` for ``videos/cam1/0001.mp4`` listed from ``videos/``; ``.`` for a file
+directly in it or given by itself), so ``'out/{relpath}/{name}.mp4'`` mirrors the input tree.
+
 One template filler (:func:`fill`) for all, and one check before any work
-(:func:`check_outputs`): a template with an unknown field, several inputs without ``{name}``,
-or two inputs (or two options, or an input's output and a file written once per run such as
-``--events-tsv`` or the report's index) that would write the same file are refused up front. A value
-substituted into a template never leaves the folder the template names: path separators and
-the names ``.`` and ``..`` in a file name or label are replaced (:func:`safe_value`). An existing
-file is only replaced with ``force``.
+(:func:`check_outputs`), over every input of the run (all shards): a template with an unknown field,
+several inputs without ``{name}``, or two inputs (or two options, or an input's output and a file
+written once per run such as ``--events-tsv`` or the report's index) that would write the same file
+are refused up front; ``separate`` repeats it once the model's classes are known, for every class
+``{label}`` may take (:func:`check_separate`). A value substituted into a template never leaves the
+folder the template names: path separators and the names ``.`` and ``..`` in a file name or label
+are replaced (:func:`safe_value`). An existing file is only replaced with ``force`` (which
+``--resume`` gives to the inputs it processes: their files are what an interrupted run left).
+An input's files are all written or none: when one of them fails, those already written for that
+input are removed.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avscene.errors import OutputError, UsageError
+from avscene.tasks.inputs import relative_folder
 
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
@@ -43,12 +53,14 @@ if TYPE_CHECKING:
     from avscene.tasks.report import ReportOptions
     from avscene.tasks.separate import SeparateOptions
 
-TEMPLATE_FIELDS = ("name", "label", "ext")  # {name}: input file name without extension; {ext}: its extension
+# {name}: input file name without extension; {ext}: its extension; {relpath}: its folder below the argument
+TEMPLATE_FIELDS = ("name", "label", "ext", "relpath")
 DEFAULT_SEPARATE_OUTPUT = "{name}.{label}.wav"
 SOURCE, RESIDUAL, RENDER, SCORES_TSV = "-o", "--residual", "--render", "--scores-tsv"  # the output options
 VTT, AUDACITY, PAGE = "--vtt", "--audacity", "--output"  # (PAGE: report's -o, the HTML page)
-OPTION_FIELDS = {SOURCE: TEMPLATE_FIELDS, RESIDUAL: TEMPLATE_FIELDS, RENDER: ("name", "ext"),
-                 SCORES_TSV: ("name",), VTT: ("name", "ext"), AUDACITY: ("name", "ext"), PAGE: ("name", "ext")}
+_FILE_FIELDS = ("name", "ext", "relpath")
+OPTION_FIELDS = {SOURCE: TEMPLATE_FIELDS, RESIDUAL: TEMPLATE_FIELDS, RENDER: _FILE_FIELDS,
+                 SCORES_TSV: ("name",), VTT: _FILE_FIELDS, AUDACITY: _FILE_FIELDS, PAGE: _FILE_FIELDS}
 REPORT_INDEX = "index.html"  # a folder of report pages gets this index
 _SEPARATORS = tuple(sep for sep in {"/", os.sep, os.altsep or "/"})
 UNKNOWN_LABEL = "{label}"  # kept literal while checking: a predicted label is known only later
@@ -101,26 +113,40 @@ def safe_value(value: str) -> str:
     return value
 
 
-def fill(template: str, src: Path, label: str = UNKNOWN_LABEL) -> Path:
+def fill(template: str, src: Path, label: str = UNKNOWN_LABEL, roots: Sequence[str | Path] = ()) -> Path:
     """The output path of input ``src`` (separated as ``label``) under ``template``.
 
     ``{label}`` left as :data:`UNKNOWN_LABEL` stays literal (for checks before the label is known).
+    ``roots`` are the run's directory arguments, for ``{relpath}`` (:func:`avscene.tasks.inputs.relative_folder`).
     """
-    label = label if label == UNKNOWN_LABEL else safe_value(label)
-    return Path(template.format(name=safe_value(src.stem), label=label, ext=safe_value(src.suffix.lstrip("."))))
+    relpath = relative_folder(src, roots) if "relpath" in template else ""
+    return Path(_filled(template, _values(src, relpath), label))
+
+
+def _values(src: Path, relpath: str) -> dict[str, str]:
+    """The per-input values of a template's placeholders (all but ``{label}``)."""
+    return {"name": safe_value(src.stem), "ext": safe_value(src.suffix.lstrip(".")), "relpath": relpath}
+
+
+def _filled(template: str, values: dict[str, str], label: str) -> str:
+    return template.format(**values, label=label if label == UNKNOWN_LABEL else safe_value(label))
 
 
 def check_outputs(templates: Mapping[str, str], files: Sequence[Path], *, n_all: int | None = None,
-                  once: Mapping[str, Path] | None = None) -> None:
+                  once: Mapping[str, Path] | None = None, roots: Sequence[str | Path] = (),
+                  labels: Sequence[str] | None = None) -> None:
     """Refuse, before any work, templates that are invalid or would make two outputs share a file.
 
     Args:
         templates: output option (``-o``, ``--render``...) → template.
-        files: the inputs (of this shard).
-        n_all: inputs of the whole run when ``files`` is one shard of it (default ``len(files)``);
+        files: every input of the run (of every shard: a clash with another shard's input is one too).
+        n_all: inputs of the whole run when ``files`` is fewer (default ``len(files)``);
             with more than one, every template needs ``{name}``.
         once: files written once per run (``--events-tsv``, the report's index): option → path;
             an input's output may not be one of them.
+        roots: the directory arguments, for ``{relpath}``.
+        labels: every value ``{label}`` may take (the model's classes, or the one given); None:
+            not known yet, ``{label}`` is kept literal.
 
     Raises:
         UsageError: the first problem found, naming the option and the inputs concerned.
@@ -128,31 +154,62 @@ def check_outputs(templates: Mapping[str, str], files: Sequence[Path], *, n_all:
     from avscene.io.writers import AUDIO_FORMATS  # .wav float32, .flac 24-bit
 
     n_all = len(files) if n_all is None else n_all
+    fields_of: dict[str, set[str]] = {}
     for option, template in templates.items():
-        fields = template_fields(template, option=option)
+        fields = fields_of[option] = template_fields(template, option=option)
         if n_all > 1 and "name" not in fields:
             example = "'out/{name}.{label}.wav'" if "label" in OPTION_FIELDS.get(option, ()) else "'out/{name}.mp4'"
             raise UsageError(f"{option} {template!r}: with several inputs the output needs a {{name}} "
                              f"placeholder, e.g. {example}")
-        if option in (SOURCE, RESIDUAL) and fill(template, Path("x.mp4"), "x").suffix.lower() not in AUDIO_FORMATS:
+        suffix = fill(template, Path("x.mp4"), "x").suffix.lower()
+        if option in (SOURCE, RESIDUAL) and suffix not in AUDIO_FORMATS:
             raise UsageError(f"{option} {template!r}: write .wav (32-bit float) or .flac (24-bit)")
-    fixed = {Path(path).resolve(): option for option, path in (once or {}).items()}
-    seen: dict[Path, tuple[str, Path]] = {}
+        if option == RENDER:
+            from avscene.io.render import CONTAINER_BY_SUFFIX  # the containers the overlay is written in
+
+            if suffix not in CONTAINER_BY_SUFFIX:
+                raise UsageError(f"{option} {template!r}: the overlay is a video; name it "
+                                 f"{' or '.join(sorted(CONTAINER_BY_SUFFIX))}")
+    folders: dict[str, str] = {}  # a folder → resolved, once per folder (not per output: 10^5 inputs)
+    relpaths: dict[Path, str] = {}  # an input's folder → {relpath}
+
+    def key(path: str) -> str:  # strings, not Paths: Path() costs more than the rest together
+        folder, name = os.path.split(path)
+        if folder not in folders:
+            folders[folder] = str(Path(folder).resolve())
+        return os.path.join(folders[folder], name)
+
+    fixed = {key(os.path.normpath(path)): option for option, path in (once or {}).items()}
+    seen: dict[str, tuple[str, Path, str]] = {}
     for f in files or [Path("x.mp4")]:
+        if f.parent not in relpaths:
+            relpaths[f.parent] = relative_folder(f, roots)
+        values = _values(f, relpaths[f.parent])
         for option, template in templates.items():
-            key = fill(template, f).resolve()
-            if key in fixed:
-                raise UsageError(f"{option} {template!r}: the output of {f} would be {key}, the file of "
-                                 f"{fixed[key]}; give one of them another name")
-            if key in seen:
-                other_option, other = seen[key]
-                if other_option == option:
-                    fix = "rename one" if option == SCORES_TSV else "add {ext} to the template"
-                    raise UsageError(f"{option} {template!r}: {other} and {f} would write the same file {key}; "
-                                     f"{fix} or process them in two runs")
-                raise UsageError(f"{other_option} and {option} name the same file {key}; give one of them "
-                                 "another name")
-            seen[key] = (option, f)
+            own: set[str] = set()  # one input's outputs under one option (one per label)
+            for label in (labels or [UNKNOWN_LABEL]) if "label" in fields_of[option] else [UNKNOWN_LABEL]:
+                k = key(os.path.normpath(_filled(template, values, label)))
+                if k in fixed:
+                    raise UsageError(f"{option} {template!r}: the output of {f} would be {k}, the file of "
+                                     f"{fixed[k]}; give one of them another name")
+                if k in seen and not (k in own and seen[k][0] == option):
+                    _clash(option, template, seen[k], (option, f, label), k)
+                own.add(k)
+                seen[k] = (option, f, label)
+
+
+def _clash(option: str, template: str, first: tuple[str, Path, str], second: tuple[str, Path, str],
+           path: str) -> None:
+    """Raise the UsageError of two outputs that would be one file."""
+    (other_option, other, other_label), (_, f, label) = first, second
+    if other_option != option:
+        raise UsageError(f"{other_option} and {option} name the same file {path}; give one of them another name")
+    if label != UNKNOWN_LABEL and other_label != label:
+        raise UsageError(f"{option} {template!r}: {other} separated as {other_label!r} and {f} as {label!r} would "
+                         f"write the same file {path}; separate the fields, e.g. '{{name}}/{{label}}.wav'")
+    fix = "rename one" if option == SCORES_TSV else "add {relpath} (the input's folder) or {ext} to the template"
+    raise UsageError(f"{option} {template!r}: {other} and {f} would write the same file {path}; {fix} or "
+                     "process them in two runs")
 
 
 def _check_free(paths: Sequence[Path], src: Path, *, force: bool) -> None:
@@ -171,6 +228,21 @@ class WriteOptions:
     task: LocalizeOptions | SeparateOptions | ReportOptions  # the task's own options
     templates: dict[str, str]  # output option (SOURCE, RESIDUAL, RENDER, SCORES_TSV, VTT...) → template
     force: bool = False  # overwrite existing files
+    roots: tuple[str, ...] = ()  # the directory arguments, for {relpath}
+    inputs: tuple[Path, ...] = ()  # every input of the run: check_separate checks them for every {label}
+
+
+@contextmanager
+def all_or_none() -> Iterator[list[Path]]:
+    """Collect the files written for one input; if a later step fails, remove them again, so that
+    an input has all of its outputs or none (a hard kill aside: ``--resume`` replaces those)."""
+    written: list[Path] = []
+    try:
+        yield written
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------- separate
@@ -191,11 +263,11 @@ def separate_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) ->
     task, templates, force = opts.task, opts.templates, opts.force
     assert isinstance(task, SeparateOptions)  # internal: built by the separate command
     if task.label is not None:  # fail fast, before the separation work
-        _check_free([fill(t, src, task.label) for t in templates.values()], src, force=force)
+        _check_free([fill(t, src, task.label, opts.roots) for t in templates.values()], src, force=force)
     named: dict[str, Path] = {}
 
     def name(label: str) -> tuple[Path, Path | None]:
-        named.update({k: fill(t, src, label) for k, t in templates.items()})
+        named.update({k: fill(t, src, label, opts.roots) for k, t in templates.items()})
         _check_free(list(named.values()), src, force=force)
         return named[SOURCE], named.get(RESIDUAL)
 
@@ -215,6 +287,9 @@ def check_separate(opts: WriteOptions, loaded: LoadedModel) -> WriteOptions:
 
     assert isinstance(opts.task, SeparateOptions)  # internal: built by the separate command
     method, _ = check_options(opts.task, loaded)
+    if opts.inputs:  # every class {label} may take is known now: no two inputs may meet under one
+        labels = [opts.task.label] if opts.task.label is not None else list(loaded.labels)
+        check_outputs(opts.templates, opts.inputs, roots=opts.roots, labels=labels)
     return dataclasses.replace(opts, task=dataclasses.replace(opts.task, method=method.name))
 
 
@@ -229,26 +304,30 @@ def localize_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) ->
     from avscene.tasks.localize import LocalizeOptions, localize_file
 
     assert isinstance(opts.task, LocalizeOptions)  # internal: built by the localize command
-    r = localize_file(src, loaded, opts.task)
-    if SCORES_TSV in opts.templates:
-        path = fill(opts.templates[SCORES_TSV], src)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, scores_tsv_text(r, class_names=list(loaded.labels)), force=opts.force)
-    if RENDER in opts.templates:
-        render_overlay(r.file, r, fill(opts.templates[RENDER], src), force=opts.force)
-    write_event_files(r, src, opts)
+    tsv = SCORES_TSV in opts.templates
+    r = localize_file(src, loaded, dataclasses.replace(opts.task, audio_all_classes=tsv))
+    with all_or_none() as written:
+        if tsv:  # every class's scores go to the table only: the result keeps the reported classes'
+            path = fill(opts.templates[SCORES_TSV], src, roots=opts.roots)
+            written.append(atomic_write_text(path, scores_tsv_text(r, class_names=list(loaded.labels)),
+                                             force=opts.force))
+            r = dataclasses.replace(r, audio={k: v for k, v in r.audio.items() if k in r.timing})
+        if RENDER in opts.templates:
+            path = fill(opts.templates[RENDER], src, roots=opts.roots)
+            render_overlay(r.file, r, path, force=opts.force)
+            written.append(path)
+        write_event_files(r, src, opts, written)
     return r
 
 
-def write_event_files(r: LocalizeResult, src: Path, opts: WriteOptions) -> list[Path]:
-    """The ``--vtt`` captions and ``--audacity`` label track of one input's events, where asked for."""
+def write_event_files(r: LocalizeResult, src: Path, opts: WriteOptions, written: list[Path]) -> None:
+    """The ``--vtt`` captions and ``--audacity`` label track of one input's events, where asked for
+    (appended to ``written``)."""
     from avscene.io.captions import write_audacity, write_webvtt
 
-    written = []
     for option, write in ((VTT, write_webvtt), (AUDACITY, write_audacity)):
         if option in opts.templates:
-            written.append(write(r.events, fill(opts.templates[option], src), force=opts.force))
-    return written
+            written.append(write(r.events, fill(opts.templates[option], src, roots=opts.roots), force=opts.force))
 
 
 def check_localize(opts: WriteOptions, loaded: LoadedModel) -> None:
@@ -273,16 +352,17 @@ def report_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) -> R
 
     assert isinstance(opts.task, ReportOptions)  # internal: built by the report command
     page = build_page(src, loaded, opts.task, version=opts.task.version)
-    files = write_report(page, fill(opts.templates[PAGE], src), force=opts.force)
     r = page.localization
-    extra = write_event_files(r, src, opts)
-    return ReportResult(localization=r, page=str(files[0]), presence=page.presence,
-                        files=tuple(map(str, [*files[1:], *extra])), left_out=page.left_out,
+    with all_or_none() as written:
+        written += write_report(page, fill(opts.templates[PAGE], src, roots=opts.roots), force=opts.force)
+        write_event_files(r, src, opts, written)
+    return ReportResult(localization=r, page=str(written[0]), presence=page.presence,
+                        files=tuple(map(str, written[1:])), left_out=page.left_out,
                         poster=None if page.poster is None else thumb_uri(page.poster),
                         separations=page.separations)
 
 
 __all__ = ["AUDACITY", "DEFAULT_SEPARATE_OUTPUT", "PAGE", "RENDER", "REPORT_INDEX", "RESIDUAL", "SCORES_TSV", "SOURCE",
-           "TEMPLATE_FIELDS", "VTT", "WriteOptions", "check_localize", "check_outputs", "check_separate", "fill",
+           "TEMPLATE_FIELDS", "VTT", "WriteOptions", "all_or_none", "check_localize", "check_outputs", "check_separate", "fill",
            "localize_and_write", "report_and_write", "report_page_template", "safe_value", "scores_tsv_template",
            "separate_and_write", "template_fields", "write_event_files"]

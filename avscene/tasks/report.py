@@ -7,7 +7,8 @@ input's page small:
 * **Thumbnails**: the sampled frames, at most ``max_thumbnails`` per class row
   (evenly spaced over the sampled instants), scaled to ``thumb_width`` pixels, each
   with that class's boxes drawn by the overlay's own rule (:mod:`avscene.io.draw`:
-  only where the class is seen, one opacity scale).
+  only where the class is seen, one opacity scale, dashed and named so when the class
+  is not a prediction).
 * **Audio**: the soundtrack (16 kHz mono, as the model hears it) and, with
   ``separate``, the separated source and residual of each predicted class. A track
   longer than ``max_embed_seconds`` is marked to be written beside the page.
@@ -67,7 +68,8 @@ def heard_seen(result: LocalizeResult, label: str) -> tuple[bool, bool]:
 
 
 def presence_word(heard: bool, seen: bool) -> str:
-    return "both" if heard and seen else "heard" if heard else "seen" if seen else "neither"
+    """Heard and seen *somewhere* in the input: "heard_and_seen" (at the same time is ``timing.both``)."""
+    return "heard_and_seen" if heard and seen else "heard" if heard else "seen" if seen else "neither"
 
 
 def even_subset(n: int, k: int) -> list[int]:
@@ -90,7 +92,7 @@ def page_from_localization(path: str | Path, r: LocalizeResult, loaded: LoadedMo
     classes = tuple(r.timing) or tuple(r.classification.predicted)
     colours = class_colours([*r.visual, *r.audio, *classes])
     presence = {c: presence_word(*heard_seen(r, c)) for c in classes}
-    instants = sorted({d.t for dets in r.visual.values() for d in dets})
+    instants = sorted(r.frame_times or {d.t for dets in r.visual.values() for d in dets})
     left_out: list[str] = []
     thumbs, poster = _thumbnails(Path(path), r, instants, classes, colours, opts, loaded.preprocess, left_out)
     tracks, seps = _tracks(Path(path), r, loaded, opts, left_out)
@@ -165,7 +167,7 @@ def _tracks(path: Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOpti
 
         for label in r.classification.predicted:
             sep_opts = SeparateOptions(label=label, method=parse_method(opts.separate_method),
-                                       any_format=opts.localize.classify.any_format)
+                                       any_format=opts.localize.classify.any_format, check_label=False)
             s = separate_file(path, loaded, sep_opts)
             seps.append(s.result)
             how = s.result.method

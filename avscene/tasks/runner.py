@@ -101,6 +101,9 @@ class ResultLog:
     one, and resuming cuts it off (:attr:`repaired` says so). The file is
     opened (created, emptied by ``force``, repaired) at the first append. It may
     hold several records of one input (``--retry-failed``): the last one wins.
+    A file name that is not UTF-8 is written with ``\\udcXX`` escapes
+    (:func:`avscene.results.json_text`) and reads back as the same ``str``, so
+    ``--resume`` recognises its record.
 
     Args:
         path: the JSONL file.

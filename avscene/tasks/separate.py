@@ -107,6 +107,7 @@ class SeparateOptions:
     # else the first it carries (hybrid > mask > dictionary > ncp), ncp whenever a threshold is given
     method: MethodName = MethodName.AUTO
     any_format: bool = False  # also decode containers/codecs outside avscene.io.formats (--any-format)
+    check_label: bool = True  # a given label: classify the file and warn when the label is not predicted
 
 
 def method_for(opts: SeparateOptions, loaded: LoadedModel) -> Method:
@@ -230,14 +231,22 @@ class _ChosenLabel:
 
 
 def _choose_label(path: str | Path, loaded: LoadedModel, given: int | None, *,
-                  any_format: bool = False) -> _ChosenLabel:
-    """The given label, or the classifier's top class on the whole file."""
-    if given is not None:
+                  any_format: bool = False, check: bool = True) -> _ChosenLabel:
+    """The given label (with a warning when the classifier does not predict it), or the classifier's
+    top class on the whole file."""
+    if given is not None and not check:
         return _ChosenLabel(loaded.labels[given], given, "given", None, ())
     a = analyse(path, loaded, any_format=any_format)
+    limit = loaded.config.decision_threshold
+    if given is not None:
+        score = float(a.output.scores.numpy()[given])
+        name = loaded.labels[given]
+        warn = () if score > limit else (
+            f"{name!r} is not predicted in this file (score {score:.3f} <= threshold {limit:g}): the separated "
+            f"track is what sounds most like {name!r}, which may be another sound",)
+        return _ChosenLabel(name, given, "given", None, warn)
     top = ranked_labels(a.output.scores.numpy(), loaded.labels)[0]
     warnings = list(a.info.warnings)
-    limit = loaded.config.decision_threshold
     if not top.score > limit:
         warnings.append(f"no class is detected (best score {top.score:.3f} <= threshold {limit:g}); "
                         f"separating the best guess {top.label!r}; pass --label to choose the class")
@@ -301,7 +310,7 @@ def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions
     method, given = check_options(opts, loaded)  # the method is resolved once, here
     reader, rate = _open_audio(path, loaded, opts)
     with reader:
-        chosen = _choose_label(path, loaded, given, any_format=opts.any_format)
+        chosen = _choose_label(path, loaded, given, any_format=opts.any_format, check=opts.check_label)
         sink.open(chosen.name, rate)
         sep = _streaming(loaded, method, chosen.index, opts)
         sr = loaded.preprocess.sample_rate

@@ -7,7 +7,10 @@ other samples of the same instrument still match), mirror image, lighting and
 colour saturation of the frames. Bag mixing (``mix_bags``) combines two clips
 into one bag whose labels are exactly the union of theirs, which is what a
 multiple-instance bag means: it teaches overlapping sources and keeps every
-bag correctly labelled.
+bag correctly labelled. Temporal splicing (``splice_bags``) joins two clips with disjoint labels
+one after the other: each half keeps its own clip's labels, which teaches an event head that a
+label holds for part of a bag. Hide-and-seek (``hide_patches``) hides random grid cells of the
+frames, so that the visual stream cannot rely on one part of an object.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from avscene.config import PreprocessConfig
 from avscene.dsp import noise as noise_bank
 from avscene.dsp.noise import mix_at_snr, training_noise
 from avscene.dsp.timbre import pitch_shift, warp_frequency
-from avscene.nn.inputs import normalise_images, segment_of_times
+from avscene.nn.inputs import IMAGENET_MEAN, normalise_images, segment_of_times
 from avscene.nn.model import ModelInput
 from avscene.train.data import CachedClip
 
@@ -54,6 +57,8 @@ class AugmentOptions:
     saturation: float = 0.3  # blend with greyscale in [1 - s, 1 + s]
     zoom: float = 0.0  # random crop keeping [1 - zoom, 1] of each side, resized back to the frame (boxes follow)
     blur: float = 0.0  # Gaussian blur of the frames, sigma uniform in [0, blur] pixels (0: off)
+    hide_prob: float = 0.0  # hide-and-seek: each grid cell of each frame hidden with this probability (0: off)
+    hide_patch: int = 32  # its grid cell side, pixels of the resized frame
 
     @classmethod
     def from_dict(cls, d: dict) -> "AugmentOptions":
@@ -216,7 +221,25 @@ def augment_frames(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generat
     x = (x - mean) * rng.uniform(1 - opts.contrast, 1 + opts.contrast) + mean
     grey = x.mean(dim=1, keepdim=True)
     x = (x - grey) * rng.uniform(1 - opts.saturation, 1 + opts.saturation) + grey
-    return x.clamp(0, 255), boxes
+    return hide_patches(x.clamp(0, 255), rng, prob=opts.hide_prob, patch=opts.hide_patch), boxes
+
+
+def hide_patches(x: torch.Tensor, rng: np.random.Generator, *, prob: float, patch: int) -> torch.Tensor:
+    """Hide-and-seek (Singh & Lee, ICCV 2017): each frame is cut into a grid of ``patch``-pixel
+    cells and each cell, independently in each frame, is filled with the ImageNet mean colour
+    (zero after normalisation) with probability ``prob``. With the most telling part of an object
+    hidden in some frames, the visual stream has to find the others too, so its evidence, and
+    the chosen box, spread over the whole object. Boxes and labels are unchanged (a bag keeps
+    its labels: the object is rarely hidden in every frame). (T, 3, h, w) float [0, 255] → same.
+    """
+    if prob <= 0 or patch <= 0:
+        return x
+    T, _, h, w = x.shape
+    gh, gw = -(-h // patch), -(-w // patch)
+    cells = torch.from_numpy(rng.random((T, gh, gw)) < prob)  # (T, gh, gw)
+    hidden = cells.repeat_interleave(patch, 1).repeat_interleave(patch, 2)[:, :h, :w]  # (T, h, w)
+    fill = (torch.tensor(IMAGENET_MEAN, dtype=x.dtype) * 255).view(1, 3, 1, 1)
+    return torch.where(hidden[:, None], fill, x)
 
 
 def zoom_frames(x: torch.Tensor, boxes: np.ndarray, rng: np.random.Generator,
@@ -286,6 +309,41 @@ def clip_tensors(clip: CachedClip, pre: PreprocessConfig, rng: np.random.Generat
         out["boxes"] = torch.from_numpy(np.asarray(boxes, np.float32))
         out["frame_segment"] = segment_of_times(clip.frame_times)
     return out
+
+
+def splice_bags(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Temporal splice: the tensors of two clips' bags (``clip_tensors``) joined in time, the
+    second after the first. Its audio windows, frames and boxes are the first clip's followed by the
+    second's, the second's 1-s segments start after the first's last, and ``audio_part`` (P,) long
+    says which clip each window comes from (0, 1): the splice point is known exactly (no window
+    straddles it), so each half can keep its own clip's labels, and it is ours, not an annotation
+    (weak supervision still). A modality only one of them has is left out; frames of different
+    sizes cannot be joined (the caller pairs clips whose frames match)."""
+    def last_segment(b: dict[str, torch.Tensor]) -> int:
+        segs = [b[k] for k in ("audio_segment", "frame_segment") if k in b and b[k].numel()]
+        return int(max(int(t.max()) for t in segs)) if segs else -1
+
+    offset = last_segment(first) + 1
+    out: dict[str, torch.Tensor] = {}
+    if "audio" in first and "audio" in second:
+        out["audio"] = torch.cat([first["audio"], second["audio"]])
+        out["audio_segment"] = torch.cat([first["audio_segment"], second["audio_segment"] + offset])
+        out["audio_part"] = torch.cat([torch.zeros(len(first["audio"]), dtype=torch.long),
+                                       torch.ones(len(second["audio"]), dtype=torch.long)])
+    if "images" in first and "images" in second:
+        if first["images"].shape[1:] != second["images"].shape[1:] or first["boxes"].shape[1:] != second["boxes"].shape[1:]:
+            raise ValueError(f"cannot splice frames {tuple(first['images'].shape[1:])} and "
+                             f"{tuple(second['images'].shape[1:])}")
+        out["images"] = torch.cat([first["images"], second["images"]])
+        out["boxes"] = torch.cat([first["boxes"], second["boxes"]])
+        out["frame_segment"] = torch.cat([first["frame_segment"], second["frame_segment"] + offset])
+    return out
+
+
+def audio_parts(bags: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """(B, P) long: the part of each audio window of bags of ``clip_tensors`` / ``splice_bags``
+    (0 for a bag of one clip and for padding)."""
+    return _pad_stack([b.get("audio_part", torch.zeros(len(b["audio"]), dtype=torch.long)) for b in bags])[0]
 
 
 def _pad_stack(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -206,11 +206,10 @@ def warm_cache(cache: ClipCache, paths: Sequence[Path], *, workers: int = 1) -> 
         return
     import multiprocessing as mp
 
-    from avscene.tasks.limits import child_thread_budget
+    from avscene.threads import budget, child_thread_budget, share
 
     ctx = mp.get_context("spawn")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    with child_thread_budget(max(1, cpus // workers)), ctx.Pool(workers) as pool:
+    with child_thread_budget(share(budget(), workers)), ctx.Pool(workers) as pool:
         args = [(p, cache.root, cache.pre, cache.edge_model) for p in todo]
         yield from pool.imap_unordered(_prepare_one, args)
 

@@ -24,7 +24,9 @@ from avscene.nn.model import AVSceneNet, ModelConfig
 from avscene.proposals.bags import AUDIO_PROPOSAL_TYPES
 from avscene.results import json_text
 from avscene.train import checkpointing
-from avscene.train.augment import AugmentOptions, background_negative, clip_tensors, collate, mix_bags
+from avscene.train.augment import (
+    AugmentOptions, audio_parts, background_negative, clip_tensors, collate, mix_bags, splice_bags,
+)
 from avscene.train.calibrate import best_threshold, micro_f1_at
 from avscene.train.data import (
     BalancedBatchSampler,
@@ -42,7 +44,8 @@ from avscene.train.metrics import micro_prf
 FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
 # ModelConfig fields a fine-tuning run (--init-model) may add, each with the prefix of the
 # parameters of the part it adds (those start as built; every other weight comes from the checkpoint)
-ADDABLE: dict[str, str] = {"audio_context": "audio_context.", "visual_refine": "visual_refiner."}
+ADDABLE: dict[str, str] = {"audio_context": "audio_context.", "visual_refine": "visual_refiner.",
+                           "event_head": "audio_event."}
 # PreprocessConfig fields a fine-tuning run may change: a new input normalisation the network adapts to
 ADDABLE_PRE = ("band_norm", "visual_proposals")
 
@@ -94,6 +97,9 @@ class TrainConfig:
     aux_loss: float = 0.0  # weight of each modality's own loss beside the fused one (0: off)
     refine_labels: bool = False  # modality-aware targets for the aux loss (train/refine.py; needs aux_loss)
     oicr_weight: float = 1.0  # weight of the OICR branches' loss (models with visual_refine)
+    visual_floor: float = 0.0  # weight of the floor under the visual stream's own evidence (mil.floor_loss; 0: off)
+    splice_prob: float = 0.0  # temporal splice: probability that a bag is joined in time with a clip of other labels
+    event_weight: float = 1.0  # weight of the event head's loss (models with event_head)
     augment_opts: dict = field(default_factory=dict)  # AugmentOptions overrides (field: value)
     cache_dir: str | None = None  # None: $AVSCENE_CACHE or ~/.cache/avscene
     workers: int = 2  # processes preparing the cache
@@ -235,6 +241,11 @@ class Trainer:
             raise ConfigError("--refine-labels trains each modality's own loss: give --aux-loss > 0")
         if cfg.oicr_weight < 0:
             raise ConfigError(f"--oicr-weight must be >= 0, not {cfg.oicr_weight}")
+        if cfg.visual_floor < 0:
+            raise ConfigError(f"--visual-floor must be >= 0, not {cfg.visual_floor}")
+        if not 0 <= cfg.splice_prob <= 1 or cfg.event_weight < 0:
+            raise ConfigError(f"--splice-prob must be in [0, 1] and --event-weight >= 0, not {cfg.splice_prob}, "
+                              f"{cfg.event_weight}")
         self.modal_targets: tuple[np.ndarray, np.ndarray] | None = None  # refined (y_audio, y_visual)
         if cfg.init_model:
             self.model, self.mcfg, self.pre = self._start_from(cfg)
@@ -242,6 +253,9 @@ class Trainer:
             self.mcfg = ModelConfig.from_dict({**preset["model"], "num_classes": len(self.class_names),
                                                "variant": cfg.variant, **cfg.model})
             self.model = AVSceneNet(self.mcfg).to(cfg.device)
+        if cfg.visual_floor > 0 and (self.mcfg.variant == "wsddn" or not self.mcfg.uses_visual):
+            raise ConfigError("--visual-floor needs a visual classification stream of scores (not the "
+                              f"{self.mcfg.variant} variant)")
         checkpointing.initialise(self.model, audio=cfg.init_audio, visual=cfg.init_visual)
         checkpointing.freeze(self.model, cfg.freeze)
         if self.mcfg.audio_context and self.pre.audio_proposals != "tsp":
@@ -313,10 +327,19 @@ class Trainer:
         return [b for b in batches if len(b) >= self.world][:n_batches]
 
     def _input(self, clips: list[CachedClip], rng: np.random.Generator | None):
+        return self._input_parts([(c,) for c in clips], rng)[0]
+
+    def _input_parts(self, bags: list[tuple[CachedClip, ...]], rng: np.random.Generator | None):
+        """The ``ModelInput`` of bags of one clip or two spliced in time (``splice_bags``), and the
+        (B, P) part of each audio window (0: the first clip, 1: the second), or None without audio."""
         opts = self.augment_options if rng is not None else None
-        bags = [clip_tensors(c, self.pre, rng, opts) for c in clips]
-        x = collate(bags, use_audio=self.mcfg.uses_audio, use_visual=self.mcfg.uses_visual)
-        return type(x)(*[None if t is None else t.to(self.cfg.device) for t in x])
+        tensors = []
+        for parts in bags:
+            t = [clip_tensors(c, self.pre, rng, opts) for c in parts]
+            tensors.append(t[0] if len(t) == 1 else splice_bags(*t))
+        x = collate(tensors, use_audio=self.mcfg.uses_audio, use_visual=self.mcfg.uses_visual)
+        part = None if x.audio is None else audio_parts(tensors).to(self.cfg.device)
+        return type(x)(*[None if t is None else t.to(self.cfg.device) for t in x]), part
 
     def _targets(self) -> torch.Tensor:
         """(S, N, C) targets of the training clips: the video labels, then, with
@@ -354,6 +377,43 @@ class Trainer:
                 y[:, i] = 0
         return clips, y
 
+    def _spliced(self, clips: list[CachedClip], y: torch.Tensor, rng: np.random.Generator | None
+                 ) -> tuple[list[tuple[CachedClip, ...]], torch.Tensor, torch.Tensor]:
+        """Temporal splice: each bag, with probability ``splice_prob``, is joined in time with a
+        random training clip that shares none of its labels (and its frame size), before or after
+        it. Returns the bags (one clip or two), the targets ``y`` (S, B, C), of a spliced bag the
+        union of both clips', and the audio targets of each part (B, 2, C) (the refined audio
+        targets with ``--refine-labels``, else the video labels; the second part of an unspliced bag
+        is empty)."""
+        heard = 1 if y.shape[0] == 3 else 0  # the row of y that says what is heard
+        parts = torch.zeros(y.shape[1], 2, y.shape[2], dtype=y.dtype)
+        parts[:, 0] = y[heard]
+        bags: list[tuple[CachedClip, ...]] = [(c,) for c in clips]
+        if rng is None or self.cfg.splice_prob <= 0:
+            return bags, y, parts
+        y_all = self._targets()  # (S, N, C)
+        labels = y_all[0].numpy() > 0  # (N, C)
+        y = y.clone()
+        for i, clip in enumerate(clips):
+            if rng.random() >= self.cfg.splice_prob:
+                continue
+            own = y[0, i].numpy() > 0
+            ok = ~(labels & own).any(axis=1)
+            if clip.frames is not None:
+                ok &= np.array([c.frames is not None and c.frames.shape[1:] == clip.frames.shape[1:]
+                                and c.boxes.shape[1:] == clip.boxes.shape[1:] for c in self.train_clips])
+            cand = np.flatnonzero(ok)
+            if not len(cand):
+                continue
+            j = int(cand[rng.integers(len(cand))])
+            y[:, i] = torch.maximum(y[:, i], y_all[:, j].to(y.dtype))
+            pair = [(clip, parts[i, 0].clone()), (self.train_clips[j], y_all[heard, j].to(y.dtype))]
+            if rng.random() < 0.5:
+                pair.reverse()
+            bags[i] = (pair[0][0], pair[1][0])
+            parts[i, 0], parts[i, 1] = pair[0][1], pair[1][1]
+        return bags, y, parts
+
     def train_epoch(self, epoch: int, net, opt, loss_fn, step: Callable[[], None] | None = None) -> float:
         net.train()
         checkpointing.eval_frozen(self.model, self.cfg.freeze)
@@ -367,13 +427,15 @@ class Trainer:
             rng = np.random.default_rng([self.cfg.seed, epoch, b, self.rank]) if self.cfg.augment else None
             clips, ys = self._mixed([self.train_clips[i] for i in mine], y_all[:, mine], rng)
             clips, ys = self._negatives(clips, ys, rng)
-            x = self._input(clips, rng)
+            bags, ys, part_y = self._spliced(clips, ys, rng)
+            x, part = self._input_parts(bags, rng)
             ys = ys.to(self.cfg.device)
             modal = (ys[1], ys[2]) if len(ys) == 3 else None
             loss = training_loss(net(x), ys[0], loss_fn, scale=self.mcfg.fused_scale,
                                  aux=self.cfg.aux_loss, wsddn=self.mcfg.variant == "wsddn",
                                  sigmoid=self.mcfg.variant == "avor", modality_targets=modal, x=x,
-                                 oicr_weight=self.cfg.oicr_weight)
+                                 oicr_weight=self.cfg.oicr_weight, visual_floor=self.cfg.visual_floor,
+                                 events=(self.cfg.event_weight, part, part_y.to(self.cfg.device)))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -568,16 +630,34 @@ def _refined_targets(tr: Trainer, out: Path, *, resume: bool,
 def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0.0,
                   wsddn: bool = False, sigmoid: bool = False,
                   modality_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  x=None, oicr_weight: float = 1.0) -> torch.Tensor:
+                  x=None, oicr_weight: float = 1.0, visual_floor: float = 0.0,
+                  events: tuple[float, torch.Tensor | None, torch.Tensor] | None = None) -> torch.Tensor:
     """The fused loss, plus ``aux`` times the mean of each modality's own loss (its scores
     ℓ2-normalised and scaled as in the fusion, through a sigmoid for avor; WSDDN's
     probabilities as they are), so that neither stream can lean on the other; plus, for a
     model with OICR branches (``out.visual_refine``), ``oicr_weight`` times their loss on the
-    proposals of ``x`` (the ``ModelInput``), taught by the visual targets."""
-    from avscene.nn.mil import l2_normalise
+    proposals of ``x`` (the ``ModelInput``), taught by the visual targets; plus ``visual_floor``
+    times the floor under the visual stream's own evidence (``mil.floor_loss`` of ``visual_A``
+    on the real frames of ``x``, visual targets): a class the audio finds easily still has to be
+    found in some box, so its visual stream cannot go dead; plus, for a model with an event head
+    (``out.audio_event``), ``events = (weight, part, part_targets)`` gives the weight of its loss
+    (``mil.event_loss``: each part of a spliced bag taught its own clip's labels; ``part`` (B, P)
+    or None, ``part_targets`` (B, K, C); without ``events``, weight 1 and the whole bag ``y``)."""
+    from avscene.nn.mil import event_loss, floor_loss, l2_normalise
     from avscene.nn.oicr import oicr_loss
 
     loss = loss_fn(out.scores, y)
+    if out.audio_event is not None:
+        weight, part, part_y = events if events is not None else (1.0, None, y[:, None])
+        mask = x.audio_mask if x is not None else None
+        loss = loss + weight * event_loss(out.audio_event, mask, part, part_y)
+    if visual_floor > 0 and out.visual_A is not None:
+        B, T, M, C = out.visual_A.shape
+        fm = x.frame_mask if x is not None and x.frame_mask is not None else \
+            torch.ones(B, T, dtype=torch.bool, device=out.visual_A.device)
+        mask = fm.bool()[:, :, None].expand(B, T, M).reshape(B, T * M)  # (B, T*M)
+        yv = y if modality_targets is None else modality_targets[1]
+        loss = loss + visual_floor * floor_loss(out.visual_A.reshape(B, T * M, C), mask, yv)
     if out.visual_refine is not None:
         if x is None:
             raise UsageError("training_loss: a model with OICR branches needs the ModelInput (x=) for its boxes")

@@ -11,6 +11,7 @@ scores those clips with the inference pipeline (``tasks._pipeline.analyse``, as
 from __future__ import annotations
 
 from collections.abc import Callable
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,21 +39,48 @@ class ModalityCalibration:
         return dict(self.__dict__)
 
 
-def holdout_examples(training: dict, manifest: str | Path | None = None) -> list[Example]:
+def recorded_path(training: dict, key: str, folder: str | Path | None = None) -> Path | None:
+    """A file named by a checkpoint's training record, found from anywhere.
+
+    The record's paths are relative to the folder training ran in (``TrainConfig.record``). That
+    folder is the checkpoint's own path minus the recorded ``output`` (``/proj/runs/av`` trained
+    as ``runs/av`` ran in ``/proj``); a checkpoint moved since is tried relative to itself, and
+    last relative to the current folder. Returns the first candidate that exists (else the
+    first candidate), None when the record has no such path.
+    """
+    value = training.get(key)
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    candidates = []
+    output = training.get("output")
+    if folder is not None and output and not Path(output).is_absolute():
+        here, tail = Path(folder).resolve().parts, Path(os.path.normpath(output)).parts
+        if os.pardir not in tail and len(tail) < len(here) and here[-len(tail):] == tail:
+            candidates.append(Path(*here[: -len(tail)]) / path)
+    candidates += ([Path(folder) / path] if folder is not None else []) + [path]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def holdout_examples(training: dict, manifest: str | Path | None = None,
+                     folder: str | Path | None = None) -> list[Example]:
     """The clips a run held out: ``val_manifest``'s, else its ``split_examples`` of the manifest.
 
     Args:
         training: ``config.json["training"]`` of the checkpoint.
-        manifest: the training manifest, when its recorded path does not resolve from here.
+        manifest: the training manifest, when its recorded path does not resolve.
+        folder: the checkpoint folder: the record's paths are found from it (:func:`recorded_path`).
     """
     from avscene.train.loop import split_examples
 
     if training.get("val_manifest"):
-        return read_manifest(training["val_manifest"])
+        return read_manifest(recorded_path(training, "val_manifest", folder))
     missing = [k for k in ("val_split", "seed") if k not in training]
     if missing:
         raise UsageError(f"the checkpoint's training record lacks {', '.join(missing)}: its hold-out is unknown")
-    path = manifest or training.get("manifest")
+    path = manifest or recorded_path(training, "manifest", folder)
     if not path:
         raise UsageError("the checkpoint records no training manifest: pass it (avscene calibrate MODEL MANIFEST)")
     if not Path(path).is_file():
@@ -76,7 +104,7 @@ def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, 
     config = read_config(model)
     if "training" not in config:
         raise UsageError(f"{model}: config.json has no training record, so its hold-out is unknown")
-    held = holdout_examples(config["training"], manifest)
+    held = holdout_examples(config["training"], manifest, model)
     loaded = load_model(str(model), device=device, offline=True)
     if not (loaded.config.uses_audio and loaded.config.uses_visual):
         raise UsageError(f"{model}: the {loaded.config.variant!r} variant has one modality; nothing to calibrate")
