@@ -11,8 +11,8 @@ The public API (torch is imported on first use, not at ``import avscene``)::
 
 Each function takes one path and returns a frozen result dataclass (see
 ``avscene.results``) or raises an ``avscene.errors.AvsceneError``. For many files,
-use ``avscene.tasks.classify.classify_many`` and friends, which yield a
-``FailedInput`` for each file that fails instead of raising.
+call them in a loop (catching ``AvsceneError`` per file), or use the command line's
+batch options (``--jobs``, ``--jsonl``, ``--resume``, ``--shard``).
 """
 
 from __future__ import annotations

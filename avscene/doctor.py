@@ -8,8 +8,8 @@ network: the Hugging Face checks only read the environment and the cache folder.
 Required checks (a failure means avscene cannot work): Python, PyAV and its H.264/AAC
 decoders, OpenCV with ``ximgproc``, torch, torchvision, the bundled model, the temp
 folder, and the ``--edge-model`` file when one is given. Advisory checks (a failure is a
-warning): torchaudio (avscene does not import it), the Hugging Face cache and settings
-(only Hub models need them).
+warning): torchaudio (only training imports it, for the pitch-shift augmentation of
+``dsp/timbre.py``), the Hugging Face cache and settings (only Hub models need them).
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ TORCHVISION_MINOR_OFFSET = 15
 CACHE_SIZE_MAX_FILES = 100_000  # stop counting the HF cache size after this many files
 HASH_CHUNK = 1 << 20  # bytes read at a time for SHA-256
 TRUTHY = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's reading of boolean env variables
+# What torchaudio serves (dsp/timbre.py's pitch shift, imported by train/augment.py only).
+TORCHAUDIO_USE = ("needed only by `avscene train` (pitch-shift augmentation); classify, localize, "
+                  "separate and report do not use it")
 
 
 @dataclass(frozen=True)
@@ -168,26 +171,28 @@ def _local(version: str) -> str:
     return version.split("+")[1] if "+" in version else ""
 
 
-def check_companion(dist: str, *, required: bool) -> Check:
-    """``dist`` (torchvision or torchaudio) imports and was built for the installed torch."""
+def check_companion(dist: str, *, required: bool, use: str = "") -> Check:
+    """``dist`` (torchvision or torchaudio) imports and was built for the installed torch; ``use``,
+    what avscene needs it for, ends the detail line."""
     try:
         import torch
     except ImportError as e:
         return _missing(dist, "torch", "torch", e, required=required)
     want = expected_companion(torch.__version__, dist)
     fix = f"pip install '{dist}=={want}.*' matching torch {torch.__version__} (same index URL as torch)"
+    suffix = f"; {use}" if use else ""
     try:
         mod = __import__(dist)
     except Exception as e:  # noqa: BLE001 - a mismatched build fails with OSError/RuntimeError too
-        return Check(dist, False, f"cannot import {dist} ({type(e).__name__}: {e})", fix, required)
+        return Check(dist, False, f"cannot import {dist} ({type(e).__name__}: {e}){suffix}", fix, required)
     have = mod.__version__
     if want != "?" and _major_minor(have) != want:
         return Check(dist, False, f"{dist} {have} does not match torch {torch.__version__} "
-                     f"(expects {want}.x)", fix, required)
+                     f"(expects {want}.x){suffix}", fix, required)
     if _local(have) != _local(torch.__version__):
         return Check(dist, False, f"{dist} {have} and torch {torch.__version__} are different builds "
-                     f"(+{_local(have) or 'none'} vs +{_local(torch.__version__) or 'none'})", fix, required)
-    return Check(dist, True, f"{dist} {have} matches torch {torch.__version__}", "", required)
+                     f"(+{_local(have) or 'none'} vs +{_local(torch.__version__) or 'none'}){suffix}", fix, required)
+    return Check(dist, True, f"{dist} {have} matches torch {torch.__version__}{suffix}", "", required)
 
 
 def check_bundled_model(model: str | None = None) -> Check:
@@ -364,7 +369,7 @@ def run_checks(*, edge_model: str | Path | None = None, cache_dir: str | Path | 
         ("opencv", check_opencv),
         ("torch", check_torch),
         ("torchvision", lambda: check_companion("torchvision", required=True)),
-        ("torchaudio", lambda: check_companion("torchaudio", required=False)),
+        ("torchaudio", lambda: check_companion("torchaudio", required=False, use=TORCHAUDIO_USE)),
         ("model", lambda: check_bundled_model(model)),
         ("hf-cache", lambda: check_hf_cache(cache_dir)),
         ("hf-settings", check_hf_settings),

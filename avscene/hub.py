@@ -279,11 +279,13 @@ def hub_timeout(seconds: float | None) -> Iterator[float]:
 
     huggingface_hub's HTTP client has no timeout of its own, and some of its calls (the repo
     metadata before a snapshot download, the calls of an upload) pass ``timeout=None``: a
-    server that accepts the connection and never answers would hang them. The block installs
-    a client that gives every request at most ``seconds`` (to connect, and between bytes read
-    or written; shorter limits of huggingface_hub's own are kept), gives the downloads the same
-    limit, and restores the previous client and limit at its end. A big file is not limited as a whole: only a server
-    that stops sending is.
+    server that accepts the connection and never answers would hang them. The block adds a
+    request hook to huggingface_hub's shared client (public API: ``get_session``, and the httpx
+    client's ``event_hooks``; whatever client factory a user set stays in force) that gives every
+    request at most ``seconds`` (to connect, and between bytes read or written; shorter limits of
+    huggingface_hub's own are kept), gives the downloads the same limit, and removes the hook and
+    restores the limit at its end. A big file is not limited as a whole: only a server that stops
+    sending is.
 
     Args:
         seconds: the limit; None: ``DEFAULT_HUB_TIMEOUT``.
@@ -296,13 +298,11 @@ def hub_timeout(seconds: float | None) -> Iterator[float]:
     """
     import math
 
-    from huggingface_hub import constants, set_client_factory
-    from huggingface_hub.utils import _http
+    from huggingface_hub import constants, get_session
 
     seconds = DEFAULT_HUB_TIMEOUT if seconds is None else seconds
     if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
         raise UsageError(f"--hub-timeout must be a positive number of seconds, got {seconds!r}")
-    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
     previous_download = constants.HF_HUB_DOWNLOAD_TIMEOUT
 
     def limit(request) -> None:  # noqa: ANN001 - an httpx Request, before it is sent
@@ -310,19 +310,16 @@ def hub_timeout(seconds: float | None) -> Iterator[float]:
         request.extensions["timeout"] = {k: seconds if given.get(k) is None else min(given[k], seconds)
                                          for k in ("connect", "read", "write", "pool")}
 
-    def factory():  # noqa: ANN202 - an httpx client
-        client = previous()
-        hooks = client.event_hooks
-        client.event_hooks = {**hooks, "request": [*hooks.get("request", []), limit]}
-        return client
-
-    set_client_factory(factory)
+    client = get_session()
+    hooks = client.event_hooks
+    client.event_hooks = {**hooks, "request": [*hooks.get("request", []), limit]}
     constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
     try:
         yield seconds
     finally:
         constants.HF_HUB_DOWNLOAD_TIMEOUT = previous_download
-        set_client_factory(previous)
+        hooks = client.event_hooks
+        client.event_hooks = {**hooks, "request": [h for h in hooks.get("request", []) if h is not limit]}
 
 
 def _download(repo_id: str, *, revision: str | None, offline: bool, cache_dir: str | None,

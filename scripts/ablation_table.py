@@ -1,13 +1,15 @@
 """A markdown table comparing training recipes, copied from their evaluation files (never typed in).
 
-    python scripts/ablation_table.py [--parsing] NAME=DIR [NAME=DIR ...]
+    python scripts/ablation_table.py [--parsing] RECIPE|NAME=DIR [...]
 
-Each DIR holds ``eval_val_noise.json`` and ``eval_val_shift_noise.json`` (``avscene evaluate
---add-noise heldout:0 --add-noise heldout:10 --json-out``, before calibration: the fused decision the
-noise stress scores) and optionally ``train_log.jsonl`` (the training hold-out, per epoch). A prefix
-selects other file names: ``NAME=DIR:before_`` reads ``before_eval_val_noise.json`` and so on. A run
-trained with ``--select robust`` is named ``NAME=DIR@robust``: its kept epoch is the best on the hold-out
-pooled clean, with training-family noise and pure noise (``robust_micro_f1``), as `avscene train` keeps it.
+A bare ``RECIPE`` is the run recorded in ``docs/results/RECIPE/`` (the folder layout is described in
+``docs/results/README.md``); ``NAME=DIR`` names a row and reads another folder. Each holds
+``eval_val_noise.json`` and ``eval_val_shift_noise.json`` (``avscene evaluate --add-noise heldout:0
+--add-noise heldout:10 --json-out``, before calibration: the fused decision the noise stress scores)
+and optionally ``train_log.jsonl`` (the training hold-out, per epoch). A run trained with ``--select
+robust`` is given as ``RECIPE@robust`` (or ``NAME=DIR@robust``): its kept epoch is the best on the
+hold-out pooled clean, with training-family noise and pure noise (``robust_micro_f1``), as `avscene
+train` keeps it.
 
 ``--parsing`` gives the heard / seen / both table instead (issue 22), from ``eval_val.json`` and
 ``eval_val_shift.json`` (``avscene evaluate --json-out`` of the calibrated model): micro-F1, recall of
@@ -22,6 +24,8 @@ import json
 import math
 import sys
 from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"  # one folder per recipe
 
 
 def _f(x: float | None) -> str:
@@ -66,9 +70,9 @@ def _pure(e: dict) -> float:
     return sum(p["any_label"] * p["n_clips"] for p in fams) / sum(p["n_clips"] for p in fams)
 
 
-def row(name: str, folder: Path, prefix: str = "", select: str = "clean") -> str:
-    val, shift = (json.loads((folder / f"{prefix}eval_{s}_noise.json").read_text()) for s in ("val", "val_shift"))
-    cells = [name, _holdout(folder / f"{prefix}train_log.jsonl", select)]
+def row(name: str, folder: Path, select: str = "clean") -> str:
+    val, shift = (json.loads((folder / f"eval_{s}_noise.json").read_text()) for s in ("val", "val_shift"))
+    cells = [name, _holdout(folder / "train_log.jsonl", select)]
     cells += [f"{_f(val['classification']['micro_f1'])} / {_f(shift['classification']['micro_f1'])}",
               _worst(shift), f"{_f(val['sed']['f1'])} / {_f(shift['sed']['f1'])}"]
     a, b = _pooled_0db(val), _pooled_0db(shift)
@@ -77,8 +81,8 @@ def row(name: str, folder: Path, prefix: str = "", select: str = "clean") -> str
     return "| " + " | ".join(cells) + " |"
 
 
-def parsing_row(name: str, folder: Path, prefix: str = "", select: str = "clean") -> str:
-    val, shift = (json.loads((folder / f"{prefix}eval_{s}.json").read_text()) for s in ("val", "val_shift"))
+def parsing_row(name: str, folder: Path, select: str = "clean") -> str:
+    val, shift = (json.loads((folder / f"eval_{s}.json").read_text()) for s in ("val", "val_shift"))
 
     def both(*keys: str) -> str:
         def get(e: dict) -> float | None:
@@ -87,7 +91,7 @@ def parsing_row(name: str, folder: Path, prefix: str = "", select: str = "clean"
             return e
         return f"{_f(get(val))} / {_f(get(shift))}"
 
-    cells = [name, _holdout(folder / f"{prefix}train_log.jsonl", select), both("classification", "micro_f1"),
+    cells = [name, _holdout(folder / "train_log.jsonl", select), both("classification", "micro_f1"),
              both("recall_by_mode_parse", "silent", "recall"), both("recall_by_mode_parse", "offscreen", "recall")]
     cells += [both("avvp", "segment", k) for k in ("audio", "visual", "audio_visual", "type_av")]
     cells += [both("avvp", "event", "type_av"), both("localization", "corloc"),
@@ -104,19 +108,22 @@ HEADER = ("| recipe | hold-out micro-F1 (kept epoch) | micro-F1 val / val_shift 
           "| pure noise, clips with a label |\n|---|---|---|---|---|---|---|---|")
 
 
+def parse_arg(arg: str) -> tuple[str, Path, str]:
+    """``RECIPE[@SELECT]`` or ``NAME=DIR[@SELECT]`` → (row name, folder, selection)."""
+    name, eq, spec = arg.partition("=")
+    spec, _, select = (spec if eq else name).partition("@")
+    if (select or "clean") not in SELECT_KEY:
+        raise SystemExit(f"{arg}: the selection after @ is one of {', '.join(SELECT_KEY)}")
+    return (name, Path(spec), select or "clean") if eq else (spec, RESULTS / spec, select or "clean")
+
+
 def main(argv: list[str]) -> None:
     parsing = bool(argv) and argv[0] == "--parsing"
     argv = argv[1:] if parsing else argv
-    if not argv or any("=" not in a for a in argv):
+    if not argv:
         raise SystemExit(__doc__)
     lines, make = ([PARSING_HEADER], parsing_row) if parsing else ([HEADER], row)
-    for arg in argv:
-        name, spec = arg.split("=", 1)
-        spec, _, select = spec.partition("@")
-        if (select or "clean") not in SELECT_KEY:
-            raise SystemExit(f"{arg}: the selection after @ is one of {', '.join(SELECT_KEY)}")
-        folder, _, prefix = spec.partition(":")
-        lines.append(make(name, Path(folder), prefix, select or "clean"))
+    lines += [make(*parse_arg(arg)) for arg in argv]
     print("\n".join(lines))
 
 

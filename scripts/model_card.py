@@ -453,7 +453,7 @@ Classes: {labels}.
 ## How it was made
 
 ```bash
-AVSCENE_CACHE=/tmp/cache scripts/train_bundled.sh ../shared/avbench runs   # every variant, then evaluate
+AVSCENE_CACHE=runs/cache scripts/train_bundled.sh ../shared/avbench runs   # every variant, then evaluate
 python scripts/model_card.py runs {run} models/avscene-av-small
 ```
 

@@ -31,15 +31,15 @@ def _eval(micro: float, worst: tuple[str, float], sed: float, noisy: float, fp: 
 def test_a_row_holds_its_own_files_figures(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "pre_eval_val_noise.json").write_text(json.dumps(
+    (run / "eval_val_noise.json").write_text(json.dumps(
         _eval(0.9, ("flute", 0.25), 0.8, 0.7, 0.03, [("typing", 100, 0.5), ("crowd", 300, 0.1)])))
-    (run / "pre_eval_val_shift_noise.json").write_text(json.dumps(
+    (run / "eval_val_shift_noise.json").write_text(json.dumps(
         _eval(0.85, ("violin", 0.0), 0.6, 0.65, 0.02, [("typing", 50, 0.0), ("crowd", 50, 1.0)])))
     # the best hold-out epoch, the first of a tie without losses (as `avscene train` keeps it); a line without a figure
-    (run / "pre_train_log.jsonl").write_text("\n".join(json.dumps(r) for r in [
+    (run / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in [
         {"epoch": 0, "val_micro_f1": 0.8}, {"epoch": 1, "val_micro_f1": 0.91}, {"epoch": 2, "val_micro_f1": 0.91},
         {"epoch": 3, "val_micro_f1": None}]) + "\n")
-    row = _script().row("x", run, "pre_")
+    row = _script().row("x", run)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells == ["x", "0.910 (ep. 1)", "0.900 / 0.850", "violin 0.00", "0.800 / 0.600", "0.700 / 0.650",
                      "0.030 / 0.020", "0.200 / 0.500"]  # pure noise pooled by clips: (50 + 30) / 400, 50 / 100
@@ -70,6 +70,16 @@ def test_a_robust_run_shows_the_epoch_its_pooled_figure_kept(tmp_path):
     assert mod.row("t", tmp_path).split("|")[2].strip() == "0.900 (ep. 2)"
     with pytest.raises(SystemExit, match="selection"):
         mod.main([f"x={tmp_path}@best"])
+
+
+def test_a_bare_recipe_is_its_folder_under_docs_results(tmp_path):
+    mod = _script()
+    results = Path(__file__).resolve().parents[1] / "docs" / "results"
+    assert mod.parse_arg("dense") == ("dense", results / "dense", "clean")
+    assert mod.parse_arg("bandnorm@robust") == ("bandnorm", results / "bandnorm", "robust")
+    assert mod.parse_arg(f"a b=c={tmp_path}@robust") == ("a b", Path(f"c={tmp_path}"), "robust")
+    with pytest.raises(SystemExit, match="selection"):
+        mod.parse_arg("dense@best")
 
 
 def _parse_eval(micro, silent, offscreen, seg, event_type, corloc, pointing) -> dict:

@@ -75,6 +75,9 @@ def test_all_checks_pass_here(tiny_as_bundled, monkeypatch, tmp_path):
             assert f"{lib} {'.'.join(map(str, version))}" in by_name["pyav"].detail
     assert f"{torch.get_num_threads()} CPU threads" in by_name["torch"].detail
     assert "3 classes" in by_name["model"].detail and str(tiny_as_bundled) in by_name["model"].detail
+    # torchaudio: what it is for, not a claim that avscene never imports it
+    assert "only by `avscene train`" in by_name["torchaudio"].detail
+    assert "does not import" not in by_name["torchaudio"].detail
 
 
 def test_check_to_json():
@@ -160,11 +163,32 @@ def test_torchvision_mismatch(monkeypatch, vision_version, why):
     assert why in c.detail and c.required
 
 
-def test_torchaudio_is_advisory(monkeypatch):
+def test_torchaudio_is_advisory(monkeypatch, tiny_as_bundled):
     monkeypatch.setitem(sys.modules, "torchaudio", None)
-    c = doctor.check_companion("torchaudio", required=False)
+    c = {c.name: c for c in run_checks()}["torchaudio"]
     _failed(c, fix="pip install 'torchaudio==")
-    assert c.status == "warn"
+    assert c.status == "warn" and "only by `avscene train`" in c.detail
+
+
+def test_torchaudio_serves_training_only(tiny_model_dir, clips):
+    """What doctor's torchaudio line says: with torchaudio unimportable, classify and localize
+    run, and the training augmentation's pitch shift is what fails."""
+    script = f"""
+import sys
+sys.modules["torchaudio"] = None  # `import torchaudio` raises ImportError
+import numpy as np
+from avscene.cli.app import main
+for command in ("classify", "localize"):
+    rc = main([command, {str(clips["av"])!r}, "--model", {str(tiny_model_dir)!r}, "--json"])
+    assert rc == 0, (command, rc)
+from avscene.dsp.timbre import pitch_shift
+try:
+    pitch_shift(np.zeros(16000, np.float32), 1.0)
+except ImportError:
+    sys.exit(3)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 3, out.stderr
 
 
 def test_corrupted_model(monkeypatch, tiny_model_dir, tmp_path):

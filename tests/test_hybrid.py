@@ -14,11 +14,12 @@ import torch
 from avscene.cli.app import main
 from avscene.separation.dictionary import Dictionaries, learn_dictionaries
 from avscene.errors import CheckpointError
-from avscene.separation.checkpoint import save_dictionaries, save_mask_net, set_default_method
+from avscene.separation.checkpoint import save_dictionaries, save_mask_net
 from avscene.tasks.models import load_model
 from avscene.nn.masknet import MaskNet, MaskNetConfig
 from avscene.separation.methods import DictionaryStrategy, HybridStrategy, MaskStrategy
 from avscene.testing.media import write_audio
+from avscene.testing.models import record_default_method
 from avscene.train.metrics_sep import sdr
 
 SR = 16000
@@ -97,13 +98,13 @@ def test_cli_auto_is_hybrid_when_the_model_has_both(capsys, tiny_model_dir, tmp_
     s, _ = sf.read(out, dtype="float32")
     r, _ = sf.read(rest, dtype="float32")
     np.testing.assert_allclose(s + r, x, atol=1e-5)
-    set_default_method(folder, "dictionary")  # a measured default wins over the order
+    record_default_method(folder, "dictionary")  # a measured default wins over the order
     code = main(["separate", str(mix_file), "-m", str(folder), "--label", "violin", "-o", str(out), "--json",
                  "--force"])
     stdout, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(stdout)[0]["method"] == "dictionary"
-    set_default_method(folder, "hybrid")
+    record_default_method(folder, "hybrid")
     assert load_model(str(folder), device="cpu").separation.default_method == "hybrid"
 
 
@@ -114,5 +115,6 @@ def test_hybrid_needs_both_parts(capsys, tiny_model_dir, tmp_path, rng) -> None:
                  "-o", str(tmp_path / "x.wav")])
     _, err = capsys.readouterr()
     assert code == 2 and "train-dictionaries" in err and not (tmp_path / "x.wav").exists()
+    record_default_method(folder, "hybrid")  # a default the checkpoint cannot run is refused on load
     with pytest.raises(CheckpointError, match="no separation.dictionary"):
-        set_default_method(folder, "hybrid")
+        load_model(str(folder), device="cpu")

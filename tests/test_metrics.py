@@ -13,7 +13,6 @@ import pytest
 from avscene.errors import UsageError
 from avscene.train.metrics import (
     LocalizationScores,
-    average_precision,
     box_iou,
     classification_metrics,
     corloc_hit,
@@ -87,40 +86,6 @@ def test_top1_accuracy_by_hand() -> None:
         top1_accuracy(scores, np.zeros((4, 3), dtype=bool))
     with pytest.raises(UsageError, match="nan or inf"):
         top1_accuracy(np.full((4, 3), np.nan), y_true)
-
-
-def _brute_force_ap(s: np.ndarray, y: np.ndarray) -> float:
-    """Threshold at every distinct score, high to low; sum (R_k - R_{k-1}) * P_k."""
-    ap, prev_recall = 0.0, 0.0
-    for t in sorted(set(s.tolist()), reverse=True):
-        pred = [si >= t for si in s]
-        tp = sum(1 for p, yi in zip(pred, y) if p and yi)
-        precision, recall = tp / sum(pred), tp / sum(y)
-        ap += (recall - prev_recall) * precision
-        prev_recall = recall
-    return ap
-
-
-def test_average_precision_by_hand() -> None:
-    # scikit-learn's docstring example: 0.83 (0.5 * 1 + 0.5 * 2/3).
-    ap = average_precision(np.array([[0.1], [0.4], [0.35], [0.8]]), np.array([[0], [0], [1], [1]]))
-    assert ap.per_class[0] == pytest.approx(5 / 6)
-    # Tied scores enter together: one threshold at 0.5 gives P = 2/3, R = 1 -> 0.5 + 0.5 * 2/3
-    # (ranking the tied positive first would give 1).
-    tied = average_precision(np.array([[0.9], [0.5], [0.5]]), np.array([[1], [1], [0]]))
-    assert tied.per_class[0] == pytest.approx(5 / 6)
-
-
-def test_average_precision_matches_brute_force(rng: np.random.Generator) -> None:
-    scores = np.round(rng.random((50, 4)), 1)  # one decimal: many ties
-    y = rng.random((50, 4)) < 0.3
-    y[:, 3] = False  # no positives: nan, not in the mean
-    ap = average_precision(scores, y)
-    want = [_brute_force_ap(scores[:, c], y[:, c]) for c in range(3)]
-    np.testing.assert_allclose(ap.per_class[:3], want, rtol=1e-12)
-    assert math.isnan(ap.per_class[3]) and ap.n_classes_used == 3
-    assert ap.mean == pytest.approx(np.mean(want))
-    assert ap.to_json()["per_class"][3] is None
 
 
 def _raster_iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:

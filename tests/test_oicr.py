@@ -138,32 +138,6 @@ def test_refinement_is_off_by_default_and_checked():
     assert ModelConfig.from_dict(d).visual_refine == 2
 
 
-def test_strip_refiner_script_gives_the_same_model_whose_mil_head_chooses_the_boxes(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    from avscene.hub import load_pretrained, save_pretrained
-    from avscene.testing.models import TINY_LABELS, tiny_preprocess
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "strip_refiner.py"
-    spec = importlib.util.spec_from_file_location("strip_refiner", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    torch.manual_seed(0)
-    src = save_pretrained(AVSceneNet(refine_cfg(2)), tmp_path / "oicr", labels=list(TINY_LABELS),
-                          preprocess=tiny_preprocess())
-    mod.main(str(src), str(tmp_path / "mil"))
-    a, b = load_pretrained(str(src), device="cpu"), load_pretrained(str(tmp_path / "mil"), device="cpu")
-    assert b.config.visual_refine == 0 and b.model.visual_refiner is None
-    x = tiny_input()
-    with torch.no_grad():
-        oa, ob = a.model.eval()(x), b.model.eval()(x)
-    torch.testing.assert_close(ob.scores, oa.scores)
-    torch.testing.assert_close(box_scores(ob), oa.visual_E)
-    with pytest.raises(SystemExit, match="no OICR"):
-        mod.main(str(tmp_path / "mil"), str(tmp_path / "again"))
-
-
 def test_training_loss_weighs_the_oicr_loss_by_oicr_weight():
     """training_loss(..., oicr_weight=w) = the MIL loss + w × oicr_loss (0 leaves the MIL loss alone)."""
     from avscene.nn.mil import hinge_loss

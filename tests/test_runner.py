@@ -529,30 +529,6 @@ def test_input_limit_adds_the_media_duration_from_the_header(tmp_path):
     assert input_limit(clip, 0) is None and input_limit(clip, None) is None
 
 
-def test_library_loops_share_the_runner_failure_handling(monkeypatch, tmp_path):
-    """tasks._pipeline.run_each: AvsceneError -> FailedInput; other errors -> "internal error",
-    or re-raised with AVSCENE_DEBUG=1 (the same rules as run_one)."""
-    from avscene.errors import DecodeError
-    from avscene.results import FailedInput
-    from avscene.tasks._pipeline import run_each
-
-    def fn(p: Path):
-        if p.name == "bad":
-            raise DecodeError("bad: cannot decode")
-        if p.name == "bug":
-            raise KeyError("oops")
-        return p.name
-
-    monkeypatch.delenv("AVSCENE_DEBUG", raising=False)
-    out = list(run_each([tmp_path / "ok", tmp_path / "bad", tmp_path / "bug"], fn))
-    assert out[0] == "ok"
-    assert isinstance(out[1], FailedInput) and "cannot decode" in out[1].error
-    assert isinstance(out[2], FailedInput) and out[2].error.startswith("internal error (KeyError")
-    monkeypatch.setenv("AVSCENE_DEBUG", "1")
-    with pytest.raises(KeyError):
-        list(run_each([tmp_path / "bug"], fn))
-
-
 class _SignalFromAnotherThread(ResultLog):
     """A result log whose first append asks a thread started beforehand (unmasked, like
     rich's refresh thread) to send SIGTERM to the process, and waits until it has: the kernel

@@ -14,9 +14,8 @@ from avscene.errors import UsageError
 from avscene.hub import load_pretrained
 from avscene.io.decode import read_audio
 from avscene.proposals.nmf import NMFOptions
-from avscene.results import FailedInput
 from avscene.tasks.classify import classify_file
-from avscene.tasks.separate import SeparateOptions, separate_audio, separate_file, separate_many
+from avscene.tasks.separate import SeparateOptions, check_options, separate_audio, separate_file
 from avscene.testing.media import write_video
 from avscene.testing.models import tiny_checkpoint
 
@@ -174,8 +173,6 @@ def test_unknown_label_lists_the_known_ones(loaded, tmp_path) -> None:
     path = _write_mix(tmp_path / "mix.wav", 1.0)
     with pytest.raises(UsageError, match=r"unknown label 'zzz'; the model knows: a, b, c"):
         separate_file(path, loaded, SeparateOptions(label="zzz"))
-    with pytest.raises(UsageError, match="unknown label"):
-        separate_many([path], loaded, SeparateOptions(label="zzz"))  # before any input
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -187,18 +184,13 @@ def test_unknown_label_lists_the_known_ones(loaded, tmp_path) -> None:
 def test_bad_options_are_refused(loaded, field, value, message) -> None:
     opts = dataclasses.replace(SeparateOptions(label="a"), **{field: value})
     with pytest.raises(UsageError, match=message):
-        separate_many([], loaded, opts)
+        check_options(opts, loaded)
 
 
-def test_file_without_audio_fails_clearly_and_others_go_on(loaded, tmp_path) -> None:
+def test_file_without_audio_fails_clearly(loaded, tmp_path) -> None:
     silent = write_video(tmp_path / "silent.mp4", duration=1.0, audio_codec=None)
-    good = _write_mix(tmp_path / "good.wav", 1.5)
     with pytest.raises(UsageError, match="no audio stream, so there is nothing to separate"):
         separate_file(silent, loaded, SeparateOptions(label="a", nmf=FAST_NMF))
-    out = list(separate_many([silent, tmp_path / "missing.wav", good], loaded,
-                             SeparateOptions(label="a", nmf=FAST_NMF)))
-    assert [type(r) for r in out][:2] == [FailedInput, FailedInput]
-    assert "no audio stream" in out[0].error and out[2].ok and out[2].result.file == str(good)
 
 
 def test_video_input_is_separated(loaded, tmp_path) -> None:

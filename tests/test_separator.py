@@ -317,18 +317,18 @@ def test_self_training_starts_from_the_teacher_and_needs_its_shape(rng) -> None:
 
 
 def test_auto_uses_the_default_the_checkpoint_records(capsys, tiny_model_dir, tmp_path) -> None:
-    from avscene.separation.checkpoint import set_default_method
+    from avscene.testing.models import record_default_method
 
     folder, _ = _with_separator(tiny_model_dir, tmp_path)
     mix_file = write_audio(tmp_path / "mix.wav", duration=2.0, freq=440.0)
-    set_default_method(folder, "ncp")  # e.g. measured better than the network
+    record_default_method(folder, "ncp")  # e.g. measured better than the network
     code = main(["separate", str(mix_file), "-m", str(folder), "--label", "violin", "-o", str(tmp_path / "a.wav"),
                  "--json"])
     stdout, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(stdout)[0]["method"] == "ncp"
+    record_default_method(folder, "dictionary")  # a default whose part the checkpoint lacks is refused on load
     with pytest.raises(CheckpointError, match="no separation.dictionary"):
-        set_default_method(folder, "dictionary")
-    assert load_model(str(folder), device="cpu").separation.default_method == "ncp"  # the refused change was not written
-    set_default_method(folder, None)
+        load_model(str(folder), device="cpu")
+    record_default_method(folder, None)
     assert load_model(str(folder), device="cpu").separation.default_method is None

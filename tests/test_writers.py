@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,8 @@ from avscene.io.writers import (
     atomic_write,
     atomic_write_bytes,
     atomic_write_text,
+    scores_tsv_text,
     write_events_tsv,
-    write_scores_tsv,
 )
 from avscene.timing import segment_timestamps
 from avscene.results import (
@@ -183,12 +182,10 @@ def test_segment_timestamps_single_window_spans_the_clip():
 # --------------------------------------------------------------------------- scores TSV
 
 
-def test_scores_tsv_exact_text(tmp_path):
+def test_scores_tsv_exact_text():
     # 2.0-s clip: windows [0, .96), [.48, 1.44), [.96, 1.92), [1.44, 2.4)
     r = _result("/x/clip one.mp4", duration=2.0, scores={"dog": [0.5, -0.25, 1e-7, 2.0]})
-    path = write_scores_tsv(r, tmp_path / "scores", class_names=["car", "dog"], force=False)
-    assert path == tmp_path / "scores" / "clip one.tsv"
-    assert path.read_text() == (
+    assert scores_tsv_text(r, class_names=["car", "dog"]) == (
         "onset\toffset\tcar\tdog\n"
         "0.000\t0.720\t-inf\t0.5\n"
         "0.720\t1.200\t-inf\t-0.25\n"
@@ -197,14 +194,12 @@ def test_scores_tsv_exact_text(tmp_path):
     )
 
 
-def test_scores_tsv_reads_back_with_contiguous_rows(tmp_path):
+def test_scores_tsv_reads_back_with_contiguous_rows():
     rng = np.random.default_rng(0)
     dur = 10.0
     vals = {c: rng.normal(size=len(_windows(dur))) for c in ("a", "b", "c")}
-    path = write_scores_tsv(_result(duration=dur, scores=vals), tmp_path, class_names=["a", "b", "c"],
-                            force=False)
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t"))
+    text = scores_tsv_text(_result(duration=dur, scores=vals), class_names=["a", "b", "c"])
+    rows = list(csv.reader(text.splitlines(), delimiter="\t"))
     assert rows[0] == ["onset", "offset", "a", "b", "c"]
     body = rows[1:]
     assert len(body) == 20
@@ -218,23 +213,18 @@ def test_scores_tsv_reads_back_with_contiguous_rows(tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-def test_scores_tsv_without_audio_is_one_minus_inf_row(tmp_path):
-    path = write_scores_tsv(_result(duration=4.0), tmp_path, class_names=["dog"], force=False)
-    assert path.read_text() == "onset\toffset\tdog\n0.000\t4.000\t-inf\n"
+def test_scores_tsv_without_audio_is_one_minus_inf_row():
+    assert scores_tsv_text(_result(duration=4.0), class_names=["dog"]) == "onset\toffset\tdog\n0.000\t4.000\t-inf\n"
 
 
-def test_scores_tsv_overwrite_protection_and_bad_names(tmp_path):
+def test_scores_tsv_bad_class_names():
     r = _result(duration=2.0, scores={"dog": [1, 2, 3, 4]})
-    path = write_scores_tsv(r, tmp_path, class_names=["dog"], force=False)
-    before = path.read_text()
-    with pytest.raises(OutputError, match="--force"):
-        write_scores_tsv(r, tmp_path, class_names=["dog", "car"], force=False)
-    assert path.read_text() == before
     with pytest.raises(OutputError, match="duplicate"):
-        write_scores_tsv(r, tmp_path, class_names=["dog", "dog"], force=True)
+        scores_tsv_text(r, class_names=["dog", "dog"])
     with pytest.raises(OutputError, match="at least one class"):
-        write_scores_tsv(r, tmp_path, class_names=[], force=True)
-    assert Path(path).read_text() == before
+        scores_tsv_text(r, class_names=[])
+    with pytest.raises(OutputError, match="tab"):
+        scores_tsv_text(r, class_names=["a\tb"])
 
 
 def _dead_pid() -> int:

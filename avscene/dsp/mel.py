@@ -10,8 +10,8 @@ of tensorflow/models ``research/audioset``:
 * an HTK-mel triangular filterbank whose DC row is zeroed (HTK ignores DC);
 * ``log(mel + log_offset)``.
 
-All parameters come from :class:`avscene.config.PreprocessConfig`; the module
-constants below are VGGish's values, spelled out for readers and tests.
+All parameters come from :class:`avscene.config.PreprocessConfig`, whose defaults are
+VGGish's values.
 
 Cost of one 10-s clip (998 frames) on a shared 2-core CPU: ``log_mel`` ~2.3 ms,
 ``log_mel_torch`` ~0.8 ms. Both agree with a float64 reference to ~2e-6.
@@ -30,13 +30,6 @@ from avscene.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:  # torch is imported lazily, inside log_mel_torch
     import torch
-
-SAMPLE_RATE = 16000  # Hz: VGGish resamples everything to 16 kHz
-WINDOW_SAMPLES = 400  # 25 ms * 16 kHz
-HOP_SAMPLES = 160  # 10 ms * 16 kHz
-N_FFT = 512  # 2 ** ceil(log2(WINDOW_SAMPLES))
-N_MELS = 64  # VGGish mel bands
-FMIN, FMAX = 125.0, 7500.0  # Hz: VGGish filterbank edges
 
 # HTK mel scale: mel(f) = 1127 ln(1 + f / 700)  (= 2595 log10(1 + f / 700)).
 MEL_BREAK_HZ = 700.0

@@ -17,7 +17,7 @@ Formats:
   ``visual`` (seen) or ``audio-visual`` (both), the per-second parse of
   ``localize``; keep the ``audio`` rows for a sound event detection scorer.
 
-* **Score TSV** (:func:`write_scores_tsv`), one file per input as read by
+* **Score TSV** (:func:`scores_tsv_text`; ``localize --scores-tsv`` writes one per input), as read by
   ``sed_scores_eval.io.read_sed_scores`` (a folder of them is what
   ``sed_scores_eval`` evaluates)::
 
@@ -363,7 +363,23 @@ def write_events_tsv(results: Iterable[LocalizeResult | FailedInput], path: str 
 
 
 def scores_tsv_text(result: LocalizeResult, *, class_names: Sequence[str]) -> str:
-    """The per-file score table of ``result`` as text (see :func:`write_scores_tsv`)."""
+    """One input's audio scores as a ``sed_scores_eval`` score table (the text of its TSV file).
+
+    Columns ``onset``, ``offset`` and one per name in ``class_names`` (in that order). Audio
+    windows overlap (0.96 s, 0.48-s hop), but the format needs contiguous non-overlapping rows,
+    so row ``i`` is the span window ``i`` stands for (:func:`avscene.timing.segment_timestamps`:
+    its central 0.48 s; the first row starts at 0 and the last ends at the clip's duration) and
+    holds the window's ``AudioSegment.score`` (the localisation-weighted score ``E``).
+
+    A class in ``class_names`` without an entry in ``result.audio`` (not reported, or the input
+    has no audio) gets ``-inf`` in every row, which ``sed_scores_eval`` reads as "never
+    detected". An input without audio gives a single ``[0, duration]`` row of ``-inf``. Times
+    have 3 decimals; a span that rounds to zero length is left out.
+
+    Raises:
+        OutputError: the class names are empty, duplicated or contain a tab, or the input is
+            too short for one row.
+    """
     names = [_tsv_field(c, "class name") for c in class_names]
     if not names:
         raise OutputError("no class names to write a score table for; pass at least one class")
@@ -384,41 +400,6 @@ def scores_tsv_text(result: LocalizeResult, *, class_names: Sequence[str]) -> st
     if len(lines) == 1:
         raise OutputError(f"{result.file}: its duration {duration:.3f} s is too short for a score table")
     return "\n".join(lines) + "\n"
-
-
-def write_scores_tsv(result: LocalizeResult, directory: str | Path, *, class_names: Sequence[str],
-                     force: bool) -> Path:
-    """Write one input's audio scores as a ``sed_scores_eval`` score TSV.
-
-    The file is ``<directory>/<input stem>.tsv`` with columns ``onset``,
-    ``offset`` and one per name in ``class_names`` (in that order). Audio
-    windows overlap (0.96 s, 0.48-s hop), but the format needs contiguous
-    non-overlapping rows, so row ``i`` is the span window ``i`` stands for
-    (:func:`avscene.timing.segment_timestamps`: its central 0.48 s; the first row starts at 0
-    and the last ends at the clip's duration) and holds the window's
-    ``AudioSegment.score`` (the localisation-weighted score ``E``).
-
-    A class in ``class_names`` without an entry in ``result.audio`` (not
-    reported, or the input has no audio) gets ``-inf`` in every row, which
-    ``sed_scores_eval`` reads as "never detected". An input without audio gives
-    a single ``[0, duration]`` row of ``-inf``. Times have 3 decimals; a span
-    that rounds to zero length is left out.
-
-    Args:
-        result: one localize result.
-        directory: folder for the score files (created if missing).
-        class_names: the score columns, e.g. every class the model knows.
-        force: overwrite an existing file.
-
-    Returns:
-        The path written.
-
-    Raises:
-        OutputError: the file exists without ``force``, cannot be written, or
-            the class names are empty, duplicated or contain a tab.
-    """
-    path = Path(directory) / f"{Path(result.file).stem}.tsv"
-    return atomic_write_text(path, scores_tsv_text(result, class_names=class_names), force=force)
 
 
 def _reference_windows(result: LocalizeResult) -> tuple[AudioSegment, ...]:

@@ -4,8 +4,7 @@ and the default method (:mod:`avscene.separation.parts` names them).
 :func:`load_parts` reads what ``config.json`` declares under ``"separation"``, strictly (a
 declared file that is missing, unreadable or mis-shaped is a CheckpointError);
 :func:`with_parts` attaches them to a loaded model (``LoadedModel.separation``);
-:func:`save_dictionaries`, :func:`save_mask_net` and :func:`set_default_method` add them to a
-checkpoint folder, each file written atomically, the weights before ``config.json`` (so a
+:func:`save_dictionaries` and :func:`save_mask_net` add them to a checkpoint folder, each file written atomically, the weights before ``config.json`` (so a
 config never names a file that is not there). The checkpoint format itself (``config.json``,
 ``model.safetensors``) is :mod:`avscene.hub`'s.
 """
@@ -75,24 +74,6 @@ def default_method(config: dict, where: str) -> str | None:
         raise CheckpointError(f"{where}: separation.default_method is {name!r} but the checkpoint has no "
                               f"separation.{missing[0]}")
     return name
-
-
-def set_default_method(folder: str | Path, method: str | None) -> None:
-    """Record in ``config.json`` which method ``separate --method auto`` uses (None: remove the record).
-
-    Raises:
-        CheckpointError: an unknown method, or one whose parts the checkpoint does not declare.
-    """
-    folder = Path(folder)
-    config = read_config(folder)
-    sep = dict(config.get("separation") or {})
-    if method is None:
-        sep.pop("default_method", None)
-    else:
-        sep["default_method"] = method
-    config["separation"] = sep
-    default_method(config, str(folder / CONFIG_NAME))
-    write_config(folder, config)
 
 
 def _tensors(path: Path, key: str) -> dict[str, Tensor]:

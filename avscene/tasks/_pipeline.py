@@ -14,18 +14,17 @@ and memory stays bounded whatever the duration: one chunk of frames (60 s of 720
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avscene.errors import UsageError
-from avscene.results import FailedInput, Label
+from avscene.results import Label
 from avscene.io._memory import release_free_memory
 
 if TYPE_CHECKING:  # torch stays out of module import
@@ -353,19 +352,3 @@ def predicted_labels(ranked: tuple[Label, ...], *, threshold: float, top_k: int 
     picked = [x.label for x in ranked if x.score > threshold]
     return tuple(picked if top_k is None else picked[:top_k])
 
-
-T = TypeVar("T")
-
-
-def run_each(paths: Iterable[Path], fn: Callable[[Path], T]) -> Iterator[T | FailedInput]:
-    """Apply ``fn`` to each path; a failure becomes a ``FailedInput`` and the loop goes on.
-
-    ``AVSCENE_DEBUG=1`` re-raises unexpected exceptions with their traceback. The same
-    per-input handling as the batch runner (:func:`avscene.tasks.limits.run_one`), without a
-    time limit.
-    """
-    from avscene.tasks.limits import run_one
-
-    debug = bool(os.environ.get("AVSCENE_DEBUG"))
-    for p in paths:
-        yield run_one(fn, Path(p), timeout=None, reraise_unexpected=debug)[0]

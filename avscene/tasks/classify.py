@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avscene.results import ClassifyResult, ClassParse, FailedInput
-from avscene.tasks._pipeline import Analysis, analyse, check_finite, predicted_labels, ranked_labels, run_each
-from avscene.tasks.inputs import expand_inputs
+from avscene.results import ClassifyResult, ClassParse
+from avscene.tasks._pipeline import Analysis, analyse, check_finite, predicted_labels, ranked_labels
 from avscene.tasks.models import model_ref
 
 if TYPE_CHECKING:
@@ -102,11 +100,3 @@ def classify_file(path: str | Path, loaded: LoadedModel, opts: ClassifyOptions |
     opts = opts or ClassifyOptions()
     a = analyse(path, loaded, edge_model=opts.edge_model, any_format=opts.any_format)
     return result_from_analysis(Path(path), a, loaded, opts)
-
-
-def classify_many(
-    paths: Iterable[str | Path], loaded: LoadedModel, opts: ClassifyOptions | None = None
-) -> Iterator[ClassifyResult | FailedInput]:
-    """Classify files and directories (recursed); failures are yielded, not raised."""
-    opts = opts or ClassifyOptions()
-    return run_each(expand_inputs(paths), lambda p: classify_file(p, loaded, opts))

@@ -61,7 +61,6 @@ both cases.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -71,11 +70,10 @@ import numpy as np
 from avscene.dsp.nmf import DIVERGENCES
 from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
-from avscene.results import FailedInput, SeparateResult
+from avscene.results import SeparateResult
 from avscene.separation.ranking import Enhancement, check_threshold
 from avscene.separation.registry import Method, MethodName, StrategyInputs, parse_method, resolve_method
-from avscene.tasks._pipeline import analyse, ranked_labels, run_each
-from avscene.tasks.inputs import expand_inputs
+from avscene.tasks._pipeline import analyse, ranked_labels
 from avscene.tasks.models import model_ref
 
 if TYPE_CHECKING:
@@ -84,7 +82,7 @@ if TYPE_CHECKING:
     from avscene.separation.streaming import SeparationSink, StreamingSeparation
 
 __all__ = ["CHUNK_SECONDS", "CROSSFADE_SECONDS", "SeparateOptions", "Separation", "check_options", "method_for",
-           "separate_audio", "separate_file", "separate_many", "separate_stream"]
+           "separate_audio", "separate_file", "separate_stream"]
 
 CHUNK_SECONDS = 30.0  # longest stretch one NMF models; 30 s x K=20 peaks at ~0.4-0.5 GB
 CROSSFADE_SECONDS = 1.0  # overlap of consecutive chunks, cross-faded
@@ -375,18 +373,3 @@ def separate_file(path: str | Path, loaded: LoadedModel, opts: SeparateOptions |
     sink.source.clear()  # free the blocks before the second copy
     residual = np.concatenate(sink.residual) if sink.residual else np.zeros(0, dtype=np.float32)
     return Separation(result=result, source=source, residual=residual)
-
-
-def separate_many(paths: Iterable[str | Path], loaded: LoadedModel, opts: SeparateOptions | None = None,
-                  ) -> Iterator[Separation | FailedInput]:
-    """Separate files and directories (recursed); a failing input is yielded as a ``FailedInput``.
-
-    Raises:
-        UsageError: before any input is processed, on an unknown label or bad option.
-    """
-    from avscene.separation.checkpoint import with_parts
-
-    opts = opts or SeparateOptions()
-    loaded = with_parts(loaded)
-    check_options(opts, loaded)
-    return run_each(expand_inputs(paths), lambda p: separate_file(p, loaded, opts))

@@ -66,6 +66,21 @@ def tiny_checkpoint(
     return save_pretrained(model, folder, labels=list(labels), preprocess=tiny_preprocess(), training=training)
 
 
+def record_default_method(folder: str | Path, method: str | None) -> None:
+    """Write ``separation.default_method`` into ``folder/config.json`` (None: remove it), unchecked:
+    loading the checkpoint checks it, as it checks a hand-edited one."""
+    import json
+
+    path = Path(folder) / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    sep = config.setdefault("separation", {})
+    if method is None:
+        sep.pop("default_method", None)
+    else:
+        sep["default_method"] = method
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
 def tiny_input(
     *, seed: int = 0, batch: int = 1, patches: int = 4, frames: int = 2, boxes: int = TINY_BOXES
 ) -> ModelInput:

@@ -8,9 +8,6 @@ Definitions used (each function's docstring repeats its own):
   precision and recall wherever both exist). *Micro* averages pool the counts of
   all classes; *macro* F1 is the unweighted mean of the class F1 over the
   classes with at least one positive example (see :func:`classification_metrics`).
-* Average precision follows scikit-learn's ``average_precision_score``:
-  ``AP = Σ_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds, taken in
-  decreasing order, without interpolation.
 * Localisation follows the pointing game (Zhang et al., "Top-down neural
   attention by excitation backprop", ECCV 2016) and CorLoc (Deselaers, Alexe,
   Ferrari, "Weakly supervised localization and learning with generic
@@ -209,69 +206,6 @@ def top1_accuracy(scores: np.ndarray, y_true: np.ndarray) -> float:
     best = s.argmax(axis=1)  # (N,)
     hits = y_true[np.arange(len(best)), best]  # (N,)
     return safe_ratio(int(hits.sum()), len(hits))
-
-
-@dataclass(frozen=True)
-class AveragePrecision:
-    """Per-class average precision and its mean; see :func:`average_precision`."""
-
-    per_class: tuple[float, ...]  # nan for a class without positive examples
-    mean: float  # mAP over the classes with at least one positive
-    n_classes_used: int  # how many classes entered the mean
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "per_class": [json_float(a) for a in self.per_class],
-            "mean": json_float(self.mean),
-            "n_classes_used": self.n_classes_used,
-        }
-
-
-def _binary_ap(s: np.ndarray, y: np.ndarray) -> float:
-    """AP of one class: scores (N,) float, labels (N,) bool with at least one positive."""
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    # The last index of each run of tied scores: one threshold per distinct score.
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[last]
-    precision = tps / (last + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
-
-
-def average_precision(scores: np.ndarray, y_true: np.ndarray) -> AveragePrecision:
-    """Per-class average precision (AP) and mean AP of ranked scores.
-
-    The definition of scikit-learn's ``average_precision_score`` (step-wise,
-    no interpolation): ``AP = Σ_n (R_n - R_{n-1}) P_n``, where ``P_n`` and
-    ``R_n`` are the precision and recall when predicting every example that
-    scores at least the n-th largest *distinct* score (tied examples enter
-    together), and ``R_0 = 0``.
-
-    A class without positive examples has ``AP = nan`` and is excluded from the
-    mean (scikit-learn >= 1.1 gives such a class AP 0 and averages it in), so
-    ``mean`` equals scikit-learn's macro average over the classes that have a
-    positive example.
-
-    Args:
-        scores: (N, C) real scores, higher = more likely present.
-        y_true: (N, C) bool (or 0/1) labels.
-
-    Returns:
-        The per-class APs and their mean (``nan`` if no class has a positive).
-
-    Raises:
-        UsageError: on a shape mismatch or non-finite scores.
-    """
-    y_true = _as_label_matrix(y_true, "y_true")
-    s = _as_scores(scores, y_true.shape)
-    per_class = tuple(
-        _binary_ap(s[:, c], y_true[:, c]) if y_true[:, c].any() else math.nan for c in range(y_true.shape[1])
-    )
-    used = [a for a in per_class if not math.isnan(a)]
-    return AveragePrecision(
-        per_class=per_class, mean=float(np.mean(used)) if used else math.nan, n_classes_used=len(used)
-    )
 
 
 def _as_boxes(boxes: np.ndarray, name: str) -> np.ndarray:

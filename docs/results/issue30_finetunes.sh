@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 30 (where and when), training side: short fine-tunes of the bundled model (6 epochs; 3 for
-# splice_events, for the CPU time left that day), the bundled recipe (docs/training/2026-12-05-s13/queue.sh,
+# splice_events, for the CPU time left that day), the bundled recipe (docs/results/README.md, recipe `dense`;
 # run "dense", 8 epochs) with one change each. hide_floor ran (docs/results/hide_floor); splice_events
 # waited for the shared CPU until the session's end and has not run yet. Every run is
 # calibrated on the training hold-out (decision threshold after training, then heard / seen

@@ -4,7 +4,7 @@ against the bundled model, on val and val_shift.
     python docs/results/issue30_table.py > docs/results/issue30_table.md
 
 Reads docs/results/NAME/eval_SPLIT.json and boxes_SPLIT.json (per_class_boxes.py); the bundled model's
-evaluation files are docs/training/2026-12-05-s13/dense/eval_SPLIT.json (the run it was trained as).
+evaluation files are docs/results/dense/eval_SPLIT.json (the run it was trained as).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).parent
-RUNS = {"bundled (dense)": (HERE.parent / "training/2026-12-05-s13/dense", HERE / "bundled_dense"),
+RUNS = {"bundled (dense)": (HERE / "dense", HERE / "bundled_dense"),
         "hide_floor": (HERE / "hide_floor",) * 2, "splice_events": (HERE / "splice_events",) * 2}
 SPLITS = ("val", "val_shift")
 
