@@ -121,5 +121,8 @@ def test_holdout_pairs_never_pair_a_class_with_itself() -> None:
     clips = [("a.mp4", "violin"), ("b.mp4", "violin"), ("c.mp4", "car"), ("d.mp4", "flute")]
     items = holdout_items(clips, per_cell=10, seed=0)
     assert items and all(i.label != i.other and i.target != i.interferer for i in items)
-    assert {i.kind for i in items} == {"instrument+instrument", "instrument+street"}
+    assert {i.kind for i in items} == {"instrument+instrument", "instrument+street", "instrument+ambience",
+                                       "street+ambience"}
+    alone = [i for i in items if i.other == "ambience"]
+    assert [i.target for i in alone] == [p for p, _ in clips]  # each clip once over ambience
     assert items == holdout_items(clips, per_cell=10, seed=0)

@@ -17,7 +17,10 @@ a class is separated from *another class* sounding at the same time. Three sets:
   training clips (every ``HOLDOUT_EVERY``-th, as ``train-separator`` holds them out) with a
   single label that the audio network hears; two clips with different labels mixed like the
   duets (no roll), the target the *whole soundtrack* of the queried clip, its own background
-  included. It is the only set a choice may be made on.
+  included. It is the only set a choice may be made on. With it, its one-source counterpart:
+  each held-out clip over procedural ambience of the *training* noise families
+  (:func:`avscene.dsp.noise.training_noise`) at the same ratios (kinds ``instrument+ambience``,
+  ``street+ambience``), so one choice weighs both cases.
 
 Every estimate is scored with SDR (BSS Eval, ``fast_bss_eval``, 512 taps), SDR improvement
 over the mixture and SI-SDR (:mod:`avscene.train.metrics_sep`). Rows: each method the model
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
     from avscene.separation.registry import MethodName
 
 INSTRUMENTS = frozenset({"accordion", "banjo", "drum", "flute", "guitar", "piano", "saxophone", "trumpet", "violin"})
-KINDS = ("instrument+instrument", "instrument+street", "street+street")
+KINDS = ("instrument+instrument", "instrument+street", "street+street", "instrument+ambience", "street+ambience")
+NOISE = "noise:"  # an interferer path with this prefix is training-family ambience drawn with the seed after it
 DUET_SNRS = (-5.0, 0.0, 5.0)
 SETS = ("clips", "duets", "holdout")
 MIXTURE = "mixture"
@@ -56,8 +60,11 @@ IRM = "oracle (IRM)"
 SAMPLE_RATE = 16000
 
 
-def pair_kind(a: str, b: str) -> str:
-    """``instrument+instrument``, ``instrument+street`` or ``street+street`` (any order)."""
+def pair_kind(a: str, b: str | None) -> str:
+    """``instrument+instrument``, ``instrument+street`` or ``street+street`` (any order); with ``b``
+    None (ambience) ``instrument+ambience`` or ``street+ambience``."""
+    if b is None:
+        return KINDS[3] if a in INSTRUMENTS else KINDS[4]
     n = (a in INSTRUMENTS) + (b in INSTRUMENTS)
     return KINDS[2 - n]
 
@@ -191,6 +198,10 @@ def holdout_items(clips: Sequence[tuple[str, str]], *, per_cell: int, seed: int 
                 (pa, la), (pb, lb) = clips[cands[int(p)][0]], clips[cands[int(p)][1]]
                 items.append(PairItem("holdout", f"{Path(pa).stem}/{la} + {Path(pb).stem}/{lb}", kind, float(snr),
                                       la, lb, pa, pb))
+    for k, (path, label) in enumerate(clips):  # one source: each clip over training-family ambience
+        snr = snrs[k % len(snrs)]
+        items.append(PairItem("holdout", f"{Path(path).stem}/{label} + ambience", pair_kind(label, None), float(snr),
+                              label, "ambience", path, f"{NOISE}{seed * 100_003 + k}"))
     return items
 
 
@@ -219,6 +230,11 @@ def item_signals(split: Path, item: PairItem, *, sr: int = SAMPLE_RATE) -> tuple
     if item.mixture is not None:
         return _fit(np.asarray(read_audio(split / item.mixture, sample_rate=sr), np.float64), len(ref)), ref
     assert item.interferer is not None and item.snr_db is not None
+    if item.interferer.startswith(NOISE):
+        from avscene.dsp.noise import training_noise
+
+        rng = np.random.default_rng(int(item.interferer[len(NOISE):]))
+        return mix_at_snr(ref, training_noise(len(ref), sr=sr, rng=rng), item.snr_db), ref
     other = np.roll(_fit(np.asarray(read_audio(split / item.interferer, sample_rate=sr), np.float64), len(ref)),
                     item.shift)
     return mix_at_snr(ref, other, item.snr_db), ref
