@@ -126,3 +126,21 @@ def test_holdout_pairs_never_pair_a_class_with_itself() -> None:
     alone = [i for i in items if i.other == "ambience"]
     assert [i.target for i in alone] == [p for p, _ in clips]  # each clip once over ambience
     assert items == holdout_items(clips, per_cell=10, seed=0)
+
+
+def test_the_default_is_ranked_on_the_holdout_by_each_methods_default_row() -> None:
+    from avscene.train.evaluate_pairs import PairItem, PairResult, PairScores, PairsReport, method_ranking
+
+    def result(set_name: str, **sdrs: float) -> PairResult:
+        item = PairItem(set_name, "x", "instrument+instrument", 0.0, "violin", "flute", "a")
+        return PairResult(item, {row: PairScores(v, v, v) for row, v in sdrs.items()})
+
+    rows = {"hybrid": "avscene hybrid, label known", "mask": "avscene mask network, label known",
+            "dictionary": "supervised NMF", "soft": "avscene soft, label known", "tau": "avscene τ=0.1, label known"}
+    results = (result("holdout", **{rows["hybrid"]: 2.0, rows["mask"]: 3.0, rows["dictionary"]: 1.0,
+                                     rows["soft"]: 0.0, rows["tau"]: 9.0}),
+               result("holdout", **{rows["hybrid"]: 2.0, rows["mask"]: -1.0, rows["dictionary"]: 1.0,
+                                     rows["soft"]: 0.0, rows["tau"]: 9.0}),
+               result("clips", **{rows["mask"]: 50.0}))  # another set: never chosen on
+    rep = PairsReport({"id": "m"}, "train", 0, 1, tuple(rows.values()), results)
+    assert method_ranking(rep) == [("hybrid", 2.0), ("mask", 1.0), ("dictionary", 1.0), ("ncp", 0.0)]

@@ -19,6 +19,7 @@ from avscene.cli._options import (
     RevisionOpt,
 )
 from avscene.cli._output import check_report_path, emit_report
+from avscene.errors import UsageError
 
 EPILOG = """Examples:
 
@@ -93,6 +94,10 @@ def evaluate_sep_cmd(
                                           "soundtracks).")] = False,
     per_cell: Annotated[int, typer.Option(min=1, help="With --pairs: duets per pair kind and SNR.")] = 8,
     seed: Annotated[int, typer.Option(help="With --pairs: the seed that draws the duets.")] = 0,
+    set_default: Annotated[bool, typer.Option("--set-default", help="With --pairs --holdout and a local "
+                                              "--model folder: record the method with the best mean SDR "
+                                              "on the hold-out (one and two sources together) as the "
+                                              "model's default (separate/report --method auto).")] = False,
     only: Annotated[Optional[list[str]], typer.Option("--only", help="With --pairs: only these methods "
                                                       "(repeatable; default every one the model carries).")] = None,
     json_out: ReportJsonOutOpt = None,
@@ -110,7 +115,11 @@ def evaluate_sep_cmd(
     check_report_path(json_out, force=force)
     loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     if pairs:
+        if set_default and not (holdout and model is not None and Path(model).is_dir() and not only):
+            raise UsageError("--set-default needs --pairs --holdout, a local --model folder and every method "
+                             "(no --only): the default is chosen on the training hold-out only")
         return _pairs(loaded, sep_dir, holdout=holdout, per_cell=per_cell, seed=seed, only=only,
+                      set_default=Path(model) if set_default and model is not None else None,
                       components=components, train_manifest=train_manifest, json_out=json_out,
                       json_flag=json_flag, force=force)
     manifest = train_manifest or Path(sep_dir).resolve().parent.parent / "train" / "labels.csv"
@@ -126,6 +135,7 @@ def evaluate_sep_cmd(
 
 
 def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only: list[str] | None,
+           set_default: Path | None,
            components: int, train_manifest: Path | None, json_out, json_flag: bool, force: bool) -> int:
     from rich.console import Console
     from rich.progress import Progress
@@ -147,4 +157,12 @@ def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only
                              seed=seed, sets=("holdout",) if holdout else ("clips", "duets"), only=methods,
                              progress=lambda d, n: bar.update(task, completed=d, total=n))
     emit_report(rep, pair_tables(rep), json_out=json_out, json_flag=json_flag, force=force)
+    if set_default is not None:
+        from avscene.separation.checkpoint import set_default_method
+        from avscene.train.evaluate_pairs import method_ranking
+
+        ranking = method_ranking(rep)
+        set_default_method(set_default, ranking[0][0])
+        listed = ", ".join(f"{m} {v:+.2f} dB" for m, v in ranking)
+        Console(stderr=True).print(f"default method → {ranking[0][0]} (hold-out mean SDR: {listed})")
     return 1 if rep.failed else 0

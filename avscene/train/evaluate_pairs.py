@@ -444,7 +444,23 @@ def heard_clips(loaded: LoadedModel, root: Path, clips: Sequence[tuple[str, str]
     return out
 
 
+def method_ranking(report: PairsReport, set_name: str = "holdout") -> list[tuple[str, float]]:
+    """Each separation method (registry name) with its mean SDR over every item of ``set_name``
+    (one-source and two-source together), best first: what ``--set-default`` chooses by. A method's
+    row is its label-known row with its default setting (ncp: soft weights)."""
+    from avscene.separation.registry import METHODS as REGISTRY
+
+    out = []
+    for name, method in REGISTRY.items():
+        row = method.row("label known", method.thresholds[0][0] if method.thresholds else "")
+        vals = [r.scores[row].sdr for r in report.results if r.item.set == set_name and row in r.scores]
+        vals = [v for v in vals if math.isfinite(v)]
+        if vals:
+            out.append((name.value, float(np.mean(vals))))
+    return sorted(out, key=lambda x: -x[1])
+
+
 __all__ = ["DUET_SNRS", "INSTRUMENTS", "IRM", "KINDS", "METRICS", "MIXTURE", "PairItem", "PairResult", "PairScores",
            "PairsReport", "clip_items", "duet_items", "evaluate_pairs", "format_pair_rows", "heard_clips",
-           "holdout_clips", "holdout_items", "item_signals", "mix_at_snr", "model_estimator", "pair_kind",
+           "holdout_clips", "holdout_items", "item_signals", "method_ranking", "mix_at_snr", "model_estimator", "pair_kind",
            "read_ground_truth", "run_pairs", "score_item", "sounding"]
