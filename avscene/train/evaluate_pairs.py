@@ -150,24 +150,32 @@ def duet_items(split: Path, *, per_cell: int, seed: int = 0, snrs: Sequence[floa
     there are fewer).
     """
     stems = [(r["clip"], c, iv) for r in read_ground_truth(split) for c, iv in sorted(sounding(r).items())]
+    items = []
+    for kind, snr, i, j in draw_pairs([(clip, c) for clip, c, _ in stems], per_cell=per_cell, seed=seed, snrs=snrs):
+        (ca, la, ia), (cb, lb, ib) = stems[i], stems[j]
+        shift = int(round((sum(ia) - sum(ib)) / 2 * sr))  # the interferer's event centre onto the target's
+        items.append(PairItem("duets", f"{ca}/{la} + {cb}/{lb}", kind, snr, la, lb,
+                              f"stems/{ca}/{la}.flac", f"stems/{cb}/{lb}.flac", shift=shift))
+    return items
+
+
+def draw_pairs(sources: Sequence[tuple[str, str]], *, per_cell: int, seed: int, snrs: Sequence[float],
+               ) -> list[tuple[str, float, int, int]]:
+    """``(kind, snr, i, j)``: per pair kind and SNR, ``per_cell`` ordered pairs of ``sources``
+    ``(clip, class)`` from different clips and of different classes, drawn without replacement."""
     by_kind: dict[str, list[tuple[int, int]]] = {k: [] for k in KINDS}
-    for i, (ca, la, _) in enumerate(stems):
-        for j, (cb, lb, _) in enumerate(stems):
+    for i, (ca, la) in enumerate(sources):
+        for j, (cb, lb) in enumerate(sources):
             if ca != cb and la != lb:
                 by_kind[pair_kind(la, lb)].append((i, j))
     rng = np.random.default_rng(seed)
-    items = []
+    out = []
     for kind in KINDS:
         cands = by_kind[kind]
         for snr in snrs:
-            picks = rng.choice(len(cands), size=min(per_cell, len(cands)), replace=False) if cands else []
-            for p in picks:
-                i, j = cands[int(p)]
-                (ca, la, ia), (cb, lb, ib) = stems[i], stems[j]
-                shift = int(round((sum(ia) - sum(ib)) / 2 * sr))  # the interferer's event centre onto the target's
-                items.append(PairItem("duets", f"{ca}/{la} + {cb}/{lb}", kind, float(snr), la, lb,
-                                      f"stems/{ca}/{la}.flac", f"stems/{cb}/{lb}.flac", shift=shift))
-    return items
+            for p in (rng.choice(len(cands), size=min(per_cell, len(cands)), replace=False) if cands else []):
+                out.append((kind, float(snr), *cands[int(p)]))
+    return out
 
 
 def holdout_clips(manifest: Path, every: int) -> list[tuple[str, str]]:
@@ -184,20 +192,10 @@ def holdout_clips(manifest: Path, every: int) -> list[tuple[str, str]]:
 def holdout_items(clips: Sequence[tuple[str, str]], *, per_cell: int, seed: int = 0,
                   snrs: Sequence[float] = DUET_SNRS) -> list[PairItem]:
     """Pairs of hold-out clips ``(path, label)`` with different labels, ``per_cell`` per kind and SNR."""
-    by_kind: dict[str, list[tuple[int, int]]] = {k: [] for k in KINDS}
-    for i, (_, la) in enumerate(clips):
-        for j, (_, lb) in enumerate(clips):
-            if la != lb:
-                by_kind[pair_kind(la, lb)].append((i, j))
-    rng = np.random.default_rng(seed)
     items = []
-    for kind in KINDS:
-        cands = by_kind[kind]
-        for snr in snrs:
-            for p in (rng.choice(len(cands), size=min(per_cell, len(cands)), replace=False) if cands else []):
-                (pa, la), (pb, lb) = clips[cands[int(p)][0]], clips[cands[int(p)][1]]
-                items.append(PairItem("holdout", f"{Path(pa).stem}/{la} + {Path(pb).stem}/{lb}", kind, float(snr),
-                                      la, lb, pa, pb))
+    for kind, snr, i, j in draw_pairs(clips, per_cell=per_cell, seed=seed, snrs=snrs):
+        (pa, la), (pb, lb) = clips[i], clips[j]
+        items.append(PairItem("holdout", f"{Path(pa).stem}/{la} + {Path(pb).stem}/{lb}", kind, snr, la, lb, pa, pb))
     for k, (path, label) in enumerate(clips):  # one source: each clip over training-family ambience
         snr = snrs[k % len(snrs)]
         items.append(PairItem("holdout", f"{Path(path).stem}/{label} + ambience", pair_kind(label, None), float(snr),
@@ -367,19 +365,13 @@ def run_pairs(split: Path, items: Sequence[PairItem], estimator: Estimator, *, m
               seed: int, per_cell: int, with_oracle: bool = True,
               progress: Callable[[int, int], None] | None = None) -> PairsReport:
     """Score ``estimator`` on ``items`` of ``split``; a failing item goes to ``failed``."""
-    import os
+    from avscene.train.evaluate_sep import each_item
 
-    done, failed = [], []
-    for i, item in enumerate(items):
-        try:
-            mixture, ref = item_signals(split, item)
-            done.append(score_item(mixture, ref, item, estimator, with_oracle=with_oracle))
-        except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal
-            if os.environ.get("AVSCENE_DEBUG"):
-                raise
-            failed.append((item.name, f"{type(e).__name__}: {e}"))
-        if progress:
-            progress(i + 1, len(items))
+    def one(item: PairItem) -> PairResult:
+        mixture, ref = item_signals(split, item)
+        return score_item(mixture, ref, item, estimator, with_oracle=with_oracle)
+
+    done, failed = each_item(items, one, lambda item: item.name, progress=progress)
     rows: list[str] = []
     for r in done:
         rows += [m for m in r.scores if m not in rows]
@@ -461,6 +453,6 @@ def method_ranking(report: PairsReport, set_name: str = "holdout") -> list[tuple
 
 
 __all__ = ["DUET_SNRS", "INSTRUMENTS", "IRM", "KINDS", "METRICS", "MIXTURE", "PairItem", "PairResult", "PairScores",
-           "PairsReport", "clip_items", "duet_items", "evaluate_pairs", "format_pair_rows", "heard_clips",
+           "PairsReport", "clip_items", "draw_pairs", "duet_items", "evaluate_pairs", "format_pair_rows", "heard_clips",
            "holdout_clips", "holdout_items", "item_signals", "method_ranking", "mix_at_snr", "model_estimator", "pair_kind",
            "read_ground_truth", "run_pairs", "score_item", "sounding"]

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -52,6 +52,8 @@ from avscene.train.metrics_sep import SeparationScores, separation_scores, sdr
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
 
+T = TypeVar("T")
+R = TypeVar("R")
 MODES = ("label known", "label unknown")
 ROW_ORDER = (MethodName.HYBRID, MethodName.MASK, MethodName.NCP, MethodName.DICTIONARY)  # the table's order
 MEL_ACTIVE = "NMF Mel-clustering (activity rule)"
@@ -243,6 +245,26 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else -math.inf
 
 
+def each_item(items: Sequence[T], run: Callable[[T], R], name: Callable[[T], str], *,
+              progress: Callable[[int, int], None] | None = None) -> tuple[list[R], list[tuple[str, str]]]:
+    """``run`` on every item: the results, and ``(name, error)`` of each that raised (re-raised
+    with ``AVSCENE_DEBUG`` set): one failing mixture is reported, not fatal."""
+    import os
+
+    done: list[R] = []
+    failed: list[tuple[str, str]] = []
+    for i, item in enumerate(items):
+        try:
+            done.append(run(item))
+        except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal
+            if os.environ.get("AVSCENE_DEBUG"):
+                raise
+            failed.append((name(item), f"{type(e).__name__}: {e}"))
+        if progress:
+            progress(i + 1, len(items))
+    return done, failed
+
+
 def evaluate_separation(loaded: LoadedModel, sep_dir: str | Path, *, dictionaries: Dictionaries | None = None,
                         nmf: NMFOptions = NMFOptions(), limit: int | None = None,
                         progress: Callable[[int, int], None] | None = None) -> SeparationReport:
@@ -251,21 +273,10 @@ def evaluate_separation(loaded: LoadedModel, sep_dir: str | Path, *, dictionarie
     A mixture that fails is reported in ``failed`` and left out of the means.
     ``dictionaries=None`` leaves supervised NMF out.
     """
-    import os
-
     sep_dir = Path(sep_dir)
     items = read_sep_manifest(sep_dir, limit=limit)
-    done: list[MixtureScores] = []
-    failed: list[tuple[str, str]] = []
-    for i, item in enumerate(items):
-        try:
-            done.append(evaluate_mixture(item, sep_dir, loaded, dictionaries=dictionaries, nmf=nmf))
-        except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal
-            if os.environ.get("AVSCENE_DEBUG"):
-                raise
-            failed.append((item.mixture, f"{type(e).__name__}: {e}"))
-        if progress:
-            progress(i + 1, len(items))
+    done, failed = each_item(items, lambda it: evaluate_mixture(it, sep_dir, loaded, dictionaries=dictionaries, nmf=nmf),
+                             lambda it: it.mixture, progress=progress)
     methods = tuple(m for m in METHODS if any(m in d.scores for d in done))
     return SeparationReport(
         model={"id": loaded.model_id, "revision": loaded.revision, "variant": loaded.config.variant},
