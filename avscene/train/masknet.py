@@ -302,10 +302,10 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     net = MaskNet(MaskNetConfig(num_classes=len(labels), hidden=opts.hidden, blocks=opts.blocks))
-    for start in (teacher, init):
+    for what, start in (("teacher", teacher), ("starting network", init)):
         if start is not None:
             if start.cfg != net.cfg:
-                raise UsageError(f"the starting network's shape {start.cfg} differs from the options' {net.cfg}")
+                raise UsageError(f"the {what}'s shape {start.cfg} differs from the options' {net.cfg}")
             net.load_state_dict(start.state_dict())
     if teacher is not None:
         teacher.eval()
