@@ -144,3 +144,13 @@ def test_the_default_is_ranked_on_the_holdout_by_each_methods_default_row() -> N
                result("clips", **{rows["mask"]: 50.0}))  # another set: never chosen on
     rep = PairsReport({"id": "m"}, "train", 0, 1, tuple(rows.values()), results)
     assert method_ranking(rep) == [("hybrid", 2.0), ("mask", 1.0), ("dictionary", 1.0), ("ncp", 0.0)]
+
+
+def test_set_default_is_refused_off_the_training_holdout(split, tiny_model_dir, capsys) -> None:
+    from avscene.cli.app import main
+
+    before = (tiny_model_dir / "config.json").read_text()
+    code = main(["evaluate-separation", str(split), "--pairs", "--set-default", "--model", str(tiny_model_dir)])
+    _, err = capsys.readouterr()
+    assert code == 2 and "hold-out" in err
+    assert (tiny_model_dir / "config.json").read_text() == before
