@@ -43,6 +43,14 @@ def train_separator_cmd(
     self_train_steps: Annotated[int, typer.Option(min=0, help="Steps of a second round whose targets are "
                                                   "first cleaned by the first round's network, at a third "
                                                   "of --lr and seed + 1 (0: none).")] = 0,
+    pair_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of each batch that mixes two "
+                                                 "clips with disjoint labels, both classes queried, each "
+                                                 "clip's segment its target (0: none).")] = 0.0,
+    assessor_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the classifier-as-assessor loss "
+                                                   "on the pairs (the checkpoint's audio network, frozen).")] = 0.0,
+    overlap_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the mixture-consistency loss on the "
+                                                  "pairs (the two masks claim no more than the mixture).")] = 0.0,
+    fine_tune: Annotated[bool, typer.Option("--fine-tune", help="Start from the checkpoint's mask network.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and of the mixtures.")] = 0,
     log: Annotated[Optional[Path], typer.Option(help="Append the training log (JSON lines) here.")] = None,
     threads: ThreadsOpt = None,
@@ -56,7 +64,9 @@ def train_separator_cmd(
 
     opts = MaskNetTrainOptions(steps=steps, batch=batch, lr=lr, hidden=hidden, blocks=blocks, seed=seed,
                                mix=MixOptions(background_prob=background_prob, other_prob=other_prob),
-                               self_train_steps=self_train_steps, min_anchor_snr_db=min_anchor_snr)
+                               self_train_steps=self_train_steps, min_anchor_snr_db=min_anchor_snr,
+                               pair_fraction=pair_fraction, assessor_weight=assessor_weight,
+                               overlap_weight=overlap_weight, fine_tune=fine_tune)
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
     with Progress(console=Console(stderr=True), transient=True) as bar:
@@ -72,5 +82,9 @@ def train_separator_cmd(
     if held:
         print(f"hold-out mixtures: SDR {held['sdr']:+.2f} dB (mixture {held['mixture_sdr']:+.2f} dB, "
               f"{held['n']} mixtures)")
+    pairs = summary.get("holdout_pairs")
+    if pairs:
+        print(f"hold-out pairs: SDR {pairs['sdr']:+.2f} dB (mixture {pairs['mixture_sdr']:+.2f} dB, "
+              f"{pairs['n']} outputs)")
     print(f"separator → {path} ({summary['train_seconds'] / 60:.1f} min)")
     return 0

@@ -190,7 +190,8 @@ class DictionaryStrategy:
         self.components: int | None = dicts.classes[label].shape[1] + dicts.background.shape[1]
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
-        source, residual = separate_with_dictionaries(x, self._dicts, self._label)
+        with _cpu_threads(torch.device("cpu"), NMF_CPU_THREADS):  # the NMF's small ops, as the ncp method's
+            source, residual = separate_with_dictionaries(x, self._dicts, self._label)
         return np.stack([source, residual]).astype(np.float64), None
 
 
@@ -240,7 +241,9 @@ class HybridStrategy:
     def mask(self, magnitude: torch.Tensor) -> torch.Tensor:
         """The mean of the two masks (F, T) for a magnitude ``|X|`` (F, T)."""
         net = self._net.mask(magnitude)
-        return 0.5 * (net + dictionary_mask(magnitude, self._dicts, self._label).to(net.device))
+        with _cpu_threads(magnitude.device, NMF_CPU_THREADS):  # the NMF's small ops, as the ncp method's
+            dict_mask = dictionary_mask(magnitude, self._dicts, self._label)
+        return 0.5 * (net + dict_mask.to(net.device))
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, Enhancement | None]:
         source, residual = separate_with_mask(x, self.mask, stft_opts=self._net.stft_opts)

@@ -29,17 +29,17 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
 from avscene.separation.dictionary import Dictionaries
-from avscene.separation.methods import score_components
+from avscene.separation.methods import ScoredComponents, score_components
 from avscene.separation.parts import SeparationParts
 from avscene.separation.registry import METHODS as SEPARATION_METHODS
 from avscene.separation.registry import Method, MethodName, StrategyInputs, missing_parts
@@ -52,6 +52,8 @@ from avscene.train.metrics_sep import SeparationScores, separation_scores, sdr
 if TYPE_CHECKING:
     from avscene.hub import LoadedModel
 
+T = TypeVar("T")
+R = TypeVar("R")
 MODES = ("label known", "label unknown")
 ROW_ORDER = (MethodName.HYBRID, MethodName.MASK, MethodName.NCP, MethodName.DICTIONARY)  # the table's order
 MEL_ACTIVE = "NMF Mel-clustering (activity rule)"
@@ -189,21 +191,12 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
     predicted = ranked_labels(analyse(clip, loaded).output.scores.numpy(), loaded.labels)[0].label
     sc = score_components(mix, loaded, nmf)  # one NMF and scoring pass: the ncp rows and the baselines
     parts = SeparationParts(dictionaries=dictionaries, mask_net=parts_of(loaded).mask_net)
-    est: dict[str, np.ndarray] = {}
-    for name in ROW_ORDER:
-        method = SEPARATION_METHODS[name]
-        if missing_parts(method, parts):
-            continue
-        known: dict[float | None, np.ndarray] = {}
-        for mode, row, threshold in _rows(method):
-            label = item.label if mode == MODES[0] else predicted
-            if mode != MODES[0] and label == item.label:  # a correct prediction: the same estimate
-                est[row] = known[threshold]
-                continue
-            inputs = StrategyInputs(loaded, parts, loaded.labels.index(label), nmf, threshold,
-                                    score=lambda x: sc if np.array_equal(x, mix) else score_components(x, loaded, nmf))
-            est[row] = separate_source(mix, method, inputs)
-            known.setdefault(threshold, est[row])
+    est = method_estimates(mix, item.label, loaded, parts, nmf, sc, mode=MODES[0])
+    if predicted == item.label:  # a correct prediction: the same estimates
+        unknown = [row for _, row, _ in mode_rows(parts, MODES[1])]
+        est.update(zip(unknown, list(est.values())))
+    else:
+        est.update(method_estimates(mix, predicted, loaded, parts, nmf, sc, mode=MODES[1]))
     clusters, active = sb.mel_clustering(sc.dec, seed=nmf.seed, stft_opts=nmf.stft_opts)
     est[MEL_ACTIVE] = clusters[active]
     est[MEL_BEST] = max(clusters, key=lambda c: _finite(sdr(c, ref)))
@@ -215,6 +208,27 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
             scored[id(est[m])] = separation_scores(est[m], ref)
     scores = {m: scored[id(est[m])] for m in METHODS if m in est}
     return MixtureScores(item.mixture, item.label, predicted, item.snr_db, scores)
+
+
+def mode_rows(parts: SeparationParts, mode: str, only: Collection[MethodName] | None = None,
+              ) -> list[tuple[Method, str, float | None]]:
+    """``(method, row, threshold)`` of every row of ``mode`` whose method ``parts`` carries, table order."""
+    return [(method, row, threshold) for name in ROW_ORDER if only is None or name in only
+            for method in (SEPARATION_METHODS[name],) if not missing_parts(method, parts)
+            for m, row, threshold in _rows(method) if m == mode]
+
+
+def method_estimates(mix: np.ndarray, label: str, loaded: LoadedModel, parts: SeparationParts, nmf: NMFOptions,
+                     sc: ScoredComponents, *, mode: str = MODES[0], only: Collection[MethodName] | None = None,
+                     ) -> dict[str, np.ndarray]:
+    """Each carried method's estimate of ``label`` in ``mix`` as ``separate`` makes it, keyed by its
+    row of ``mode``; ``sc`` is the NMF and scores of ``mix`` (shared by the ncp rows)."""
+    est: dict[str, np.ndarray] = {}
+    for method, row, threshold in mode_rows(parts, mode, only):
+        inputs = StrategyInputs(loaded, parts, loaded.labels.index(label), nmf, threshold,
+                                score=lambda x: sc if np.array_equal(x, mix) else score_components(x, loaded, nmf))
+        est[row] = separate_source(mix, method, inputs)
+    return est
 
 
 def separate_source(mixture: np.ndarray, method: Method, inputs: StrategyInputs) -> np.ndarray:
@@ -231,6 +245,26 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else -math.inf
 
 
+def each_item(items: Sequence[T], run: Callable[[T], R], name: Callable[[T], str], *,
+              progress: Callable[[int, int], None] | None = None) -> tuple[list[R], list[tuple[str, str]]]:
+    """``run`` on every item: the results, and ``(name, error)`` of each that raised (re-raised
+    with ``AVSCENE_DEBUG`` set): one failing mixture is reported, not fatal."""
+    import os
+
+    done: list[R] = []
+    failed: list[tuple[str, str]] = []
+    for i, item in enumerate(items):
+        try:
+            done.append(run(item))
+        except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal
+            if os.environ.get("AVSCENE_DEBUG"):
+                raise
+            failed.append((name(item), f"{type(e).__name__}: {e}"))
+        if progress:
+            progress(i + 1, len(items))
+    return done, failed
+
+
 def evaluate_separation(loaded: LoadedModel, sep_dir: str | Path, *, dictionaries: Dictionaries | None = None,
                         nmf: NMFOptions = NMFOptions(), limit: int | None = None,
                         progress: Callable[[int, int], None] | None = None) -> SeparationReport:
@@ -239,21 +273,10 @@ def evaluate_separation(loaded: LoadedModel, sep_dir: str | Path, *, dictionarie
     A mixture that fails is reported in ``failed`` and left out of the means.
     ``dictionaries=None`` leaves supervised NMF out.
     """
-    import os
-
     sep_dir = Path(sep_dir)
     items = read_sep_manifest(sep_dir, limit=limit)
-    done: list[MixtureScores] = []
-    failed: list[tuple[str, str]] = []
-    for i, item in enumerate(items):
-        try:
-            done.append(evaluate_mixture(item, sep_dir, loaded, dictionaries=dictionaries, nmf=nmf))
-        except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal
-            if os.environ.get("AVSCENE_DEBUG"):
-                raise
-            failed.append((item.mixture, f"{type(e).__name__}: {e}"))
-        if progress:
-            progress(i + 1, len(items))
+    done, failed = each_item(items, lambda it: evaluate_mixture(it, sep_dir, loaded, dictionaries=dictionaries, nmf=nmf),
+                             lambda it: it.mixture, progress=progress)
     methods = tuple(m for m in METHODS if any(m in d.scores for d in done))
     return SeparationReport(
         model={"id": loaded.model_id, "revision": loaded.revision, "variant": loaded.config.variant},

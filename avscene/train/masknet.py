@@ -7,9 +7,27 @@ AdamW with a one-cycle schedule. **Self-training** (``MaskNetTrainOptions.self_t
 second round starts from the first round's network, whose estimate of the target's class in
 the target segment alone becomes the target, at a third of the learning rate and the next seed.
 
-The hold-out (every ``HOLDOUT_EVERY``-th training clip, never trained on) gives fixed
-mixtures built the same way; their SDR against the target is logged, never used to choose
-a step: the weights saved are the last step's.
+**Two classes at once** (``pair_fraction`` of each batch, :class:`~avscene.train.masknet_data.PairSampler`):
+mix-and-separate of two clips with disjoint labels, each queried class's target its own clip's
+segment; the same mask loss for both queries, plus
+
+* the **classifier as assessor** (Pishdadian, Wichern & Le Roux, TASLP 2020;
+  :func:`assessor_loss`, ``assessor_weight``): the checkpoint's audio network, frozen, scores
+  the output of each query; the output for class ``a`` must score ``a`` above ``margin`` and
+  the mixture's other class ``b`` below ``-margin`` (hinge, the network's max over its
+  0.96-s windows, as its MIL does). Its gradient is about 100× the mask loss's on avbench
+  pairs (and Adam follows the larger one), so its weight is small (0.01–0.02); with the
+  assessor alone (weight 1 on a toy two-tone problem) nothing is learnt;
+* **mixture consistency** (:func:`overlap_loss`, ``overlap_weight``): the outputs of the two
+  classes plus a residual sum to the mixture (:func:`separate_classes`, the residual what is
+  left); the loss keeps the residual non-negative, i.e. the two masks from claiming more than
+  the mixture holds: ``|X| · relu(m_a + m_b - 1)``.
+
+``init`` starts from an existing network (fine-tuning). The hold-out (every
+``HOLDOUT_EVERY``-th training clip, never trained on) gives fixed mixtures built the same way,
+single-source and pairs; their SDR against the targets is logged (first before any step, so a
+fine-tuned network is compared with where it started), never used to choose a step: the
+weights saved are the last step's.
 """
 
 from __future__ import annotations
@@ -32,19 +50,24 @@ from avscene.train.masknet_data import (
     MIN_ANCHOR_SNR_DB,
     MixOptions,
     MixtureSampler,
+    PairMixture,
+    PairSampler,
     TrainingMixture,
     TrainingPool,
     build_pool,
     decode_manifest,
+    keep_clean_anchors,
     power,
 )
 
 if TYPE_CHECKING:
+    from avscene.hub import LoadedModel
     from avscene.nn.masknet import MaskNet
 
 WARMUP_FRACTION = 0.05  # of the steps, rising to the peak learning rate (one-cycle schedule)
 MIN_WARMUP_STEPS = 2  # OneCycleLR divides by (warm-up steps - 1): a warm-up of exactly one step fails
-SELF_TRAIN_LR_DIVISOR = 3  # the second round's peak learning rate is the first's over this
+SELF_TRAIN_LR_DIVISOR = 3
+SCORER_RMS = 0.1  # outputs are scaled to this RMS (-20 dBFS, the training clips' level) before the assessor scores them  # the second round's peak learning rate is the first's over this
 
 # --------------------------------------------------------------------------- loss
 
@@ -57,6 +80,64 @@ def ideal_mask(mix_mag: torch.Tensor, target_mag: torch.Tensor) -> torch.Tensor:
 def mask_loss(mask: torch.Tensor, mix_mag: torch.Tensor, target_mag: torch.Tensor) -> torch.Tensor:
     """Magnitude-weighted L1 between ``mask`` and :func:`ideal_mask`; zero exactly at the ideal mask."""
     return (mix_mag * (mask - ideal_mask(mix_mag, target_mag)).abs()).sum() / mix_mag.sum().clamp_min(EPS)
+
+
+def overlap_loss(masks: torch.Tensor, mix_mag: torch.Tensor) -> torch.Tensor:
+    """Mixture consistency of the masks (B, K, F, T) of K classes of one mixture (B, F, T): the
+    magnitude-weighted excess ``relu(Σ_k m_k - 1)``; zero when the outputs leave a non-negative residual."""
+    excess = torch.relu(masks.sum(dim=1) - 1)
+    return (mix_mag * excess).sum() / mix_mag.sum().clamp_min(EPS)
+
+
+def assessor_loss(scores: torch.Tensor, present: torch.Tensor, absent: torch.Tensor, *,
+                  margin: float = 0.0) -> torch.Tensor:
+    """The classifier as assessor: hinge on the classifier's scores of separated outputs.
+
+    Args:
+        scores: (B, C) the classifier's score of each output (max over its windows).
+        present: (B,) the class each output was asked for: its score must exceed ``margin``.
+        absent: (B,) the other class of the mixture: its score must stay below ``-margin``.
+
+    Returns:
+        ``mean(relu(margin - s_present) + relu(margin + s_absent))``: zero when every output is
+        classified as its class and not as the other.
+    """
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    return (torch.relu(margin - scores[rows, present]) + torch.relu(margin + scores[rows, absent])).mean()
+
+
+def audio_scorer(loaded: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Differentiable class scores of waveforms (B, L) by the checkpoint's audio network, frozen:
+    log-mel (:func:`avscene.dsp.mel.log_mel_torch`), 0.96-s windows at 50 % overlap, the max over
+    windows of each class's score (B, C)."""
+    from avscene.dsp.mel import log_mel_torch
+
+    cfg, model = loaded.preprocess, loaded.model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        mel = log_mel_torch(x.float(), cfg=cfg)  # (B, frames, mels)
+        if mel.shape[1] < cfg.patch_frames:
+            mel = torch.nn.functional.pad(mel, (0, 0, 0, cfg.patch_frames - mel.shape[1]), value=math.log(cfg.log_offset))
+        patches = mel.unfold(1, cfg.patch_frames, cfg.patch_hop).transpose(2, 3)  # (B, P, 96, mels)
+        if cfg.band_norm:
+            patches = patches - patches.mean(dim=(1, 2), keepdim=True)
+        B, P = patches.shape[:2]
+        s = model.score_audio_patches(patches.reshape(B * P, *patches.shape[2:]))
+        return s.reshape(B, P, -1).amax(dim=1)
+
+    return score
+
+
+def separate_classes(net: MaskNet, mixture: torch.Tensor, class_indices: Sequence[int],
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outputs (K, L) of ``net`` for each class of ``class_indices`` in ``mixture`` (L,) and the
+    residual (L,) ``mixture - Σ outputs``: outputs plus residual are the mixture."""
+    idx = torch.as_tensor(list(class_indices))
+    outputs = apply_mask(net, mixture[None].expand(len(idx), -1), idx)
+    return outputs, mixture - outputs.sum(dim=0)
 
 
 def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -84,6 +165,11 @@ class MaskNetTrainOptions:
     mix: MixOptions = field(default_factory=MixOptions)
     self_train_steps: int = 0  # steps of a second, self-trained round (0: none); see second_round
     min_anchor_snr_db: float | None = MIN_ANCHOR_SNR_DB  # anchors' least estimated SNR (None: keep all)
+    pair_fraction: float = 0.0  # share of each batch that is two-clip pairs (both classes queried)
+    assessor_weight: float = 0.0  # weight of the classifier-as-assessor loss on the pairs
+    overlap_weight: float = 0.0  # weight of the mixture-consistency loss on the pairs
+    assessor_margin: float = 0.0  # the assessor's hinge margin
+    fine_tune: bool = False  # start from the checkpoint's mask network (train_mask_net_for)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "hidden", "blocks", "log_every", "eval_every"):
@@ -94,6 +180,15 @@ class MaskNetTrainOptions:
             raise UsageError("self_train_steps and holdout_mixtures must be >= 0")
         if not (math.isfinite(self.lr) and self.lr >= 0):
             raise UsageError(f"the learning rate must be finite and >= 0, got {self.lr}")
+        if not 0.0 <= self.pair_fraction <= 1.0:
+            raise UsageError(f"pair_fraction must be in [0, 1], got {self.pair_fraction}")
+        if min(self.assessor_weight, self.overlap_weight) < 0:
+            raise UsageError("assessor_weight and overlap_weight must be >= 0")
+
+    @property
+    def pairs_per_batch(self) -> int:
+        """Two-clip pairs in each batch (each is two queries); the rest are single-source mixtures."""
+        return int(round(self.batch * self.pair_fraction))
 
     def second_round(self) -> MaskNetTrainOptions | None:
         """The self-training round's options: ``self_train_steps`` steps at a third of the peak
@@ -145,16 +240,58 @@ def holdout_score(net: MaskNet, mixtures: Sequence[TrainingMixture], labels: Seq
     return {"sdr": float(np.mean(est)), "mixture_sdr": float(np.mean(base)), "n": len(est)}
 
 
+def pair_holdout_score(net: MaskNet, pairs: Sequence[PairMixture], labels: Sequence[str]) -> dict[str, float]:
+    """Mean SDR (dB) of the network's output for each class of each pair against its clip's segment,
+    and of the mixture itself."""
+    was = net.training
+    net.eval()
+    est, base = [], []
+    with torch.no_grad():
+        for x in pairs:
+            out, _ = separate_classes(net, torch.from_numpy(x.mixture), [list(labels).index(c) for c in x.labels])
+            est += [snr_db(o, t) for o, t in zip(out.numpy(), x.sources)]
+            base += [snr_db(x.mixture, t) for t in x.sources]
+    net.train(was)
+    return {"sdr": float(np.mean(est)), "mixture_sdr": float(np.mean(base)), "n": len(est)}
+
+
+def _pair_losses(net: MaskNet, mixture: torch.Tensor, sources: torch.Tensor, classes: torch.Tensor,
+                 scorer: Callable[[torch.Tensor], torch.Tensor] | None, opts: MaskNetTrainOptions,
+                 ) -> dict[str, torch.Tensor]:
+    """The losses of a batch of pairs: mixture (P, L), sources (P, 2, L), classes (P, 2)."""
+    from avscene.dsp.stft import istft
+
+    P, L = mixture.shape
+    X, mag = _stft_mag(mixture, net.cfg.n_fft, net.cfg.hop)  # (P, F, T)
+    F, T = mag.shape[1:]
+    idx = classes.reshape(2 * P)
+    masks = net(mag[:, None].expand(P, 2, F, T).reshape(2 * P, F, T), idx)  # (2P, F, T)
+    _, tmag = _stft_mag(sources.reshape(2 * P, L), net.cfg.n_fft, net.cfg.hop)
+    out = {"mask": mask_loss(masks, mag.repeat_interleave(2, dim=0), tmag),
+           "overlap": overlap_loss(masks.reshape(P, 2, F, T), mag)}
+    if scorer is not None and opts.assessor_weight > 0:
+        est = istft(masks * X.repeat_interleave(2, dim=0), length=L, n_fft=net.cfg.n_fft, hop=net.cfg.hop)
+        est = est / est.pow(2).mean(dim=1, keepdim=True).clamp_min(EPS).sqrt() * SCORER_RMS  # the clips' level
+        out["assessor"] = assessor_loss(scorer(est), idx, classes.flip(1).reshape(2 * P), margin=opts.assessor_margin)
+    return out
+
+
 def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Sequence[str],
                     opts: MaskNetTrainOptions = MaskNetTrainOptions(), *, log_path: Path | None = None,
-                    teacher: MaskNet | None = None,
+                    teacher: MaskNet | None = None, init: MaskNet | None = None,
+                    pair_pool: TrainingPool | None = None, pair_holdout: TrainingPool | None = None,
+                    scorer: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     progress: Callable[[int, int, float], None] | None = None) -> tuple[MaskNet, dict]:
     """Train a :class:`~avscene.nn.masknet.MaskNet` on mixtures drawn from ``pool`` (one round).
 
     With a ``teacher`` (self-training, a second round): the network starts from the teacher's
     weights, and each target segment is first cleaned by the teacher (its estimate of the
     target's class in the target segment alone), so the anchor's own background that the
-    teacher removes is no longer asked for.
+    teacher removes is no longer asked for. With ``init`` it starts from those weights.
+
+    With ``opts.pair_fraction``, that share of each batch is pairs of two clips drawn from
+    ``pair_pool`` (default ``pool``; hold-out pairs from ``pair_holdout``, default ``holdout``),
+    scored by ``scorer`` (:func:`audio_scorer`) for the assessor loss.
 
     Returns:
         The network (eval mode, last step's weights) and a summary for ``config.json``:
@@ -165,17 +302,28 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     net = MaskNet(MaskNetConfig(num_classes=len(labels), hidden=opts.hidden, blocks=opts.blocks))
+    for what, start in (("teacher", teacher), ("starting network", init)):
+        if start is not None:
+            if start.cfg != net.cfg:
+                raise UsageError(f"the {what}'s shape {start.cfg} differs from the options' {net.cfg}")
+            net.load_state_dict(start.state_dict())
     if teacher is not None:
-        if teacher.cfg != net.cfg:
-            raise UsageError(f"the teacher's shape {teacher.cfg} differs from the options' {net.cfg}")
-        net.load_state_dict(teacher.state_dict())
         teacher.eval()
-    sampler = MixtureSampler(pool, labels, opts.mix)
+    n_pair = opts.pairs_per_batch
+    n_single = opts.batch - n_pair
+    sampler = MixtureSampler(pool, labels, opts.mix) if n_single else None
+    pairs = PairSampler(pair_pool or pool, labels, opts.mix) if n_pair else None
     fixed: list[TrainingMixture] = []
+    fixed_pairs: list[PairMixture] = []
     if holdout is not None and holdout.anchors:
         hs = MixtureSampler(holdout, labels, opts.mix)
         hrng = np.random.default_rng(10_000 + opts.seed)
         fixed = [hs.sample(hrng) for _ in range(opts.holdout_mixtures)]
+    held_pairs = pair_holdout or holdout
+    if n_pair and held_pairs is not None and len(held_pairs.heard_anchors()) >= 2:
+        hp = PairSampler(held_pairs, labels, opts.mix)
+        hrng = np.random.default_rng(20_000 + opts.seed)
+        fixed_pairs = [hp.sample(hrng) for _ in range(opts.holdout_mixtures // 2)]
     optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=opts.steps,
                                                 pct_start=warmup_fraction(opts.steps))
@@ -190,16 +338,33 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
 
     record({"event": "start", "parameters": num_parameters(net), "pool": pool.summary(),
             "options": asdict(opts)})
+
+    def evaluate(step: int) -> None:
+        if fixed:
+            record({"step": step, "holdout": holdout_score(net, fixed, labels)})
+        if fixed_pairs:
+            record({"step": step, "holdout_pairs": pair_holdout_score(net, fixed_pairs, labels)})
+
+    if init is not None:
+        evaluate(0)  # where a fine-tuning starts from, on the same mixtures
     net.train()
     try:
         for step in range(1, opts.steps + 1):
-            m, t, c = sampler.batch(rng, opts.batch)
-            if teacher is not None:
-                with torch.no_grad():
-                    t = apply_mask(teacher, t, c)
-            X, mag = _stft_mag(m, net.cfg.n_fft, net.cfg.hop)
-            _, tmag = _stft_mag(t, net.cfg.n_fft, net.cfg.hop)
-            loss = mask_loss(net(mag, c), mag, tmag)
+            parts: dict[str, torch.Tensor] = {}
+            if sampler is not None:
+                m, t, c = sampler.batch(rng, n_single)
+                if teacher is not None:
+                    with torch.no_grad():
+                        t = apply_mask(teacher, t, c)
+                X, mag = _stft_mag(m, net.cfg.n_fft, net.cfg.hop)
+                _, tmag = _stft_mag(t, net.cfg.n_fft, net.cfg.hop)
+                parts["single"] = mask_loss(net(mag, c), mag, tmag)
+            if pairs is not None:
+                pm, ps, pc = pairs.batch(rng, n_pair)
+                for k, v in _pair_losses(net, pm, ps, pc, scorer, opts).items():
+                    parts["pair_" + k] = v
+            loss = (n_single * parts.get("single", 0.0) + n_pair * parts.get("pair_mask", 0.0)) / opts.batch \
+                + opts.overlap_weight * parts.get("pair_overlap", 0.0) + opts.assessor_weight * parts.get("pair_assessor", 0.0)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -209,9 +374,10 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
             running = 0.98 * running + 0.02 * value if step > 1 else value
             if step % opts.log_every == 0 or step == opts.steps:
                 record({"step": step, "loss": round(running, 5), "lr": sched.get_last_lr()[0],
+                        **{k: round(v.item(), 5) for k, v in parts.items()},
                         "elapsed_s": round(time.monotonic() - started, 1)})
-            if fixed and (step % opts.eval_every == 0 or step == opts.steps):
-                record({"step": step, "holdout": holdout_score(net, fixed, labels)})
+            if step % opts.eval_every == 0 or step == opts.steps:
+                evaluate(step)
             if progress:
                 progress(step, opts.steps, running)
     finally:
@@ -219,9 +385,16 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
             log.close()
     net.eval()
     final = next((h["holdout"] for h in reversed(history) if "holdout" in h), None)
+    final_pairs = next((h["holdout_pairs"] for h in reversed(history) if "holdout_pairs" in h), None)
     summary = {"rounds": 1 if teacher is None else 2, "steps": opts.steps, "batch": opts.batch, "lr": opts.lr, "seed": opts.seed,
                "mix": asdict(opts.mix), "train_seconds": round(time.monotonic() - started, 1),
                "pool": pool.summary(), "holdout": final}
+    if n_pair:
+        summary.update(pairs={"fraction": opts.pair_fraction, "assessor_weight": opts.assessor_weight,
+                              "overlap_weight": opts.overlap_weight, "assessor_margin": opts.assessor_margin},
+                       holdout_pairs=final_pairs)
+    if init is not None:
+        summary["fine_tuned_from"] = "the checkpoint's mask network"
     return net, summary
 
 
@@ -252,12 +425,25 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
         raise UsageError(f"the model {model_folder} has no audio network to choose the anchors with")
     step = (lambda what: (lambda d, n: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
     train, held = decode_manifest(manifest, progress=step("decoding"))
-    pool = build_pool(train, loaded, min_snr_db=min_snr_db, progress=step("anchors"))
-    holdout = build_pool(held, loaded, min_snr_db=min_snr_db, progress=step("hold-out anchors"))
+    raw = build_pool(train, loaded, min_snr_db=None, progress=step("anchors"))
+    raw_held = build_pool(held, loaded, min_snr_db=None, progress=step("hold-out anchors"))
+    pool, holdout = (raw, raw_held) if min_snr_db is None else \
+        (keep_clean_anchors(raw, min_snr_db), keep_clean_anchors(raw_held, min_snr_db))
+    init = None
+    if opts.fine_tune:
+        from avscene.hub import read_config
+        from avscene.separation.checkpoint import load_mask_net
+
+        init = load_mask_net(Path(model_folder), read_config(model_folder), loaded.labels)
+        if init is None:
+            raise UsageError(f"--fine-tune: the model {model_folder} has no mask network to start from")
+    scorer = audio_scorer(loaded) if opts.pairs_per_batch and opts.assessor_weight > 0 else None
     bar = (lambda what: (lambda d, n, _loss: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
-    net, summary = train_mask_net(pool, holdout, loaded.labels, opts, log_path=log_path, progress=bar("training"))
+    net, summary = train_mask_net(pool, holdout, loaded.labels, opts, log_path=log_path, init=init, pair_pool=raw,
+                                  pair_holdout=raw_held, scorer=scorer, progress=bar("training"))
     if self_train is not None:
         net, second = train_mask_net(pool, holdout, loaded.labels, self_train, log_path=log_path, teacher=net,
+                                      pair_pool=raw, pair_holdout=raw_held, scorer=scorer,
                                       progress=bar("self-training"))
         summary = {**second, "first_round": summary,
                    "train_seconds": round(summary["train_seconds"] + second["train_seconds"], 1)}
@@ -266,5 +452,6 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
     return save_mask_net(model_folder, net, summary), summary
 
 
-__all__ = ["MaskNetTrainOptions", "apply_mask", "holdout_score", "ideal_mask", "mask_loss", "snr_db",
-           "train_mask_net", "train_mask_net_for", "warmup_fraction"]
+__all__ = ["MaskNetTrainOptions", "apply_mask", "assessor_loss", "audio_scorer", "holdout_score", "ideal_mask",
+           "mask_loss", "overlap_loss", "pair_holdout_score", "separate_classes", "snr_db", "train_mask_net",
+           "train_mask_net_for", "warmup_fraction"]

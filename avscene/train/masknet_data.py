@@ -29,6 +29,15 @@ avscene's (a training clip's ``labels.csv`` row). Mix-and-separate (Zhao et al.,
    (Subtracting the anchor's own background spectrum from the target instead was
    measured worse: it over-suppresses the target; it was removed.)
 
+4. **Two classes at once** (:class:`PairSampler`, ``MaskNetTrainOptions.pair_fraction``):
+   mix-and-separate of two training clips with disjoint label sets (Zhao et al. 2018): a
+   segment where clip A's class is active and one where clip B's is, at a random A-to-B
+   ratio (``MixOptions.snr_pair``), with a background-only segment of a third clip at
+   ``background_prob``. Both segments, as they are in the mixture, are targets: queried with
+   A's class the network must return A's segment, with B's class B's. The segments come from
+   every single-label clip the audio network hears (all anchors, not only the cleanest),
+   since their own recordings are the targets.
+
 The hold-out is every ``HOLDOUT_EVERY``-th training clip (:func:`decode_manifest`).
 """
 
@@ -36,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +64,7 @@ QUIET_LEVEL = 0.15  # at or below which the window holds background only
 MIN_SCORE_RANGE = 0.5  # clips whose window scores vary less than this (score units) are skipped
 MIN_ANCHOR_SNR_DB = 10.0  # anchors whose estimated event-to-background ratio is lower are not used ...
 MIN_ANCHOR_SECONDS = 20.0  # ... unless a class would be left with less than this (its cleanest are kept)
+HEARD_SCORE = 0.0  # a clip's label is heard when a window scores it above this (the hinge's decision)
 HOLDOUT_EVERY = 10  # every 10th training clip (manifest order) is held out
 EPS = 1e-8
 
@@ -131,6 +141,21 @@ class TrainingPool:
     names: list[str]  # clip file names, for the log
     anchors: dict[str, list[Segment]]  # class -> segments where it is active (single-label clips)
     background: list[Segment]  # segments where nothing of the clip's labels is active
+    labels: list[tuple[str, ...]] = field(default_factory=list)  # each clip's labels (empty: unknown)
+    heard: list[bool] = field(default_factory=list)  # whether the audio network hears each clip's label
+
+    def heard_anchors(self) -> dict[str, list[Segment]]:
+        """The anchors of the clips whose label the audio network hears (all of them when unknown)."""
+        if not self.heard:
+            return self.anchors
+        out = {c: [s for s in segs if self.heard[s.clip]] for c, segs in self.anchors.items()}
+        return {c: v for c, v in out.items() if v}
+
+    def label_set(self, clip: int) -> frozenset[str]:
+        """The labels of clip ``clip``: its own, else those of the anchors it holds."""
+        if clip < len(self.labels):
+            return frozenset(self.labels[clip])
+        return frozenset(c for c, segs in self.anchors.items() if any(s.clip == clip for s in segs))
 
     def summary(self) -> dict[str, object]:
         sr = SAMPLE_RATE
@@ -176,7 +201,8 @@ def keep_clean_anchors(pool: TrainingPool, min_snr_db: float = MIN_ANCHOR_SNR_DB
             seconds += a.length / SAMPLE_RATE
         if keep:
             anchors[c] = sorted(keep, key=lambda a: (a.clip, a.start))
-    return TrainingPool(audio=pool.audio, names=pool.names, anchors=anchors, background=pool.background)
+    return TrainingPool(audio=pool.audio, names=pool.names, anchors=anchors, background=pool.background,
+                        labels=pool.labels, heard=pool.heard)
 
 
 def window_scores(audio: np.ndarray, loaded: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +226,7 @@ def build_pool(clips: Sequence[tuple[str, np.ndarray, tuple[str, ...]]], loaded:
     Clips with two labels are not used: which of the two is active in a window is what
     the weak detector is least sure of, and a wrong anchor teaches the wrong class.
     """
-    pool = TrainingPool(audio=[], names=[], anchors={}, background=[])
+    pool = TrainingPool(audio=[], names=[], anchors={}, background=[], labels=[], heard=[])
     for i, (name, audio, labels) in enumerate(clips):
         if len(labels) == 1:
             s, times = window_scores(audio, loaded)
@@ -210,6 +236,8 @@ def build_pool(clips: Sequence[tuple[str, np.ndarray, tuple[str, ...]]], loaded:
                 k = len(pool.audio)
                 pool.audio.append(audio.astype(np.float32))
                 pool.names.append(name)
+                pool.labels.append(tuple(labels))
+                pool.heard.append(bool(s[:, loaded.labels.index(labels[0])].max() > HEARD_SCORE))
                 pool.anchors.setdefault(labels[0], []).extend(Segment(k, a, min(b, len(audio))) for a, b in act)
                 pool.background.extend(Segment(k, a, min(b, len(audio))) for a, b in quiet)
         if progress:
@@ -232,6 +260,7 @@ class MixOptions:
     level_db: tuple[float, float] = (-30.0, -10.0)  # RMS of the mixture, dBFS
     speed: float = 0.06  # per-source resampling factor in [1 - speed, 1 + speed]
     eq_db: float = 9.0  # per-source random equaliser within ±eq_db (0: off)
+    snr_pair: tuple[float, float] = (-6.0, 6.0)  # pairs: clip A's segment over clip B's, dB
 
 
 def power(x: np.ndarray) -> float:
@@ -339,6 +368,71 @@ class MixtureSampler:
                 torch.tensor([self.labels.index(x.label) for x in items]))
 
 
+@dataclass(frozen=True)
+class PairMixture:
+    """Two clips' segments mixed (and a background): each segment is the target of its class."""
+
+    mixture: np.ndarray  # (L,) float32
+    sources: np.ndarray  # (2, L) float32: clip A's and clip B's segments as they are in the mixture
+    labels: tuple[str, str]  # the class of each
+    clips: tuple[int, int]  # their clips in the pool
+    background: bool  # whether a background-only segment was added (it is in neither target)
+
+
+class PairSampler:
+    """Draws :class:`PairMixture` s: two classes, then an active segment of each from clips with
+    disjoint label sets (see the module docstring, item 4)."""
+
+    def __init__(self, pool: TrainingPool, labels: Sequence[str], opts: MixOptions = MixOptions()) -> None:
+        self.pool, self.labels, self.opts = pool, list(labels), opts
+        self.anchors = pool.heard_anchors()
+        self.classes = [c for c in self.labels if self.anchors.get(c)]
+        if len(self.classes) < 2:
+            raise UsageError("mix-and-separate of two clips needs anchors of at least two classes")
+        self.length = int(round(opts.segment_seconds * SAMPLE_RATE))
+
+    def _piece(self, seg: Segment, rng: np.random.Generator) -> np.ndarray:
+        return _perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), rng, self.opts)
+
+    def _segment(self, label: str, rng: np.random.Generator, avoid: frozenset[str] = frozenset(),
+                 ) -> Segment | None:
+        segs = [s for s in self.anchors[label] if not (self.pool.label_set(s.clip) & avoid)] if avoid \
+            else self.anchors[label]
+        return segs[int(rng.integers(len(segs)))] if segs else None
+
+    def sample(self, rng: np.random.Generator) -> PairMixture:
+        o = self.opts
+        while True:
+            a, b = (self.classes[int(i)] for i in rng.choice(len(self.classes), size=2, replace=False))
+            sa = self._segment(a, rng)
+            assert sa is not None
+            sb = self._segment(b, rng, avoid=self.pool.label_set(sa.clip) | {a})
+            if sb is not None:
+                break
+        xa, xb = self._piece(sa, rng), self._piece(sb, rng)
+        if power(xa) <= 0 or power(xb) <= 0:  # pragma: no cover - a digitally silent anchor
+            return self.sample(rng)
+        gb = math.sqrt(power(xa) / (power(xb) * 10 ** (rng.uniform(*o.snr_pair) / 10)))
+        sources = np.stack([xa, xb * gb]).astype(np.float64)
+        m = sources.sum(axis=0)
+        background = bool(o.background_prob > 0 and self.pool.background and rng.random() < o.background_prob)
+        if background:
+            bgs = [s for s in self.pool.background if s.clip not in (sa.clip, sb.clip)] or self.pool.background
+            bg = self._piece(bgs[int(rng.integers(len(bgs)))], rng).astype(np.float64)
+            if power(bg) > 0:
+                m = m + bg * math.sqrt(power(m) / (power(bg) * 10 ** (rng.uniform(*o.snr_background) / 10)))
+        g = math.sqrt(10 ** (rng.uniform(*o.level_db) / 10) / max(power(m), EPS))
+        return PairMixture((m * g).astype(np.float32), (sources * g).astype(np.float32), (a, b),
+                           (sa.clip, sb.clip), background)
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` pairs: mixture (n, L), sources (n, 2, L) and their class indices (n, 2)."""
+        items = [self.sample(rng) for _ in range(n)]
+        return (torch.from_numpy(np.stack([x.mixture for x in items])),
+                torch.from_numpy(np.stack([x.sources for x in items])),
+                torch.tensor([[self.labels.index(c) for c in x.labels] for x in items]))
+
+
 def decode_manifest(manifest: str | Path, *, progress: Callable[[int, int], None] | None = None,
                     ) -> tuple[list[tuple[str, np.ndarray, tuple[str, ...]]], list[tuple[str, np.ndarray, tuple[str, ...]]]]:
     """The clips of a training ``labels.csv``, decoded (16 kHz mono): ``(train, holdout)``."""
@@ -355,6 +449,7 @@ def decode_manifest(manifest: str | Path, *, progress: Callable[[int, int], None
     return train, held
 
 
-__all__ = ["ACTIVE_LEVEL", "HOLDOUT_EVERY", "MIN_ANCHOR_SNR_DB", "MixOptions", "MixtureSampler", "QUIET_LEVEL",
+__all__ = ["ACTIVE_LEVEL", "HOLDOUT_EVERY", "MIN_ANCHOR_SNR_DB", "MixOptions", "MixtureSampler", "PairMixture",
+           "PairSampler", "QUIET_LEVEL",
            "SAMPLE_RATE", "Segment", "TrainingMixture", "TrainingPool", "activity_runs", "anchor_snr_db", "build_pool",
            "crop", "decode_manifest", "keep_clean_anchors", "mix", "power", "window_scores"]

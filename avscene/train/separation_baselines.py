@@ -41,6 +41,11 @@ magnitude and resynthesise with Wiener-like masks of the complex mixture STFT
 
 * **Mixture**: the mixture itself (:func:`mixture_estimate`).
 
+* **Ideal ratio mask** (the oracle of the two-source evaluation, :func:`irm_estimate`):
+  ``|S| / (|S| + |R|)`` on the separation STFT of the mixture, ``S`` the true source and
+  ``R = x - S`` the true rest (Wang's IRM with exponent 1): an upper bound of every
+  method that masks this STFT, as avscene's do.
+
 * **Oracle**: component ``k`` of the same NMF goes to the source iff its
   masked track correlates more with the true source than with the true rest,
   ``<t_k, s> > <t_k, x - s>``; binary weights, the same resynthesis. It uses
@@ -54,7 +59,7 @@ import numpy as np
 import torch
 
 from avscene.dsp.mel import mel_filterbank
-from avscene.dsp.stft import SAMPLE_RATE, STFTOptions
+from avscene.dsp.stft import SAMPLE_RATE, STFTOptions, istft, stft
 from avscene.proposals.nmf import NMFTracks
 from avscene.separation.ranking import reconstruct
 
@@ -144,3 +149,14 @@ def oracle_estimate(dec: NMFTracks, reference: np.ndarray, mixture: np.ndarray, 
     w = torch.as_tensor(oracle_weights(dec.tracks, reference, mixture), dtype=dec.W.dtype, device=dec.W.device)
     src, _ = reconstruct(dec.W, dec.H, dec.X, w, length=dec.tracks.shape[1], stft_opts=stft_opts)
     return src.cpu().numpy().astype(np.float32)
+
+
+def irm_estimate(mixture: np.ndarray, reference: np.ndarray, *, stft_opts: STFTOptions = STFTOptions()) -> np.ndarray:
+    """The ideal ratio mask's source: ``istft(|S| / (|S| + |R|) ⊙ X)``, ``R = x - s``. (N,) float32."""
+    so = stft_opts
+    x = torch.as_tensor(np.asarray(mixture, dtype=np.float64))
+    s = torch.as_tensor(np.asarray(reference, dtype=np.float64))
+    X, S, R = (stft(v, n_fft=so.n_fft, hop=so.hop, window=so.window) for v in (x, s, x - s))
+    mask = S.abs() / (S.abs() + R.abs()).clamp_min(1e-12)
+    out = istft(mask * X, length=len(x), n_fft=so.n_fft, hop=so.hop, window=so.window)
+    return out.cpu().numpy().astype(np.float32)
