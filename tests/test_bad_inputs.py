@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -136,6 +136,9 @@ def check_ok(r: Run, path: Path, *, warning: str | None = None) -> dict:
     (res,) = r.results()
     res = res.get("classification", res)  # localize nests the classify record
     assert res["file"] == str(path)
+    # the tiny model predicts nothing, so `separate --label` warns that the label is not predicted: a
+    # warning about the model's decision, not the input (tests/test_separate.py checks it)
+    r = replace(r, err_lines=[line for line in r.err_lines if "is not predicted in this file" not in line])
     assert all(line.startswith(f"avscene: warning: {path}: ") for line in r.err_lines), r.err_lines
     assert len(set(r.err_lines)) == len(r.err_lines), f"repeated warning lines: {r.err_lines}"
     if warning is None:

@@ -297,7 +297,7 @@ def test_input_rate_long_file_keeps_length_and_adds_up(loaded, tmp_path: Path) -
 def test_silent_stretches_give_one_merged_warning(loaded, tmp_path: Path) -> None:
     path = tmp_path / "silence.wav"
     sf.write(path, np.zeros(20 * SR, dtype=np.float32), SR, subtype="PCM_16")
-    r = separate_file(path, loaded, LONG).result
+    r = separate_file(path, loaded, dataclasses.replace(LONG, check_label=False)).result  # only the NMF's warning
     assert len(r.chunks) == 3
     assert r.warnings == ("0.0-20.0 s: every NMF component scored the same for this class, so the "
                           "source there is the unchanged mixture",)

@@ -102,7 +102,7 @@ def evaluate_sep_cmd(
                                               "--model folder: record the method with the best mean SDR "
                                               "on the hold-out (one and two sources together) as the "
                                               "model's default (separate/report --method auto).")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="With --pairs: only these methods "
+    only: Annotated[Optional[list[str]], typer.Option("--only", metavar="METHOD", help="With --pairs: only these methods "
                                                       "(repeatable; default every one the model carries).")] = None,
     json_out: ReportJsonOutOpt = None,
     json_flag: ReportJsonOpt = False,
