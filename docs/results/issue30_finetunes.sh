@@ -1,8 +1,8 @@
 #!/bin/bash
 # Issue 30 (where and when), training side: short fine-tunes of the bundled model (6 epochs; 3 for
 # splice_events, for the CPU time left that day), the bundled recipe (docs/results/README.md, recipe `dense`;
-# run "dense", 8 epochs) with one change each. hide_floor ran (docs/results/hide_floor); splice_events
-# waited for the shared CPU until the session's end and has not run yet. Every run is
+# run "dense", 8 epochs) with one change each. hide_floor ran (docs/results/hide_floor); splice_events ran
+# too (docs/results/splice_events). Every run is
 # calibrated on the training hold-out (decision threshold after training, then heard / seen
 # thresholds with `avscene calibrate`) and evaluated on val and val_shift (with per-class box figures,
 # docs/results/per_class_boxes.py); nothing is chosen on them.
