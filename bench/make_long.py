@@ -1,7 +1,7 @@
 """Write a long synthetic video for memory benchmarks (not a test; media is never committed).
 
-    python bench/make_long.py /work/tmp_long/long_60min.mp4 --minutes 60
-    python bench/make_long.py /work/tmp_long/long_10min.mp4 --minutes 10
+    python bench/make_long.py long/long_60min.mp4 --minutes 60
+    python bench/make_long.py long/long_10min.mp4 --minutes 10
 
 H.264 (x264 ultrafast, yuv420p) at a low frame rate (default 2 fps: 7,200 frames an hour,
 so an hour encodes in a few minutes on 2 cores) at 1280x720, with AAC audio (default

@@ -1,6 +1,6 @@
 """Visual proposal methods compared on avbench ground truth (not a test).
 
-    python bench/proposals.py /work/shared/avbench/val [--clips 100] [--json out.json]
+    python bench/proposals.py ../shared/avbench/val [--clips 100] [--json out.json]
 
 For each clip: frames sampled as the model sees them (1 fps, mid-second), then per method
 the proposal time per frame and the recall at IoU 0.5: the fraction of (frame, visible object)

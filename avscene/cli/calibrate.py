@@ -11,7 +11,7 @@ from avscene.cli._options import ThreadsOpt, uses_threads
 
 EPILOG = """Examples:
 
-  avscene calibrate models/avscene-av-small /work/shared/avbench/train/labels.csv
+  avscene calibrate models/avscene-av-small ../shared/avbench/train/labels.csv
 
   avscene calibrate runs/av --dry-run
 """
