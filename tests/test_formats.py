@@ -194,6 +194,10 @@ def test_cli_refuses_with_one_line_and_any_format_opt_out(tmp_path, tiny_model_d
     assert len(err) == 1 and "unsupported container 'h263'" in err[0], r.stderr
     r = runner.invoke(app, ["classify", str(path), "-m", str(tiny_model_dir), "--json", "--any-format"])
     assert "unsupported container" not in r.stderr
+    # lifted, the probe's verdict stands: random bytes that FFmpeg calls raw H.263 decode to nothing
+    # usable, which is a failed input (exit 1, one line naming it), not a usage error or a crash
+    assert r.exit_code == 1, r.stderr
+    assert len([line for line in r.stderr.splitlines() if str(path) in line]) == 1, r.stderr
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:

@@ -196,7 +196,7 @@ def test_cli_refuses_a_bad_noise_spec_before_loading_any_model(tmp_path, capsys)
 
     code = main(["evaluate", str(tmp_path / "labels.csv"), "--model", str(tmp_path / "none"),
                  "--add-noise", "siren:0"])
-    assert code != 0 and "unknown noise family 'siren'" in capsys.readouterr().err
+    assert code == 2 and "unknown noise family 'siren'" in capsys.readouterr().err  # a usage error
 
 
 def test_pure_noise_clips_without_add_noise_is_refused(tiny_model_dir, tmp_path):
