@@ -15,13 +15,17 @@ from avscene.checkpoint.format import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read
 from avscene.checkpoint.load import load_pretrained
 
 
+def _separation_entry(folder: Path) -> dict | None:
+    """The ``separation`` entry of ``folder``'s ``config.json`` (None: no entry, or no file yet)."""
+    return read_config(folder).get("separation") if (folder / CONFIG_NAME).is_file() else None
+
+
 def _copy_classifier(run: Path, folder: Path, *, keep_separation: bool) -> tuple[dict, bool]:
     """Copy ``run``'s weights and ``config.json`` into ``folder``; with ``keep_separation``, the
     ``separation`` entry of ``folder``'s old config (and so the files it declares) is kept and the
     folder is loaded strictly to check that they still fit. Returns the new config and whether a
     separation entry was kept."""
-    old = folder / CONFIG_NAME
-    kept = (read_config(folder).get("separation") if keep_separation and old.is_file() else None)
+    kept = _separation_entry(folder) if keep_separation else None
     cfg = read_config(run)
     shutil.copyfile(run / WEIGHTS_NAME, folder / WEIGHTS_NAME)
     if kept:
