@@ -310,6 +310,60 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def defined_names(source: str) -> set[str]:
+    """The names a module defines at its top level (functions, classes, assignments, imports), also
+    inside top-level ``if`` / ``try`` blocks."""
+    names: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            for field in ("body", "orelse", "finalbody"):
+                if isinstance(node, (ast.If, ast.Try)) and getattr(node, field, None):
+                    visit(getattr(node, field))
+            if isinstance(node, ast.Try):
+                for handler in node.handlers:
+                    visit(handler.body)
+
+    visit(ast.parse(source).body)
+    return names
+
+
+def missing_names(modules: dict[str, Path], sources: dict[str, str] | None = None) -> list[str]:
+    """``from avscene.x import y`` anywhere (lazy imports included) where ``y`` is neither a module nor
+    defined in ``avscene.x``: an import that fails only when its line runs."""
+    read = (lambda m: sources[m]) if sources is not None else (lambda m: modules[m].read_text())
+    defined = {m: defined_names(read(m)) for m in modules}
+    bad = []
+    for name, path in modules.items():
+        tree = ast.parse(read(name))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = _absolute(node, name, path.name == "__init__.py")
+            if base not in modules:
+                continue
+            bad += [f"{name} line {node.lineno}: {base}.{a.name}" for a in node.names
+                    if a.name != "*" and f"{base}.{a.name}" not in modules and a.name not in defined[base]]
+    return bad
+
+
+def test_every_imported_name_exists():
+    """A lazy ``from avscene.x import y`` of a name that was removed or moved fails when its line runs
+    (``evaluate-separation --set-default`` did): every such import names something that exists."""
+    assert not missing_names(MODULES), "\n".join(missing_names(MODULES))
+    fake = {"avscene.fake_a": Path("a.py"), "avscene.fake_b": Path("b.py")}
+    sources = {"avscene.fake_a": "X = 1\nif True:\n    def g(): pass\n",
+               "avscene.fake_b": "def f():\n    from avscene.fake_a import X, g, gone\n"}
+    assert missing_names(fake, sources) == ["avscene.fake_b line 2: avscene.fake_a.gone"]
+
+
 def test_no_import_cycles_lazy_imports_included():
     found = cycles(import_graph(MODULES))
     assert not found, "import cycles (lazy imports count too):\n" + "\n".join("  " + " <-> ".join(c) for c in found)
