@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hubserver import HubServer, use_endpoint
 from safetensors.torch import load_file, save_file
 
-from avscene.errors import CheckpointError, ConfigError, UsageError
 from avscene.checkpoint.card import card_text
 from avscene.checkpoint.format import (
     CARD_NAME,
@@ -30,7 +30,7 @@ from avscene.checkpoint.format import (
 )
 from avscene.checkpoint.load import load_pretrained, save_pretrained
 from avscene.checkpoint.resolve import resolve
-from hubserver import HubServer, use_endpoint
+from avscene.errors import CheckpointError, ConfigError, UsageError
 from avscene.testing.models import tiny_checkpoint, tiny_config, tiny_input, tiny_model, tiny_preprocess
 
 REPO = "avscene-test/tiny"
