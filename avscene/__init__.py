@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = ["classify", "load_model", "localize", "separate", "__version__"]
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.results import ClassifyResult, LocalizeResult
     from avscene.separation.registry import MethodName
     from avscene.tasks.separate import Separation
@@ -41,7 +41,7 @@ def load_model(model: str | Path | None = None, *, revision: str | None = None, 
 
 
 def _model(model: ModelLike) -> LoadedModel:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
     return model if isinstance(model, LoadedModel) else load_model(model)
 

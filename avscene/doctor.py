@@ -209,12 +209,11 @@ def check_bundled_model(model: str | None = None) -> Check:
     except AvsceneError as e:
         return Check("model", False, str(e), fix)
     try:
-        from avscene.hub import load_pretrained
-        from avscene.separation.checkpoint import with_parts
+        from avscene.checkpoint.load import load_pretrained
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            loaded = with_parts(load_pretrained(str(path), device="cpu"))
+            loaded = load_pretrained(str(path), device="cpu")
     except AvsceneError as e:
         return Check("model", False, f"{path}: {e}", fix)
     cfg = loaded.config

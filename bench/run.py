@@ -105,11 +105,10 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
             lambda: render_overlay(clip, loc, Path(tmp) / "o.mp4", force=True), 1)
     rows["report: page beyond localize"] = _median(lambda: report_page(clip, loaded, localized=loc), repeat)
     rows["separate"] = _median(lambda: avscene.separate(clip, model=loaded, label=label), repeat)
-    from avscene.separation.checkpoint import parts_of
     from avscene.separation.registry import METHODS, missing_parts
 
     for method in METHODS.values():  # every method the model carries the parts of
-        if not missing_parts(method, parts_of(loaded)):
+        if not missing_parts(method, loaded.separation):
             rows[f"separate --method {method.name.value}"] = _median(
                 lambda m=method.name: avscene.separate(clip, model=loaded, label=label, method=m), repeat)
     import torch

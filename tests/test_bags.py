@@ -60,7 +60,7 @@ def test_inference_uses_the_bag_the_checkpoint_names(tiny_model_dir, clips, tmp_
     import json
     import shutil
 
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.tasks._pipeline import analyse
     from avscene.tasks.localize import LocalizeOptions, localize_from_analysis
 

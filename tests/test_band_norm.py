@@ -76,7 +76,7 @@ def _band_norm_checkpoint(tiny_model_dir, folder):
 
 @pytest.mark.parametrize("chunk_seconds", [None, 0.7])
 def test_inference_subtracts_the_whole_files_band_means(tiny_model_dir, clips, tmp_path, chunk_seconds):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.io.decode import read_audio
     from avscene.tasks._pipeline import analyse
 
@@ -95,7 +95,7 @@ def test_inference_subtracts_the_whole_files_band_means(tiny_model_dir, clips, t
 
 
 def test_each_audio_variant_gets_the_band_means_of_its_own_audio(tiny_model_dir, clips, tmp_path):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.io.decode import read_audio
     from avscene.tasks._pipeline import AudioVariant, analyse_variants
 

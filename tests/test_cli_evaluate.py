@@ -24,7 +24,7 @@ def test_evaluate_reports_recall_by_event_mode_from_the_detections(tiny_model_di
     """Every ground-truth event counts once, found when classify detects its class in the clip."""
     import json as _json
 
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.tasks.classify import ClassifyOptions, classify_file
     from avscene.testing.media import write_video
     from avscene.train.evaluate import evaluate

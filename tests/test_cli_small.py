@@ -78,7 +78,7 @@ def test_doctor_checks_the_model_named_by_option_or_environment(capsys, monkeypa
 def test_calibrate_finds_the_recorded_manifest_from_another_folder(capsys, monkeypatch, clips, tmp_path):
     """The record's paths are relative to the folder training ran in; calibrate resolved them
     against the current folder, so it failed anywhere else."""
-    from avscene.hub import read_config, write_config
+    from avscene.checkpoint.format import read_config, write_config
     from avscene.testing.models import tiny_checkpoint
 
     project = tmp_path / "project"

@@ -13,8 +13,8 @@ import soundfile as sf
 from avscene.cli.app import main
 from avscene.separation.dictionary import Dictionaries, learn_dictionaries, separate_with_dictionaries
 from avscene.errors import CheckpointError
-from avscene.separation.checkpoint import save_dictionaries
-from avscene.separation.parts import DICTIONARIES_NAME
+from avscene.checkpoint.parts import save_dictionaries
+from avscene.checkpoint.format import DICTIONARIES_NAME
 from avscene.tasks.models import load_model
 from avscene.testing.media import write_audio
 from avscene.train.metrics_sep import sdr

@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 
 from avscene.cli.app import main
 from avscene.errors import CheckpointError, UsageError
-from avscene.hub import CONFIG_NAME, WEIGHTS_NAME, load_pretrained
+from avscene.checkpoint.format import CONFIG_NAME, WEIGHTS_NAME
+from avscene.checkpoint.load import load_pretrained
 
 
 def strict_loads(text: str):
@@ -149,8 +150,8 @@ def test_separation_dictionaries_of_another_dtype_or_not_finite_are_refused(edit
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_a_mask_network_with_non_finite_weights_is_refused(model_copy, value):
     from avscene.nn.masknet import MaskNet, MaskNetConfig
-    from avscene.separation.checkpoint import load_mask_net, save_mask_net
-    from avscene.separation.parts import MASK_NET_NAME
+    from avscene.checkpoint.parts import load_mask_net, save_mask_net
+    from avscene.checkpoint.format import MASK_NET_NAME
 
     labels = json.loads((model_copy / CONFIG_NAME).read_text())["labels"]
     save_mask_net(model_copy, MaskNet(MaskNetConfig(num_classes=len(labels), n_fft=64, hop=16, hidden=8, blocks=1)))

@@ -104,7 +104,7 @@ def child(model_dir: str, workdir: str, start: int, count: int) -> None:
     """Run cases ``start .. start + count - 1``, one JSON line per event in ``workdir/log.jsonl``."""
     import torch
 
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.testing.media import mutate_bytes
 
     torch.set_num_threads(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from avscene.hub import hub_timeout, is_timeout
+from avscene.checkpoint.resolve import hub_timeout, is_timeout
 from hubserver import SilentServer
 
 

@@ -14,7 +14,7 @@ import torch
 from avscene.cli.app import main
 from avscene.separation.dictionary import Dictionaries, learn_dictionaries
 from avscene.errors import CheckpointError
-from avscene.separation.checkpoint import save_dictionaries, save_mask_net
+from avscene.checkpoint.parts import save_dictionaries, save_mask_net
 from avscene.tasks.models import load_model
 from avscene.nn.masknet import MaskNet, MaskNetConfig
 from avscene.separation.methods import DictionaryStrategy, HybridStrategy, MaskStrategy

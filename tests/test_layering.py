@@ -35,22 +35,20 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "avscene.io": BASE,  # decoding and writing; no model
     "avscene.proposals": (*BASE, "avscene.dsp"),
     "avscene.nn": BASE,  # torch modules; never io
-    "avscene.hub_card": (*BASE, "avscene.nn"),  # the card's text: reads configs, runs nothing
-    # separation's maths and its part names: below the checkpoint code (hub reads the file names)
+    # separation's maths: below the checkpoint, which reads a checkpoint's dictionaries with it
     "avscene.separation.ranking": (*BASE, "avscene.dsp", "avscene.proposals"),
     "avscene.separation.dictionary": (*BASE, "avscene.dsp", "avscene.proposals", "avscene.separation.ranking"),
-    "avscene.separation.parts": ("avscene.nn", "avscene.separation.dictionary"),
-    "avscene.hub": (*BASE, "avscene", "avscene.hub_card", "avscene.io", "avscene.nn", "avscene.separation.parts"),
-    # the rest of separation (methods, registry, streaming, its checkpoint files): over the loaded model
-    "avscene.separation": (*MEDIA, "avscene.hub"),
-    "avscene.hub_push": (*BASE, "avscene", "avscene.hub", "avscene.separation"),
-    "avscene.testing": (*BASE, "avscene.hub", "avscene.nn"),  # tiny models and media, from the library
-    "avscene.tasks": (*MEDIA, "avscene.hub", "avscene.separation"),  # the Python API
-    "avscene.train": (*MEDIA, "avscene.hub", "avscene.separation", "avscene.tasks"),
-    "avscene.doctor": (*MEDIA, "avscene", "avscene.hub", "avscene.separation", "avscene.tasks"),
-    "avscene": ("avscene.hub", "avscene.results", "avscene.separation", "avscene.tasks"),  # the facade
+    # the checkpoint: format, separation parts (table, files, loading), resolution, card, loader, push;
+    # of separation only its maths, so separation's methods, registry and streaming sit above it
+    "avscene.checkpoint": (*BASE, "avscene", "avscene.io", "avscene.nn", "avscene.separation.dictionary"),
+    "avscene.separation": (*MEDIA, "avscene.checkpoint"),  # methods, registry, streaming: over the loaded model
+    "avscene.testing": (*BASE, "avscene.checkpoint", "avscene.nn"),  # tiny models and media, from the library
+    "avscene.tasks": (*MEDIA, "avscene.checkpoint", "avscene.separation"),  # the Python API
+    "avscene.train": (*MEDIA, "avscene.checkpoint", "avscene.separation", "avscene.tasks"),
+    "avscene.doctor": (*MEDIA, "avscene", "avscene.checkpoint", "avscene.separation", "avscene.tasks"),
+    "avscene": ("avscene.checkpoint", "avscene.results", "avscene.separation", "avscene.tasks"),  # the facade
     "avscene.__main__": ("avscene.cli",),
-    "avscene.cli": (*MEDIA, "avscene", "avscene.hub", "avscene.hub_push", "avscene.separation", "avscene.tasks",
+    "avscene.cli": (*MEDIA, "avscene", "avscene.checkpoint", "avscene.separation", "avscene.tasks",
                     "avscene.train", "avscene.doctor"),
 }
 CLI_IMPORTERS = ("avscene.cli", "avscene.__main__")  # the only modules that may import avscene.cli
@@ -155,7 +153,7 @@ def test_walker_sees_every_kind_of_import(tmp_path):
 def test_modules_found():
     for expected in ("avscene", "avscene.__main__", "avscene.cli.app", "avscene.nn.model", "avscene.io.decode",
                      "avscene.dsp.mel", "avscene.proposals.visual", "avscene.tasks.classify", "avscene.train.loop",
-                     "avscene.hub"):
+                     "avscene.checkpoint.load", "avscene.checkpoint.format"):
         assert expected in MODULES
 
 
@@ -198,8 +196,9 @@ def test_layer_imports_only_what_it_may(layer):
 @pytest.mark.parametrize(("module", "code", "wrong"), [
     ("avscene.nn.probe", "def f():\n    from avscene.io.decode import decode\n", "avscene.io.decode"),
     ("avscene.separation.ranking", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                   "    from avscene.hub import LoadedModel\n", "avscene.hub"),
-    ("avscene.hub", "from avscene.separation.registry import METHODS\n", "avscene.separation.registry"),
+                                   "    from avscene.checkpoint.load import LoadedModel\n", "avscene.checkpoint.load"),
+    ("avscene.checkpoint.parts", "def f():\n    from avscene.separation.registry import METHODS\n",
+     "avscene.separation.registry"),
     ("avscene.tasks.probe", "import avscene.train.loop\n", "avscene.train.loop"),
 ])
 def test_the_allowlist_catches_a_wrong_import(module, code, wrong):
@@ -234,11 +233,13 @@ def test_pure_layers_have_no_torch_modules(layer):
     assert _torch_module_bases(PACKAGE_ROOT / "nn" / "model.py")  # the detector does detect them
 
 
-def test_hub_imports_nn_only_lazily():
-    eager = [i for i in imports_of(MODULES["avscene.hub"]) if within(i.module, "avscene.nn") and i.top_level]
-    assert not eager, f"avscene.hub imports avscene.nn at import time: {eager}"
-    assert not [i for i in imports_of(MODULES["avscene.hub"])
-                if any(within(i.module, x) for x in ("avscene.cli", "avscene.tasks", "avscene.train"))]
+def test_the_checkpoint_imports_nn_and_separation_maths_only_lazily():
+    checkpoint = [m for m in MODULES if within(m, "avscene.checkpoint")]
+    assert len(checkpoint) >= 7  # the package and its modules
+    heavy = ("avscene.nn", "avscene.separation")
+    eager = [(m, i) for m in checkpoint for i in imports_of(MODULES[m])
+             if any(within(i.module, x) for x in heavy) and i.top_level]
+    assert not eager, violations("the checkpoint imports torch modules at import time", eager)
 
 
 def test_import_avscene_does_not_import_torch():
@@ -307,6 +308,60 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+def defined_names(source: str) -> set[str]:
+    """The names a module defines at its top level (functions, classes, assignments, imports), also
+    inside top-level ``if`` / ``try`` blocks."""
+    names: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            for field in ("body", "orelse", "finalbody"):
+                if isinstance(node, (ast.If, ast.Try)) and getattr(node, field, None):
+                    visit(getattr(node, field))
+            if isinstance(node, ast.Try):
+                for handler in node.handlers:
+                    visit(handler.body)
+
+    visit(ast.parse(source).body)
+    return names
+
+
+def missing_names(modules: dict[str, Path], sources: dict[str, str] | None = None) -> list[str]:
+    """``from avscene.x import y`` anywhere (lazy imports included) where ``y`` is neither a module nor
+    defined in ``avscene.x``: an import that fails only when its line runs."""
+    read = (lambda m: sources[m]) if sources is not None else (lambda m: modules[m].read_text())
+    defined = {m: defined_names(read(m)) for m in modules}
+    bad = []
+    for name, path in modules.items():
+        tree = ast.parse(read(name))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = _absolute(node, name, path.name == "__init__.py")
+            if base not in modules:
+                continue
+            bad += [f"{name} line {node.lineno}: {base}.{a.name}" for a in node.names
+                    if a.name != "*" and f"{base}.{a.name}" not in modules and a.name not in defined[base]]
+    return bad
+
+
+def test_every_imported_name_exists():
+    """A lazy ``from avscene.x import y`` of a name that was removed or moved fails when its line runs
+    (``evaluate-separation --set-default`` did): every such import names something that exists."""
+    assert not missing_names(MODULES), "\n".join(missing_names(MODULES))
+    fake = {"avscene.fake_a": Path("a.py"), "avscene.fake_b": Path("b.py")}
+    sources = {"avscene.fake_a": "X = 1\nif True:\n    def g(): pass\n",
+               "avscene.fake_b": "def f():\n    from avscene.fake_a import X, g, gone\n"}
+    assert missing_names(fake, sources) == ["avscene.fake_b line 2: avscene.fake_a.gone"]
 
 
 def test_no_import_cycles_lazy_imports_included():

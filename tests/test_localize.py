@@ -27,7 +27,7 @@ LABELS = ("violin", "drum", "car")
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir: Path):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
 
     return load_pretrained(str(tiny_model_dir))
 
@@ -39,7 +39,7 @@ def decided_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     drum neither."""
     import torch
 
-    from avscene.hub import save_pretrained
+    from avscene.checkpoint.load import save_pretrained
     from avscene.testing.models import tiny_model, tiny_preprocess
 
     model = tiny_model(len(LABELS), seed=0)
@@ -90,7 +90,7 @@ def test_unknown_label_is_a_usage_error() -> None:
 
 def test_boxes_map_back_to_an_odd_non_square_frame(decided_dir: Path, tmp_path: Path) -> None:
     """The network sees the frame resized (shorter side = image_size); boxes come back in frame pixels."""
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.testing.media import write_video
 
     loaded = load_pretrained(str(decided_dir))  # car is seen in every frame
@@ -149,7 +149,7 @@ def test_boxes_only_where_seen_and_never_from_degenerate_evidence() -> None:
 
 
 def test_status_says_why_each_class_is_reported(decided_dir: Path, clips: dict) -> None:
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
 
     decided = load_pretrained(str(decided_dir))
     r = localize_file(clips["av"], decided)
@@ -377,7 +377,7 @@ def test_event_windows_on_hand_made_rows() -> None:
 
 
 def test_evidence_boxes_fill_up_to_n_and_stay_in_the_frame(decided_dir: Path, clips: dict) -> None:
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.io.decode import probe
 
     decided = load_pretrained(str(decided_dir))  # car is seen there, so it has boxes

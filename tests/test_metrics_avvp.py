@@ -155,7 +155,7 @@ def test_evaluate_scores_the_localize_timing_against_the_ground_truth_intervals(
     """``evaluate``'s AVVP figures are those of localize's heard/seen against avbench's intervals."""
     import json
 
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.tasks.classify import ClassifyOptions
     from avscene.tasks.localize import LocalizeOptions, localize_file
     from avscene.testing.media import write_video

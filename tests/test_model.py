@@ -332,7 +332,7 @@ def test_plain_torch_roi_align_matches_torchvision(seed: int) -> None:
 def test_oversized_config_is_refused_before_anything_is_built(tmp_path, monkeypatch, field, value):
     """A config.json asking for a huge network fails with a ConfigError naming the field, before the
     weights are read or a tensor allocated (it used to end in "can't allocate 40 GB")."""
-    import avscene.hub as hub
+    import avscene.checkpoint.load as load
     from avscene.nn.model import MAX_SIZE
     from avscene.testing.models import tiny_checkpoint
 
@@ -349,12 +349,12 @@ def test_oversized_config_is_refused_before_anything_is_built(tmp_path, monkeypa
     def no_build(*a, **k):
         raise AssertionError("the network or its weights were touched")
 
-    monkeypatch.setattr(hub, "load_state_dict", no_build)
+    monkeypatch.setattr(load, "load_state_dict", no_build)
     monkeypatch.setattr("avscene.nn.model.AVSceneNet.__init__", no_build)
     # NaN is not JSON: config.json's reader refuses the file before the field is even looked at
     expected = "NaN is not a JSON value" if value != value else f"invalid config: {field}.*(at most|layers)"
     with pytest.raises(CheckpointError, match=expected):
-        hub.load_pretrained(str(folder))
+        load.load_pretrained(str(folder))
 
 
 def test_mask_net_config_is_bounded():

@@ -1,16 +1,15 @@
-"""scripts/model_card.py: the noise-stress figures land in their own card section, and the recipe written into
+"""avscene.checkpoint.card (the bundled model's card, scripts/model_card.py): the noise-stress figures land in their own card section, and the recipe written into
 the card is the run's own training record."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "model_card.py"
+from avscene.checkpoint import bundle, card
+from avscene.errors import UsageError
 
 CARD = """# model
 
@@ -28,13 +27,6 @@ lim
 """
 
 
-@pytest.fixture(scope="module")
-def card_script():
-    spec = importlib.util.spec_from_file_location("model_card", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def _stress(micro: float, fp: float, any_label: float) -> dict:
     cond = {"family": "crowd", "texture": "speech", "snr_db": 0.0, "n_clips": 100, "micro_f1": micro,
@@ -45,42 +37,42 @@ def _stress(micro: float, fp: float, any_label: float) -> dict:
                                                                    "label_counts": {}}]}}
 
 
-def test_update_noise_stress_writes_its_section_before_separation_and_replaces_it(card_script, tmp_path):
+def test_update_noise_stress_writes_its_section_before_separation_and_replaces_it(tmp_path):
     (tmp_path / "README.md").write_text(CARD)
     val, shift = tmp_path / "val.json", tmp_path / "shift.json"
     val.write_text(json.dumps(_stress(0.812, 0.07, 0.31)))
     shift.write_text(json.dumps(_stress(0.701, 0.0, 0.05)))
-    card_script.update_noise_stress(tmp_path, val, shift)
+    card.update_noise_stress(tmp_path, val, shift)
     text = (tmp_path / "README.md").read_text()
     assert text.index("## val and val_shift") < text.index("## Noise stress") < text.index("## Separation")
     row = next(line for line in text.splitlines() if line.startswith("| `crowd` | speech"))
     assert row == "| `crowd` | speech | 0 | 0.812 (-0.088) | 0.070 (saxophone) | 0.701 (-0.199) | 0.000 |"
     assert "| `crowd` | 0.310 (of 100) | 0.050 (of 100) |" in text
     val.write_text(json.dumps(_stress(0.5, 0.2, 0.9)))  # again: the section is replaced, not added
-    card_script.update_noise_stress(tmp_path, val, None)
+    card.update_noise_stress(tmp_path, val, None)
     text = (tmp_path / "README.md").read_text()
     assert text.count("## Noise stress") == 1 and "0.500 (-0.400)" in text and "0.812" not in text
     assert "sep text" in text and "old splits table" in text
 
 
-def test_updating_the_splits_section_keeps_the_noise_section(card_script, tmp_path):
+def test_updating_the_splits_section_keeps_the_noise_section(tmp_path):
     (tmp_path / "README.md").write_text(CARD)
     val = tmp_path / "val.json"
     val.write_text(json.dumps(_stress(0.812, 0.07, 0.31)))
-    card_script.update_noise_stress(tmp_path, val, None)
+    card.update_noise_stress(tmp_path, val, None)
     ev = {"classification": {"micro_f1": 0.9, "classes": []}}
     (tmp_path / "e.json").write_text(json.dumps(ev))
-    card_script.update_splits(tmp_path, tmp_path / "e.json", tmp_path / "e.json")
+    card.update_splits(tmp_path, tmp_path / "e.json", tmp_path / "e.json")
     text = (tmp_path / "README.md").read_text()
     assert "old splits table" not in text and "0.812 (-0.088)" in text
     assert text.index("## val and val_shift") < text.index("## Noise stress") < text.index("## Separation")
 
 
-def test_an_evaluation_without_noise_stress_is_refused(card_script, tmp_path):
+def test_an_evaluation_without_noise_stress_is_refused(tmp_path):
     (tmp_path / "README.md").write_text(CARD)
     (tmp_path / "val.json").write_text(json.dumps({"noise_stress": None}))
-    with pytest.raises(SystemExit, match="--add-noise"):
-        card_script.update_noise_stress(tmp_path, tmp_path / "val.json", None)
+    with pytest.raises(UsageError, match="--add-noise"):
+        card.update_noise_stress(tmp_path, tmp_path / "val.json", None)
     assert (tmp_path / "README.md").read_text() == CARD
 
 
@@ -90,8 +82,8 @@ RECORD = {"variant": "async", "preset": "small", "epochs": 8, "batch_size": 12, 
           "augment_opts": {"background_snr_db": [-5, 20]}, "init_model": "models/m"}
 
 
-def test_the_command_carries_preprocessing_label_refinement_and_the_oicr_weight(card_script):
-    cmd = card_script.train_command(RECORD, "dense_oicr", 2)
+def test_the_command_carries_preprocessing_label_refinement_and_the_oicr_weight():
+    cmd = card.train_command(RECORD, "dense_oicr", 2)
     assert cmd == ("torchrun --nproc_per_node=2 -m avscene train ../shared/avbench/train/labels.csv -o runs/dense_oicr "
                    "--variant async --preset small --epochs 8 --batch-size 12 --lr 0.0005 --patience 25 --seed 0 "
                    "--mix-prob 0.3 --model-opt visual_refine=3 --model-opt audio_context=[1,2,4] "
@@ -99,13 +91,13 @@ def test_the_command_carries_preprocessing_label_refinement_and_the_oicr_weight(
                    "--oicr-weight 0.1 --init-model models/m --device cpu")
 
 
-def test_the_oicr_weight_is_left_out_without_refinement_branches_or_at_its_default(card_script):
+def test_the_oicr_weight_is_left_out_without_refinement_branches_or_at_its_default():
     for change in ({"model": {}}, {"oicr_weight": 1.0}):
-        cmd = card_script.train_command({**RECORD, **change}, "r", 1)
+        cmd = card.train_command({**RECORD, **change}, "r", 1)
         assert "--oicr-weight" not in cmd and cmd.startswith("avscene train ")
 
 
-def test_replace_classifier_copies_the_run_and_writes_its_command_with_the_note(card_script, tmp_path,
+def test_replace_classifier_copies_the_run_and_writes_its_command_with_the_note(tmp_path,
                                                                                tiny_model_dir):
     from avscene.testing.models import tiny_checkpoint
 
@@ -118,7 +110,7 @@ def test_replace_classifier_copies_the_run_and_writes_its_command_with_the_note(
     cfg = json.loads((run / "config.json").read_text())
     cfg["training"] = {**RECORD, "model": {}, "processes": 1}
     (run / "config.json").write_text(json.dumps(cfg))
-    card_script.replace_classifier(folder, run, "with dense proposals")
+    bundle.replace_classifier(folder, run, "with dense proposals")
     assert (folder / "model.safetensors").read_bytes() == (run / "model.safetensors").read_bytes()
     card = (folder / "README.md").read_text()
     line = "# then fine-tuned again from that model (models/m held it), with dense proposals:\navscene train "

@@ -71,7 +71,7 @@ def _manifest(tmp_path: Path, names: list[str], n: int = 2) -> Path:
 
 def test_evaluate_adds_each_family_at_the_asked_snr_and_pure_noise_at_the_clip_level(tiny_model_dir, tmp_path,
                                                                                       bag_spy):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.train.evaluate import evaluate
 
     loaded = load_pretrained(str(tiny_model_dir))
@@ -96,7 +96,7 @@ def test_evaluate_adds_each_family_at_the_asked_snr_and_pure_noise_at_the_clip_l
 
 
 def test_sharing_the_frames_across_variants_changes_no_score(tiny_model_dir, clips):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.tasks._pipeline import AudioVariant, analyse, analyse_variants
 
     loaded = load_pretrained(str(tiny_model_dir))
@@ -177,7 +177,7 @@ def test_report_scores_hand_made_predictions_per_condition_pooled_and_pure(monke
 def test_cli_writes_the_noise_stress_section(tiny_model_dir, tmp_path):
     from avscene.cli.app import main
 
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
 
     manifest = _manifest(tmp_path, list(load_pretrained(str(tiny_model_dir)).labels), n=2)
     out = tmp_path / "eval.json"
@@ -200,7 +200,7 @@ def test_cli_refuses_a_bad_noise_spec_before_loading_any_model(tmp_path, capsys)
 
 
 def test_pure_noise_clips_without_add_noise_is_refused(tiny_model_dir, tmp_path):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.train.evaluate import evaluate
 
     with pytest.raises(UsageError, match="give --add-noise too"):

@@ -59,7 +59,7 @@ def _check_consistent(r: LocalizeResult, n_classes: int) -> None:
 def bundled():
     if not (BUNDLED / "config.json").is_file():
         pytest.skip("bundled model not present")
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
 
     return load_pretrained(str(BUNDLED))
 
@@ -78,7 +78,7 @@ def test_bundled_model_parse_of_the_example_clips(bundled, clip: str) -> None:
 
 
 def test_generated_media_every_threshold_extreme(tiny_model_dir: Path, clips: dict) -> None:
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
 
     loaded = load_pretrained(str(tiny_model_dir))
     n = len(loaded.labels)
@@ -120,7 +120,8 @@ def test_calibrate_reproduces_the_holdout_and_stores_the_thresholds(tiny_model_d
 
     from avscene.cli.app import main
     from avscene.errors import UsageError
-    from avscene.hub import load_pretrained, read_config
+    from avscene.checkpoint.format import read_config
+    from avscene.checkpoint.load import load_pretrained
     from avscene.tasks.classify import classify_file
     from avscene.testing.media import write_video
     from avscene.train.calibrate import best_modality_thresholds

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from chunking import chunk_bounds, chunk_weights
 from avscene.errors import UsageError
-from avscene.hub import load_pretrained
+from avscene.checkpoint.load import load_pretrained
 from avscene.io.decode import read_audio
 from avscene.proposals.nmf import NMFOptions
 from avscene.tasks.classify import classify_file
@@ -136,7 +136,7 @@ def test_label_unknown_uses_the_classifier_top_class(loaded, tmp_path) -> None:
 def test_a_given_label_that_is_not_predicted_is_warned_about(tmp_path) -> None:
     import torch
 
-    from avscene.hub import save_pretrained
+    from avscene.checkpoint.load import save_pretrained
     from avscene.testing.models import tiny_model, tiny_preprocess
 
     model = tiny_model(3, seed=0)
@@ -198,7 +198,7 @@ def test_video_input_is_separated(loaded, tmp_path) -> None:
     "a" of dictionaries learned here (beside a 90-Hz hum as background), so "a" takes nearly all
     of it (a zero source, or one from another file or time, would fail)."""
     from avscene.separation.dictionary import learn_dictionaries
-    from avscene.separation.parts import SeparationParts
+    from avscene.checkpoint.parts import SeparationParts
     from avscene.train.metrics_sep import sdr
 
     clip = write_video(tmp_path / "clip.mp4", duration=2.0, freq=660.0)

@@ -18,13 +18,13 @@ from chunking import chunk_bounds, chunk_weights
 from avscene.config import PreprocessConfig
 from avscene.dsp.overlap import OverlapAdd, StreamResampler, fade_in, ready_chunks
 from avscene.errors import DecodeError, OutputError, UsageError
-from avscene.hub import load_pretrained
+from avscene.checkpoint.load import load_pretrained
 from avscene.io.audio_stream import AudioReader
 from avscene.io.decode import read_audio
 from avscene.io.writers import SeparationFiles, atomic_audio_writer
 from avscene.proposals.nmf import NMFOptions
 from avscene.separation.methods import NCPStrategy
-from avscene.separation.parts import SeparationParts
+from avscene.checkpoint.parts import SeparationParts
 from avscene.separation.streaming import StreamingSeparation, pump_model_rate
 from avscene.tasks.separate import SeparateOptions, separate_audio, separate_file, separate_stream
 from avscene.testing.media import truncate_file, write_video

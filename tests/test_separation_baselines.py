@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from avscene.hub import load_pretrained
+from avscene.checkpoint.load import load_pretrained
 from avscene.proposals.nmf import NMFOptions, nmf_tracks
 from avscene.separation.ranking import reconstruct
 from avscene.testing.media import write_video

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from avscene.errors import CheckpointError, UsageError
-from avscene.separation.checkpoint import default_method
-from avscene.separation.parts import PARTS, SeparationParts
+from avscene.checkpoint.parts import PARTS, SeparationParts, default_method
 from avscene.separation.registry import METHODS, MethodName, parse_method, resolve_method
 from avscene.train.evaluate_sep import METHODS as EVALUATION_ROWS
 

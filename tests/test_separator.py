@@ -13,8 +13,8 @@ import torch
 
 from avscene.cli.app import main
 from avscene.errors import CheckpointError, UsageError
-from avscene.separation.checkpoint import save_mask_net
-from avscene.separation.parts import MASK_NET_NAME
+from avscene.checkpoint.parts import save_mask_net
+from avscene.checkpoint.format import MASK_NET_NAME
 from avscene.tasks.models import load_model
 from avscene.nn.masknet import MaskNet, MaskNetConfig
 from avscene.separation.methods import MaskStrategy

@@ -183,7 +183,7 @@ def _whole_file(path: Path, loaded):
 @pytest.mark.parametrize("variant", ["async", "sync", "audio", "visual", "onestream", "wsddn"])
 def test_streamed_analyse_equals_the_whole_file_pass(variant: str, clip: Path, tmp_path: Path,
                                                      monkeypatch) -> None:
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.nn.model import AVSceneNet
     from avscene.tasks._pipeline import Analysis, analyse
     from avscene.tasks.localize import LocalizeOptions, localize_from_analysis

@@ -106,7 +106,7 @@ def _micro_f1(scores: np.ndarray, y: np.ndarray, threshold: float) -> float:
 
 
 def test_learns_separable_toy_problem(toy, toy_heldout, cache_dir, tmp_path):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.tasks.classify import classify_file
     from avscene.train.calibrate import THRESHOLD_GRID
 
@@ -137,7 +137,8 @@ def test_learns_separable_toy_problem(toy, toy_heldout, cache_dir, tmp_path):
 
 @pytest.mark.parametrize("split", [0.0, 0.05])  # 0.05 of 6 clips per label set rounds to none
 def test_trains_without_holdout(toy, cache_dir, tmp_path, split):
-    from avscene.hub import load_pretrained, read_config
+    from avscene.checkpoint.format import read_config
+    from avscene.checkpoint.load import load_pretrained
 
     out = tmp_path / "run"
     messages: list[str] = []
@@ -157,7 +158,7 @@ def test_trains_without_holdout(toy, cache_dir, tmp_path, split):
 
 def test_avor_fusion_learns_the_toy_problem(toy, cache_dir, tmp_path):
     """The noisy-OR ("heard or seen") variant, with each modality's own loss, still learns the toy problem."""
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.tasks.classify import classify_file
 
     out = tmp_path / "run"
@@ -238,7 +239,7 @@ def test_different_seed_different_weights(toy, cache_dir, tmp_path):
 
 
 def test_torchrun_two_processes(toy, cache_dir, tmp_path):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
 
     out = tmp_path / "ddp"
     opts = [f"--model-opt={k}={json.dumps(v)}" for k, v in TINY_MODEL.items()]
@@ -530,7 +531,7 @@ def test_init_model_can_add_a_temporal_context_that_starts_from_the_checkpoints_
 
 
 def test_init_model_can_add_oicr_branches_that_train_and_then_choose_the_boxes(toy, cache_dir, tmp_path):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.tasks._pipeline import analyse
     from avscene.tasks.localize import LocalizeOptions, localize_from_analysis
 
@@ -602,7 +603,7 @@ def test_robust_selection_keeps_the_epoch_best_on_the_pooled_holdout(toy, cache_
     """--select robust: every epoch logs the hold-out clean, under training-family noise and on pure
     noise; the kept checkpoint is the epoch with the best pooled micro-F1 (ties: lower pooled loss),
     and --keep-epochs leaves each epoch's weights to compare."""
-    from avscene.hub import read_config
+    from avscene.checkpoint.format import read_config
 
     out = tmp_path / "run"
     summary = fit(toy_config(toy, cache_dir, out, epochs=4, select="robust", keep_epochs=True), log=quiet)
@@ -635,7 +636,7 @@ def test_unknown_selection_is_a_config_error(toy, tmp_path):
 
 
 def test_init_model_may_switch_on_band_norm_and_nothing_else_of_the_preprocessing(toy, cache_dir, tmp_path):
-    from avscene.hub import read_config
+    from avscene.checkpoint.format import read_config
 
     first = tmp_path / "first"
     fit(toy_config(toy, cache_dir, first, epochs=1), log=quiet)
@@ -684,7 +685,7 @@ def test_spliced_bags_keep_each_halfs_labels_and_the_splice_point(toy, cache_dir
 
 
 def test_init_model_can_add_an_event_head_that_trains_and_then_decides_the_events(toy, cache_dir, tmp_path):
-    from avscene.hub import load_pretrained
+    from avscene.checkpoint.load import load_pretrained
     from avscene.nn.model import event_scores
     from avscene.tasks._pipeline import analyse
     from avscene.tasks.classify import ClassifyOptions

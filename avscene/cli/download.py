@@ -24,11 +24,11 @@ def download_cmd(
     hub_timeout: HubTimeoutOpt = None,
 ) -> int:
     """Download a checkpoint (config, weights, card) so later runs work with --offline."""
-    from avscene.hub import load_pretrained, resolve
-    from avscene.separation.checkpoint import with_parts
+    from avscene.checkpoint.load import load_pretrained
+    from avscene.checkpoint.resolve import resolve
 
     res = resolve(repo_id, revision=revision, offline=False, cache_dir=cache_dir, hub_timeout=hub_timeout)
     if verify:
-        with_parts(load_pretrained(str(res.folder)))
+        load_pretrained(str(res.folder))
     print(f"{repo_id}{'@' + revision if revision else ''} → {res.folder}")
     return 0

@@ -145,7 +145,6 @@ def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only
     from rich.progress import Progress
 
     from avscene.proposals.nmf import NMFOptions
-    from avscene.separation.checkpoint import parts_of
     from avscene.separation.registry import parse_method
     from avscene.train.dictionaries import learn_from_manifest
     from avscene.train.evaluate_pairs import evaluate_pairs
@@ -154,7 +153,7 @@ def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only
     manifest = train_manifest or (split / "labels.csv" if holdout else split.resolve().parent / "train" / "labels.csv")
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("dictionaries", total=None)
-        dicts = parts_of(loaded).dictionaries or learn_from_manifest(
+        dicts = loaded.separation.dictionaries or learn_from_manifest(
             manifest, list(loaded.labels), progress=lambda d, n: bar.update(task, completed=d, total=n))
         bar.update(task, description="separate", completed=0, total=None)
         rep = evaluate_pairs(loaded, split, dictionaries=dicts, nmf=NMFOptions(k=components), per_cell=per_cell,
@@ -162,7 +161,7 @@ def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only
                              progress=lambda d, n: bar.update(task, completed=d, total=n))
     emit_report(rep, pair_tables(rep), json_out=json_out, json_flag=json_flag, force=force)
     if set_default is not None:
-        from avscene.separation.checkpoint import set_default_method
+        from avscene.checkpoint.parts import set_default_method
         from avscene.train.evaluate_pairs import method_ranking
 
         ranking = method_ranking(rep)

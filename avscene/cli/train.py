@@ -36,7 +36,7 @@ def _check_output(output: Path, *, force: bool, resume: bool) -> None:
     import shutil
 
     from avscene.errors import OutputError
-    from avscene.hub import HUB_FILES
+    from avscene.checkpoint.format import HUB_FILES
 
     if resume or os.environ.get("RANK", "0") != "0" or not output.exists():
         return

@@ -33,7 +33,7 @@ def upload_cmd(
     from pathlib import Path
 
     from avscene.errors import UsageError
-    from avscene.hub_push import upload
+    from avscene.checkpoint.push import upload
 
     if not Path(folder).is_dir():  # a mistyped runs/av reads as a Hub repo id: never go to the Hub for it
         raise UsageError(f"{folder}: no such folder; give the checkpoint folder to publish")

@@ -34,7 +34,7 @@ from avscene.separation.ranking import (
 )
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.nn.masknet import MaskNet
 
 # NCP patches per network call: bounds the activation memory, not the result (the

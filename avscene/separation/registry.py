@@ -1,9 +1,10 @@
 """The separation methods, in one registry read by every caller.
 
-``separate`` (its ``--method`` choices and ``auto``), ``evaluate-separation`` (its rows),
-``bench/run.py`` and the checkpoint code (``separation.default_method``) all read
-:data:`METHODS`: for each method, what it needs from a checkpoint (:data:`~avscene.separation.parts.PARTS`),
-how its chunk strategy is built (:mod:`avscene.separation.methods`), and its name in reports.
+``separate`` (its ``--method`` choices and ``auto``), ``evaluate-separation`` (its rows) and
+``bench/run.py`` read :data:`METHODS`: for each method, what it needs from a checkpoint (the parts
+of :data:`~avscene.checkpoint.parts.PARTS` that :data:`~avscene.checkpoint.parts.METHOD_PARTS`
+lists for it: the checkpoint loader checks ``separation.default_method`` with that table, below
+separation), how its chunk strategy is built (:mod:`avscene.separation.methods`), and its name in reports.
 
 Methods, in the order ``auto`` prefers them (the order of their SDR on avbench):
 
@@ -25,12 +26,12 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from avscene.errors import UsageError
-from avscene.separation.parts import PARTS, SeparationParts
+from avscene.checkpoint.parts import METHOD_PARTS, PARTS, SeparationParts
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.proposals.nmf import NMFOptions
     from avscene.separation.methods import ChunkStrategy, ScoredComponents
 
@@ -114,13 +115,13 @@ class Method:
 
 
 METHODS: dict[MethodName, Method] = {m.name: m for m in (  # in the order auto prefers them
-    Method(MethodName.HYBRID, ("mask", "dictionary"), _hybrid, "avscene hybrid",
+    Method(MethodName.HYBRID, METHOD_PARTS["hybrid"], _hybrid, "avscene hybrid",
            "the mean of the mask and dictionary masks"),
-    Method(MethodName.MASK, ("mask",), _mask, "avscene mask network",
+    Method(MethodName.MASK, METHOD_PARTS["mask"], _mask, "avscene mask network",
            "the separation network: `avscene train-separator`"),
-    Method(MethodName.DICTIONARY, ("dictionary",), _dictionary, "avscene dictionary",
+    Method(MethodName.DICTIONARY, METHOD_PARTS["dictionary"], _dictionary, "avscene dictionary",
            "supervised NMF: `avscene train-dictionaries`", known_row="supervised NMF"),
-    Method(MethodName.NCP, (), _ncp, "avscene", "the paper's ranking of NMF components",
+    Method(MethodName.NCP, METHOD_PARTS["ncp"], _ncp, "avscene", "the paper's ranking of NMF components",
            thresholds=(("soft", None), ("τ=0.1", 0.1), ("τ=0.2", 0.2))),
 )}
 

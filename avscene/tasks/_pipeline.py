@@ -28,7 +28,7 @@ from avscene.results import Label
 from avscene.io._memory import release_free_memory
 
 if TYPE_CHECKING:  # torch stays out of module import
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.io.decode import ChunkReader, ClipChunk, MediaInfo
     from avscene.nn.model import ModelConfig, ModelOutput, ProposalFeatures
     from avscene.proposals.audio import AudioProposals, ProposalTimes

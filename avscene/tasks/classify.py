@@ -13,7 +13,7 @@ from avscene.tasks._pipeline import Analysis, analyse, check_finite, predicted_l
 from avscene.tasks.models import model_ref
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
 
 @dataclass(frozen=True)

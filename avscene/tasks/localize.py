@@ -63,7 +63,7 @@ from avscene.tasks._pipeline import Analysis, analyse, check_finite
 from avscene.tasks.classify import ClassifyOptions, result_from_analysis
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
 
 BOX_MODES = ("evidence", "window")

@@ -11,7 +11,7 @@ from avscene.errors import AvsceneError, UsageError
 from avscene.results import ModelRef
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
 DEFAULT_MODEL_NAME = "avscene-av-small"
 
@@ -62,12 +62,11 @@ def load_model(
 
     ``hub_timeout``: seconds a Hub request may wait for the server (None: the default, 10 s).
     """
-    from avscene.hub import load_pretrained
-    from avscene.separation.checkpoint import with_parts
+    from avscene.checkpoint.load import load_pretrained
 
     target = str(default_model_path()) if model is None else str(model)
-    return with_parts(load_pretrained(target, revision=revision, offline=offline, device=resolve_device(device),
-                                      hub_timeout=hub_timeout))
+    return load_pretrained(target, revision=revision, offline=offline, device=resolve_device(device),
+                           hub_timeout=hub_timeout)
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:

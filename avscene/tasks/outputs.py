@@ -47,7 +47,7 @@ from avscene.errors import OutputError, UsageError
 from avscene.tasks.inputs import relative_folder
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.results import LocalizeResult, ReportResult, SeparateResult
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.report import ReportOptions

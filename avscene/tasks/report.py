@@ -31,7 +31,7 @@ from avscene.results import AudioTrack, LocalizeResult, ReportPage, SeparateResu
 from avscene.tasks.localize import LocalizeOptions, localize_file
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
 MAX_THUMBNAILS = 24  # per class row: 24 x 320-px JPEGs is ~0.3 MB per class
 THUMB_WIDTH = 320  # px: shown at ~100 px in the row, at this size when clicked

@@ -53,7 +53,7 @@ from avscene.tasks.limits import (  # re-exported: the batch API's names
 )
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.tasks.classify import ClassifyOptions
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.separate import SeparateOptions

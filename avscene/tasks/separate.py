@@ -77,7 +77,7 @@ from avscene.tasks._pipeline import analyse, ranked_labels
 from avscene.tasks.models import model_ref
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.io.audio_stream import AudioReader
     from avscene.separation.streaming import SeparationSink, StreamingSeparation
 
@@ -117,9 +117,7 @@ def method_for(opts: SeparateOptions, loaded: LoadedModel) -> Method:
         UsageError: an unknown method, a method whose parts the model lacks, or a
             threshold with a method that ranks nothing.
     """
-    from avscene.separation.checkpoint import parts_of
-
-    return resolve_method(opts.method, parts_of(loaded), threshold=opts.threshold, model_id=loaded.model_id)
+    return resolve_method(opts.method, loaded.separation, threshold=opts.threshold, model_id=loaded.model_id)
 
 
 @dataclass(frozen=True)
@@ -182,11 +180,10 @@ def check_options(opts: SeparateOptions, loaded: LoadedModel) -> tuple[Method, i
 
 def _streaming(loaded: LoadedModel, method: Method, class_index: int, opts: SeparateOptions) -> StreamingSeparation:
     """``method`` run in the chunks of ``opts``, chunk sizes in samples at the model's rate."""
-    from avscene.separation.checkpoint import parts_of
     from avscene.separation.streaming import streaming_separation
 
     sr = loaded.preprocess.sample_rate
-    inputs = StrategyInputs(loaded, parts_of(loaded), class_index, opts.nmf, opts.threshold)
+    inputs = StrategyInputs(loaded, loaded.separation, class_index, opts.nmf, opts.threshold)
     return streaming_separation(method, inputs, size=round(opts.chunk_seconds * sr),
                                 overlap=round(opts.crossfade_seconds * sr))
 
@@ -209,10 +206,8 @@ def separate_audio(audio: np.ndarray, loaded: LoadedModel, class_index: int, opt
         summing to ``audio``, the chunks' ``[start, end)`` samples and each
         chunk's ranking (:class:`~avscene.separation.ranking.Enhancement` without signals).
     """
-    from avscene.separation.checkpoint import with_parts
     from avscene.separation.streaming import separate_array
 
-    loaded = with_parts(loaded)
     sep = _streaming(loaded, method_for(opts, loaded), class_index, opts)
     out = separate_array(sep, audio)  # (2, N)
     return out[0], out[1], sep.bounds, sep.rankings
@@ -302,10 +297,8 @@ def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions
         UsageError: an unknown label or bad option, or a file without audio.
         DecodeError: the file cannot be decoded.
     """
-    from avscene.separation.checkpoint import with_parts
     from avscene.separation.streaming import pump_input_rate, pump_model_rate
 
-    loaded = with_parts(loaded)  # its mask network and dictionaries, if load_pretrained left them out
     opts = opts or SeparateOptions()
     method, given = check_options(opts, loaded)  # the method is resolved once, here
     reader, rate = _open_audio(path, loaded, opts)

@@ -59,7 +59,7 @@ def tiny_checkpoint(
     folder: str | Path, *, labels: tuple[str, ...] = TINY_LABELS, variant: str = "async", seed: int = 0
 ) -> Path:
     """Save a randomly initialised tiny model as a checkpoint folder; returns the folder."""
-    from avscene.hub import save_pretrained
+    from avscene.checkpoint.load import save_pretrained
 
     model = tiny_model(len(labels), variant, seed=seed)
     training = {"note": "random initialisation by avscene.testing.models.tiny_checkpoint, untrained"}
@@ -69,16 +69,15 @@ def tiny_checkpoint(
 def record_default_method(folder: str | Path, method: str | None) -> None:
     """Write ``separation.default_method`` into ``folder/config.json`` (None: remove it), unchecked:
     loading the checkpoint checks it, as it checks a hand-edited one."""
-    import json
+    from avscene.checkpoint.format import read_config, write_config
 
-    path = Path(folder) / "config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
+    config = read_config(folder)
     sep = config.setdefault("separation", {})
     if method is None:
         sep.pop("default_method", None)
     else:
         sep["default_method"] = method
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    write_config(folder, config)
 
 
 def tiny_input(

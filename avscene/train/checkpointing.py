@@ -108,7 +108,7 @@ def eval_frozen(model: torch.nn.Module, parts: Iterable[str]) -> None:
 def save_model(model: torch.nn.Module, out: Path, *, class_names: Sequence[str], pre: PreprocessConfig,
                training: dict) -> None:
     """Write the checkpoint (config.json + model.safetensors + card) into ``out`` atomically."""
-    from avscene.hub import save_pretrained
+    from avscene.checkpoint.load import save_pretrained
 
     save_pretrained(model, out, labels=list(class_names), preprocess=pre, training=training)
 

@@ -4,7 +4,7 @@
 single-label clips of each class (their labels are video-level: the class is
 heard somewhere in the clip, over its background), learns the dictionaries
 (:func:`avscene.separation.dictionary.learn_dictionaries`) and stores them in the
-checkpoint (:func:`avscene.separation.checkpoint.save_dictionaries`), where ``avscene separate
+checkpoint (:func:`avscene.checkpoint.parts.save_dictionaries`), where ``avscene separate
 --method dictionary`` and ``avscene evaluate-separation`` find them.
 """
 
@@ -59,8 +59,8 @@ def learn_from_manifest(manifest: str | Path, classes: Sequence[str], *, clips_p
 def train_dictionaries(model_folder: str | Path, manifest: str | Path, *, clips_per_class: int = CLIPS_PER_CLASS,
                        progress: Callable[[int, int], None] | None = None) -> Path:
     """Learn dictionaries for every label of the checkpoint in ``model_folder`` and store them there."""
-    from avscene.hub import read_config
-    from avscene.separation.checkpoint import save_dictionaries
+    from avscene.checkpoint.format import read_config
+    from avscene.checkpoint.parts import save_dictionaries
 
     labels = read_config(model_folder)["labels"]
     dicts = learn_from_manifest(manifest, labels, clips_per_class=clips_per_class, progress=progress)

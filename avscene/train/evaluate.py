@@ -44,7 +44,7 @@ from avscene.train.metrics_sed import SegmentMetrics, segment_activity, segment_
 from avscene.train.noise_stress import NoiseCondition, NoiseStress, NoiseStressReport
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
 MODES = ("sync", "async", "offscreen", "silent")
 

@@ -45,7 +45,7 @@ from avscene.train.metrics import json_float
 from avscene.train.metrics_sep import separation_scores
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.proposals.nmf import NMFOptions
     from avscene.separation.dictionary import Dictionaries
     from avscene.separation.registry import MethodName
@@ -382,13 +382,12 @@ def run_pairs(split: Path, items: Sequence[PairItem], estimator: Estimator, *, m
 def model_estimator(loaded: LoadedModel, *, dictionaries: Dictionaries | None, nmf: NMFOptions,
                     only: Collection[MethodName] | None = None) -> Estimator:
     """Each method of ``loaded`` (and the given dictionaries), label known, as ``separate`` runs it."""
-    from avscene.separation.checkpoint import parts_of
     from avscene.separation.methods import score_components
-    from avscene.separation.parts import SeparationParts
+    from avscene.checkpoint.parts import SeparationParts
     from avscene.separation.registry import MethodName
     from avscene.train.evaluate_sep import method_estimates
 
-    parts = SeparationParts(dictionaries=dictionaries, mask_net=parts_of(loaded).mask_net)
+    parts = SeparationParts(dictionaries=dictionaries, mask_net=loaded.separation.mask_net)
 
     def estimate(mixture: np.ndarray, item: PairItem) -> dict[str, np.ndarray]:
         if item.label not in loaded.labels:

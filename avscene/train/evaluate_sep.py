@@ -40,7 +40,7 @@ from avscene.errors import UsageError
 from avscene.proposals.nmf import NMFOptions
 from avscene.separation.dictionary import Dictionaries
 from avscene.separation.methods import ScoredComponents, score_components
-from avscene.separation.parts import SeparationParts
+from avscene.checkpoint.parts import SeparationParts
 from avscene.separation.registry import METHODS as SEPARATION_METHODS
 from avscene.separation.registry import Method, MethodName, StrategyInputs, missing_parts
 from avscene.tasks._pipeline import analyse, ranked_labels
@@ -50,7 +50,7 @@ from avscene.train.metrics import json_float
 from avscene.train.metrics_sep import SeparationScores, separation_scores, sdr
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -159,9 +159,7 @@ def dictionaries_for(loaded: LoadedModel, sep_dir: str | Path, manifest: str | P
     from avscene.train.dictionaries import learn_from_manifest
 
     needed = sorted({it.label for it in read_sep_manifest(sep_dir, limit=limit)})
-    from avscene.separation.checkpoint import parts_of
-
-    own = parts_of(loaded).dictionaries
+    own = loaded.separation.dictionaries
     if own is not None and set(needed) <= set(own.classes):
         return own
     # every label, not only the set's: "label unknown" separates whatever class is predicted
@@ -178,7 +176,6 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
     import soundfile as sf
 
     from avscene.io.decode import read_audio
-    from avscene.separation.checkpoint import parts_of
 
     if item.label not in loaded.labels:
         raise UsageError(f"the model does not know the class {item.label!r} of mixture {item.mixture}")
@@ -190,7 +187,7 @@ def evaluate_mixture(item: SepItem, sep_dir: Path, loaded: LoadedModel, *, dicti
     mix = _fit_length(read_audio(clip, sample_rate=rate), len(ref))
     predicted = ranked_labels(analyse(clip, loaded).output.scores.numpy(), loaded.labels)[0].label
     sc = score_components(mix, loaded, nmf)  # one NMF and scoring pass: the ncp rows and the baselines
-    parts = SeparationParts(dictionaries=dictionaries, mask_net=parts_of(loaded).mask_net)
+    parts = SeparationParts(dictionaries=dictionaries, mask_net=loaded.separation.mask_net)
     est = method_estimates(mix, item.label, loaded, parts, nmf, sc, mode=MODES[0])
     if predicted == item.label:  # a correct prediction: the same estimates
         unknown = [row for _, row, _ in mode_rows(parts, MODES[1])]

@@ -279,7 +279,7 @@ class Trainer:
     def _start_from(self, cfg: TrainConfig) -> tuple[AVSceneNet, ModelConfig, PreprocessConfig]:
         """Fine-tuning: the network, model config and preprocessing of the checkpoint
         ``cfg.init_model`` (weights loaded strictly), its calibrated threshold dropped."""
-        from avscene.hub import load_pretrained
+        from avscene.checkpoint.load import load_pretrained
 
         added = {k: v for k, v in cfg.model.items() if k in ADDABLE}
         if set(cfg.model) - set(ADDABLE) or set(cfg.preprocess) - set(ADDABLE_PRE) or cfg.init_audio \
@@ -678,7 +678,8 @@ def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0
 
 def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> float:
     """Recompute the run's held-out split, score it with the saved best model, store the threshold."""
-    from avscene.hub import CONFIG_NAME, load_pretrained, read_config
+    from avscene.checkpoint.format import read_config, write_config
+    from avscene.checkpoint.load import load_pretrained
 
     run = Path(run)
     config = read_config(run)
@@ -695,9 +696,7 @@ def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> flo
         f"{micro_f1_at(scores.numpy(), y > 0, default):.3f} at {default:+.2f} → "
         f"{micro_f1_at(scores.numpy(), y > 0, t):.3f}")
     config["model"]["threshold"] = t
-    tmp = run / f".{CONFIG_NAME}.tmp-{os.getpid()}"
-    tmp.write_text(json_text(config, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, run / CONFIG_NAME)
+    write_config(run, config)
     return t
 
 

@@ -61,7 +61,7 @@ from avscene.train.masknet_data import (
 )
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
     from avscene.nn.masknet import MaskNet
 
 WARMUP_FRACTION = 0.05  # of the steps, rising to the peak learning rate (one-cycle schedule)
@@ -409,13 +409,13 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
     second round (:meth:`MaskNetTrainOptions.second_round`) follows, the first round's network as
     its teacher. The network
     goes to ``separator.safetensors`` with its shape and this training's summary under
-    ``separation.mask`` in ``config.json`` (:func:`avscene.separation.checkpoint.save_mask_net`).
+    ``separation.mask`` in ``config.json`` (:func:`avscene.checkpoint.parts.save_mask_net`).
 
     Returns:
         The weights' path and the training summary.
     """
-    from avscene.hub import load_pretrained
-    from avscene.separation.checkpoint import save_mask_net
+    from avscene.checkpoint.load import load_pretrained
+    from avscene.checkpoint.parts import save_mask_net
 
     min_snr_db, self_train = opts.min_anchor_snr_db, opts.second_round()
     if not Path(manifest).is_file():
@@ -431,10 +431,7 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
         (keep_clean_anchors(raw, min_snr_db), keep_clean_anchors(raw_held, min_snr_db))
     init = None
     if opts.fine_tune:
-        from avscene.hub import read_config
-        from avscene.separation.checkpoint import load_mask_net
-
-        init = load_mask_net(Path(model_folder), read_config(model_folder), loaded.labels)
+        init = loaded.separation.mask_net  # read with the classifier
         if init is None:
             raise UsageError(f"--fine-tune: the model {model_folder} has no mask network to start from")
     scorer = audio_scorer(loaded) if opts.pairs_per_batch and opts.assessor_weight > 0 else None

@@ -56,7 +56,7 @@ from avscene.errors import UsageError
 from avscene.train.augment import random_eq
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
 SAMPLE_RATE = 16000
 ACTIVE_LEVEL = 0.6  # scaled window score at or above which the clip's class is active

@@ -36,7 +36,7 @@ from avscene.tasks._pipeline import Analysis, AudioVariant, analyse_variants
 from avscene.train.metrics import classification_metrics
 
 if TYPE_CHECKING:
-    from avscene.hub import LoadedModel
+    from avscene.checkpoint.load import LoadedModel
 
 HELDOUT = "heldout"  # --add-noise alias: every held-out family
 DEFAULT_SNR_DB = 0.0

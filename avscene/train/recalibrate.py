@@ -95,7 +95,7 @@ def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, 
                          device: str = "cpu",
                          progress: Callable[[int, int], None] | None = None) -> ModalityCalibration:
     """Choose and (``write``) store a checkpoint folder's per-modality thresholds."""
-    from avscene.hub import CONFIG_NAME, read_config, write_config
+    from avscene.checkpoint.format import CONFIG_NAME, read_config, write_config
     from avscene.nn.model import modality_scores
     from avscene.tasks._pipeline import analyse
     from avscene.tasks.models import load_model

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avscene.hub import load_pretrained
+from avscene.checkpoint.load import load_pretrained
 from avscene.nn.model import box_scores
 from avscene.tasks._pipeline import analyse
 from avscene.train.data import read_manifest

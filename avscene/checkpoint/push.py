@@ -1,8 +1,9 @@
 """Publish a checkpoint folder to the Hugging Face Hub (``avscene upload``).
 
-Only a folder that :func:`avscene.hub.load_pretrained` loads strictly is published, and only
-the files a download fetches (``config.json``, ``model.safetensors``, ``README.md``), so what
-is on the Hub is exactly what ``avscene classify --model ORG/NAME`` will load.
+Only a folder that :func:`avscene.checkpoint.load.load_pretrained` loads strictly (separation
+parts included) is published, and only the files a download fetches
+(:data:`avscene.checkpoint.format.HUB_FILES`), so what is on the Hub is exactly what ``avscene
+classify --model ORG/NAME`` will load.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avscene.checkpoint.format import HUB_FILES
+from avscene.checkpoint.load import load_pretrained
+from avscene.checkpoint.resolve import REPO_ID_RE, env_offline, first_line, hub_timeout, is_network_error, is_timeout
 from avscene.errors import CheckpointError, UsageError
-from avscene.hub import _REPO_ID_RE as REPO_ID_RE
-from avscene.hub import HUB_FILES, _env_offline, hub_timeout, load_pretrained
-from avscene.separation.checkpoint import with_parts
 
 DEFAULT_MESSAGE = "Upload avscene checkpoint"
 
@@ -46,9 +47,9 @@ def upload(folder: str | Path, repo_id: str, *, revision: str | None = None, pri
     folder = Path(folder)
     if not REPO_ID_RE.fullmatch(repo_id):
         raise UsageError(f"{repo_id!r} is not a Hub repo id: write ORG/NAME")
-    if _env_offline():
+    if env_offline():
         raise UsageError("HF_HUB_OFFLINE is set: uploading needs the network; unset it to publish")
-    with_parts(load_pretrained(str(folder), device="cpu"))  # strict: refuses what a download could not load
+    load_pretrained(str(folder), device="cpu")  # strict: refuses what a download could not load
     files = tuple(name for name in HUB_FILES if (folder / name).is_file())
     branch = revision or "main"
     with hub_timeout(timeout) as seconds:
@@ -83,8 +84,6 @@ def _upload_error(e: Exception, repo_id: str, timeout: float) -> CheckpointError
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    from avscene.hub import _first_line, _is_network_error, is_timeout
-
     if is_timeout(e):
         return CheckpointError(f"the Hugging Face Hub ({constants.ENDPOINT}) did not answer within {timeout:g} s "
                                f"while uploading to {repo_id}; check your connection (or HF_ENDPOINT) and retry, "
@@ -93,10 +92,10 @@ def _upload_error(e: Exception, repo_id: str, timeout: float) -> CheckpointError
     if isinstance(e, HfHubHTTPError):
         status = getattr(getattr(e, "response", None), "status_code", None)
         fix = "log in with `hf auth login` (a token with write access)" if status in (401, 403) else "retry later"
-        return CheckpointError(f"the Hub refused the upload to {repo_id}: {_first_line(e)}; {fix}")
-    if _is_network_error(e):
+        return CheckpointError(f"the Hub refused the upload to {repo_id}: {first_line(e)}; {fix}")
+    if is_network_error(e):
         return CheckpointError(f"could not reach the Hugging Face Hub ({constants.ENDPOINT}) to upload {repo_id}: "
-                               f"{_first_line(e)}; check your connection (or HF_ENDPOINT) and retry")
+                               f"{first_line(e)}; check your connection (or HF_ENDPOINT) and retry")
     return None
 
 

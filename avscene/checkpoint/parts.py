@@ -1,32 +1,83 @@
-"""The separation files of a checkpoint: reading and adding the mask network, the dictionaries
-and the default method (:mod:`avscene.separation.parts` names them).
+"""What a checkpoint carries for separation besides the classifier: the part table, reading the
+parts strictly and adding them to a folder.
 
-:func:`load_parts` reads what ``config.json`` declares under ``"separation"``, strictly (a
-declared file that is missing, unreadable or mis-shaped is a CheckpointError);
-:func:`with_parts` attaches them to a loaded model (``LoadedModel.separation``);
-:func:`save_dictionaries` and :func:`save_mask_net` add them to a checkpoint folder, each file written atomically, the weights before ``config.json`` (so a
-config never names a file that is not there). The checkpoint format itself (``config.json``,
-``model.safetensors``) is :mod:`avscene.hub`'s.
+Two optional parts, each a safetensors file beside ``model.safetensors`` (the names are
+:mod:`avscene.checkpoint.format`'s) and an entry under ``"separation"`` in ``config.json``: the mask
+network (the *separator*, ``avscene train-separator``) and the supervised-NMF dictionaries
+(``avscene train-dictionaries``); and ``separation.default_method``, the method ``separate --method
+auto`` uses. :data:`METHOD_PARTS` says which parts each separation method needs (the registry of
+methods, :mod:`avscene.separation.registry`, is built on it), so the default method is checked
+here, on load, without importing the methods.
+
+:func:`load_parts` reads what ``config.json`` declares, strictly (a declared file that is missing,
+unreadable or mis-shaped is a CheckpointError); :func:`save_dictionaries`, :func:`save_mask_net`
+and :func:`set_default_method` add them to a folder, each file written atomically, the weights
+before ``config.json`` (so a config never names a file that is not there). Of separation this
+imports only its maths (:mod:`avscene.separation.dictionary`, on use).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from avscene.checkpoint.format import (
+    CONFIG_NAME,
+    DICTIONARIES_NAME,
+    MASK_NET_NAME,
+    check_state_dict,
+    default_file_mode,
+    read_config,
+    write_config,
+)
 from avscene.errors import CheckpointError, ConfigError
-from avscene.hub import CONFIG_NAME, check_state_dict, default_file_mode, read_config, write_config
-from avscene.separation.parts import DICTIONARIES_NAME, MASK_NET_NAME, PARTS, SeparationParts
-from avscene.separation.registry import METHODS, MethodName
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from avscene.hub import LoadedModel
     from avscene.nn.masknet import MaskNet
     from avscene.separation.dictionary import Dictionaries
+
+
+@dataclass(frozen=True)
+class Part:
+    """One optional part of a checkpoint that some separation methods need."""
+
+    key: str  # its entry under "separation" in config.json
+    file: str  # its weights file
+    what: str  # how messages name it
+    command: str  # the avscene command that adds it to a checkpoint
+
+
+PARTS = {
+    "mask": Part("mask", MASK_NET_NAME, "separator network", "train-separator"),
+    "dictionary": Part("dictionary", DICTIONARIES_NAME, "dictionaries", "train-dictionaries"),
+}
+
+# The parts each separation method needs, in the order ``--method auto`` prefers the methods;
+# avscene.separation.registry.METHODS is built on this table (one entry per method).
+METHOD_PARTS: dict[str, tuple[str, ...]] = {
+    "hybrid": ("mask", "dictionary"),
+    "mask": ("mask",),
+    "dictionary": ("dictionary",),
+    "ncp": (),
+}
+
+
+@dataclass(frozen=True)
+class SeparationParts:
+    """The separation parts a checkpoint carries (:func:`load_parts`)."""
+
+    dictionaries: Dictionaries | None = None  # supervised-NMF dictionaries
+    mask_net: MaskNet | None = None  # the mask network (eval mode, on the model's device)
+    default_method: str | None = None  # separation.default_method: the measured best, if recorded
+
+    def has(self, key: str) -> bool:
+        """Whether the part ``key`` (a key of :data:`PARTS`) is there."""
+        return (self.mask_net if key == "mask" else self.dictionaries) is not None
+
 
 _DECLARED = {"mask": "a separator", "dictionary": "dictionaries"}  # a part, as a missing file's message names it
 DICTIONARY_META = ("n_fft", "hop", "class_atoms", "background_atoms")  # separation.dictionary's keys
@@ -45,20 +96,6 @@ def load_parts(folder: str | Path, config: dict, labels: Sequence[str], *, devic
                            default_method=default_method(config, str(folder / CONFIG_NAME)))
 
 
-def with_parts(loaded: LoadedModel) -> LoadedModel:
-    """``loaded`` with its separation parts read (on the model's device); as is if already read."""
-    if loaded.separation is not None:
-        return loaded
-    device = str(next(loaded.model.parameters()).device)
-    parts = load_parts(loaded.folder, read_config(loaded.folder), loaded.labels, device=device)
-    return dataclasses.replace(loaded, separation=parts)
-
-
-def parts_of(loaded: LoadedModel) -> SeparationParts:
-    """The separation parts of ``loaded`` (read now when the model was loaded without them)."""
-    return with_parts(loaded).separation or SeparationParts()
-
-
 def default_method(config: dict, where: str) -> str | None:
     """``separation.default_method`` of ``config.json``, checked against the registry and what the
     checkpoint declares."""
@@ -66,14 +103,33 @@ def default_method(config: dict, where: str) -> str | None:
     name = sep.get("default_method")
     if name is None:
         return None
-    known = [m.value for m in METHODS]
+    known = list(METHOD_PARTS)
     if name not in known:
         raise CheckpointError(f"{where}: separation.default_method must be one of {known}, got {name!r}")
-    missing = [k for k in METHODS[MethodName(name)].needs if k not in sep]
+    missing = [k for k in METHOD_PARTS[name] if k not in sep]
     if missing:
         raise CheckpointError(f"{where}: separation.default_method is {name!r} but the checkpoint has no "
                               f"separation.{missing[0]}")
     return name
+
+
+def set_default_method(folder: str | Path, method: str | None) -> None:
+    """Record in ``config.json`` which method ``separate --method auto`` uses (None: remove the
+    record), checked as loading checks it (``evaluate-separation --pairs --holdout --set-default``).
+
+    Raises:
+        CheckpointError: an unknown method, or one whose parts the checkpoint does not declare.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    sep = dict(config.get("separation") or {})
+    if method is None:
+        sep.pop("default_method", None)
+    else:
+        sep["default_method"] = method
+    config["separation"] = sep
+    default_method(config, str(folder / CONFIG_NAME))
+    write_config(folder, config)
 
 
 def _tensors(path: Path, key: str) -> dict[str, Tensor]:
@@ -118,7 +174,7 @@ def load_dictionaries(folder: Path, config: dict, labels: Sequence[str]) -> Dict
 def load_mask_net(folder: Path, config: dict, labels: Sequence[str], *, device: str = "cpu") -> MaskNet | None:
     """The mask network ``config.json`` declares under ``separation.mask`` (None if none), loaded
     strictly from ``separator.safetensors`` (every tensor's name, shape and dtype checked first, and
-    every weight finite: ``hub.check_state_dict``).
+    every weight finite: ``format.check_state_dict``).
 
     Raises:
         CheckpointError: declared but missing, unreadable, or not matching its config or the labels.

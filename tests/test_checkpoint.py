@@ -1,4 +1,4 @@
-"""Tests of avscene.hub: checkpoint files, strict loading, and the Hub download path.
+"""Tests of avscene.checkpoint: checkpoint files, strict loading, and the Hub download path.
 
 The Hub tests run huggingface_hub for real against ``tests/hubserver.py``, a
 loopback HTTP server speaking the Hub's download API, with a fresh cache per test.
@@ -15,23 +15,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from hubserver import HubServer, use_endpoint
 from safetensors.torch import load_file, save_file
 
-from avscene.errors import CheckpointError, ConfigError, UsageError
-from avscene.hub import (
+from avscene.checkpoint.card import card_text
+from avscene.checkpoint.format import (
     CARD_NAME,
     CONFIG_NAME,
     FORMAT_VERSION,
     WEIGHTS_NAME,
-    load_pretrained,
     load_state_dict,
     read_config,
-    resolve,
     save_folder,
-    save_pretrained,
 )
-from avscene.hub_card import card_text
-from hubserver import HubServer, use_endpoint
+from avscene.checkpoint.load import load_pretrained, save_pretrained
+from avscene.checkpoint.resolve import resolve
+from avscene.errors import CheckpointError, ConfigError, UsageError
 from avscene.testing.models import tiny_checkpoint, tiny_config, tiny_input, tiny_model, tiny_preprocess
 
 REPO = "avscene-test/tiny"
@@ -160,9 +159,10 @@ def test_resolve_errors_for_local_paths(tmp_path: Path) -> None:
         resolve(str(tmp_path), revision="main")
 
 
-def test_import_hub_does_not_import_torch() -> None:
+def test_import_checkpoint_does_not_import_torch() -> None:
     heavy = "('torch', 'safetensors', 'huggingface_hub')"
-    code = f"import sys, avscene.hub; print(sorted(m for m in {heavy} if m in sys.modules))"
+    modules = "avscene.checkpoint.load, avscene.checkpoint.push, avscene.checkpoint.card, avscene.checkpoint.bundle"
+    code = f"import sys, {modules}; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -255,7 +255,7 @@ def test_load_pretrained_from_hub_matches_local(hub: HubServer, tiny: Path, cach
 
 def test_hf_endpoint_env_in_fresh_processes(tiny: Path, tmp_path: Path) -> None:
     """The real user path: HF_ENDPOINT and HF_HOME set before huggingface_hub is imported."""
-    code = "from avscene.hub import resolve; r = resolve('%s'); print(r.commit); print(r.folder)" % REPO
+    code = "from avscene.checkpoint.resolve import resolve; r = resolve('%s'); print(r.commit); print(r.folder)" % REPO
     with HubServer() as hub:
         commit = _publish(hub, tiny)
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"), "NO_PROXY": "127.0.0.1"}
