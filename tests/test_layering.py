@@ -46,12 +46,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "avscene.hub_push": (*BASE, "avscene", "avscene.hub", "avscene.separation"),
     "avscene.testing": (*BASE, "avscene.hub", "avscene.nn"),  # tiny models and media, from the library
     "avscene.tasks": (*MEDIA, "avscene.hub", "avscene.separation"),  # the Python API
-    "avscene.train": (*MEDIA, "avscene.hub", "avscene.separation", "avscene.tasks"),
+    # evaluation's metrics: pure numpy, below training (its hold-out figures and calibration use them)
+    "avscene.evaluation.metrics": BASE,
+    "avscene.train": (*MEDIA, "avscene.hub", "avscene.separation", "avscene.tasks", "avscene.evaluation.metrics"),
+    # evaluation: a trained model scored on a split; it reads the training manifest, hold-out and baselines
+    "avscene.evaluation": (*MEDIA, "avscene.hub", "avscene.separation", "avscene.tasks", "avscene.train"),
     "avscene.doctor": (*MEDIA, "avscene", "avscene.hub", "avscene.separation", "avscene.tasks"),
     "avscene": ("avscene.hub", "avscene.results", "avscene.separation", "avscene.tasks"),  # the facade
     "avscene.__main__": ("avscene.cli",),
     "avscene.cli": (*MEDIA, "avscene", "avscene.hub", "avscene.hub_push", "avscene.separation", "avscene.tasks",
-                    "avscene.train", "avscene.doctor"),
+                    "avscene.train", "avscene.evaluation", "avscene.doctor"),
 }
 CLI_IMPORTERS = ("avscene.cli", "avscene.__main__")  # the only modules that may import avscene.cli
 PURE_LAYERS = ("avscene.dsp", "avscene.proposals")  # no torch modules here: arrays in, arrays out
@@ -201,6 +205,8 @@ def test_layer_imports_only_what_it_may(layer):
                                    "    from avscene.hub import LoadedModel\n", "avscene.hub"),
     ("avscene.hub", "from avscene.separation.registry import METHODS\n", "avscene.separation.registry"),
     ("avscene.tasks.probe", "import avscene.train.loop\n", "avscene.train.loop"),
+    ("avscene.train.probe", "def f():\n    from avscene.evaluation.evaluate import evaluate\n", "avscene.evaluation.evaluate"),
+    ("avscene.evaluation.metrics.probe", "from avscene.train.data import targets\n", "avscene.train.data"),
 ])
 def test_the_allowlist_catches_a_wrong_import(module, code, wrong):
     """A new import the allowlist does not name fails, lazy or type-only alike."""

@@ -13,7 +13,7 @@ import torch
 
 from avscene.dsp import noise as bank
 from avscene.errors import UsageError
-from avscene.train import noise_stress as ns
+from avscene.evaluation import noise_stress as ns
 
 SR = 16000
 
@@ -72,7 +72,7 @@ def _manifest(tmp_path: Path, names: list[str], n: int = 2) -> Path:
 def test_evaluate_adds_each_family_at_the_asked_snr_and_pure_noise_at_the_clip_level(tiny_model_dir, tmp_path,
                                                                                       bag_spy):
     from avscene.hub import load_pretrained
-    from avscene.train.evaluate import evaluate
+    from avscene.evaluation.evaluate import evaluate
 
     loaded = load_pretrained(str(tiny_model_dir))
     manifest = _manifest(tmp_path, list(loaded.labels), n=1)
@@ -201,7 +201,7 @@ def test_cli_refuses_a_bad_noise_spec_before_loading_any_model(tmp_path, capsys)
 
 def test_pure_noise_clips_without_add_noise_is_refused(tiny_model_dir, tmp_path):
     from avscene.hub import load_pretrained
-    from avscene.train.evaluate import evaluate
+    from avscene.evaluation.evaluate import evaluate
 
     with pytest.raises(UsageError, match="give --add-noise too"):
         evaluate(load_pretrained(str(tiny_model_dir)), tmp_path / "labels.csv", pure_noise_clips=3)

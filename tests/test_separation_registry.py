@@ -8,7 +8,7 @@ from avscene.errors import CheckpointError, UsageError
 from avscene.separation.checkpoint import default_method
 from avscene.separation.parts import PARTS, SeparationParts
 from avscene.separation.registry import METHODS, MethodName, parse_method, resolve_method
-from avscene.train.evaluate_sep import METHODS as EVALUATION_ROWS
+from avscene.evaluation.evaluate_sep import METHODS as EVALUATION_ROWS
 
 BOTH = SeparationParts(dictionaries=object(), mask_net=object())  # type: ignore[arg-type]  # presence only
 MASK = SeparationParts(mask_net=object())  # type: ignore[arg-type]

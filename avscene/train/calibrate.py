@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avscene.train.metrics import micro_prf
+from avscene.evaluation.metrics.classification import micro_prf
 
 THRESHOLD_GRID = np.round(np.arange(-2.0, 1.0 + 1e-9, 0.05), 2)  # hinge scores: margin ±1
 PROBABILITY_GRID = np.round(np.arange(0.05, 0.95 + 1e-9, 0.05), 2)  # probabilities (wsddn, avor)

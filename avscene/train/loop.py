@@ -39,7 +39,7 @@ from avscene.train.data import (
     targets,
     warm_cache,
 )
-from avscene.train.metrics import micro_prf
+from avscene.evaluation.metrics.classification import micro_prf
 
 FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
 # ModelConfig fields a fine-tuning run (--init-model) may add, each with the prefix of the

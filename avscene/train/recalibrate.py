@@ -130,7 +130,7 @@ def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, 
         config["model"].update(audio_threshold=ta, visual_threshold=tv)
         write_config(model, config)  # atomic, standard JSON (results.json_text)
         written = str(model / CONFIG_NAME)
-    from avscene.train.metrics import micro_prf
+    from avscene.evaluation.metrics.classification import micro_prf
 
     return ModalityCalibration(
         audio_threshold=ta, visual_threshold=tv, n_clips=len(held),

@@ -14,8 +14,8 @@ Definitions used (each function's docstring repeats its own):
   knowledge", IJCV 2012), with boxes ``(x0, y0, x1, y1)``, ``x1``/``y1``
   exclusive, as in ``avscene.proposals.visual``.
 
-Sound event detection metrics live in :mod:`avscene.train.metrics_sed`, source
-separation metrics in :mod:`avscene.train.metrics_sep`. Undefined values (a
+Sound event detection metrics live in :mod:`avscene.evaluation.metrics.sed`, source
+separation metrics in :mod:`avscene.evaluation.metrics.separation`. Undefined values (a
 ratio with a zero denominator) are ``nan`` in the dataclasses and ``null`` in
 ``to_json()``.
 """

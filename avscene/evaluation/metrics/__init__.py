@@ -1,0 +1,1 @@
+"""Evaluation metrics, pure numpy (no model, no I/O): training's hold-out figures use them too."""
