@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 
 from avscene.errors import UsageError
-from avscene.evaluation.metrics.classification import (
-    LocalizationScores,
-    box_iou,
-    classification_metrics,
-    corloc_hit,
-    pointing_hit,
-    top1_accuracy,
-)
+from avscene.evaluation.metrics.classification import classification_metrics, top1_accuracy
+from avscene.evaluation.metrics.localization import LocalizationScores, box_iou, corloc_hit, pointing_hit
 
 
 @pytest.fixture
@@ -152,8 +146,8 @@ def test_localization_scores_accumulate() -> None:
 
 def test_metrics_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, avscene.evaluation.metrics.classification, avscene.evaluation.metrics.sed, "
-        "avscene.evaluation.metrics.separation, avscene.evaluation.metrics.avvp; "
+        "import sys, avscene.evaluation.metrics.classification, avscene.evaluation.metrics.localization, "
+        "avscene.evaluation.metrics.sed, avscene.evaluation.metrics.separation, avscene.evaluation.metrics.avvp; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

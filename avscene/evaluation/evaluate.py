@@ -33,12 +33,8 @@ from avscene.tasks._pipeline import analyse
 from avscene.tasks.classify import ClassifyOptions
 from avscene.tasks.localize import LocalizeOptions, frame_boxes, localize_from_analysis, snap_boxes
 from avscene.train.data import read_manifest, targets
-from avscene.evaluation.metrics.classification import (
-    ClassificationMetrics,
-    LocalizationScores,
-    classification_metrics,
-    top1_accuracy,
-)
+from avscene.evaluation.metrics.classification import ClassificationMetrics, classification_metrics, top1_accuracy
+from avscene.evaluation.metrics.localization import LocalizationScores
 from avscene.evaluation.metrics.avvp import AVVPMetrics, ClipParse, avvp_metrics, clip_parse
 from avscene.evaluation.metrics.sed import SegmentMetrics, segment_activity, segment_based_metrics
 from avscene.evaluation.noise_stress import NoiseCondition, NoiseStress, NoiseStressReport

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from avscene.errors import UsageError
-from avscene.evaluation.metrics.classification import json_float
+from avscene.evaluation.metrics import json_float
 from avscene.evaluation.metrics.separation import separation_scores
 
 if TYPE_CHECKING:

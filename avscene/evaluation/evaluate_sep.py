@@ -46,7 +46,7 @@ from avscene.separation.registry import Method, MethodName, StrategyInputs, miss
 from avscene.tasks._pipeline import analyse, ranked_labels
 from avscene.tasks.separate import CHUNK_SECONDS, CROSSFADE_SECONDS
 from avscene.evaluation import separation_baselines as sb
-from avscene.evaluation.metrics.classification import json_float
+from avscene.evaluation.metrics import json_float
 from avscene.evaluation.metrics.separation import SeparationScores, separation_scores, sdr
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from avscene.nn.model import box_scores
 from avscene.tasks._pipeline import analyse
 from avscene.train.data import read_manifest
 from avscene.evaluation.evaluate import read_ground_truth
-from avscene.evaluation.metrics.classification import box_iou, corloc_hit, pointing_hit
+from avscene.evaluation.metrics.localization import box_iou, corloc_hit, pointing_hit
 
 
 def main(model: str, manifest: str, out: str) -> None:

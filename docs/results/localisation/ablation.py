@@ -19,7 +19,7 @@ from avscene.tasks.localize import LocalizeOptions, frame_boxes, localize_from_a
 from avscene.tasks.models import load_model
 from avscene.train.data import read_manifest
 from avscene.evaluation.evaluate import read_ground_truth
-from avscene.evaluation.metrics.classification import LocalizationScores
+from avscene.evaluation.metrics.localization import LocalizationScores
 from avscene.evaluation.metrics.sed import segment_activity, segment_based_metrics
 
 split = Path(sys.argv[1])
