@@ -20,7 +20,7 @@ import numpy as np
 from avscene.config import PreprocessConfig
 from avscene.io.decode import decode
 from avscene.proposals.visual import visual_proposals
-from avscene.train.metrics import box_iou
+from avscene.evaluation.metrics.localization import box_iou
 
 METHODS = {"edgeboxes-10": PreprocessConfig(boxes_per_frame=10),
            "edgeboxes-30": PreprocessConfig(boxes_per_frame=30),

@@ -67,3 +67,41 @@ def test_modality_thresholds_with_the_fused_decisions_by_hand() -> None:
     # missing clip 0 (TP 1, FN 1 -> 2/3); closest such pair (0.0, 0.4)
     assert best_modality_thresholds(audio, visual, y, default=0.0) == (0.0, 0.4)
     assert or_f1_at(audio, visual, y, 0.0, 0.4) == 4 / 5
+
+
+def test_the_grid_follows_what_the_scores_are() -> None:
+    from avscene.nn.model import ModelConfig
+    from avscene.train.calibrate import PROBABILITY_GRID, THRESHOLD_GRID, search_grid
+
+    grid, default = search_grid(ModelConfig(num_classes=2))  # hinge scores, margin ±1
+    assert default == 0.0 and grid is THRESHOLD_GRID and grid[0] == -2.0 and grid[-1] == 1.0
+    grid, default = search_grid(ModelConfig(num_classes=2, variant="wsddn"))  # probabilities
+    assert default == 0.5 and grid is PROBABILITY_GRID and grid[0] == 0.05 and grid[-1] == 0.95
+
+
+def test_calibrate_threshold_stores_the_hand_computed_value(tiny_model_dir, tmp_path) -> None:
+    """Training's last step: the threshold chosen on hand-made hold-out scores, stored in config.json."""
+    import dataclasses
+    import shutil
+
+    from avscene.checkpoint.load import load_pretrained
+    from avscene.train.calibrate import calibrate_threshold
+
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = load_pretrained(str(folder)).config
+    assert cfg.loss != "bce" and cfg.threshold is None
+    y = np.array([[True, False, False], [False, True, False], [True, False, True]])
+    # positives at -0.3 or above, negatives at -0.62 or below: perfect for -0.62 <= t < -0.3; the grid
+    # values there closest to 0: -0.35
+    s = np.array([[-0.3, -0.62, -0.9], [-0.7, 0.2, -0.8], [0.4, -0.65, -0.1]])
+    lines = []
+    assert calibrate_threshold(folder, s, y, cfg, pools="clean", log=lines.append) == -0.35
+    assert load_pretrained(str(folder)).config.threshold == -0.35
+    # at 0: TP 2 (0.2, 0.4), FN 2 -> 4 / 6; at -0.35: 1
+    assert lines == ["calibrated threshold -0.35 on 3 held-out inputs (clean): micro-F1 0.667 at +0.00 → 1.000"]
+    # probabilities (wsddn): the probability grid, ties to 0.5; perfect for 0.1 <= t < 0.3 -> 0.25
+    p = np.where(y, 0.3, 0.1)
+    wsddn = dataclasses.replace(cfg, variant="wsddn")
+    assert wsddn.loss == "bce"
+    assert calibrate_threshold(folder, p, y, wsddn, log=lines.append) == 0.25

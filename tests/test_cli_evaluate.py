@@ -27,7 +27,7 @@ def test_evaluate_reports_recall_by_event_mode_from_the_detections(tiny_model_di
     from avscene.checkpoint.load import load_pretrained
     from avscene.tasks.classify import ClassifyOptions, classify_file
     from avscene.testing.media import write_video
-    from avscene.train.evaluate import evaluate
+    from avscene.evaluation.evaluate import evaluate
 
     loaded = load_pretrained(str(tiny_model_dir))
     names = list(loaded.labels)

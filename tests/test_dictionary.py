@@ -17,7 +17,7 @@ from avscene.checkpoint.parts import save_dictionaries
 from avscene.checkpoint.format import DICTIONARIES_NAME
 from avscene.tasks.models import load_model
 from avscene.testing.media import write_audio
-from avscene.train.metrics_sep import sdr
+from avscene.evaluation.metrics.separation import sdr
 
 SR = 16000
 N_FREQ = 513  # the separation STFT: 1024-point frames

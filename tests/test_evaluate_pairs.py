@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avscene.train.evaluate_pairs import (
+from avscene.evaluation.evaluate_pairs import (
     IRM,
     MIXTURE,
     clip_items,
@@ -129,7 +129,7 @@ def test_holdout_pairs_never_pair_a_class_with_itself() -> None:
 
 
 def test_the_default_is_ranked_on_the_holdout_by_each_methods_default_row() -> None:
-    from avscene.train.evaluate_pairs import PairItem, PairResult, PairScores, PairsReport, method_ranking
+    from avscene.evaluation.evaluate_pairs import PairItem, PairResult, PairScores, PairsReport, method_ranking
 
     def result(set_name: str, **sdrs: float) -> PairResult:
         item = PairItem(set_name, "x", "instrument+instrument", 0.0, "violin", "flute", "a")

@@ -20,7 +20,7 @@ from avscene.nn.masknet import MaskNet, MaskNetConfig
 from avscene.separation.methods import DictionaryStrategy, HybridStrategy, MaskStrategy
 from avscene.testing.media import write_audio
 from avscene.testing.models import record_default_method
-from avscene.train.metrics_sep import sdr
+from avscene.evaluation.metrics.separation import sdr
 
 SR = 16000
 

@@ -44,12 +44,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "avscene.separation": (*MEDIA, "avscene.checkpoint"),  # methods, registry, streaming: over the loaded model
     "avscene.testing": (*BASE, "avscene.checkpoint", "avscene.nn"),  # tiny models and media, from the library
     "avscene.tasks": (*MEDIA, "avscene.checkpoint", "avscene.separation"),  # the Python API
-    "avscene.train": (*MEDIA, "avscene.checkpoint", "avscene.separation", "avscene.tasks"),
+    # evaluation's metrics: pure numpy, below training (its hold-out figures and calibration use them)
+    "avscene.evaluation.metrics": BASE,
+    "avscene.train": (*MEDIA, "avscene.checkpoint", "avscene.separation", "avscene.tasks", "avscene.evaluation.metrics"),
+    # evaluation: a trained model scored on a split; it reads the training manifest, hold-out and baselines
+    "avscene.evaluation": (*MEDIA, "avscene.checkpoint", "avscene.separation", "avscene.tasks", "avscene.train"),
     "avscene.doctor": (*MEDIA, "avscene", "avscene.checkpoint", "avscene.separation", "avscene.tasks"),
     "avscene": ("avscene.checkpoint", "avscene.results", "avscene.separation", "avscene.tasks"),  # the facade
     "avscene.__main__": ("avscene.cli",),
     "avscene.cli": (*MEDIA, "avscene", "avscene.checkpoint", "avscene.separation", "avscene.tasks",
-                    "avscene.train", "avscene.doctor"),
+                    "avscene.train", "avscene.evaluation", "avscene.doctor"),
 }
 CLI_IMPORTERS = ("avscene.cli", "avscene.__main__")  # the only modules that may import avscene.cli
 PURE_LAYERS = ("avscene.dsp", "avscene.proposals")  # no torch modules here: arrays in, arrays out
@@ -200,6 +204,8 @@ def test_layer_imports_only_what_it_may(layer):
     ("avscene.checkpoint.parts", "def f():\n    from avscene.separation.registry import METHODS\n",
      "avscene.separation.registry"),
     ("avscene.tasks.probe", "import avscene.train.loop\n", "avscene.train.loop"),
+    ("avscene.train.probe", "def f():\n    from avscene.evaluation.evaluate import evaluate\n", "avscene.evaluation.evaluate"),
+    ("avscene.evaluation.metrics.probe", "from avscene.train.data import targets\n", "avscene.train.data"),
 ])
 def test_the_allowlist_catches_a_wrong_import(module, code, wrong):
     """A new import the allowlist does not name fails, lazy or type-only alike."""

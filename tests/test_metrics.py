@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 
 from avscene.errors import UsageError
-from avscene.train.metrics import (
-    LocalizationScores,
-    box_iou,
-    classification_metrics,
-    corloc_hit,
-    pointing_hit,
-    top1_accuracy,
-)
+from avscene.evaluation.metrics.classification import classification_metrics, top1_accuracy
+from avscene.evaluation.metrics.localization import LocalizationScores, box_iou, corloc_hit, pointing_hit
 
 
 @pytest.fixture
@@ -152,7 +146,8 @@ def test_localization_scores_accumulate() -> None:
 
 def test_metrics_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, avscene.train.metrics, avscene.train.metrics_sed, avscene.train.metrics_sep; "
+        "import sys, avscene.evaluation.metrics.classification, avscene.evaluation.metrics.localization, "
+        "avscene.evaluation.metrics.sed, avscene.evaluation.metrics.separation, avscene.evaluation.metrics.avvp; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -162,7 +157,7 @@ def test_metrics_modules_do_not_import_torch() -> None:
 def test_micro_prf_pools_counts_and_says_what_undefined_is():
     import math
 
-    from avscene.train.metrics import micro_prf
+    from avscene.evaluation.metrics.classification import micro_prf
 
     y = np.array([[1, 0, 1], [0, 1, 0]], bool)
     p = np.array([[1, 1, 0], [0, 1, 0]], bool)  # TP 2, FP 1, FN 1
@@ -176,7 +171,7 @@ def test_micro_prf_pools_counts_and_says_what_undefined_is():
 
 
 def test_recall_by_mode_counts_each_event_once_by_its_clip_detections() -> None:
-    from avscene.train.evaluate import recall_by_mode
+    from avscene.evaluation.evaluate import recall_by_mode
 
     events = [("sync", "car", {"car", "drum"}), ("sync", "drum", {"car"}), ("silent", "violin", set()),
               ("async", "flute", {"flute"}), ("silent", "piano", {"piano"}), ("weird", "x", {"x"})]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from avscene.errors import UsageError
-from avscene.train.metrics_avvp import (
+from avscene.evaluation.metrics.avvp import (
     ClipParse,
     avvp_metrics,
     clip_parse,
@@ -159,7 +159,7 @@ def test_evaluate_scores_the_localize_timing_against_the_ground_truth_intervals(
     from avscene.tasks.classify import ClassifyOptions
     from avscene.tasks.localize import LocalizeOptions, localize_file
     from avscene.testing.media import write_video
-    from avscene.train.evaluate import evaluate
+    from avscene.evaluation.evaluate import evaluate
 
     loaded = load_pretrained(str(tiny_model_dir))
     names = list(loaded.labels)

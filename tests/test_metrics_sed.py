@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avscene.errors import UsageError
-from avscene.train.metrics_sed import segment_activity, segment_based_metrics
+from avscene.evaluation.metrics.sed import segment_activity, segment_based_metrics
 
 CLASSES = ["dog", "cat", "car"]
 

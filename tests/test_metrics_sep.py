@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avscene.errors import UsageError
-from avscene.train.metrics_sep import sdr, sdr_improvement, separation_scores, si_sdr
+from avscene.evaluation.metrics.separation import sdr, sdr_improvement, separation_scores, si_sdr
 
 N = 32000  # 2 s at 16 kHz
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +12,7 @@ import torch
 
 from avscene.dsp import noise as bank
 from avscene.errors import UsageError
-from avscene.train import noise_stress as ns
+from avscene.evaluation import noise_stress as ns
 
 SR = 16000
 
@@ -47,9 +46,12 @@ def bag_spy(monkeypatch):
     from avscene.proposals.bags import AudioBagStream
 
     seen: dict[int, list[np.ndarray]] = {}
+    alive: list[AudioBagStream] = []  # kept, so that no later stream reuses an id
     push = AudioBagStream.push
 
     def spy(self, audio):
+        if id(self) not in seen:
+            alive.append(self)
         seen.setdefault(id(self), []).append(np.array(audio, dtype=np.float64))
         return push(self, audio)
 
@@ -69,29 +71,47 @@ def _manifest(tmp_path: Path, names: list[str], n: int = 2) -> Path:
     return tmp_path / "labels.csv"
 
 
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def test_evaluate_adds_each_family_at_the_asked_snr_and_pure_noise_at_the_clip_level(tiny_model_dir, tmp_path,
                                                                                       bag_spy):
     from avscene.checkpoint.load import load_pretrained
-    from avscene.train.evaluate import evaluate
+    from avscene.evaluation.evaluate import evaluate
 
     loaded = load_pretrained(str(tiny_model_dir))
-    manifest = _manifest(tmp_path, list(loaded.labels), n=1)
-    conditions = (ns.NoiseCondition("white", 0.0), ns.NoiseCondition("crowd", 10.0))
+    manifest = _manifest(tmp_path, list(loaded.labels), n=2)  # two clips of the same length
+    conditions = (ns.NoiseCondition("white", 0.0), ns.NoiseCondition("white", 10.0),
+                  ns.NoiseCondition("crowd", 10.0))
     rep = evaluate(loaded, manifest, noise=conditions)
     streams = [np.concatenate(parts) for parts in bag_spy.values()]
-    assert len(streams) == 1 + 2 + 2  # clean, one per condition, pure noise of each family
-    clean, noisy, pure = streams[0], streams[1:3], streams[3:]
-    for c, audio in zip(conditions, noisy):
-        added = audio - clean
-        assert 10 * np.log10(_power(clean) / _power(added)) == pytest.approx(c.snr_db, abs=0.02)
-        # the documented seed: crc32("<family>/<clip id>"), the family's noise for the clip's length
-        expected = bank.noise(c.family, len(clean), sr=SR, rng=zlib.crc32(f"{c.family}/00000".encode()))
-        assert np.corrcoef(added, expected)[0, 1] > 0.9999
-    for family, audio in zip(("white", "crowd"), pure):  # the noise alone, at the clip's RMS
-        assert _power(audio) == pytest.approx(_power(clean), rel=1e-3)
-        expected = bank.noise(family, len(clean), sr=SR, rng=zlib.crc32(f"{family}/00000".encode()))
-        assert np.corrcoef(audio, expected)[0, 1] > 0.9999
-    assert [c.family for c in rep.noise_stress.conditions] == ["white", "crowd"]  # two SNRs: no pooled row
+    per_clip = 1 + 3 + 2  # clean, one per condition, pure noise of each family
+    assert len(streams) == 2 * per_clip
+    clips = [streams[k * per_clip:(k + 1) * per_clip] for k in range(2)]
+    added = []
+    for clean, *noisy_and_pure in clips:
+        noisy, pure = noisy_and_pure[:3], dict(zip(("white", "crowd"), noisy_and_pure[3:]))
+        add = [audio - clean for audio in noisy]
+        added.append(add)
+        for c, a in zip(conditions, add):  # the SNR measured on what the pipeline saw is the one asked
+            assert 10 * np.log10(_power(clean) / _power(a)) == pytest.approx(c.snr_db, abs=0.02)
+            assert abs(_corr(a, clean)) < 0.1  # noise, not the clip
+        # one family at two SNRs: the same noise at two levels, 10 dB apart
+        assert _corr(add[0], add[1]) > 0.9999
+        assert 10 * np.log10(_power(add[0]) / _power(add[1])) == pytest.approx(10.0, abs=0.02)
+        assert abs(_corr(add[0], add[2])) < 0.1  # another family: another noise
+        for family, a in (("white", add[0]), ("crowd", add[2])):  # pure: that noise alone, at the clip's RMS
+            assert _power(pure[family]) == pytest.approx(_power(clean), rel=1e-3)
+            assert _corr(pure[family], a) > 0.9999
+    # the noise depends on the clip: two clips of one length get different white noise
+    assert abs(_corr(added[0][0], added[1][0])) < 0.1 and abs(_corr(added[0][2], added[1][2])) < 0.1
+    # and on nothing else: a second evaluation feeds the pipeline exactly the same audio
+    bag_spy.clear()
+    again = evaluate(loaded, manifest, noise=conditions)
+    assert all(np.array_equal(x, y) for x, y in zip(streams, [np.concatenate(p) for p in bag_spy.values()]))
+    assert again.noise_stress.to_json() == rep.noise_stress.to_json()
+    assert [c.family for c in rep.noise_stress.conditions][:3] == ["white", "white", "crowd"]
     assert [p.family for p in rep.noise_stress.pure_noise] == ["white", "crowd"]
 
 
@@ -201,7 +221,7 @@ def test_cli_refuses_a_bad_noise_spec_before_loading_any_model(tmp_path, capsys)
 
 def test_pure_noise_clips_without_add_noise_is_refused(tiny_model_dir, tmp_path):
     from avscene.checkpoint.load import load_pretrained
-    from avscene.train.evaluate import evaluate
+    from avscene.evaluation.evaluate import evaluate
 
     with pytest.raises(UsageError, match="give --add-noise too"):
         evaluate(load_pretrained(str(tiny_model_dir)), tmp_path / "labels.csv", pure_noise_clips=3)

@@ -112,55 +112,115 @@ def test_modality_thresholds_in_the_config_are_validated_with_defaults() -> None
         ModelConfig.from_dict({"num_classes": 3, "visual_threshold": "high"})
 
 
-def test_calibrate_reproduces_the_holdout_and_stores_the_thresholds(tiny_model_dir: Path, tmp_path: Path,
-                                                                      capsys) -> None:
+def _calibration_fixture(tiny_model_dir: Path, tmp_path: Path, training: dict) -> tuple[Path, Path]:
+    """A copy of the tiny checkpoint whose training record is ``training`` (``{csv}``: the
+    manifest below), and a manifest of six clips, three ``violin`` and three ``drum``."""
     import shutil
 
-    import numpy as np
-
-    from avscene.cli.app import main
-    from avscene.errors import UsageError
     from avscene.checkpoint.format import read_config
-    from avscene.checkpoint.load import load_pretrained
-    from avscene.tasks.classify import classify_file
-    from avscene.testing.media import write_video
-    from avscene.train.calibrate import best_modality_thresholds
-    from avscene.train.data import read_manifest
-    from avscene.train.loop import split_examples
-    from avscene.train.recalibrate import calibrate_modalities
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
-    names = list(load_pretrained(str(model)).labels)
-    (tmp_path / "clips").mkdir()
-    rows = ["clip,labels"]
-    for i in range(6):
-        write_video(tmp_path / "clips" / f"{i:05d}.mp4", duration=2.0, freq=300.0 + 150 * i)
-        rows.append(f"{i:05d},{names[i % 2]}")
     csv = tmp_path / "labels.csv"
-    csv.write_text("\n".join(rows) + "\n")
-    with pytest.raises(UsageError, match="training record lacks val_split, seed"):  # an untrained checkpoint
-        calibrate_modalities(model, csv)
+    csv.write_text("clip,labels\n" + "".join(f"{i:05d},{('violin', 'drum')[i % 2]}\n" for i in range(6)))
     config = read_config(model)
-    config["training"] = {"manifest": str(csv), "val_split": 0.5, "seed": 3}
+    config["training"] = {k: v.format(csv=csv) if isinstance(v, str) else v for k, v in training.items()}
     (model / "config.json").write_text(json.dumps(config))
+    return model, csv
+
+
+def test_calibrate_stores_the_thresholds_chosen_by_hand(tiny_model_dir: Path, tmp_path: Path, capsys,
+                                                        monkeypatch) -> None:
+    """On a hand-made score set of a known hold-out, ``calibrate`` stores the pair worked out by hand."""
+    import numpy as np
+
+    from avscene.cli.app import main
+    from avscene.checkpoint.load import load_pretrained
+    from avscene.train import calibrate
+
+    # the run validated on val.csv (classes violin, drum, car): c0 violin, c1 violin, c2 drum, c3 car
+    model, _ = _calibration_fixture(tiny_model_dir, tmp_path, {"val_manifest": str(tmp_path / "val.csv")})
+    (tmp_path / "val.csv").write_text("clip,labels\nc0,violin\nc1,violin\nc2,drum\nc3,car\n")
+    assert load_pretrained(str(model)).config.audio_threshold is None  # uncalibrated: (0, 0)
+    n = -3.0  # below the whole grid: never heard / seen
+    audio = {"c0": [0.4, n, n], "c1": [n, n, n], "c2": [-0.5, 0.9, n], "c3": [n, 0.18, n]}
+    visual = {"c0": [n, n, 0.47], "c1": [0.62, n, n], "c2": [n, n, n], "c3": [0.3, n, 0.7]}
+    scored = []
+
+    def hand_made(loaded, held, progress=None):
+        scored.extend(e.path.stem for e in held)
+        rows = [e.path.stem for e in held]
+        return (np.array([audio[r] for r in rows]), np.array([visual[r] for r in rows]),
+                np.full((len(rows), 3), n))  # fused: nothing predicted
+
+    monkeypatch.setattr(calibrate, "holdout_modality_scores", hand_made)
     before = (model / "config.json").read_text()
     assert main(["calibrate", str(model), "--dry-run"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert (model / "config.json").read_text() == before and shown["written"] is None
-    res = calibrate_modalities(model)
-    # the hold-out is the training run's: split_examples with the recorded fraction and seed
-    _, held = split_examples(read_manifest(csv), 0.5, 3)
-    assert res.n_clips == len(held) == 4  # round(3 * 0.5) = 2 of each label set
-    # the thresholds are the best pair for the classify pipeline's modality scores of those clips
-    loaded = load_pretrained(str(model))  # reloaded: the thresholds are now in config.json
+    # Every decision right ("heard OR seen" = the labels) needs: violin heard in c0 (0.4) and not
+    # c2 (-0.5), drum heard in c2 (0.9) and not c3 (0.18): 0.18 <= t_audio < 0.4; violin seen in
+    # c1 (0.62) and not c3 (0.3), car seen in c3 (0.7) and not c0 (0.47): 0.47 <= t_visual < 0.62.
+    # The grid pair of that box closest to (0, 0): (0.2, 0.5).
+    assert (shown["audio_threshold"], shown["visual_threshold"]) == (0.2, 0.5)
+    # at (0, 0): TP c0 violin, c1 violin, c2 drum, c3 car; FP c3 drum, c3 violin, c0 car -> 8 / 11
+    assert shown["f1_before"] == pytest.approx(8 / 11) and shown["f1_after"] == 1.0
+    assert shown["fused_f1"] == 0.0 and shown["n_clips"] == 4
+    res = calibrate.calibrate_modalities(model)
+    assert res.written == str(model / "config.json")
+    cfg = load_pretrained(str(model)).config
+    assert (cfg.audio_threshold, cfg.visual_threshold) == (0.2, 0.5)
+    assert scored == ["c0", "c1", "c2", "c3"] * 2  # the run's hold-out, and only it
+
+
+def test_calibrate_scores_the_clips_training_held_out(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Without ``val_manifest``, ``calibrate`` scores the clips ``Trainer`` validated on: the
+    stratified share of the manifest that the recorded ``val_split`` and ``seed`` held out."""
+    import numpy as np
+
+    from avscene.errors import UsageError
+    from avscene.train import calibrate
+    from avscene.train.loop import Trainer, TrainConfig
+
+    model, csv = _calibration_fixture(tiny_model_dir, tmp_path, {"manifest": "{csv}"})
+    with pytest.raises(UsageError, match="training record lacks val_split, seed"):
+        calibrate.calibrate_modalities(model)
+    model, csv = _calibration_fixture(tiny_model_dir, tmp_path / "b", {"manifest": "{csv}", "val_split": 0.5,
+                                                                       "seed": 3})
+    scored = []
+
+    def record(loaded, held, progress=None):
+        scored.extend(held)
+        return tuple(np.zeros((len(held), 3)) for _ in range(3))
+
+    monkeypatch.setattr(calibrate, "holdout_modality_scores", record)
+    res = calibrate.calibrate_modalities(model, write=False)
+    # round(3 * 0.5) = 2 clips of each label set
+    assert res.n_clips == 4 and sorted(e.labels for e in scored) == [("drum",)] * 2 + [("violin",)] * 2
+    trainer = Trainer(TrainConfig(manifest=str(csv), output=str(tmp_path / "run"), val_split=0.5, seed=3,
+                                  cache_dir=str(tmp_path / "cache")))
+    assert scored == trainer.val_ex
+
+
+def test_calibration_scores_are_the_classify_pipelines(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The scores ``calibrate`` tunes on are those ``classify`` decides with (its parse)."""
+    import numpy as np
+
+    from avscene.checkpoint.load import load_pretrained
+    from avscene.tasks.classify import classify_file
+    from avscene.testing.media import write_video
+    from avscene.train.calibrate import holdout_modality_scores
+    from avscene.train.data import Example
+
+    loaded = load_pretrained(str(tiny_model_dir))
+    held = []
+    for i in range(2):
+        write_video(tmp_path / f"{i}.mp4", duration=2.0, freq=300.0 + 150 * i)
+        held.append(Example(tmp_path / f"{i}.mp4", ("violin",)))
+    done = []
+    audio, visual, fused = holdout_modality_scores(loaded, held, lambda d, n: done.append((d, n)))
+    assert done == [(1, 2), (2, 2)]
     parses = [classify_file(e.path, loaded).parse for e in held]
-    audio = np.array([[p.audio_score for p in ps] for ps in parses])
-    visual = np.array([[p.visual_score for p in ps] for ps in parses])
-    pred = np.array([[p.predicted for p in ps] for ps in parses])
-    y = np.array([[lab in e.labels for lab in names] for e in held])
-    assert (res.audio_threshold, res.visual_threshold) == best_modality_thresholds(audio, visual, y, default=0.0,
-                                                                                   predicted=pred)
-    assert loaded.config.audio_threshold == res.audio_threshold
-    assert loaded.config.visual_threshold == res.visual_threshold
-    assert shown["audio_threshold"] == res.audio_threshold
+    assert np.allclose(audio, [[p.audio_score for p in ps] for ps in parses], atol=1e-6)
+    assert np.allclose(visual, [[p.visual_score for p in ps] for ps in parses], atol=1e-6)
+    assert np.allclose(fused, [[p.score for p in ps] for ps in parses], atol=1e-6)

@@ -199,7 +199,7 @@ def test_video_input_is_separated(loaded, tmp_path) -> None:
     of it (a zero source, or one from another file or time, would fail)."""
     from avscene.separation.dictionary import learn_dictionaries
     from avscene.checkpoint.parts import SeparationParts
-    from avscene.train.metrics_sep import sdr
+    from avscene.evaluation.metrics.separation import sdr
 
     clip = write_video(tmp_path / "clip.mp4", duration=2.0, freq=660.0)
     t = np.arange(4 * SR) / SR

@@ -16,9 +16,9 @@ from avscene.separation.ranking import reconstruct
 from avscene.testing.media import write_video
 from avscene.testing.models import tiny_checkpoint
 from avscene.separation import dictionary as sd
-from avscene.train import separation_baselines as sb
-from avscene.train.evaluate_sep import METHODS, ORACLE, evaluate_separation, read_sep_manifest
-from avscene.train.metrics_sep import sdr, si_sdr
+from avscene.evaluation import separation_baselines as sb
+from avscene.evaluation.evaluate_sep import METHODS, ORACLE, evaluate_separation, read_sep_manifest
+from avscene.evaluation.metrics.separation import sdr, si_sdr
 
 SR = 16000
 DUR = 4.0

@@ -7,7 +7,7 @@ import pytest
 from avscene.errors import CheckpointError, UsageError
 from avscene.checkpoint.parts import PARTS, SeparationParts, default_method
 from avscene.separation.registry import METHODS, MethodName, parse_method, resolve_method
-from avscene.train.evaluate_sep import METHODS as EVALUATION_ROWS
+from avscene.evaluation.evaluate_sep import METHODS as EVALUATION_ROWS
 
 BOTH = SeparationParts(dictionaries=object(), mask_net=object())  # type: ignore[arg-type]  # presence only
 MASK = SeparationParts(mask_net=object())  # type: ignore[arg-type]

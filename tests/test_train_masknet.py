@@ -143,7 +143,7 @@ def test_a_short_training_separates_two_tones(tmp_path) -> None:
     import torch
 
     from avscene.train.masknet import separate_classes
-    from avscene.train.metrics_sep import sdr
+    from avscene.evaluation.metrics.separation import sdr
 
     rng = np.random.default_rng(0)
     t = np.arange(2 * SR) / SR

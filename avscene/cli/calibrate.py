@@ -31,7 +31,7 @@ def calibrate_cmd(
     from rich.progress import Progress
 
     from avscene.results import json_text
-    from avscene.train.recalibrate import calibrate_modalities
+    from avscene.train.calibrate import calibrate_modalities
 
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("scoring the hold-out", total=None)

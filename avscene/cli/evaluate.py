@@ -158,8 +158,8 @@ def evaluate_cmd(
     from rich.progress import Progress
 
     from avscene.tasks.models import load_model
-    from avscene.train.evaluate import evaluate
-    from avscene.train.noise_stress import parse_noise_specs
+    from avscene.evaluation.evaluate import evaluate
+    from avscene.evaluation.noise_stress import parse_noise_specs
 
     from avscene.tasks.localize import EVENT_LOW, LocalizeOptions
 

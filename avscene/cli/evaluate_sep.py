@@ -43,7 +43,7 @@ EPILOG = """Examples:
 
 def report_tables(rep) -> list[Table]:
     """Methods × SNR: mean SDR, then mean SI-SDR (dB)."""
-    from avscene.train.evaluate_sep import format_rows
+    from avscene.evaluation.evaluate_sep import format_rows
 
     cols = [*[f"{s:+g} dB" for s in rep.snrs], "all"]
     tables = []
@@ -59,7 +59,7 @@ def report_tables(rep) -> list[Table]:
 
 def pair_tables(rep) -> list[Table]:
     """Per set (clips, duets, hold-out): methods × pair kind (and SNR), SDR, SDR improvement, SI-SDR."""
-    from avscene.train.evaluate_pairs import METRICS, SETS, format_pair_rows
+    from avscene.evaluation.evaluate_pairs import METRICS, SETS, format_pair_rows
 
     model = Path(rep.model["id"]).name if Path(rep.model["id"]).is_dir() else rep.model["id"]
     tables = []
@@ -114,7 +114,7 @@ def evaluate_sep_cmd(
 
     from avscene.proposals.nmf import NMFOptions
     from avscene.tasks.models import load_model
-    from avscene.train.evaluate_sep import dictionaries_for, evaluate_separation
+    from avscene.evaluation.evaluate_sep import dictionaries_for, evaluate_separation
 
     check_report_path(json_out, force=force)
     loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
@@ -147,7 +147,7 @@ def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only
     from avscene.proposals.nmf import NMFOptions
     from avscene.separation.registry import parse_method
     from avscene.train.dictionaries import learn_from_manifest
-    from avscene.train.evaluate_pairs import evaluate_pairs
+    from avscene.evaluation.evaluate_pairs import evaluate_pairs
 
     methods = [parse_method(m) for m in only] if only else None
     manifest = train_manifest or (split / "labels.csv" if holdout else split.resolve().parent / "train" / "labels.csv")
@@ -162,7 +162,7 @@ def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only
     emit_report(rep, pair_tables(rep), json_out=json_out, json_flag=json_flag, force=force)
     if set_default is not None:
         from avscene.checkpoint.parts import set_default_method
-        from avscene.train.evaluate_pairs import method_ranking
+        from avscene.evaluation.evaluate_pairs import method_ranking
 
         ranking = method_ranking(rep)
         set_default_method(set_default, ranking[0][0])

@@ -1,21 +1,55 @@
-"""Choose a checkpoint's decision threshold from held-out scores (pure functions; training
-calls them at the end of a run, :func:`avscene.train.loop.calibrate_run`).
+"""Calibration, one home: a checkpoint's decision thresholds chosen on its training hold-out.
 
-The hinge loss puts the ideal boundary at 0, but a model stopped before it
-converges scores many present classes just below 0 (high precision, low recall).
-After training, the single global threshold that maximises micro-F1 on the
-*held-out training clips* (the split used for model selection; never the test or
-validation set) is stored in the checkpoint as ``model.threshold``.
+The hinge loss puts the ideal boundary at 0, but a model stopped before it converges scores
+many present classes just below 0 (high precision, low recall). So after training, the
+thresholds are chosen on the *held-out training clips* (the split used for model selection;
+never the test or validation set, nothing of ``val`` / ``val_shift``) and stored in the
+checkpoint's ``config.json["model"]`` (:func:`store_thresholds`):
+
+* ``threshold``, the fused decision: the grid value with the highest micro-F1
+  (:func:`best_threshold`). Training calls :func:`calibrate_threshold` at the end of a run
+  (``train.loop.fit``) with the hold-out pools that selected its epoch.
+* ``audio_threshold`` / ``visual_threshold``, the heard / seen decisions: the grid pair whose
+  "heard OR seen" best reproduces the video labels (:func:`best_modality_thresholds`).
+  ``avscene calibrate MODEL`` (:func:`calibrate_modalities`) reproduces the hold-out of the run
+  that trained MODEL (its ``config.json["training"]``: manifest, ``val_split`` and ``seed``, or
+  ``val_manifest``; :func:`holdout_examples`) and scores it with the inference pipeline
+  (``tasks._pipeline.analyse``, as ``classify`` does).
+
+The choice is pure (arrays in, thresholds out); the grid and the value ties go to depend on
+what the scores are (:func:`search_grid`: probabilities or hinge scores).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from avscene.train.metrics import micro_prf
+from avscene.errors import UsageError
+from avscene.evaluation.metrics.classification import micro_prf
+from avscene.train.data import Example, read_manifest, split_examples, targets
+
+if TYPE_CHECKING:
+    from avscene.checkpoint.load import LoadedModel
+    from avscene.nn.model import ModelConfig
+
+
+# ---- choosing (pure: scores in, thresholds out)
+
 
 THRESHOLD_GRID = np.round(np.arange(-2.0, 1.0 + 1e-9, 0.05), 2)  # hinge scores: margin ±1
 PROBABILITY_GRID = np.round(np.arange(0.05, 0.95 + 1e-9, 0.05), 2)  # probabilities (wsddn, avor)
+
+
+def search_grid(cfg: ModelConfig) -> tuple[np.ndarray, float]:
+    """The thresholds calibration tries for ``cfg``'s scores and the uncalibrated one ties go to:
+    probabilities (``loss == "bce"``: WSDDN, noisy-OR) or hinge scores (margin ±1)."""
+    return (PROBABILITY_GRID, 0.5) if cfg.loss == "bce" else (THRESHOLD_GRID, 0.0)
 
 
 def micro_f1_at(scores: np.ndarray, y: np.ndarray, threshold: float) -> float:
@@ -73,3 +107,162 @@ def best_modality_thresholds(audio: np.ndarray, visual: np.ndarray, y: np.ndarra
     dist = np.abs(grid[ia] - default) + np.abs(grid[iv] - default)
     k = int(np.argmin(dist))  # first minimum: the lowest audio threshold among the closest
     return float(grid[ia[k]]), float(grid[iv[k]])
+
+
+# ---- the hold-out of a training run
+
+
+def recorded_path(training: dict, key: str, folder: str | Path | None = None) -> Path | None:
+    """A file named by a checkpoint's training record, found from anywhere.
+
+    The record's paths are relative to the folder training ran in (``TrainConfig.record``). That
+    folder is the checkpoint's own path minus the recorded ``output`` (``/proj/runs/av`` trained
+    as ``runs/av`` ran in ``/proj``); a checkpoint moved since is tried relative to itself, and
+    last relative to the current folder. Returns the first candidate that exists (else the
+    first candidate), None when the record has no such path.
+    """
+    value = training.get(key)
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    candidates = []
+    output = training.get("output")
+    if folder is not None and output and not Path(output).is_absolute():
+        here, tail = Path(folder).resolve().parts, Path(os.path.normpath(output)).parts
+        if os.pardir not in tail and len(tail) < len(here) and here[-len(tail):] == tail:
+            candidates.append(Path(*here[: -len(tail)]) / path)
+    candidates += ([Path(folder) / path] if folder is not None else []) + [path]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def holdout_examples(training: dict, manifest: str | Path | None = None,
+                     folder: str | Path | None = None) -> list[Example]:
+    """The clips a run held out: ``val_manifest``'s, else its ``split_examples`` of the manifest.
+
+    Args:
+        training: ``config.json["training"]`` of the checkpoint.
+        manifest: the training manifest, when its recorded path does not resolve.
+        folder: the checkpoint folder: the record's paths are found from it (:func:`recorded_path`).
+    """
+    if training.get("val_manifest"):
+        return read_manifest(recorded_path(training, "val_manifest", folder))
+    missing = [k for k in ("val_split", "seed") if k not in training]
+    if missing:
+        raise UsageError(f"the checkpoint's training record lacks {', '.join(missing)}: its hold-out is unknown")
+    path = manifest or recorded_path(training, "manifest", folder)
+    if not path:
+        raise UsageError("the checkpoint records no training manifest: pass it (avscene calibrate MODEL MANIFEST)")
+    if not Path(path).is_file():
+        raise UsageError(f"training manifest {path} not found: pass its path (avscene calibrate MODEL MANIFEST)")
+    _, held = split_examples(read_manifest(path), float(training["val_split"]), int(training["seed"]))
+    if not held:
+        raise UsageError(f"the hold-out of {path} (val_split {training['val_split']}) is empty")
+    return held
+
+
+# ---- storing what was chosen
+
+
+def store_thresholds(folder: str | Path, **thresholds: float) -> Path:
+    """Set ``thresholds`` (``threshold``, ``audio_threshold``, ``visual_threshold``) in the
+    ``config.json["model"]`` of the checkpoint ``folder``, atomically; returns the file."""
+    from avscene.checkpoint.format import CONFIG_NAME, read_config, write_config
+
+    folder = Path(folder)
+    config = read_config(folder)
+    config["model"].update(thresholds)
+    write_config(folder, config)  # atomic, standard JSON (results.json_text)
+    return folder / CONFIG_NAME
+
+
+# ---- the fused threshold, at the end of training
+
+
+def calibrate_threshold(folder: str | Path, scores: np.ndarray, y: np.ndarray, cfg: ModelConfig, *,
+                        pools: str = "clean", log: Callable[[str], None] = print) -> float:
+    """Choose the fused threshold of the checkpoint ``folder`` on its hold-out and store it.
+
+    Args:
+        scores: (N, C) fused scores of the hold-out clips by the saved model.
+        y: (N, C) bool labels.
+        cfg: the saved model's config, uncalibrated (what its scores are: :func:`search_grid`).
+        pools: the hold-out pools the scores come from (``TrainConfig.select``), for the log.
+    """
+    grid, default = search_grid(cfg)
+    t = best_threshold(scores, y, default=default, grid=grid)
+    log(f"calibrated threshold {t:+.2f} on {len(y)} held-out inputs ({pools}): micro-F1 "
+        f"{micro_f1_at(scores, y, default):.3f} at {default:+.2f} → {micro_f1_at(scores, y, t):.3f}")
+    store_thresholds(folder, threshold=t)
+    return t
+
+
+# ---- the per-modality pair of an existing checkpoint (avscene calibrate)
+
+
+@dataclass(frozen=True)
+class ModalityCalibration:
+    """What ``calibrate`` chose and how the hold-out's "heard OR seen" micro-F1 moved."""
+
+    audio_threshold: float
+    visual_threshold: float
+    n_clips: int
+    f1_before: float  # at the thresholds the checkpoint had
+    f1_after: float
+    fused_f1: float  # the fused decision's micro-F1 on the same clips, for scale
+    written: str | None  # the config.json updated, None with write=False
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def holdout_modality_scores(loaded: LoadedModel, held: list[Example],
+                            progress: Callable[[int, int], None] | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The audio, visual and fused scores (N, C) each of the clips ``held``, by the inference
+    pipeline (``tasks._pipeline.analyse`` and ``nn.model.modality_scores``, as ``classify``)."""
+    from avscene.nn.model import modality_scores
+    from avscene.tasks._pipeline import analyse
+
+    rows: dict[str, list[np.ndarray]] = {"audio": [], "visual": [], "fused": []}
+    for i, ex in enumerate(held):
+        out = analyse(ex.path, loaded).output
+        per = modality_scores(out, loaded.config)
+        for m in ("audio", "visual"):
+            rows[m].append(per[m].numpy() if m in per else np.full(len(loaded.labels), -np.inf))
+        rows["fused"].append(out.scores.numpy())
+        if progress:
+            progress(i + 1, len(held))
+    a, v, s = (np.stack(rows[k]) for k in ("audio", "visual", "fused"))
+    return a, v, s
+
+
+def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, *, write: bool = True,
+                         device: str = "cpu",
+                         progress: Callable[[int, int], None] | None = None) -> ModalityCalibration:
+    """Choose and (``write``) store a checkpoint folder's per-modality thresholds."""
+    from avscene.checkpoint.format import read_config
+    from avscene.tasks.models import load_model
+
+    model = Path(model)
+    config = read_config(model)
+    if "training" not in config:
+        raise UsageError(f"{model}: config.json has no training record, so its hold-out is unknown")
+    held = holdout_examples(config["training"], manifest, model)
+    loaded = load_model(str(model), device=device, offline=True)
+    cfg = loaded.config
+    if not (cfg.uses_audio and cfg.uses_visual):
+        raise UsageError(f"{model}: the {cfg.variant!r} variant has one modality; nothing to calibrate")
+    a, v, s = holdout_modality_scores(loaded, held, progress)
+    y = targets(held, list(loaded.labels)) > 0
+    grid, default = search_grid(cfg)
+    pred = s > cfg.decision_threshold  # (N, C) the fused decisions
+    ta, tv = best_modality_thresholds(a, v, y, default=default, grid=grid, predicted=pred)
+    written = str(store_thresholds(model, audio_threshold=ta, visual_threshold=tv)) if write else None
+    return ModalityCalibration(
+        audio_threshold=ta, visual_threshold=tv, n_clips=len(held),
+        f1_before=or_f1_at(a, v, y, cfg.modality_threshold("audio"), cfg.modality_threshold("visual"),
+                           predicted=pred, base=default),
+        f1_after=or_f1_at(a, v, y, ta, tv, predicted=pred, base=default),
+        fused_f1=micro_prf(y, pred, undefined=0.0)[2], written=written)

@@ -91,6 +91,21 @@ def targets(examples: Sequence[Example], class_names: Sequence[str]) -> np.ndarr
     return y
 
 
+def split_examples(examples: list[Example], frac: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Deterministic hold-out split, stratified by label set so every class is validated."""
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(e.labels, []).append(i)
+    held: set[int] = set()
+    for key in sorted(groups):
+        idx = rng.permutation(groups[key])
+        held.update(idx[: int(round(len(idx) * frac))].tolist())
+    train = [e for i, e in enumerate(examples) if i not in held]
+    val = [e for i, e in enumerate(examples) if i in held]
+    return train, val
+
+
 @dataclass(frozen=True)
 class CachedClip:
     """The prepared arrays of one clip (see the module docstring)."""

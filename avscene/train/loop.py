@@ -20,6 +20,7 @@ import torch
 
 from avscene.config import PreprocessConfig
 from avscene.errors import ConfigError, UsageError
+from avscene.evaluation.metrics.classification import micro_prf
 from avscene.nn.model import AVSceneNet, ModelConfig
 from avscene.proposals.bags import AUDIO_PROPOSAL_TYPES
 from avscene.results import json_text
@@ -27,19 +28,18 @@ from avscene.train import checkpointing
 from avscene.train.augment import (
     AugmentOptions, audio_parts, background_negative, clip_tensors, collate, mix_bags, splice_bags,
 )
-from avscene.train.calibrate import best_threshold, micro_f1_at
+from avscene.train.calibrate import calibrate_threshold
 from avscene.train.data import (
     BalancedBatchSampler,
     CachedClip,
     ClipCache,
-    Example,
     class_names_of,
     read_manifest,
     shuffled_batches,
+    split_examples,
     targets,
     warm_cache,
 )
-from avscene.train.metrics import micro_prf
 
 FREEZABLE = ("audio_backbone", "visual_backbone", "audio", "visual")
 # ModelConfig fields a fine-tuning run (--init-model) may add, each with the prefix of the
@@ -191,21 +191,6 @@ SELECTION_TEXT = {"clean": "best validation micro-F1",
 
 NO_HOLDOUT = ("no hold-out clips (--val-split 0, or too few clips per label set for the stratified "
               "split to hold any out; --val gives a validation manifest)")
-
-
-def split_examples(examples: list[Example], frac: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Deterministic hold-out split, stratified by label set so every class is validated."""
-    rng = np.random.default_rng(seed)
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for i, e in enumerate(examples):
-        groups.setdefault(e.labels, []).append(i)
-    held: set[int] = set()
-    for key in sorted(groups):
-        idx = rng.permutation(groups[key])
-        held.update(idx[: int(round(len(idx) * frac))].tolist())
-    train = [e for i, e in enumerate(examples) if i not in held]
-    val = [e for i, e in enumerate(examples) if i in held]
-    return train, val
 
 
 class Trainer:
@@ -476,23 +461,35 @@ class Trainer:
         return self._holdout
 
     @torch.no_grad()
-    def holdout_scores(self, *, pools: tuple[str, ...] = ("clean",),
-                       batch: int = 16) -> tuple[torch.Tensor, np.ndarray]:
-        """Fused scores (N, C) of the validation clips of ``pools`` (no augmentation) and their labels (N, C).
+    def holdout_scores(self, *, pools: tuple[str, ...] = ("clean",), batch: int = 16,
+                       model: AVSceneNet | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Fused scores (N, C) of the validation clips of ``pools`` (no augmentation) by ``model``
+        (default: the one training) and their labels (N, C).
 
         Raises:
             UsageError: there are no validation clips.
         """
         if not self.val_ex:
             raise UsageError(NO_HOLDOUT)
-        self.model.eval()
+        net = self.model if model is None else model
+        net.eval()
         scores, labels = [], []
         for name in pools:
             clips, y = self.holdout_sets()[name]
-            scores += [self.model(self._input(clips[i : i + batch], None)).scores.float().cpu()
+            scores += [net(self._input(clips[i : i + batch], None)).scores.float().cpu()
                        for i in range(0, len(clips), batch)]  # a pool's bags share their modalities
             labels.append(y)
         return torch.cat(scores), np.concatenate(labels)
+
+    def saved_holdout_scores(self, folder: Path) -> tuple[np.ndarray, np.ndarray, ModelConfig]:
+        """The checkpoint saved in ``folder`` (the run's best epoch) on the hold-out pools that chose
+        it (``SELECTIONS[cfg.select]``): its fused scores (N, C), the labels (N, C) bool and its
+        config (uncalibrated), for :func:`avscene.train.calibrate.calibrate_threshold`."""
+        from avscene.checkpoint.load import load_pretrained
+
+        loaded = load_pretrained(str(folder), device=self.cfg.device)
+        scores, y = self.holdout_scores(pools=SELECTIONS[self.cfg.select], model=loaded.model)
+        return scores.numpy(), y > 0, dataclasses.replace(loaded.config, threshold=None)
 
     def validate(self, loss_fn, *, batch: int = 16) -> dict[str, float]:
         """Hold-out figures: ``val_*`` on the clean clips, ``noisy_micro_f1`` under training-family
@@ -598,7 +595,8 @@ def fit(cfg: TrainConfig, *, log: Callable[[str], None] = print,
             log(f"stopping: no better validation micro-F1 for {cfg.patience} epochs")
             break
     if tr.rank == 0 and cfg.calibrate and best_epoch >= 0 and holdout:
-        calibrate_run(out, log=log)
+        scores, y, saved = tr.saved_holdout_scores(out)
+        calibrate_threshold(out, scores, y, saved, pools=cfg.select, log=log)
     if tr.world > 1:
         torch.distributed.barrier()
     if tr.owns_group:
@@ -674,30 +672,6 @@ def training_loss(out, y: torch.Tensor, loss_fn, *, scale: float, aux: float = 0
     if len(own) < 2:  # one modality: its own loss is the fused one
         return loss
     return loss + aux * torch.stack([loss_fn(s, t) for s, t in own]).mean()
-
-
-def calibrate_run(run: str | Path, *, log: Callable[[str], None] = print) -> float:
-    """Recompute the run's held-out split, score it with the saved best model, store the threshold."""
-    from avscene.checkpoint.format import read_config, write_config
-    from avscene.checkpoint.load import load_pretrained
-
-    run = Path(run)
-    config = read_config(run)
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    tcfg = TrainConfig(**{k: v for k, v in config.get("training", {}).items() if k in names})
-    tr = Trainer(dataclasses.replace(tcfg, resume=False, init_audio=None, init_visual=None), log=log)
-    tr.val_clips, tr._holdout = [tr.cache.get(e.path) for e in tr.val_ex], None
-    loaded = load_pretrained(str(run), device=tcfg.device)
-    tr.model, tr.mcfg = loaded.model, dataclasses.replace(loaded.config, threshold=None)
-    scores, y = tr.holdout_scores(pools=SELECTIONS[tcfg.select])
-    default = tr.mcfg.decision_threshold
-    t = best_threshold(scores.numpy(), y > 0, default=default)
-    log(f"calibrated threshold {t:+.2f} on {len(y)} held-out inputs ({tcfg.select}): micro-F1 "
-        f"{micro_f1_at(scores.numpy(), y > 0, default):.3f} at {default:+.2f} → "
-        f"{micro_f1_at(scores.numpy(), y > 0, t):.3f}")
-    config["model"]["threshold"] = t
-    write_config(run, config)
-    return t
 
 
 def _append_jsonl(path: Path, record: dict) -> None:

@@ -21,8 +21,8 @@ from avscene.checkpoint.load import load_pretrained
 from avscene.nn.model import box_scores
 from avscene.tasks._pipeline import analyse
 from avscene.train.data import read_manifest
-from avscene.train.evaluate import read_ground_truth
-from avscene.train.metrics import box_iou, corloc_hit, pointing_hit
+from avscene.evaluation.evaluate import read_ground_truth
+from avscene.evaluation.metrics.localization import box_iou, corloc_hit, pointing_hit
 
 
 def main(model: str, manifest: str, out: str) -> None:

@@ -18,9 +18,9 @@ from avscene.tasks._pipeline import analyse
 from avscene.tasks.localize import LocalizeOptions, frame_boxes, localize_from_analysis, snap_boxes
 from avscene.tasks.models import load_model
 from avscene.train.data import read_manifest
-from avscene.train.evaluate import read_ground_truth
-from avscene.train.metrics import LocalizationScores
-from avscene.train.metrics_sed import segment_activity, segment_based_metrics
+from avscene.evaluation.evaluate import read_ground_truth
+from avscene.evaluation.metrics.localization import LocalizationScores
+from avscene.evaluation.metrics.sed import segment_activity, segment_based_metrics
 
 split = Path(sys.argv[1])
 loaded = load_model("models/avscene-av-small", offline=True, device="cpu")

@@ -33,7 +33,7 @@ import numpy as np
 from avscene.dsp import noise as bank
 from avscene.errors import UsageError
 from avscene.tasks._pipeline import Analysis, AudioVariant, analyse_variants
-from avscene.train.metrics import classification_metrics
+from avscene.evaluation.metrics.classification import classification_metrics
 
 if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel

@@ -7,12 +7,12 @@
 * visual localisation: pointing game, CorLoc@0.5, median IoU and median ratio of box area to
   object area of the box ``localize`` reports first for each ground-truth class (whether
   predicted or not), on the sampled frames where that object is visible; overall and per class;
-* audio-visual video parsing (the LLP protocol, :mod:`avscene.train.metrics_avvp`):
+* audio-visual video parsing (the LLP protocol, :mod:`avscene.evaluation.metrics.avvp`):
   segment- and event-level F1 of audio, visual and audio-visual events, Type@AV and
   Event@AV, from ``localize``'s ``timing`` (``heard`` / ``seen`` of the predicted
   classes) against the ground truth's per-event ``audio`` and ``visual.interval``.
 * noise stress (on request): false-positive rates and micro-F1 with noise families added,
-  and false alarms on pure noise (:mod:`avscene.train.noise_stress`).
+  and false alarms on pure noise (:mod:`avscene.evaluation.noise_stress`).
 
 Ground truth is ``ground_truth.jsonl`` beside the manifest (avbench format).
 """
@@ -33,15 +33,11 @@ from avscene.tasks._pipeline import analyse
 from avscene.tasks.classify import ClassifyOptions
 from avscene.tasks.localize import LocalizeOptions, frame_boxes, localize_from_analysis, snap_boxes
 from avscene.train.data import read_manifest, targets
-from avscene.train.metrics import (
-    ClassificationMetrics,
-    LocalizationScores,
-    classification_metrics,
-    top1_accuracy,
-)
-from avscene.train.metrics_avvp import AVVPMetrics, ClipParse, avvp_metrics, clip_parse
-from avscene.train.metrics_sed import SegmentMetrics, segment_activity, segment_based_metrics
-from avscene.train.noise_stress import NoiseCondition, NoiseStress, NoiseStressReport
+from avscene.evaluation.metrics.classification import ClassificationMetrics, classification_metrics, top1_accuracy
+from avscene.evaluation.metrics.localization import LocalizationScores
+from avscene.evaluation.metrics.avvp import AVVPMetrics, ClipParse, avvp_metrics, clip_parse
+from avscene.evaluation.metrics.sed import SegmentMetrics, segment_activity, segment_based_metrics
+from avscene.evaluation.noise_stress import NoiseCondition, NoiseStress, NoiseStressReport
 
 if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel
@@ -152,7 +148,7 @@ def evaluate(
     ``threshold`` overrides the model's decision threshold (e.g. 0, the paper's, for a
     checkpoint whose threshold was calibrated); ``audio_threshold`` / ``visual_threshold``
     the heard / seen ones. ``noise``: the noise-stress conditions
-    (:func:`avscene.train.noise_stress.parse_noise_specs`), each clip then also analysed with
+    (:func:`avscene.evaluation.noise_stress.parse_noise_specs`), each clip then also analysed with
     each one, and with pure noise of each family for the first ``pure_noise_clips`` clips
     (None: all; 0: none). ``localize``: how boxes and events are chosen (default: ``localize``'s
     defaults; its classify thresholds are replaced by the ones above); the boxes scored are those

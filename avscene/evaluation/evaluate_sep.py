@@ -4,7 +4,7 @@ The set (avbench ``val/sep``): ``sep.csv`` (``mixture,label,snr_db,group``),
 ``clips/<mixture>.mp4`` and ``stems/<mixture>/<label>.flac``. For every mixture
 the decoded mp4 audio (16 kHz, trimmed or zero-padded to the stem's length) is
 separated and each estimate is scored against the clean stem with BSS Eval SDR
-(``fast_bss_eval``, 512 taps) and SI-SDR (:mod:`avscene.train.metrics_sep`).
+(``fast_bss_eval``, 512 taps) and SI-SDR (:mod:`avscene.evaluation.metrics.separation`).
 
 Methods (rows of the table): every method of :data:`avscene.separation.registry.METHODS` that
 the model carries, each run as ``separate`` runs it (:func:`avscene.separation.streaming.streaming_separation`,
@@ -19,7 +19,7 @@ the same chunks and cross-fades), its rows named by the registry:
   video); one NMF per mixture (same K and seed) and one scoring pass serve all
   six, since the network scores every class at once;
 * supervised NMF, NMF Mel-clustering (activity rule and best cluster), the
-  mixture and the oracle (:mod:`avscene.train.separation_baselines`); the
+  mixture and the oracle (:mod:`avscene.evaluation.separation_baselines`); the
   clustering and the oracle use avscene's NMF of the mixture.
 
 Means are over the mixtures where a score is defined, per SNR and overall.
@@ -45,9 +45,9 @@ from avscene.separation.registry import METHODS as SEPARATION_METHODS
 from avscene.separation.registry import Method, MethodName, StrategyInputs, missing_parts
 from avscene.tasks._pipeline import analyse, ranked_labels
 from avscene.tasks.separate import CHUNK_SECONDS, CROSSFADE_SECONDS
-from avscene.train import separation_baselines as sb
-from avscene.train.metrics import json_float
-from avscene.train.metrics_sep import SeparationScores, separation_scores, sdr
+from avscene.evaluation import separation_baselines as sb
+from avscene.evaluation.metrics import json_float
+from avscene.evaluation.metrics.separation import SeparationScores, separation_scores, sdr
 
 if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from avscene.errors import UsageError
-from avscene.train.metrics import json_float, safe_ratio
+from avscene.evaluation.metrics import json_float, safe_ratio
 
 SEGMENT_SECONDS = 1.0  # DCASE 2017 task 4 segment length (sed_eval time_resolution)
 

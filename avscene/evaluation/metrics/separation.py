@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from avscene.errors import UsageError
-from avscene.train.metrics import json_float
+from avscene.evaluation.metrics import json_float
 
 SDR_FILTER_TAPS = 512  # BSS Eval v4 / fast_bss_eval default distortion filter length
 SILENCE_POWER = 1e-10  # zero-mean mean square below this (-100 dB re full scale) counts as silent

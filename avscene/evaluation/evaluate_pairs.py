@@ -1,6 +1,6 @@
 """Two-source separation evaluation (``avscene evaluate-separation --pairs``): one class out of two.
 
-The single-source set (:mod:`avscene.train.evaluate_sep`) puts one class over ambience; here
+The single-source set (:mod:`avscene.evaluation.evaluate_sep`) puts one class over ambience; here
 a class is separated from *another class* sounding at the same time. Three sets:
 
 * **clips** — the clips of a split with stems (avbench ``val/``, ``val_shift/``:
@@ -23,10 +23,10 @@ a class is separated from *another class* sounding at the same time. Three sets:
   ``street+ambience``), so one choice weighs both cases.
 
 Every estimate is scored with SDR (BSS Eval, ``fast_bss_eval``, 512 taps), SDR improvement
-over the mixture and SI-SDR (:mod:`avscene.train.metrics_sep`). Rows: each method the model
-carries, label known, as ``separate`` runs it (:func:`avscene.train.evaluate_sep.method_estimates`),
+over the mixture and SI-SDR (:mod:`avscene.evaluation.metrics.separation`). Rows: each method the model
+carries, label known, as ``separate`` runs it (:func:`avscene.evaluation.evaluate_sep.method_estimates`),
 supervised NMF among them, the mixture and the ideal ratio mask
-(:func:`avscene.train.separation_baselines.irm_estimate`, the oracle bound).
+(:func:`avscene.evaluation.separation_baselines.irm_estimate`, the oracle bound).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from avscene.errors import UsageError
-from avscene.train.metrics import json_float
-from avscene.train.metrics_sep import separation_scores
+from avscene.evaluation.metrics import json_float
+from avscene.evaluation.metrics.separation import separation_scores
 
 if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel
@@ -269,7 +269,7 @@ Estimator = Callable[[np.ndarray, PairItem], Mapping[str, np.ndarray]]  # (mixtu
 def score_item(mixture: np.ndarray, reference: np.ndarray, item: PairItem, estimator: Estimator, *,
                with_oracle: bool = True) -> PairResult:
     """Every row's scores on one item: the estimator's rows, the mixture, and the IRM."""
-    from avscene.train import separation_baselines as sb
+    from avscene.evaluation import separation_baselines as sb
 
     est = dict(estimator(mixture, item))
     est[MIXTURE] = mixture
@@ -365,7 +365,7 @@ def run_pairs(split: Path, items: Sequence[PairItem], estimator: Estimator, *, m
               seed: int, per_cell: int, with_oracle: bool = True,
               progress: Callable[[int, int], None] | None = None) -> PairsReport:
     """Score ``estimator`` on ``items`` of ``split``; a failing item goes to ``failed``."""
-    from avscene.train.evaluate_sep import each_item
+    from avscene.evaluation.evaluate_sep import each_item
 
     def one(item: PairItem) -> PairResult:
         mixture, ref = item_signals(split, item)
@@ -385,7 +385,7 @@ def model_estimator(loaded: LoadedModel, *, dictionaries: Dictionaries | None, n
     from avscene.separation.methods import score_components
     from avscene.checkpoint.parts import SeparationParts
     from avscene.separation.registry import MethodName
-    from avscene.train.evaluate_sep import method_estimates
+    from avscene.evaluation.evaluate_sep import method_estimates
 
     parts = SeparationParts(dictionaries=dictionaries, mask_net=loaded.separation.mask_net)
 
