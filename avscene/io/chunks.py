@@ -85,7 +85,8 @@ def _pick(streams: tuple, kind: str, problems: _Problems, *,
     """The first decodable stream of a kind; cover art (attached pictures) is not video.
 
     Unless ``any_format``, a stream whose codec is not in :mod:`avscene.io.formats` is skipped
-    (noted, and recorded in ``problems.refused_codecs`` for :func:`_no_stream`).
+    (noted, and recorded in ``problems.refused_codecs`` for :func:`_no_stream`). The stream
+    picked decodes on the thread budget (:func:`codec_threads`).
     """
     for s in streams:
         if s.disposition & av.stream.Disposition.attached_pic:
@@ -98,8 +99,22 @@ def _pick(streams: tuple, kind: str, problems: _Problems, *,
                           f"'{s.codec_context.name}'; ignored")
             problems.refused_codecs.append(s.codec_context.name)
             continue
+        codec_threads(s)
         return s
     return None
+
+
+def codec_threads(stream: av.stream.Stream) -> None:
+    """Give a stream's FFmpeg decoder or encoder the process's thread budget
+    (:func:`avscene.threads.budget`, ``--threads``) before it is opened: FFmpeg's own default
+    (0) would start a thread per core whatever else runs. Video codecs may use frame and slice
+    threads (``AUTO``: ~2x decoding on 2 cores); audio codecs keep their single thread."""
+    from avscene.threads import budget
+
+    ctx = stream.codec_context
+    ctx.thread_count = budget()
+    if stream.type == "video":
+        ctx.thread_type = "AUTO"
 
 
 def _no_stream(path: str | os.PathLike, problems: _Problems, what: str) -> DecodeError:
@@ -181,8 +196,6 @@ def _streams(container: av.container.InputContainer, problems: _Problems, *, any
     audio = _pick(container.streams.audio, "audio", problems, any_format=any_format)
     if video is None and audio is None:
         raise _no_stream(container.name, problems, "no audio or video stream FFmpeg can decode")
-    if video is not None:
-        video.codec_context.thread_type = "AUTO"  # frame + slice threads: ~2x on 2 cores
     return video, audio
 
 

@@ -110,7 +110,6 @@ def iter_frames(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.
     if video is None:
         container.close()
         raise _no_stream(path, problems, "no video stream; use read_audio() for audio-only files")
-    video.codec_context.thread_type = "AUTO"
     return _iter_frames(container, video, fps, offset, problems)
 
 
