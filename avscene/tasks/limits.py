@@ -136,11 +136,11 @@ def input_limit(path: Path, timeout: float | None) -> float | None:
 
     if not timeout or timeout <= 0:
         return None
-    from avscene.io.decode import probe
+    from avscene.io.decode import header
 
     try:
         with time_limit(timeout):
-            duration = float(probe(path).duration or 0.0)
+            duration = float(header(path).duration or 0.0)  # nothing decoded
     except Exception:  # noqa: BLE001 - any unreadable header: no media allowance
         duration = 0.0
     return timeout + MEDIA_TIME_FACTOR * (duration if math.isfinite(duration) and duration > 0 else 0.0)
