@@ -33,7 +33,7 @@ every --shard) are refused before any work (exit 2).
 
 
 def localize_table(results) -> Table:
-    t = Table("file", "class", "status", "heard (s)", "seen (s)", "both (s)")
+    t = Table("file", "class", "status", "events (s)", "seen (s)", "both (s)")
     t.columns[0].overflow = "fold"
     for r in results:
         if not r.timing:

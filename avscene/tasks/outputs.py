@@ -387,7 +387,8 @@ def write_event_files(r: LocalizeResult, src: Path, opts: WriteOptions, written:
 
     for option, write in ((VTT, write_webvtt), (AUDACITY, write_audacity)):
         if option in opts.templates:
-            written.append(write(r.events, fill(opts.templates[option], src, roots=opts.roots), force=opts.force))
+            written.append(write(r.events, fill(opts.templates[option], src, roots=opts.roots), force=opts.force,
+                                 status=r.status))
 
 
 def check_localize(opts: WriteOptions, loaded: LoadedModel) -> None:
