@@ -84,12 +84,12 @@ def test_captions_and_report_pages_are_checked_like_the_other_outputs(tmp_path) 
     with pytest.raises(UsageError, match="--vtt and --audacity name the same file"):
         check_outputs({VTT: "{name}.txt", AUDACITY: "{name}.txt"}, files[:1])
     page, index = report_page_template(str(tmp_path / "rep{1}") + "/")
-    assert index == tmp_path / "rep{1}" / "index.html"
+    assert index.path == tmp_path / "rep{1}" / "index.html"
     assert fill(page, Path("v/clip.mp4")) == tmp_path / "rep{1}" / "clip.html"  # a folder's braces kept literal
     # an input named index.mp4 would overwrite the folder's index: refused
     with pytest.raises(UsageError, match=r"index\.mp4 would be .*index\.html, the file of the index"):
-        check_outputs({PAGE: page}, [tmp_path / "v" / "index.mp4"], once={"the index": index})
-    check_outputs({PAGE: page}, [tmp_path / "v" / "clip.mp4"], once={"the index": index})  # no clash: accepted
+        check_outputs({PAGE: page}, [tmp_path / "v" / "index.mp4"], once={"the index": index.path})
+    check_outputs({PAGE: page}, [tmp_path / "v" / "clip.mp4"], once={"the index": index.path})  # no clash: accepted
     assert fill(str(tmp_path / "o" / "{name}.vtt"), Path("in/....mp4")).parent == tmp_path / "o"  # sanitised
 
 
