@@ -58,6 +58,7 @@ class Analysis:
     # the sampled frames [(t, (H, W, 3) uint8)], kept with keep_frames when the file was one chunk;
     # None: not kept (a long file: decode them again, streaming, with io.decode.iter_frames)
     frames: list[tuple[float, np.ndarray]] | None = None
+    decode_warnings: tuple[str, ...] = ()  # what decoding found (info.warnings adds the missing modalities)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -176,7 +177,7 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
 
             info = dataclasses.replace(info, warnings=tuple(warnings))
         out.append(Analysis(info=info, audio=aprops, visual=vprops, output=res, timings=emb.timings,
-                            frames=frames if variant.video else None))
+                            frames=frames if variant.video else None, decode_warnings=reader.info.warnings))
     return out
 
 

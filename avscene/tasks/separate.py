@@ -366,7 +366,7 @@ def _separate_while_classifying(path: str | Path, loaded: LoadedModel, opts: Sep
     observer = _SeparatingObserver(path, loaded.labels[given], sep, sink, rate)
     a = analyse(path, loaded, any_format=opts.any_format, observer=observer)
     n = observer.feed.finish()
-    return _result(path, loaded, opts, _label_of(a, loaded, given), sep, n, rate, a.info.warnings)
+    return _result(path, loaded, opts, _label_of(a, loaded, given), sep, n, rate, a.decode_warnings)
 
 
 def separate_samples(path: str | Path, audio: np.ndarray, loaded: LoadedModel, label: str,
