@@ -34,7 +34,7 @@ import numpy as np
 
 from avscene.io.draw import BoxLayer, class_colours
 from avscene.results import AudioTrack, LocalizeResult, ReportPage, SeparateResult, Thumbnail, Timing
-from avscene.tasks._pipeline import analyse
+from avscene.tasks._pipeline import analyse, chunk_seconds_for
 from avscene.tasks.localize import LocalizeOptions, localize_from_analysis, resolve_labels
 
 if TYPE_CHECKING:
@@ -142,8 +142,9 @@ class Decoded:
 
         pre = loaded.preprocess
         out = cls(opts.max_thumbnails, opts.thumb_width)
-        with iter_chunks(path, fps=pre.fps, offset=pre.frame_offset, sample_rate=pre.sample_rate,
-                         any_format=opts.localize.classify.any_format) as reader:
+        seconds = lambda header: chunk_seconds_for(header, fps=pre.fps)  # noqa: E731 - as the analysis chunks
+        with iter_chunks(path, chunk_seconds=seconds, fps=pre.fps, offset=pre.frame_offset,
+                         sample_rate=pre.sample_rate, any_format=opts.localize.classify.any_format) as reader:
             for chunk in reader:
                 out.add(chunk)
         return out
@@ -201,11 +202,11 @@ def _thumbnails(r: LocalizeResult, instants: Sequence[float], classes: Sequence[
                 left_out: list[str]) -> tuple[dict[str, tuple[Thumbnail, ...]], Thumbnail | None]:
     """Each class row's frames with its boxes, and the index's poster (the middle shown frame)."""
     keep = _chosen_frames(instants, decoded.frames(), opts.max_thumbnails) if instants else []
-    if not keep:
-        return {c: () for c in classes}, None
     if len(keep) < len(instants):
         left_out.append(f"thumbnails: {len(keep)} of the {len(instants)} sampled frames are shown per class "
                         f"(evenly spaced; --max-thumbnails {opts.max_thumbnails})")
+    if not keep:
+        return {c: () for c in classes}, None
     _, first, scale = keep[0]
     layer = BoxLayer(r, (first.shape[1], first.shape[0]), scale=scale, colours=colours)  # one size per input
     rows: dict[str, list[Thumbnail]] = {c: [] for c in classes}
