@@ -366,7 +366,8 @@ def _separate_while_classifying(path: str | Path, loaded: LoadedModel, opts: Sep
     observer = _SeparatingObserver(path, loaded.labels[given], sep, sink, rate)
     a = analyse(path, loaded, any_format=opts.any_format, observer=observer)
     n = observer.feed.finish()
-    return _result(path, loaded, opts, _label_of(a, loaded, given), sep, n, rate, a.decode_warnings)
+    audio_only = [w for w in a.decode_warnings if not w.startswith("video:")]  # the video is no concern of separate
+    return _result(path, loaded, opts, _label_of(a, loaded, given), sep, n, rate, audio_only)
 
 
 def separate_samples(path: str | Path, audio: np.ndarray, loaded: LoadedModel, label: str,
