@@ -284,9 +284,9 @@ def _no_audio(path: str | Path) -> UsageError:
 def _open_audio(path: str | Path, loaded: LoadedModel, opts: SeparateOptions) -> tuple[AudioReader, int]:
     """The audio stream to separate and its output rate (the model's, or the file's own)."""
     from avscene.io.audio_stream import AudioReader
-    from avscene.io.decode import probe
+    from avscene.io.decode import header
 
-    info = probe(path, any_format=opts.any_format)
+    info = header(path, any_format=opts.any_format)  # nothing decoded
     if not info.has_audio:
         raise _no_audio(path)
     sr = loaded.preprocess.sample_rate
