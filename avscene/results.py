@@ -324,6 +324,15 @@ SEEN_ONLY = "seen_only"  # not predicted: only the visual decision reports it (s
 HEARD_AND_SEEN_ONLY = "heard_and_seen_only"  # not predicted, though both modality decisions report it
 STATUSES = (PREDICTED, REQUESTED, HEARD_ONLY, SEEN_ONLY, HEARD_AND_SEEN_ONLY)
 SHOWN_AS_PREDICTED = (PREDICTED, REQUESTED)  # drawn as a prediction; the others are marked as what they are
+# the words that mark a class that is not a prediction, wherever it is named (overlay, report, captions)
+STATUS_NOTES = {SEEN_ONLY: "seen only", HEARD_ONLY: "heard only", HEARD_AND_SEEN_ONLY: "not predicted"}
+
+
+def marked_name(label: str, status: str | None) -> str:
+    """The one naming rule of every output: ``label`` as it is, or marked as what it is when its
+    ``status`` is not a prediction ("violin (heard only)")."""
+    note = STATUS_NOTES.get(status or "")
+    return f"{label} ({note})" if note else label
 
 
 @dataclass(frozen=True)

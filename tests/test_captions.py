@@ -86,3 +86,31 @@ def test_cli_localize_writes_captions_matching_the_json(tiny_model_dir: Path, cl
     assert _events_from_cues(_parse_vtt(vtt)) == want
     rows = (tmp_path / f"{clips['av'].stem}.txt").read_text().splitlines()
     assert {(r.split("\t")[2], float(r.split("\t")[0]), float(r.split("\t")[1])) for r in rows} == want
+
+
+def test_a_class_that_is_not_a_prediction_is_marked_as_what_it_is() -> None:
+    """Captions name classes as the overlay does: a heard-only class is "violin (heard only)", a predicted one
+    plain, in both the WebVTT cues and the Audacity labels."""
+    events = (Event("violin", 0.0, 1.0), Event("drum", 2.0, 3.0))
+    status = {"violin": "heard_only", "drum": "predicted"}
+    cues = _parse_vtt(webvtt_text(events, status))
+    assert [c[2] for c in cues] == [["[violin (heard only)]"], ["[drum]"]]
+    rows = list(csv.reader(io.StringIO(audacity_text(events, status)), delimiter="\t"))
+    assert [r[2] for r in rows] == ["violin (heard only)", "drum"]
+    assert [r[2] for r in csv.reader(io.StringIO(audacity_text(events)), delimiter="\t")] == ["violin", "drum"]
+
+
+def test_localize_and_report_write_captions_with_the_statuses(tmp_path) -> None:
+    """The writer of an input's caption files hands them the result's statuses."""
+    from avscene.results import ClassifyResult, LocalizeResult, ModelRef
+    from avscene.tasks.outputs import AUDACITY, VTT, WriteOptions, write_event_files
+
+    cls = ClassifyResult(file="x.mp4", duration=3.0, modalities=("audio",), labels=(), predicted=("drum",),
+                         threshold=0.0, model=ModelRef("test"))
+    r = LocalizeResult(classification=cls, events=(Event("violin", 0.0, 1.0), Event("drum", 2.0, 3.0)),
+                       status={"violin": "heard_only", "drum": "predicted"})
+    opts = WriteOptions(None, {VTT: str(tmp_path / "{name}.vtt"), AUDACITY: str(tmp_path / "{name}.txt")})
+    written: list = []
+    write_event_files(r, Path("x.mp4"), opts, written)
+    assert "[violin (heard only)]" in (tmp_path / "x.vtt").read_text()
+    assert (tmp_path / "x.txt").read_text().splitlines()[0].endswith("\tviolin (heard only)")

@@ -174,25 +174,27 @@ def test_frame_iou_is_torchvisions_box_iou_in_every_frame():
     assert torch.allclose(got[:, :, 4, 0], torch.ones(2, 3))
 
 
-def test_pseudo_labels_match_a_per_frame_reference_on_random_batches():
-    """oicr_targets (batched) against the definition applied frame by frame with torchvision's box_iou."""
-    g = torch.Generator().manual_seed(1)
-    B, T, M, C = 3, 4, 6, 5
-    xy = torch.rand(B, T, M, 2, generator=g) * 40
-    boxes = torch.cat([xy, xy + 5 + torch.rand(B, T, M, 2, generator=g) * 30], dim=-1)
-    scores = torch.randn(B, T, M, C, generator=g)
-    seed_w = torch.rand(B, T, C, generator=g) * (torch.rand(B, T, C, generator=g) > 0.3)
-    labels = (torch.rand(B, C, generator=g) > 0.5).float()
-    fm = torch.rand(B, T, generator=g) > 0.2
+def test_pseudo_labels_of_a_batch_worked_by_hand():
+    """Two clips of two frames, three boxes, two classes; every target and weight worked out by hand.
+
+    Boxes: P = [0, 0, 10, 10], Q = [0, 0, 10, 20] (IoU(P, Q) = 100 / 200 = 0.5, at the threshold),
+    R = [20, 20, 30, 30] (no overlap). Clip 0 lists them P, Q, R; clip 1 as Q, R, P.
+    """
+    P, Q, R = [0.0, 0, 10, 10], [0.0, 0, 10, 20], [20.0, 20, 30, 30]
+    boxes = torch.tensor([[[P, Q, R]] * 2, [[Q, R, P]] * 2])  # (2, 2, 3, 4)
+    scores = torch.zeros(2, 2, 3, 2)
+    scores[0, 0, 0, 0] = scores[0, 0, 2, 1] = 1.0  # clip 0, frame 0: class 0 seeds at P, class 1 at R
+    scores[1, 0, 2, 0] = scores[1, 0, 0, 1] = 1.0  # clip 1, frame 0: class 0 (absent) at P, class 1 at Q
+    seed_w = torch.tensor([[[0.4, 0.7], [0.4, 0.7]], [[0.9, 0.2], [0.5, 0.0]]])  # (2, 2, 2)
+    labels = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # clip 1: class 0 absent, never a seed
+    fm = torch.tensor([[True, False], [True, True]])  # clip 0's frame 1 is padding
     target, weight = oicr_targets(scores, seed_w, boxes, labels, fm)
-    for b in range(B):
-        for t in range(T):
-            cls = [c for c in range(C) if labels[b, c] > 0 and seed_w[b, t, c] > 0 and fm[b, t]]
-            if not cls:
-                assert torch.all(weight[b, t] == 0) and torch.all(target[b, t] == C)
-                continue
-            ov = box_iou(boxes[b, t], boxes[b, t, scores[b, t, :, cls].argmax(dim=0)])  # (M, S)
-            best, which = ov.max(dim=1)
-            want = torch.where(best >= 0.5, torch.tensor(cls)[which], torch.full_like(which, C))
-            assert torch.equal(target[b, t], want)
-            torch.testing.assert_close(weight[b, t], seed_w[b, t, cls][which])
+    bg = 2  # C: background
+    # clip 0 frame 0: P is class 0's seed; Q overlaps it at exactly 0.5 (class 0, its weight); R is class 1's seed
+    # clip 0 frame 1: masked, no seed -> background, weight 0
+    # clip 1 frame 0: Q is class 1's seed (class 0 is absent); R overlaps nothing (background, weight of the
+    #   seed it overlaps most: class 1's 0.2); P overlaps Q at 0.5 -> class 1
+    # clip 1 frame 1: class 1's seed weight is 0 and class 0 is absent -> no seed
+    assert target.tolist() == [[[0, 0, 1], [bg, bg, bg]], [[1, bg, 1], [bg, bg, bg]]]
+    torch.testing.assert_close(weight, torch.tensor([[[0.4, 0.4, 0.7], [0.0, 0.0, 0.0]],
+                                                     [[0.2, 0.2, 0.2], [0.0, 0.0, 0.0]]]))

@@ -84,12 +84,12 @@ def test_captions_and_report_pages_are_checked_like_the_other_outputs(tmp_path) 
     with pytest.raises(UsageError, match="--vtt and --audacity name the same file"):
         check_outputs({VTT: "{name}.txt", AUDACITY: "{name}.txt"}, files[:1])
     page, index = report_page_template(str(tmp_path / "rep{1}") + "/")
-    assert index == tmp_path / "rep{1}" / "index.html"
+    assert index.path == tmp_path / "rep{1}" / "index.html"
     assert fill(page, Path("v/clip.mp4")) == tmp_path / "rep{1}" / "clip.html"  # a folder's braces kept literal
     # an input named index.mp4 would overwrite the folder's index: refused
     with pytest.raises(UsageError, match=r"index\.mp4 would be .*index\.html, the file of the index"):
-        check_outputs({PAGE: page}, [tmp_path / "v" / "index.mp4"], once={"the index": index})
-    check_outputs({PAGE: page}, [tmp_path / "v" / "clip.mp4"], once={"the index": index})  # no clash: accepted
+        check_outputs({PAGE: page}, [tmp_path / "v" / "index.mp4"], once={"the index": index.path})
+    check_outputs({PAGE: page}, [tmp_path / "v" / "clip.mp4"], once={"the index": index.path})  # no clash: accepted
     assert fill(str(tmp_path / "o" / "{name}.vtt"), Path("in/....mp4")).parent == tmp_path / "o"  # sanitised
 
 
@@ -129,14 +129,27 @@ def test_report_refuses_two_inputs_writing_one_file_before_any_work(tmp_path, ca
     assert not out.exists()
 
 
-def test_the_separation_method_is_resolved_once_per_run(tmp_path) -> None:
-    """``--method auto`` is decided when the job is set up (once per process), not per input."""
-    from avscene.tasks.outputs import WriteOptions, check_separate, separate_and_write
-    from avscene.tasks.runner import FileJob, ModelSpec
-    from avscene.tasks.separate import SeparateOptions
+def test_the_separation_method_is_resolved_once_per_run(tmp_path, monkeypatch, capsys) -> None:
+    """``--method auto`` is decided once for the run, not per input; every input runs what it chose."""
+    import avscene.separation.registry as registry
 
-    ckpt = tiny_checkpoint(tmp_path / "ckpt")  # no mask network, no dictionaries: auto is ncp
-    job = FileJob(separate_and_write, ModelSpec(str(ckpt), device="cpu"),
-                  WriteOptions(SeparateOptions(label="a"), {SOURCE: str(tmp_path / "{name}.wav")}), check_separate)
-    per_input = job()
-    assert per_input.keywords["opts"].task.method == "ncp" and job.opts.task.method == "auto"
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")  # no mask network, no dictionaries: the one method it runs is ncp
+    (tmp_path / "in").mkdir()
+    for k in range(3):
+        write_audio(tmp_path / "in" / f"{k}.wav", duration=1.0)
+    asked: list[str] = []
+    real = registry.resolve_method
+
+    def counted(requested, *args, **kwargs):
+        asked.append(str(getattr(requested, "value", requested)))
+        return real(requested, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "resolve_method", counted)
+    monkeypatch.setattr("avscene.tasks.separate.resolve_method", counted)
+    code = main(["separate", str(tmp_path / "in"), "--label", "a", "-o", str(tmp_path / "out" / "{name}.wav"),
+                 "--model", str(ckpt), "--device", "cpu", "--components", "4", "--jsonl", "-"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["method"] for r in records] == ["ncp"] * 3
+    assert asked.count("auto") == 1, asked  # once for the run; the inputs run the method it chose

@@ -396,3 +396,27 @@ def test_page_marks_a_class_only_seen_and_its_heat_is_on_the_event_scale(tiny_mo
     dog, cat = luma  # rows in the page's order
     assert dog[0] < 60 and dog[1] < 60 and dog[2] > 150 and dog[3] > 150, dog  # bright in the event only
     assert max(cat) < 60, cat  # scores over the threshold, but cat is not heard: no event, dark
+
+
+def test_the_lanes_agree_with_the_badge_for_a_predicted_class_that_is_not_heard(tiny_model_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    """dog is predicted and has a sound event (1.2-2.0 s), but the audio decision does not call it heard: the
+    badge says "seen", and no lane claims "heard": the event is on the "events" lane (once), named for what it is."""
+    import dataclasses
+
+    import avscene
+    from avscene.io.report_html import page_html
+    from avscene.results import ClassParse
+    from avscene.tasks.report import ReportOptions, page_from_localization
+
+    src, r, _, _ = _decided_page(tmp_path)
+    parse = (ClassParse("dog", 2.0, True, audio_score=-0.5, heard=False, visual_score=0.5, seen=True),
+             *r.classification.parse[1:])
+    r = dataclasses.replace(r, classification=dataclasses.replace(r.classification, parse=parse))
+    page = page_from_localization(src, r, avscene.load_model(str(tiny_model_dir), device="cpu"), ReportOptions())
+    assert page.presence["dog"] == "seen"
+    html = page_html(page, [])
+    row = re.search(r'<section class="timeline-row" data-label="dog".*?</section>', html).group(0)
+    assert '<span class="badge seen">seen</span>' in row
+    lanes = dict(re.findall(r'<div class="lane" data-name="([\w ]+)" role="img" aria-label="[\w ]+: ([^"]*)"', row))
+    assert lanes == {"events": "1.2–2.0 s", "seen": "0.0–2.0 s", "both": "1.2–2.0 s"}, lanes

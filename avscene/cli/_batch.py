@@ -48,7 +48,7 @@ from avscene.tasks.runner import DEFAULT_TIMEOUT_S
 if TYPE_CHECKING:
     from avscene.cli._output import Sink
     from avscene.tasks.classify import ClassifyOptions
-    from avscene.tasks.outputs import WriteOptions
+    from avscene.tasks.outputs import RunFile, WriteOptions
     from avscene.tasks.runner import ModelSpec, ResultLog, Setup
 
 STDOUT = "-"  # --jsonl - : the records go to stdout
@@ -86,6 +86,12 @@ class CommonArgs:
     any_format: bool = False  # --any-format: also decode containers/codecs outside avscene.io.formats
     hub_timeout: float | None = None  # --hub-timeout: seconds a Hub request may wait; None: the default
     threads: int | None = None  # --threads: CPU threads of the run, workers included; None: the free cores
+
+    @property
+    def overwrite(self) -> bool:
+        """Outputs may replace existing files: ``--force``, or ``--resume`` (an input without a record
+        has only what an interrupted run left)."""
+        return self.force or self.resume
 
     def batch(self) -> BatchOptions:
         return BatchOptions(jobs=self.jobs, timeout=self.timeout, shard=self.shard, jsonl=self.jsonl,
@@ -177,21 +183,26 @@ class Plan:
     roots: tuple[str, ...] = ()  # the directory arguments ({relpath} is relative to them)
 
     def outputs(self, task: Any, templates: dict[str, str], common: CommonArgs, *,
-                once: dict[str, Path] | None = None) -> WriteOptions:
+                run_file: RunFile | None = None) -> WriteOptions:
         """Check the output templates over every input of the run (every shard's: a clash with
-        another shard is refused too) and return what the workers write with.
+        another shard is refused too), and the file ``run_file`` written after the run, and return
+        what the workers write with.
 
         ``--resume`` lets the inputs it processes replace their existing files: they have no
         record, so they are what an interrupted run (``kill -9``) left.
 
         Raises:
-            UsageError: a bad template, or two outputs that would be one file.
+            UsageError: a bad template, or two outputs that would be one file;
+            OutputError: ``run_file`` exists or cannot be written.
         """
         from avscene.tasks.outputs import WriteOptions, check_outputs
 
+        once = {run_file.option: run_file.path} if run_file is not None else None
         check_outputs(templates, self.all_files, once=once, roots=self.roots)
+        if run_file is not None:
+            run_file.check(self.files)
         by_label = any("{label}" in t for t in templates.values())  # checked again once the classes are known
-        return WriteOptions(task, templates, common.force or common.resume, roots=self.roots,
+        return WriteOptions(task, templates, common.overwrite, roots=self.roots,
                             inputs=tuple(self.all_files) if by_label else ())
 
 
@@ -234,8 +245,9 @@ def plan(paths: Sequence[Path], batch: BatchOptions) -> Plan:
 
 
 def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
-            finish: Callable[[], None] | None = None) -> int:
-    """Run ``job`` over the plan's inputs into ``sink``, then ``finish()``; returns the exit code.
+            run_file: RunFile | None = None) -> int:
+    """Run ``job`` over the plan's inputs into ``sink``, then write ``run_file`` from every input's
+    result (with ``--resume``, the recorded ones too); returns the exit code.
 
     Ctrl-C / SIGTERM stop the run: workers are terminated, atomic writes leave
     no partial file, a line says how to resume, and the code is 130 / 143.
@@ -259,8 +271,8 @@ def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
                                 on_salvage=salvage)
             with closing(results):
                 drain(results, sink, total=len(p.todo), label=label)
-            if finish is not None and not _finished(finish):  # a file summing up every input, after a
-                return EXIT_INPUT_FAILED  # complete run; its failure is not "nothing was processed" (2)
+            if run_file is not None and not _finished(p, sink, run_file):  # after a complete run; its
+                return EXIT_INPUT_FAILED  # failure is not "nothing was processed" (2)
     except KeyboardInterrupt as e:
         interrupted = Interrupted.of(e)
         code, name = interrupted.exit_code, str(interrupted)
@@ -275,13 +287,13 @@ def execute(p: Plan, job: Setup, sink: Sink, batch: BatchOptions, *, label: str,
     return EXIT_INPUT_FAILED if sink.failed or _recorded_failures(p) else EXIT_OK
 
 
-def _finished(finish: Callable[[], None]) -> bool:
-    """Run ``finish``; an AvsceneError (the summary file cannot be written) is reported as one line."""
+def _finished(p: Plan, sink: Sink, run_file: RunFile) -> bool:
+    """Write ``run_file``; an AvsceneError (it cannot be written) is reported as one line."""
     from avscene.cli._errors import report
     from avscene.errors import AvsceneError
 
     try:
-        finish()
+        run_file.write(p.files, sink.results, recorded(p))
     except AvsceneError as e:
         report(e)
         return False
@@ -306,18 +318,6 @@ def recorded(p: Plan) -> dict[str, dict[str, Any]]:
         return {}
     todo = {str(f) for f in p.todo}
     return {str(f): p.log.records[str(f)] for f in p.files if str(f) not in todo}
-
-
-def all_results(p: Plan, sink: Sink, kind: type) -> list[Any]:
-    """This run's successful results and, with --resume, the recorded ones of the same ``kind`` (read
-    back typed, :func:`avscene.results.result_from_json`), in input order: for files summing up
-    every input (the events TSV, the report index)."""
-    from avscene.results import result_from_json
-
-    new = {r.file: r for r in sink.results}
-    old = recorded(p)
-    out = [new[f] if f in new else result_from_json(old[f]) for f in map(str, p.files) if f in new or f in old]
-    return [r for r in out if isinstance(r, kind)]
 
 
 def _note(msg: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from avscene.cli._batch import ClassifierArgs, CommonArgs, all_results, batch_command, execute, plan
+from avscene.cli._batch import ClassifierArgs, CommonArgs, batch_command, execute, plan
 from avscene.cli._options import (
     AudacityOpt, BoxModeOpt, EventThresholdOpt, LabelsOpt, PathsArg, SnapOpt, VttOpt,
 )
@@ -33,7 +33,7 @@ every --shard) are refused before any work (exit 2).
 
 
 def localize_table(results) -> Table:
-    t = Table("file", "class", "status", "heard (s)", "seen (s)", "both (s)")
+    t = Table("file", "class", "status", "events (s)", "seen (s)", "both (s)")
     t.columns[0].overflow = "fold"
     for r in results:
         if not r.timing:
@@ -67,12 +67,9 @@ def localize_cmd(
     classifier: ClassifierArgs,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
-    from avscene.io.writers import check_events_tsv_names, check_writable, write_events_tsv
-    from avscene.results import LocalizeResult
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
-        AUDACITY, RENDER, SCORES_TSV, VTT, check_localize, localize_and_write,
-        scores_tsv_template,
+        AUDACITY, RENDER, SCORES_TSV, VTT, RunFile, check_localize, localize_and_write, scores_tsv_template,
     )
     from avscene.tasks.runner import FileJob
 
@@ -80,18 +77,12 @@ def localize_cmd(
     templates = {**({RENDER: render} if render else {}),
                  **({SCORES_TSV: scores_tsv_template(scores_tsv)} if scores_tsv is not None else {}),
                  **({VTT: vtt} if vtt else {}), **({AUDACITY: audacity} if audacity else {})}
-    once = {"--events-tsv": events_tsv} if events_tsv is not None else {}
-    if events_tsv is not None:
-        check_events_tsv_names(p.files)  # a name the TSV cannot hold: refused before any output
+    events = None if events_tsv is None else RunFile("events", events_tsv, force=common.overwrite)
     opts = LocalizeOptions(labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
                            box_mode=box_mode, snap=snap,
                            classify=classifier.classify_options(any_format=common.any_format))
-    outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
-    if events_tsv is not None:  # written after every input: an existing or unwritable file is refused now
-        check_writable(events_tsv, force=outputs.force)
+    outputs = p.outputs(opts, templates, common, run_file=events)  # a bad template, a clash: refused up front
     job = FileJob(localize_and_write, common.model_spec(), outputs, check_localize)
     sink = Sink(mode=common.mode(), table=localize_table, log=p.log)
-    finish = None if events_tsv is None else (
-        lambda: write_events_tsv(all_results(p, sink, LocalizeResult), events_tsv, force=outputs.force))
-    return execute(p, job, sink, common.batch(), label="localize", finish=finish)
+    return execute(p, job, sink, common.batch(), label="localize", run_file=events)
 

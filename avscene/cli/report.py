@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from avscene.cli._batch import ClassifierArgs, CommonArgs, Plan, all_results, batch_command, execute, plan
+from avscene.cli._batch import ClassifierArgs, CommonArgs, batch_command, execute, plan
 from avscene.cli._options import AudacityOpt, EventThresholdOpt, LabelsOpt, PathsArg, VttOpt
 from avscene.cli._output import Sink
 from avscene.separation.registry import MethodName
@@ -66,35 +65,19 @@ def report_cmd(
     from avscene import __version__
     from avscene.cli._errors import ARGV
     from avscene.tasks.localize import LocalizeOptions
-    from avscene.tasks.outputs import (
-        AUDACITY, PAGE, REPORT_INDEX, VTT, check_localize, report_and_write,
-        report_page_template,
-    )
+    from avscene.tasks.outputs import AUDACITY, PAGE, VTT, check_report, report_and_write, report_page_template
     from avscene.tasks.report import ReportOptions
-    from avscene.io.writers import check_writable
     from avscene.tasks.runner import FileJob
 
     p = plan(paths, common.batch())
     template, index = report_page_template(output)
     templates = {PAGE: template, **({VTT: vtt} if vtt else {}), **({AUDACITY: audacity} if audacity else {})}
-    once = {f"-o (its {REPORT_INDEX})": index} if index is not None else {}
     loc = LocalizeOptions(labels=tuple(label or ()), event_threshold=event_threshold,
                           classify=classifier.classify_options(any_format=common.any_format))
     opts = ReportOptions(localize=loc, max_thumbnails=max_thumbnails, max_embed_seconds=max_embed_seconds,
                          separate=separate, separate_method=method.value, command=shlex.join(["avscene", *ARGV]),
                          version=__version__)
-    outputs = p.outputs(opts, templates, common, once=once)  # a bad template or a clash: refused up front
-    if index is not None:  # written after every input (always replaced): an unwritable folder is refused now
-        check_writable(index, force=True)
-    job = FileJob(report_and_write, common.model_spec(), outputs, check_localize)
+    outputs = p.outputs(opts, templates, common, run_file=index)  # a bad template, a clash: refused up front
+    job = FileJob(report_and_write, common.model_spec(), outputs, check_report)
     sink = Sink(mode=common.mode(), table=report_table, log=p.log)
-    finish = None if index is None else (lambda: _write_index(p, sink, index))
-    return execute(p, job, sink, common.batch(), label="report", finish=finish)
-
-
-def _write_index(p: Plan, sink: Sink, index: Path) -> None:
-    """The index of this run's pages and, with --resume, the recorded ones, in input order."""
-    from avscene.io.report_html import write_index
-    from avscene.results import ReportResult
-
-    write_index([r.to_json() for r in all_results(p, sink, ReportResult)], index)
+    return execute(p, job, sink, common.batch(), label="report", run_file=index)

@@ -17,14 +17,17 @@
 * **Audacity label track** (:func:`audacity_text`, *File → Import → Labels…*): one
   event per line, ``start<TAB>end<TAB>label``, seconds with six decimals (Audacity's
   own export format). Overlapping events are separate labels; Audacity stacks them.
+
+Both name a class as the overlay and the report do (:func:`avscene.results.marked_name`): a class
+whose ``status`` is not a prediction is marked as what it is, ``[violin (heard only)]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from avscene.results import Event
+from avscene.results import Event, marked_name
 from avscene.io.writers import atomic_write_text
 
 AUDACITY_DECIMALS = 6  # what Audacity writes when it exports labels
@@ -61,30 +64,39 @@ def caption_cues(events: Sequence[Event]) -> list[tuple[float, float, tuple[str,
     return cues
 
 
-def webvtt_text(events: Sequence[Event]) -> str:
-    """WebVTT captions of ``events`` (see the module docstring); just the header when there are none."""
+def _named(events: Sequence[Event], status: Mapping[str, str]) -> list[Event]:
+    """``events`` with each class named by the one naming rule (marked unless it is a prediction)."""
+    return [Event(marked_name(ev.label, status.get(ev.label)), ev.onset, ev.offset) for ev in events]
+
+
+def webvtt_text(events: Sequence[Event], status: Mapping[str, str] | None = None) -> str:
+    """WebVTT captions of ``events`` (see the module docstring); just the header when there are none.
+    ``status``: each class's ``LocalizeResult.status`` (a class not predicted is marked so)."""
     blocks = ["WEBVTT\n"]
-    for start, end, labels in caption_cues(events):
+    for start, end, labels in caption_cues(_named(events, status or {})):
         lines = "\n".join(_caption_name(lab) for lab in labels)
         blocks.append(f"{vtt_timestamp(start)} --> {vtt_timestamp(end)}\n{lines}\n")
     return "\n".join(blocks)
 
 
-def audacity_text(events: Sequence[Event]) -> str:
-    """An Audacity label track of ``events``: ``start<TAB>end<TAB>label`` per event, by onset."""
+def audacity_text(events: Sequence[Event], status: Mapping[str, str] | None = None) -> str:
+    """An Audacity label track of ``events``: ``start<TAB>end<TAB>label`` per event, by onset (``status``:
+    as for :func:`webvtt_text`)."""
     rows = []
-    for ev in sorted(events, key=lambda e: (e.onset, e.offset, e.label)):
+    for ev in sorted(_named(events, status or {}), key=lambda e: (e.onset, e.offset, e.label)):
         label = " ".join(ev.label.split())  # a tab or newline would split the row
         rows.append(f"{ev.onset:.{AUDACITY_DECIMALS}f}\t{ev.offset:.{AUDACITY_DECIMALS}f}\t{label}\n")
     return "".join(rows)
 
 
-def write_webvtt(events: Sequence[Event], path: str | Path, *, force: bool) -> Path:
+def write_webvtt(events: Sequence[Event], path: str | Path, *, force: bool,
+                 status: Mapping[str, str] | None = None) -> Path:
     """Write :func:`webvtt_text` to ``path`` atomically (``.vtt``)."""
-    return atomic_write_text(path, webvtt_text(events), force=force)
+    return atomic_write_text(path, webvtt_text(events, status), force=force)
 
 
-def write_audacity(events: Sequence[Event], path: str | Path, *, force: bool) -> Path:
+def write_audacity(events: Sequence[Event], path: str | Path, *, force: bool,
+                   status: Mapping[str, str] | None = None) -> Path:
     """Write :func:`audacity_text` to ``path`` atomically (``.txt``, as Audacity names label files)."""
-    return atomic_write_text(path, audacity_text(events), force=force)
+    return atomic_write_text(path, audacity_text(events, status), force=force)
 

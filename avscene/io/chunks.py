@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +85,8 @@ def _pick(streams: tuple, kind: str, problems: _Problems, *,
     """The first decodable stream of a kind; cover art (attached pictures) is not video.
 
     Unless ``any_format``, a stream whose codec is not in :mod:`avscene.io.formats` is skipped
-    (noted, and recorded in ``problems.refused_codecs`` for :func:`_no_stream`).
+    (noted, and recorded in ``problems.refused_codecs`` for :func:`_no_stream`). The stream
+    picked decodes on the thread budget (:func:`codec_threads`).
     """
     for s in streams:
         if s.disposition & av.stream.Disposition.attached_pic:
@@ -98,8 +99,22 @@ def _pick(streams: tuple, kind: str, problems: _Problems, *,
                           f"'{s.codec_context.name}'; ignored")
             problems.refused_codecs.append(s.codec_context.name)
             continue
+        codec_threads(s)
         return s
     return None
+
+
+def codec_threads(stream: av.stream.Stream) -> None:
+    """Give a stream's FFmpeg decoder or encoder the process's thread budget
+    (:func:`avscene.threads.budget`, ``--threads``) before it is opened: FFmpeg's own default
+    (0) would start a thread per core whatever else runs. Video codecs may use frame and slice
+    threads (``AUTO``: ~2x decoding on 2 cores); audio codecs keep their single thread."""
+    from avscene.threads import budget
+
+    ctx = stream.codec_context
+    ctx.thread_count = budget()
+    if stream.type == "video":
+        ctx.thread_type = "AUTO"
 
 
 def _no_stream(path: str | os.PathLike, problems: _Problems, what: str) -> DecodeError:
@@ -181,8 +196,6 @@ def _streams(container: av.container.InputContainer, problems: _Problems, *, any
     audio = _pick(container.streams.audio, "audio", problems, any_format=any_format)
     if video is None and audio is None:
         raise _no_stream(container.name, problems, "no audio or video stream FFmpeg can decode")
-    if video is not None:
-        video.codec_context.thread_type = "AUTO"  # frame + slice threads: ~2x on 2 cores
     return video, audio
 
 
@@ -200,7 +213,7 @@ class ClipChunk:
     sample_rate: int  # Hz of ``audio``
 
 
-def iter_chunks(path: str | os.PathLike, *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+def iter_chunks(path: str | os.PathLike, *, chunk_seconds: float | Callable[[MediaInfo], float] = DEFAULT_CHUNK_SECONDS,
                 fps: float = 1.0, offset: float = 0.5, sample_rate: int = 16000,
                 any_format: bool = False) -> ChunkReader:
     """Decode a file in consecutive time windows, in one pass, holding about one window at a time.
@@ -216,7 +229,9 @@ def iter_chunks(path: str | os.PathLike, *, chunk_seconds: float = DEFAULT_CHUNK
 
     Args:
         path: any file FFmpeg reads; video-only and audio-only files work.
-        chunk_seconds: window length in seconds (``math.inf``: the whole file as one chunk).
+        chunk_seconds: window length in seconds (``math.inf``: the whole file as one chunk), or a
+            function of the file's header (:attr:`ChunkReader.header`) giving it, chosen once the
+            file is open (frame size sets it: the file is not opened twice).
         fps, offset, sample_rate: as for :func:`decode`.
         any_format: also decode containers and codecs outside :mod:`avscene.io.formats`.
 
@@ -236,29 +251,37 @@ def iter_chunks(path: str | os.PathLike, *, chunk_seconds: float = DEFAULT_CHUNK
 class ChunkReader:
     """The :class:`ClipChunk` s of one file, from one demux pass; see :func:`iter_chunks`.
 
-    Iterate it once. ``has_video`` / ``has_audio`` tell which streams the file has (known
-    when it is opened); ``info`` is the decoded :class:`MediaInfo`, set at the last chunk.
+    Iterate it once. ``has_video`` / ``has_audio`` tell which streams the file has and ``header``
+    what its header says (size before rotation, declared duration), known when it is opened;
+    ``info`` is the decoded :class:`MediaInfo`, set at the last chunk.
     Closing it (``close()``, a ``with`` block, or finishing the iteration) closes the file.
     """
 
-    def __init__(self, path: str | os.PathLike, *, chunk_seconds: float, fps: float,
-                 offset: float, sample_rate: int, any_format: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, chunk_seconds: float | Callable[[MediaInfo], float],
+                 fps: float, offset: float, sample_rate: int, any_format: bool = False) -> None:
         _check_args(fps, offset, sample_rate)
-        if not chunk_seconds > 0:  # NaN fails too; inf is one chunk
-            raise UsageError(f"chunk_seconds must be a positive number of seconds (e.g. "
-                             f"{DEFAULT_CHUNK_SECONDS:g}), got {chunk_seconds!r}")
-        self.path, self.chunk_seconds = path, float(chunk_seconds)
+        if not callable(chunk_seconds):
+            _check_chunk_seconds(chunk_seconds)
+        self.path = path
         self._fps, self._offset, self._sr = fps, offset, sample_rate
         self._problems = _Problems()
         self._container = _open(path, any_format=any_format)
         try:
             self._video, self._audio = _streams(self._container, self._problems, any_format=any_format)
-        except DecodeError:
+            self.header = self._header()
+            if callable(chunk_seconds):
+                chunk_seconds = chunk_seconds(self.header)
+                _check_chunk_seconds(chunk_seconds)
+        except (DecodeError, UsageError):
             self._container.close()
             raise
+        self.chunk_seconds = float(chunk_seconds)
         self.has_video, self.has_audio = self._video is not None, self._audio is not None
         self.info: MediaInfo | None = None
         self._iterated = False
+
+    def _header(self) -> MediaInfo:
+        return header_info(self.path, self._container, self._video, self._audio)
 
     def __iter__(self) -> Iterator[ClipChunk]:
         if self._iterated:
@@ -325,6 +348,22 @@ class ChunkReader:
         return _info(self.path, self._video, self._audio, duration,
                      sampler.frame_hw if got_video else None, got_video, got_audio,
                      self._problems)
+
+
+def header_info(path: str | os.PathLike, container: av.container.InputContainer,
+                video: av.video.VideoStream | None, audio: av.audio.AudioStream | None) -> MediaInfo:
+    """What an open file's header says, nothing decoded: declared duration, and the coded size
+    (before any rotation, which only a decoded frame tells)."""
+    origin = _origin(container)
+    ends = [e for s in (video, audio) if s is not None and (e := _declared_end(s, container, origin)) is not None]
+    hw = None if video is None else (video.height, video.width)
+    return _info(path, video, audio, max(ends, default=0.0), hw, video is not None, audio is not None, _Problems())
+
+
+def _check_chunk_seconds(chunk_seconds: float) -> None:
+    if not chunk_seconds > 0:  # NaN fails too; inf is one chunk
+        raise UsageError(f"chunk_seconds must be a positive number of seconds (e.g. "
+                         f"{DEFAULT_CHUNK_SECONDS:g}), got {chunk_seconds!r}")
 
 
 def _check_duration(decoded: float, header_s: float | None,

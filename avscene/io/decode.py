@@ -45,6 +45,7 @@ from avscene.io.chunks import (  # noqa: F401
     _origin,
     _pick,
     _streams,
+    header_info,
     iter_chunks,
 )
 
@@ -87,6 +88,19 @@ def probe(path: str | os.PathLike, *, any_format: bool = False) -> MediaInfo:
                      audio is not None, problems)
 
 
+def header(path: str | os.PathLike, *, any_format: bool = False) -> MediaInfo:
+    """What a file's header says, decoding nothing (cheaper than :func:`probe`): the declared
+    duration, the streams, the coded frame size (before rotation).
+
+    Raises:
+        DecodeError: as :func:`probe`.
+    """
+    problems = _Problems()
+    with _open(path, any_format=any_format) as container:
+        video, audio = _streams(container, problems, any_format=any_format)
+        return header_info(path, container, video, audio)
+
+
 def iter_frames(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.5,
                 any_format: bool = False) -> Iterator[tuple[float, np.ndarray]]:
     """Stream ``(t_k, frame)`` pairs, decoding sequentially; only one frame is held.
@@ -110,7 +124,6 @@ def iter_frames(path: str | os.PathLike, *, fps: float = 1.0, offset: float = 0.
     if video is None:
         container.close()
         raise _no_stream(path, problems, "no video stream; use read_audio() for audio-only files")
-    video.codec_context.thread_type = "AUTO"
     return _iter_frames(container, video, fps, offset, problems)
 
 

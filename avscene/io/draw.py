@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from avscene.results import (
-    HEARD_AND_SEEN_ONLY, HEARD_ONLY, SEEN_ONLY, SHOWN_AS_PREDICTED, AudioSegment, BoxDetection, Event, LocalizeResult,
+    SHOWN_AS_PREDICTED, AudioSegment, BoxDetection, Event, LocalizeResult, marked_name,
 )
 from avscene.timing import segment_timestamps
 
@@ -55,7 +55,6 @@ FULL_OPACITY_SCORE = 1.0
 FULL_HEAT_SCORE = 1.0
 HEAT_DARK_MAX = 0.25  # inferno level: dark purple
 HEAT_BRIGHT_MIN = 0.6  # inferno level: orange
-NOTE = {SEEN_ONLY: "seen only", HEARD_ONLY: "heard only", HEARD_AND_SEEN_ONLY: "not predicted"}  # status -> words
 DASH_FRACTION = 1 / 12  # dash length per shorter box side (at least 3 outline widths)
 STRIP_ROW_FRACTION = 1 / 24  # heatmap row height per class: 30 px at 720p, 9 px at 224 px
 STRIP_MAX_FRACTION = 1 / 3  # the strip never covers more than a third of the frame
@@ -77,9 +76,9 @@ def is_prediction(result: LocalizeResult, label: str) -> bool:
 
 
 def shown_name(result: LocalizeResult, label: str) -> str:
-    """The name a picture gives ``label``: "<class> (seen only)" for a class that is not a prediction."""
-    note = NOTE.get(result.status.get(label, ""))
-    return f"{label} ({note})" if note else label
+    """The name a picture gives ``label``: "<class> (seen only)" for a class that is not a prediction
+    (:func:`avscene.results.marked_name`, the rule the captions follow too)."""
+    return marked_name(label, result.status.get(label))
 
 
 def reported(result: LocalizeResult) -> list[str]:

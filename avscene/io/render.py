@@ -37,12 +37,12 @@ import cv2
 import numpy as np
 
 from avscene.errors import DecodeError, UsageError
+from avscene.io.chunks import codec_threads
 from avscene.io.draw import BoxLayer, heat_strip
 from avscene.io.writers import atomic_write
 from avscene.results import LocalizeResult
 
 X264_OPTIONS = {"preset": "veryfast", "crf": "20"}  # fast, visually clean overlays
-ENCODE_THREADS = 2
 AAC_MAX_CHANNELS = 8  # ffmpeg's native AAC encoder handles layouts up to 7.1
 COLORSPACE_BT601 = 6  # AVCOL_SPC_SMPTE170M: the matrix of cv2.COLOR_RGB2YUV_I420
 COLOR_RANGE_LIMITED = 1  # AVCOL_RANGE_MPEG: Y in [16, 235]
@@ -120,8 +120,10 @@ def render_overlay(
     fmt = CONTAINER_BY_SUFFIX.get(out.suffix.lower(), "mp4")
     with _open_input(src) as inp, atomic_write(out, force=force) as tmp:
         vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"  # frame + slice threads: decoding keeps up with the encoder
+        codec_threads(vin)  # frame + slice threads, within the budget: decoding keeps up with the encoder
         ain = inp.streams.audio[0] if inp.streams.audio else None
+        if ain is not None:
+            codec_threads(ain)
         pad_w, pad_h = width + width % 2, height + height % 2
         duration = result.classification.duration or _stream_seconds(inp, vin)
         overlay = _Overlay(result, (pad_w, pad_h), duration=duration, box_hold=box_hold)
@@ -179,7 +181,7 @@ def _add_video_stream(container: av.container.OutputContainer, vin: av.video.str
     vout.pix_fmt = "yuv420p"
     vout.codec_context.time_base = vin.time_base  # frames keep their own pts: no rounding
     vout.time_base = vin.time_base
-    vout.codec_context.thread_count = ENCODE_THREADS
+    codec_threads(vout)
     vout.codec_context.colorspace = COLORSPACE_BT601  # what _to_yuv420p produces
     vout.codec_context.color_range = COLOR_RANGE_LIMITED
     return vout
@@ -197,6 +199,7 @@ def _add_audio_stream(container: av.container.OutputContainer,
         layout = av.AudioLayout("mono" if layout.nb_channels == 1 else "stereo")
     aout = container.add_stream("aac", rate=rate)
     aout.layout = layout
+    codec_threads(aout)
     return aout
 
 

@@ -18,11 +18,11 @@ from urllib.parse import quote
 
 import numpy as np
 
-from avscene.io.draw import HEAT_BRIGHT_MIN, HEAT_DARK_MAX, NOTE, heat_levels, inferno, is_prediction, shown_name
+from avscene.io.draw import HEAT_BRIGHT_MIN, HEAT_DARK_MAX, heat_levels, inferno, is_prediction, shown_name
 from avscene.io.report_assets import CSS, INDEX_JS, PAGE_JS, STATUS_JS
 from avscene.io.web_media import data_uri, jpeg_bytes, opus_ogg_bytes
 from avscene.io.writers import atomic_write_bytes, atomic_write_text
-from avscene.results import AudioTrack, ReportPage, Thumbnail, printable
+from avscene.results import STATUS_NOTES, AudioTrack, ReportPage, Thumbnail, printable
 from avscene.timing import segment_timestamps
 
 THUMB_PX = 120  # thumbnails' largest width in a row (the stored image is larger: shown full size on click)
@@ -47,7 +47,7 @@ def decision_word(status: str | None) -> str:
     """What the page says about a reported class's decision: "predicted", "seen only, not predicted", ..."""
     if status is None:
         return "no"
-    note = NOTE.get(status)
+    note = STATUS_NOTES.get(status)
     return f"{note}, not predicted" if note and note != "not predicted" else note or DECISION_WORDS.get(status, status)
 
 
@@ -156,8 +156,9 @@ def _timeline(page: ReportPage, duration: float) -> str:
                           f'{heat_colour(lo)},{heat_colour(hi)})"></span>')
     legend = ('<p class="legend"><span>audio per 0.96-s window, one scale for every class: '
               f'{key(0.0, HEAT_DARK_MAX)} dark: no sound event; {key(HEAT_BRIGHT_MIN, 1.0)} bright: a sound event, '
-              f'its score E above the event threshold {thr:+.2f}</span><span>heard, seen: when; both: heard and '
-              'seen at the same time</span><span>events: sound events</span><span>dashed boxes: a class seen, but '
+              f'its score E above the event threshold {thr:+.2f}</span><span>events: when the class sounds (its sound '
+              'events); seen: when its boxes are seen; both: a sound event while it is seen</span><span>the badge: '
+              'heard / seen, the decision over the whole input</span><span>dashed boxes: a class seen, but '
               'not predicted</span><span>click a frame to enlarge it</span></p>')
     rows = [_class_row(page, lab, duration) for lab in page.classes]
     return ('<section aria-labelledby="h-time"><h2 id="h-time">Timeline</h2>' + legend + "".join(rows)
@@ -168,15 +169,16 @@ def _class_row(page: ReportPage, label: str, duration: float) -> str:
     r = page.localization
     colour = hex_colour(page.colours[label])
     tm = r.timing.get(label)
-    heard, seen, both = (tm.heard, tm.seen, tm.both) if tm else ((), (), ())
-    events = [e for e in r.events if e.label == label]
+    seen, both = (tm.seen, tm.both) if tm else ((), ())
+    events = [e for e in r.events if e.label == label]  # when it sounds (timing.heard): a lane of its own,
+    # named for what it is, not "heard": a predicted class has events even where the badge says not heard
     thumbs = page.thumbnails.get(label, ())
     width = f"max(100%, {len(thumbs) * THUMB_MIN_SLOT_PX + 64}px)"
     segs = r.audio.get(label, ())
     lanes = [_heat_lane(segs, heat_levels(segs, events, threshold=r.event_threshold, duration=duration),
                         duration)] if segs else []
     lanes += [_seg_lane(n, iv, duration, colour) for n, iv in
-              (("heard", heard), ("seen", seen), ("both", both), ("events", [(e.onset, e.offset) for e in events]))]
+              (("events", [(e.onset, e.offset) for e in events]), ("seen", seen), ("both", both))]
     word = page.presence.get(label, "neither")
     status = r.status.get(label)
     note = "" if is_prediction(r, label) else (f' <span class="badge status {escape(status or "")}">'

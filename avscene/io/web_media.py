@@ -14,6 +14,8 @@ import av
 import cv2
 import numpy as np
 
+from avscene.io.chunks import codec_threads
+
 JPEG_QUALITY = 80  # thumbnails: ~8-12 kB for a 224x224 natural frame
 OPUS_BITRATE = 24_000  # bits per second of a mono track
 # libopus complexity (0-10): 3 encodes a 10-s clip in 0.07 s against 0.6 s at the default 10
@@ -38,6 +40,7 @@ def opus_ogg_bytes(samples: np.ndarray, sample_rate: int, *, bitrate: int = OPUS
         stream = container.add_stream("libopus", rate=sample_rate if sample_rate in OPUS_RATES else 48000,
                                       options={"compression_level": str(OPUS_COMPLEXITY)})
         stream.layout = "mono"
+        codec_threads(stream)
         stream.codec_context.bit_rate = bitrate
         for start in range(0, len(x), sample_rate):  # 1-s frames: the encoder's buffers stay small
             frame = av.AudioFrame.from_ndarray(x[None, start:start + sample_rate], format="flt", layout="mono")

@@ -107,21 +107,33 @@ class StreamingSeparation:
 # --------------------------------------------------------------------------- streams
 
 
+class ModelRateFeed:
+    """Separate 16-kHz blocks pushed one at a time into the sink (for a caller that is handed the
+    audio, such as a decoding pass shared with the classifier); :func:`pump_model_rate` pulls them."""
+
+    def __init__(self, sep: StreamingSeparation, sink: SeparationSink) -> None:
+        self.sep, self.sink, self.n = sep, sink, 0
+
+    def push(self, block: np.ndarray) -> None:
+        self._write(self.sep.push(block))
+
+    def finish(self) -> int:
+        """The end of the stream; returns the samples written."""
+        self._write(self.sep.finish())
+        return self.n
+
+    def _write(self, out: np.ndarray) -> None:
+        if out.shape[1]:
+            self.sink.write(out[0], out[1])
+            self.n += out.shape[1]
+
+
 def pump_model_rate(blocks: Iterator[np.ndarray], sep: StreamingSeparation, sink: SeparationSink) -> int:
     """Separate 16-kHz blocks into the sink; returns the samples written."""
-    n = 0
-    for out in _chain(blocks, sep):
-        if out.shape[1]:
-            sink.write(out[0], out[1])
-            n += out.shape[1]
-    return n
-
-
-def _chain(blocks: Iterator[np.ndarray], sep: StreamingSeparation) -> Iterator[np.ndarray]:
-    """``sep``'s outputs (2, m) for each block, then for the end of the stream."""
+    feed = ModelRateFeed(sep, sink)
     for block in blocks:
-        yield sep.push(block)
-    yield sep.finish()
+        feed.push(block)
+    return feed.finish()
 
 
 def pump_input_rate(blocks: Iterator[np.ndarray], sep: StreamingSeparation, rate: int, model_rate: int,

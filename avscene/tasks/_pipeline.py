@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -46,7 +46,8 @@ EMBED_FRAMES = 16
 class Analysis:
     """Everything one forward pass produced for one file (batch dimension removed).
 
-    No frames or audio: only what the outputs are read against (proposal times, boxes).
+    No audio, and no frames unless asked for (``keep_frames``): only what the outputs are read
+    against (proposal times, boxes).
     """
 
     info: MediaInfo
@@ -54,6 +55,10 @@ class Analysis:
     visual: VisualProposals | None  # boxes (T, M, 4), EdgeBoxes scores, frame times
     output: ModelOutput
     timings: dict[str, float] = field(default_factory=dict)
+    # the sampled frames [(t, (H, W, 3) uint8)], kept with keep_frames when the file was one chunk;
+    # None: not kept (a long file: decode them again, streaming, with io.decode.iter_frames)
+    frames: list[tuple[float, np.ndarray]] | None = None
+    decode_warnings: tuple[str, ...] = ()  # what decoding found (info.warnings adds the missing modalities)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -63,6 +68,17 @@ class Analysis:
         if self.output.visual_scores is not None:
             mods.append("visual")
         return tuple(mods)
+
+
+class ChunkObserver(Protocol):
+    """Sees what the analysis decodes, so that nothing else decodes the file again (the report's
+    soundtrack and thumbnails, the separation of a given class)."""
+
+    def opened(self, has_video: bool, has_audio: bool) -> None:
+        """The file is open and has these streams (before anything is decoded)."""
+
+    def add(self, chunk: ClipChunk) -> None:
+        """One decoded chunk, in order (its frames are freed after the call: copy what is kept)."""
 
 
 def chunk_seconds_for(info: MediaInfo, *, fps: float) -> float:
@@ -84,7 +100,8 @@ class AudioVariant:
 
 
 def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = None,
-            chunk_seconds: float | None = None, any_format: bool = False) -> Analysis:
+            chunk_seconds: float | None = None, any_format: bool = False, keep_frames: bool = False,
+            observer: ChunkObserver | None = None) -> Analysis:
     """Decode one file, compute its proposals and run the network on them, chunk by chunk.
 
     Args:
@@ -96,18 +113,24 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
             not the result (beyond float rounding; NCP bags are fitted per 23-s block on
             inputs over 34.56 s, whatever the chunk).
         any_format: also decode containers and codecs outside :mod:`avscene.io.formats`.
+        keep_frames: keep the sampled frames in ``Analysis.frames`` when the file is decoded as
+            one chunk (they are in memory then anyway); a longer file keeps none.
+        observer: also hand every decoded chunk to it (:class:`ChunkObserver`).
+
+    The file is opened once (a model with ``band_norm`` reads its audio once more first).
 
     Raises:
         DecodeError: the file cannot be decoded.
         UsageError: the file has none of the streams the model uses, or ``chunk_seconds`` <= 0.
     """
-    return analyse_variants(path, loaded, (AudioVariant(),), edge_model=edge_model,
-                            chunk_seconds=chunk_seconds, any_format=any_format)[0]
+    return analyse_variants(path, loaded, (AudioVariant(),), edge_model=edge_model, chunk_seconds=chunk_seconds,
+                            any_format=any_format, keep_frames=keep_frames, observer=observer)[0]
 
 
 def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[AudioVariant], *,
                      edge_model: str | None = None, chunk_seconds: float | None = None,
-                     any_format: bool = False) -> list[Analysis]:
+                     any_format: bool = False, keep_frames: bool = False,
+                     observer: ChunkObserver | None = None) -> list[Analysis]:
     """:func:`analyse` of several versions of one file's audio, decoding the file and embedding its
     frames once (the frames' proposals and features are shared: only the audio differs).
 
@@ -116,13 +139,14 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
     """
     import torch
 
-    from avscene.io.decode import iter_chunks, probe
+    from avscene.io.decode import iter_chunks
 
     cfg, pre = loaded.config, loaded.preprocess
-    if chunk_seconds is None:
-        chunk_seconds = chunk_seconds_for(probe(path, any_format=any_format), fps=pre.fps)
-    with iter_chunks(path, chunk_seconds=chunk_seconds, fps=pre.fps, offset=pre.frame_offset,
+    seconds = (lambda header: chunk_seconds_for(header, fps=pre.fps)) if chunk_seconds is None else chunk_seconds
+    with iter_chunks(path, chunk_seconds=seconds, fps=pre.fps, offset=pre.frame_offset,
                      sample_rate=pre.sample_rate, any_format=any_format) as reader:
+        if observer is not None:
+            observer.opened(reader.has_video, reader.has_audio)
         if not ((cfg.uses_audio and reader.has_audio) or (cfg.uses_visual and reader.has_video)):
             raise UsageError(
                 f"{path}: the model uses {'/'.join(_needed(cfg))} but the file has no such stream")
@@ -131,7 +155,9 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
         emb = _Embedder(loaded, edge_model=edge_model, audio=audio,
                         visual=cfg.uses_visual and reader.has_video and any(v.video for v in variants),
                         variants=variants, band_offsets=offsets)
-        _consume(reader, emb)
+        # frames are kept only when the header says the file is one chunk (then they are in memory anyway)
+        keep = keep_frames and reader.header.duration <= reader.chunk_seconds
+        frames = _consume(reader, emb, observer, keep=keep)
     out = []
     for k, variant in enumerate(variants):
         feats, aprops, vprops = emb.result(k)
@@ -150,7 +176,8 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
             import dataclasses
 
             info = dataclasses.replace(info, warnings=tuple(warnings))
-        out.append(Analysis(info=info, audio=aprops, visual=vprops, output=res, timings=emb.timings))
+        out.append(Analysis(info=info, audio=aprops, visual=vprops, output=res, timings=emb.timings,
+                            frames=frames if variant.video else None, decode_warnings=reader.info.warnings))
     return out
 
 
@@ -177,20 +204,33 @@ def _band_offsets(path: str | Path, pre, variants: Sequence[AudioVariant], *,
     return [acc.value() for acc in means]
 
 
-def _consume(reader: ChunkReader, emb: _Embedder) -> None:
-    """Embed every chunk, letting go of each chunk's frames before the next is decoded."""
+def _consume(reader: ChunkReader, emb: _Embedder, observer: ChunkObserver | None = None, *,
+             keep: bool = False) -> list[tuple[float, np.ndarray]] | None:
+    """Embed every chunk (and show it to ``observer``), letting go of each chunk's frames before the
+    next is decoded; returns the sampled frames of a file decoded as one chunk with ``keep`` (None
+    when it was not: a header that said less than the file holds)."""
     chunks = iter(reader)
+    kept: list[tuple[float, np.ndarray]] | None = [] if keep else None
+    n = 0
     while True:
         with emb.timer("decode"):
             chunk = next(chunks, None)
         if chunk is None:
             break
+        n += 1
         emb.add(chunk)
+        if observer is not None:
+            observer.add(chunk)
+        if kept is not None and chunk.frames is not None:
+            kept.extend(zip(chunk.frame_times.tolist(), chunk.frames))
+        if n > 1:
+            kept = None  # more than one chunk after all: keep no frames
         del chunk  # otherwise two chunks of frames would be alive while the next one decodes
         # Each chunk frees a few hundred MB in 1-30 MB pieces from several threads: without a
         # trim the resident size crept up by ~30 MB a chunk (a 10-min 720p file).
         release_free_memory()
     emb.finish()
+    return kept
 
 
 def _missing(cfg: ModelConfig, reader: ChunkReader, aprops: ProposalTimes | None,

@@ -10,8 +10,7 @@
   :class:`~avscene.results.FailedInput`.
 
 Nothing here imports another ``avscene.tasks`` module: the batch loop
-(:mod:`avscene.tasks.runner`), the worker pool (:mod:`avscene.tasks._pool`) and the
-per-file loop of the library (:func:`avscene.tasks._pipeline.run_each`) all build on it.
+(:mod:`avscene.tasks.runner`) and the worker pool (:mod:`avscene.tasks._pool`) build on it.
 """
 
 from __future__ import annotations
@@ -137,11 +136,11 @@ def input_limit(path: Path, timeout: float | None) -> float | None:
 
     if not timeout or timeout <= 0:
         return None
-    from avscene.io.decode import probe
+    from avscene.io.decode import header
 
     try:
         with time_limit(timeout):
-            duration = float(probe(path).duration or 0.0)
+            duration = float(header(path).duration or 0.0)  # nothing decoded
     except Exception:  # noqa: BLE001 - any unreadable header: no media allowance
         duration = 0.0
     return timeout + MEDIA_TIME_FACTOR * (duration if math.isfinite(duration) and duration > 0 else 0.0)
@@ -183,12 +182,10 @@ def time_limit(seconds: float | None) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, left, old_interval)
 
 
-def run_one(fn: Callable[[Path], T], path: Path, *, timeout: float | None, verbose: bool = False,
-            reraise_unexpected: bool = False) -> tuple[T | FailedInput, str | None]:
-    """``fn(path)`` under :func:`time_limit`; a failure becomes a FailedInput.
-
-    ``reraise_unexpected``: an exception that is not an ``AvsceneError`` propagates (library
-    callers debugging with ``AVSCENE_DEBUG=1``) instead of becoming an "internal error".
+def run_one(fn: Callable[[Path], T], path: Path, *, timeout: float | None,
+            verbose: bool = False) -> tuple[T | FailedInput, str | None]:
+    """``fn(path)`` under :func:`time_limit`; a failure becomes a FailedInput (an unexpected
+    exception as an "internal error", its traceback kept with ``verbose``).
 
     Returns:
         ``(result or FailedInput, traceback text or None)``; the traceback only with ``verbose``.
@@ -201,8 +198,6 @@ def run_one(fn: Callable[[Path], T], path: Path, *, timeout: float | None, verbo
     except AvsceneError as e:
         return FailedInput(str(path), str(e)), traceback.format_exc() if verbose else None
     except Exception as e:  # noqa: BLE001 - one bad input must not stop the others
-        if reraise_unexpected:
-            raise
         msg = (f"internal error ({type(e).__name__}: {e}); rerun with --verbose (or AVSCENE_DEBUG=1) "
                "for the traceback")
         return FailedInput(str(path), msg), traceback.format_exc() if verbose else None

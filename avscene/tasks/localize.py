@@ -44,7 +44,7 @@ score the same: the best window would be an arbitrary one).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -321,15 +321,18 @@ def frame_boxes(a: Analysis, c: int, opts: LocalizeOptions) -> list[list[tuple[n
 
 
 def snap_boxes(path: str | Path, times: np.ndarray, chosen: dict[int, list[list[tuple[np.ndarray, float]]]],
-               *, fps: float, offset: float, any_format: bool = False) -> dict[int, list[list[tuple[np.ndarray, float]]]]:
+               *, fps: float, offset: float, any_format: bool = False,
+               frames: Iterable[tuple[float, np.ndarray]] | None = None) -> dict[int, list[list[tuple[np.ndarray, float]]]]:
     """``chosen`` (class → per frame ``[(box, score)]``, as :func:`frame_boxes` gives) with every box
-    snapped to the object's boundary (:func:`avscene.proposals.evidence.snap_box`). The sampled
-    frames are decoded again, one at a time (the analysis keeps none)."""
+    snapped to the object's boundary (:func:`avscene.proposals.evidence.snap_box`). On the sampled
+    ``frames`` the analysis kept, else decoded again, one at a time."""
     from avscene.io.decode import iter_frames
 
     index = {round(float(t), 3): i for i, t in enumerate(times)}
     out = {c: [list(f) for f in per] for c, per in chosen.items()}
-    for t_sec, frame in iter_frames(path, fps=fps, offset=offset, any_format=any_format):
+    if frames is None:
+        frames = iter_frames(path, fps=fps, offset=offset, any_format=any_format)
+    for t_sec, frame in frames:
         i = index.get(round(float(t_sec), 3))
         if i is None:
             continue
@@ -340,7 +343,7 @@ def snap_boxes(path: str | Path, times: np.ndarray, chosen: dict[int, list[list[
 
 def _snapped(path: Path, a: Analysis, chosen: dict, loaded: LoadedModel, opts: LocalizeOptions) -> dict:
     return snap_boxes(path, a.visual.times, chosen, fps=loaded.preprocess.fps, offset=loaded.preprocess.frame_offset,
-                      any_format=opts.classify.any_format)
+                      any_format=opts.classify.any_format, frames=a.frames)
 
 
 def _boxes_for_class(a: Analysis, c: int, opts: LocalizeOptions, fps: float, chosen=None):
@@ -361,6 +364,7 @@ def localize_file(path: str | Path, loaded: LoadedModel, opts: LocalizeOptions |
     """Localize one file; raises an ``AvsceneError`` if it cannot be processed."""
     opts = opts or LocalizeOptions()
     resolve_labels(opts.labels, (), list(loaded.labels))  # fail early on an unknown --label
-    a = analyse(path, loaded, edge_model=opts.classify.edge_model, any_format=opts.classify.any_format)
+    a = analyse(path, loaded, edge_model=opts.classify.edge_model, any_format=opts.classify.any_format,
+                keep_frames=opts.snap)  # the frames snapping needs, without decoding them again
     return localize_from_analysis(Path(path), a, loaded, opts)
 

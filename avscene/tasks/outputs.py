@@ -15,6 +15,11 @@ and what a Python user calls to get files rather than results: the task, then it
 * ``report``: ``-o`` (the page, ``{name}``, ``{ext}``; a folder: ``FOLDER/{name}.html`` and
   ``FOLDER/index.html``).
 
+Two files sum up a whole run and are written once, after every input (:class:`RunFile`):
+``localize --events-tsv`` and the report folder's ``index.html``; they are checked before any
+work, and with ``--resume`` cover the inputs recorded before too (read back typed from their
+records, :func:`avscene.results.result_from_json`).
+
 Every template also takes ``{relpath}``: the input's folder relative to the directory argument it
 was found under (``cam1`` for ``videos/cam1/0001.mp4`` listed from ``videos/``; ``.`` for a file
 directly in it or given by itself), so ``'out/{relpath}/{name}.mp4'`` mirrors the input tree.
@@ -37,11 +42,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from avscene.errors import OutputError, UsageError
 from avscene.tasks.inputs import relative_folder
@@ -75,12 +80,12 @@ def scores_tsv_template(directory: str | Path) -> str:
     return str(Path(_literal(str(directory))) / "{name}.tsv")
 
 
-def report_page_template(output: str) -> tuple[str, Path | None]:
-    """Report's ``-o`` → (page template, index file or None): a folder (an existing one, or a path
+def report_page_template(output: str) -> tuple[str, RunFile | None]:
+    """Report's ``-o`` → (page template, index or None): a folder (an existing one, or a path
     ending in ``/``) gets ``FOLDER/{name}.html`` pages and ``FOLDER/index.html``."""
     if output.endswith(("/", "\\")) or Path(output).is_dir():
         folder = Path(output)
-        return str(Path(_literal(str(folder))) / "{name}.html"), folder / REPORT_INDEX
+        return str(Path(_literal(str(folder))) / "{name}.html"), RunFile("index", folder / REPORT_INDEX)
     return output, None
 
 
@@ -245,6 +250,61 @@ def all_or_none() -> Iterator[list[Path]]:
         raise
 
 
+# --------------------------------------------------------------------------- files of a whole run
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A file written once per run, after every input, from all of their results: ``localize
+    --events-tsv`` (``"events"``) or a report folder's ``index.html`` (``"index"``, always replaced:
+    it describes the folder as it is now)."""
+
+    what: Literal["events", "index"]
+    path: Path
+    force: bool = False  # replace an existing events TSV (the index is always replaced)
+
+    @property
+    def option(self) -> str:
+        """The option that names the file, as messages and :func:`check_outputs` call it."""
+        return "--events-tsv" if self.what == "events" else f"-o (its {REPORT_INDEX})"
+
+    def check(self, files: Sequence[Path]) -> None:
+        """Refuse, before any work, a file that exists (without ``force``) or cannot be written, and
+        input names an events TSV cannot hold.
+
+        Raises:
+            OutputError: naming the file or the input.
+        """
+        from avscene.io.writers import check_events_tsv_names, check_writable
+
+        if self.what == "events":
+            check_events_tsv_names(files)
+        check_writable(self.path, force=self.force or self.what == "index")
+
+    def write(self, files: Sequence[Path], results: Iterable[Any], recorded: Mapping[str, dict]) -> Path:
+        """Write the file from this run's ``results`` and the ``recorded`` JSON records of the inputs
+        it skipped (``--resume``: file → record), in the order of ``files``; failed inputs add nothing."""
+        from avscene.io.report_html import write_index
+        from avscene.io.writers import write_events_tsv
+        from avscene.results import LocalizeResult, ReportResult
+
+        kind = LocalizeResult if self.what == "events" else ReportResult
+        typed = run_results(files, results, recorded, kind)
+        if self.what == "events":
+            return write_events_tsv(typed, self.path, force=self.force)
+        return write_index([r.to_json() for r in typed], self.path)
+
+
+def run_results(files: Sequence[Path], results: Iterable[Any], recorded: Mapping[str, dict], kind: type) -> list[Any]:
+    """The successful results of ``kind`` over ``files``, in their order: this run's, else the one
+    read back from the input's record (:func:`avscene.results.result_from_json`)."""
+    from avscene.results import result_from_json
+
+    new = {r.file: r for r in results}
+    out = [new[f] if f in new else result_from_json(recorded[f]) for f in map(str, files) if f in new or f in recorded]
+    return [r for r in out if isinstance(r, kind)]
+
+
 # --------------------------------------------------------------------------- separate
 
 
@@ -327,7 +387,8 @@ def write_event_files(r: LocalizeResult, src: Path, opts: WriteOptions, written:
 
     for option, write in ((VTT, write_webvtt), (AUDACITY, write_audacity)):
         if option in opts.templates:
-            written.append(write(r.events, fill(opts.templates[option], src, roots=opts.roots), force=opts.force))
+            written.append(write(r.events, fill(opts.templates[option], src, roots=opts.roots), force=opts.force,
+                                 status=r.status))
 
 
 def check_localize(opts: WriteOptions, loaded: LoadedModel) -> None:
@@ -341,6 +402,21 @@ def check_localize(opts: WriteOptions, loaded: LoadedModel) -> None:
 
 
 # --------------------------------------------------------------------------- report
+
+
+def check_report(opts: WriteOptions, loaded: LoadedModel) -> WriteOptions:
+    """Refuse an unknown --label and, with ``--separate``, a ``--method`` this model cannot run, once
+    before any input (the usage errors of ``localize`` and ``separate``, with their messages);
+    returns ``opts`` with the method resolved for this model."""
+    from avscene.tasks.report import ReportOptions
+    from avscene.tasks.separate import SeparateOptions, method_for
+
+    check_localize(opts, loaded)
+    assert isinstance(opts.task, ReportOptions)  # internal: built by the report command
+    if not opts.task.separate:
+        return opts
+    method = method_for(SeparateOptions(method=opts.task.separate_method), loaded)
+    return dataclasses.replace(opts, task=dataclasses.replace(opts.task, separate_method=method.name.value))
 
 
 def report_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) -> ReportResult:
@@ -363,6 +439,6 @@ def report_and_write(src: Path, *, loaded: LoadedModel, opts: WriteOptions) -> R
 
 
 __all__ = ["AUDACITY", "DEFAULT_SEPARATE_OUTPUT", "PAGE", "RENDER", "REPORT_INDEX", "RESIDUAL", "SCORES_TSV", "SOURCE",
-           "TEMPLATE_FIELDS", "VTT", "WriteOptions", "all_or_none", "check_localize", "check_outputs", "check_separate", "fill",
-           "localize_and_write", "report_and_write", "report_page_template", "safe_value", "scores_tsv_template",
+           "TEMPLATE_FIELDS", "VTT", "RunFile", "WriteOptions", "all_or_none", "check_localize", "check_outputs", "check_report", "check_separate", "fill",
+           "localize_and_write", "report_and_write", "report_page_template", "run_results", "safe_value", "scores_tsv_template",
            "separate_and_write", "template_fields", "write_event_files"]

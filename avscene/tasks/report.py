@@ -2,15 +2,22 @@
 
 One ``localize`` pass gives the classes, boxes, audio heat, events and timing. On
 top of it this module decides what the page holds, within bounds that keep any
-input's page small:
+input's page small. The input is decoded once: the analysis hands every decoded
+chunk to a :class:`Decoded` (the soundtrack, and small copies of an evenly spaced
+subset of the sampled frames), which the thumbnails, the audio players and the
+separation share (a long input, more than one chunk, decodes its frames a second
+time, streaming, only to snap boxes, as ``localize`` does):
 
 * **Thumbnails**: the sampled frames, at most ``max_thumbnails`` per class row
-  (evenly spaced over the sampled instants), scaled to ``thumb_width`` pixels, each
+  (evenly spaced over the sampled instants; over ``2 * max_thumbnails`` instants,
+  the nearest of the frames kept while decoding: every ``s``-th, ``s`` a power of
+  two, at most ``2 * max_thumbnails + 1`` held at a time), scaled to ``thumb_width`` pixels, each
   with that class's boxes drawn by the overlay's own rule (:mod:`avscene.io.draw`:
   only where the class is seen, one opacity scale, dashed and named so when the class
   is not a prediction).
 * **Audio**: the soundtrack (16 kHz mono, as the model hears it) and, with
-  ``separate``, the separated source and residual of each predicted class. A track
+  ``separate``, the separated source and residual of each predicted class
+  (:func:`avscene.tasks.separate.separate_samples` of the soundtrack). A track
   longer than ``max_embed_seconds`` is marked to be written beside the page.
 * **What was left out**, in words, for the page to state.
 """
@@ -25,13 +32,14 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from avscene.io.decode import iter_frames, read_audio
 from avscene.io.draw import BoxLayer, class_colours
 from avscene.results import AudioTrack, LocalizeResult, ReportPage, SeparateResult, Thumbnail, Timing
-from avscene.tasks.localize import LocalizeOptions, localize_file
+from avscene.tasks._pipeline import analyse, chunk_seconds_for
+from avscene.tasks.localize import LocalizeOptions, localize_from_analysis, resolve_labels
 
 if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel
+    from avscene.io.decode import ClipChunk
 
 MAX_THUMBNAILS = 24  # per class row: 24 x 320-px JPEGs is ~0.3 MB per class
 THUMB_WIDTH = 320  # px: shown at ~100 px in the row, at this size when clicked
@@ -81,21 +89,93 @@ def even_subset(n: int, k: int) -> list[int]:
     return sorted({int(i) for i in np.round(np.linspace(0, n - 1, k))})
 
 
+class Decoded:
+    """What a report keeps of one decoding pass over its input (a :class:`~avscene.tasks._pipeline.ChunkObserver`):
+    the soundtrack at the model's rate, and small copies (``thumb_width`` px wide) of at most
+    ``2 * max_thumbnails + 1`` of the sampled frames, evenly spaced (every ``stride``-th; the
+    stride doubles whenever more would be held), the last one included."""
+
+    def __init__(self, max_thumbnails: int, thumb_width: int = THUMB_WIDTH) -> None:
+        self._k, self._width = max_thumbnails, thumb_width
+        self._audio: list[np.ndarray] = []
+        self.n_frames = 0  # sampled frames seen
+        self.stride = 1
+        self._kept: list[tuple[int, float, np.ndarray, float]] = []  # (index, t, small frame, scale)
+        self._last: tuple[int, float, np.ndarray, float] | None = None
+        self._audio_n = 0
+
+    def opened(self, has_video: bool, has_audio: bool) -> None:
+        pass
+
+    def add(self, chunk: ClipChunk) -> None:
+        if chunk.audio is not None:
+            self._audio.append(np.array(chunk.audio, dtype=np.float32))
+        if chunk.frames is None or self._k <= 0:
+            return
+        for t, frame in zip(chunk.frame_times.tolist(), chunk.frames):
+            i, self.n_frames = self.n_frames, self.n_frames + 1
+            if i % self.stride == 0:
+                self._kept.append((i, t, *_small_copy(frame, self._width)))
+                if len(self._kept) > 2 * self._k:
+                    self.stride *= 2
+                    self._kept = [x for x in self._kept if x[0] % self.stride == 0]
+        if len(chunk.frames):  # the last frame so far (a small copy): always shown
+            self._last = (self.n_frames - 1, float(chunk.frame_times[-1]), *_small_copy(chunk.frames[-1], self._width))
+
+    def soundtrack(self) -> np.ndarray:
+        """The whole audio, (N,) float32 mono at the model's rate (what ``read_audio`` decodes)."""
+        if len(self._audio) != 1:
+            self._audio = [np.concatenate(self._audio) if self._audio else np.zeros(0, dtype=np.float32)]
+        return self._audio[0]
+
+    def frames(self) -> list[tuple[float, np.ndarray, float]]:
+        """The frames kept, ``(t, small frame, scale)``, in time order."""
+        kept = list(self._kept)
+        if self._last is not None and (not kept or kept[-1][0] < self._last[0]):
+            kept.append(self._last)
+        return [(t, img, scale) for _, t, img, scale in kept]
+
+    @classmethod
+    def of(cls, path: str | Path, loaded: LoadedModel, opts: ReportOptions) -> Decoded:
+        """Decode ``path`` for its report alone (one pass; when no analysis shares it)."""
+        from avscene.io.decode import iter_chunks
+
+        pre = loaded.preprocess
+        out = cls(opts.max_thumbnails, opts.thumb_width)
+        seconds = lambda header: chunk_seconds_for(header, fps=pre.fps)  # noqa: E731 - as the analysis chunks
+        with iter_chunks(path, chunk_seconds=seconds, fps=pre.fps, offset=pre.frame_offset,
+                         sample_rate=pre.sample_rate, any_format=opts.localize.classify.any_format) as reader:
+            for chunk in reader:
+                out.add(chunk)
+        return out
+
+
 def build_page(path: str | Path, loaded: LoadedModel, opts: ReportOptions, *, version: str = "") -> ReportPage:
-    """Localize one input and gather what its report shows; raises an ``AvsceneError`` if it cannot."""
-    return page_from_localization(path, localize_file(path, loaded, opts.localize), loaded, opts, version=version)
+    """Localize one input and gather what its report shows, decoding it once; raises an ``AvsceneError``
+    if it cannot."""
+    loc = opts.localize
+    resolve_labels(loc.labels, (), list(loaded.labels))  # fail early on an unknown --label
+    decoded = Decoded(opts.max_thumbnails, opts.thumb_width)
+    a = analyse(path, loaded, edge_model=loc.classify.edge_model, any_format=loc.classify.any_format,
+                keep_frames=loc.snap, observer=decoded)
+    r = localize_from_analysis(Path(path), a, loaded, loc)
+    del a  # its frames (kept for snapping) are not needed any more
+    return page_from_localization(path, r, loaded, opts, version=version, decoded=decoded)
 
 
 def page_from_localization(path: str | Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOptions, *,
-                           version: str = "") -> ReportPage:
-    """What the report of ``path`` shows, given its localize result ``r``."""
+                           version: str = "", decoded: Decoded | None = None) -> ReportPage:
+    """What the report of ``path`` shows, given its localize result ``r`` and what was kept of decoding
+    it (``decoded``; None: it is decoded now, once)."""
     classes = tuple(r.timing) or tuple(r.classification.predicted)
     colours = class_colours([*r.visual, *r.audio, *classes])
     presence = {c: presence_word(*heard_seen(r, c)) for c in classes}
     instants = sorted(r.frame_times or {d.t for dets in r.visual.values() for d in dets})
+    if decoded is None:
+        decoded = Decoded.of(path, loaded, opts)
     left_out: list[str] = []
-    thumbs, poster = _thumbnails(Path(path), r, instants, classes, colours, opts, loaded.preprocess, left_out)
-    tracks, seps = _tracks(Path(path), r, loaded, opts, left_out)
+    thumbs, poster = _thumbnails(r, instants, classes, colours, opts, decoded, left_out)
+    tracks, seps = _tracks(Path(path), r, loaded, opts, decoded, left_out)
     if "visual" not in r.classification.modalities:
         left_out.append("frames: the input has no video stream (or the model no visual network)")
     if "audio" not in r.classification.modalities:
@@ -105,37 +185,44 @@ def page_from_localization(path: str | Path, r: LocalizeResult, loaded: LoadedMo
                       n_frames=len(instants), command=opts.command, version=version)
 
 
-def _thumbnails(path: Path, r: LocalizeResult, instants: Sequence[float], classes: Sequence[str],
-                colours: dict[str, tuple[int, int, int]], opts: ReportOptions, pre,
+def _chosen_frames(instants: Sequence[float], frames: Sequence[tuple[float, np.ndarray, float]],
+                   k: int) -> list[tuple[float, np.ndarray, float]]:
+    """At most ``k`` of ``frames`` (those at one of ``instants``): the nearest to each of ``k`` instants
+    evenly spaced (:func:`even_subset`), each once, in time order."""
+    frames = [f for f in frames if any(abs(f[0] - t) <= 1e-3 for t in instants)]
+    if not frames:
+        return []
+    times = np.array([f[0] for f in frames])
+    picked = sorted({int(np.argmin(np.abs(times - instants[i]))) for i in even_subset(len(instants), k)})
+    return [frames[i] for i in picked]
+
+
+def _thumbnails(r: LocalizeResult, instants: Sequence[float], classes: Sequence[str],
+                colours: dict[str, tuple[int, int, int]], opts: ReportOptions, decoded: Decoded,
                 left_out: list[str]) -> tuple[dict[str, tuple[Thumbnail, ...]], Thumbnail | None]:
     """Each class row's frames with its boxes, and the index's poster (the middle shown frame)."""
-    if not instants:
-        return {c: () for c in classes}, None
-    keep = [instants[i] for i in even_subset(len(instants), opts.max_thumbnails)]
+    keep = _chosen_frames(instants, decoded.frames(), opts.max_thumbnails) if instants else []
     if len(keep) < len(instants):
         left_out.append(f"thumbnails: {len(keep)} of the {len(instants)} sampled frames are shown per class "
                         f"(evenly spaced; --max-thumbnails {opts.max_thumbnails})")
+    if not keep:
+        return {c: () for c in classes}, None
+    _, first, scale = keep[0]
+    layer = BoxLayer(r, (first.shape[1], first.shape[0]), scale=scale, colours=colours)  # one size per input
     rows: dict[str, list[Thumbnail]] = {c: [] for c in classes}
-    poster = None
-    wanted, layer = iter(keep), None
-    want = next(wanted, None)
-    for t, frame in iter_frames(path, fps=pre.fps, offset=pre.frame_offset,
-                                   any_format=opts.localize.classify.any_format):
-        if want is None:
-            break
-        if abs(t - want) > 1e-3:
-            continue
-        small, scale = _shrink(frame, opts.thumb_width)
-        if layer is None:  # one size for every frame of an input
-            layer = BoxLayer(r, (small.shape[1], small.shape[0]), scale=scale, colours=colours)
+    for t, small, _ in keep:
         for c in classes:
             img = small.copy()
             layer.draw(img, t, labels=(c,))
             rows[c].append(Thumbnail(t, c, img))
-        if poster is None and t >= keep[len(keep) // 2] - 1e-3:
-            poster = Thumbnail(t, None, _shrink(frame, POSTER_WIDTH)[0])
-        want = next(wanted, None)
-    return {c: tuple(v) for c, v in rows.items()}, poster
+    t, small, _ = keep[len(keep) // 2]
+    return {c: tuple(v) for c, v in rows.items()}, Thumbnail(t, None, _shrink(small, POSTER_WIDTH)[0])
+
+
+def _small_copy(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """:func:`_shrink` that never returns a view of ``frame`` (which would keep its whole chunk alive)."""
+    img, scale = _shrink(frame, width)
+    return (img.copy() if np.shares_memory(img, frame) else img), scale
 
 
 def _shrink(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
@@ -148,27 +235,28 @@ def _shrink(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
 
 
-def _tracks(path: Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOptions,
+def _tracks(path: Path, r: LocalizeResult, loaded: LoadedModel, opts: ReportOptions, decoded: Decoded,
             left_out: list[str]) -> tuple[tuple[AudioTrack, ...], tuple[SeparateResult, ...]]:
-    """The soundtrack and, with ``opts.separate``, each predicted class's source and residual."""
+    """The soundtrack and, with ``opts.separate``, each predicted class's source and residual, all
+    from the decoded soundtrack."""
     if "audio" not in r.classification.modalities:
         if opts.separate:
             left_out.append("separation: the input has no audio to separate")
         return (), ()
     rate = loaded.preprocess.sample_rate
-    audio = read_audio(path, sample_rate=rate, any_format=opts.localize.classify.any_format)
+    audio = decoded.soundtrack()
     embed = len(audio) / rate <= opts.max_embed_seconds
     tracks = [AudioTrack("Original soundtrack (16 kHz mono, as the model hears it)", "original", None, audio,
                          rate, embed)]
     seps: list[SeparateResult] = []
     if opts.separate:
         from avscene.separation.registry import parse_method
-        from avscene.tasks.separate import SeparateOptions, separate_file
+        from avscene.tasks.separate import SeparateOptions, separate_samples
 
+        sep_opts = SeparateOptions(method=parse_method(opts.separate_method),
+                                   any_format=opts.localize.classify.any_format, check_label=False)
         for label in r.classification.predicted:
-            sep_opts = SeparateOptions(label=label, method=parse_method(opts.separate_method),
-                                       any_format=opts.localize.classify.any_format, check_label=False)
-            s = separate_file(path, loaded, sep_opts)
+            s = separate_samples(path, audio, loaded, label, sep_opts)
             seps.append(s.result)
             how = s.result.method
             tracks.append(AudioTrack(f"{label}: separated source ({how})", "source", label, s.source,

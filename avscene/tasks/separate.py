@@ -18,11 +18,16 @@ per-chunk numerics in :mod:`avscene.separation.methods`).
 **Label.** Given (``SeparateOptions.label``), or, when it is None, predicted:
 the classifier runs on the whole file (every stream the model and the file
 have) and its top class is separated. ``SeparateResult.label_source`` says
-which (``"given"`` / ``"predicted"``). The classifier decodes the file once
-(:func:`avscene.tasks._pipeline.analyse`) and the separation streams the audio
-again: the second, audio-only decode costs little (0.04 s for a 10-s AAC clip
-whose separation takes ~2.6 s) and keeps the separation's memory independent
-of the length.
+which (``"given"`` / ``"predicted"``). A given label is checked against the
+classifier (a warning when it is not predicted) in the same decoding pass that
+separates it: the analysis (:func:`avscene.tasks._pipeline.analyse`) hands each
+decoded chunk's audio to the separation (at the model's rate; ``output_rate
+"input"`` needs the file's own rate, so the audio is read a second time). A
+predicted label needs the whole file classified first, so the separation then
+streams the audio again: the second, audio-only decode costs little (0.04 s for
+a 10-s AAC clip whose separation takes ~2.6 s) and keeps the separation's memory
+independent of the length. :func:`separate_samples` separates audio already
+decoded (the report's soundtrack).
 
 **Long inputs: NMF per chunk.** Nothing is cut off, and an input of any length
 is separated in bounded memory. The audio is streamed from the file
@@ -61,6 +66,8 @@ both cases.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -73,7 +80,7 @@ from avscene.proposals.nmf import NMFOptions
 from avscene.results import SeparateResult
 from avscene.separation.ranking import Enhancement, check_threshold
 from avscene.separation.registry import Method, MethodName, StrategyInputs, parse_method, resolve_method
-from avscene.tasks._pipeline import analyse, ranked_labels
+from avscene.tasks._pipeline import Analysis, analyse, ranked_labels
 from avscene.tasks.models import model_ref
 
 if TYPE_CHECKING:
@@ -82,7 +89,7 @@ if TYPE_CHECKING:
     from avscene.separation.streaming import SeparationSink, StreamingSeparation
 
 __all__ = ["CHUNK_SECONDS", "CROSSFADE_SECONDS", "SeparateOptions", "Separation", "check_options", "method_for",
-           "separate_audio", "separate_file", "separate_stream"]
+           "separate_audio", "separate_file", "separate_samples", "separate_stream"]
 
 CHUNK_SECONDS = 30.0  # longest stretch one NMF models; 30 s x K=20 peaks at ~0.4-0.5 GB
 CROSSFADE_SECONDS = 1.0  # overlap of consecutive chunks, cross-faded
@@ -231,7 +238,11 @@ def _choose_label(path: str | Path, loaded: LoadedModel, given: int | None, *,
     top class on the whole file."""
     if given is not None and not check:
         return _ChosenLabel(loaded.labels[given], given, "given", None, ())
-    a = analyse(path, loaded, any_format=any_format)
+    return _label_of(analyse(path, loaded, any_format=any_format), loaded, given)
+
+
+def _label_of(a: Analysis, loaded: LoadedModel, given: int | None) -> _ChosenLabel:
+    """The given label checked against the file's analysis ``a``, or its top class."""
     limit = loaded.config.decision_threshold
     if given is not None:
         score = float(a.output.scores.numpy()[given])
@@ -261,15 +272,18 @@ def _flat_warnings(bounds: list[tuple[int, int]], ranks: list[Enhancement], sr: 
             "source there is the unchanged mixture" for a, b in runs]
 
 
+def _no_audio(path: str | Path) -> UsageError:
+    return UsageError(f"{path}: the file has no audio stream, so there is nothing to separate (a silent video?)")
+
+
 def _open_audio(path: str | Path, loaded: LoadedModel, opts: SeparateOptions) -> tuple[AudioReader, int]:
     """The audio stream to separate and its output rate (the model's, or the file's own)."""
     from avscene.io.audio_stream import AudioReader
-    from avscene.io.decode import probe
+    from avscene.io.decode import header
 
-    info = probe(path, any_format=opts.any_format)
+    info = header(path, any_format=opts.any_format)  # nothing decoded
     if not info.has_audio:
-        raise UsageError(f"{path}: the file has no audio stream, so there is nothing to separate "
-                         "(a silent video?)")
+        raise _no_audio(path)
     sr = loaded.preprocess.sample_rate
     rate = info.audio_rate if opts.output_rate == "input" and info.audio_rate else sr
     return AudioReader(path, sample_rate=rate, any_format=opts.any_format), rate
@@ -301,6 +315,8 @@ def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions
 
     opts = opts or SeparateOptions()
     method, given = check_options(opts, loaded)  # the method is resolved once, here
+    if given is not None and opts.check_label and opts.output_rate == "model":
+        return _separate_while_classifying(path, loaded, opts, method, given, sink)
     reader, rate = _open_audio(path, loaded, opts)
     with reader:
         chosen = _choose_label(path, loaded, given, any_format=opts.any_format, check=opts.check_label)
@@ -312,6 +328,66 @@ def separate_stream(path: str | Path, loaded: LoadedModel, opts: SeparateOptions
         else:
             n = pump_input_rate(reader.blocks(), sep, rate, sr, sink)
         read_warnings = reader.warnings
+    return _result(path, loaded, opts, chosen, sep, n, rate, read_warnings)
+
+
+class _SeparatingObserver:
+    """Separates the audio of each chunk the classifier's analysis decodes (one pass over the file)."""
+
+    def __init__(self, path: str | Path, label: str, sep: StreamingSeparation, sink: SeparationSink, rate: int):
+        from avscene.separation.streaming import ModelRateFeed
+
+        self.path, self.label, self.rate, self.sink = path, label, rate, sink
+        self.feed = ModelRateFeed(sep, sink)
+
+    def opened(self, has_video: bool, has_audio: bool) -> None:
+        if not has_audio:
+            raise _no_audio(self.path)
+        self.sink.open(self.label, self.rate)
+
+    def add(self, chunk) -> None:
+        if chunk.audio is not None:
+            self.feed.push(chunk.audio)
+
+
+def _separate_while_classifying(path: str | Path, loaded: LoadedModel, opts: SeparateOptions, method: Method,
+                                given: int, sink: SeparationSink) -> SeparateResult:
+    """A given label: classify the file (to warn when the label is not predicted) and separate it in
+    the same decoding pass, at the model's rate."""
+    sep = _streaming(loaded, method, given, opts)
+    rate = loaded.preprocess.sample_rate
+    observer = _SeparatingObserver(path, loaded.labels[given], sep, sink, rate)
+    a = analyse(path, loaded, any_format=opts.any_format, observer=observer)
+    n = observer.feed.finish()
+    audio_only = [w for w in a.decode_warnings if not w.startswith("video:")]  # the video is no concern of separate
+    return _result(path, loaded, opts, _label_of(a, loaded, given), sep, n, rate, audio_only)
+
+
+def separate_samples(path: str | Path, audio: np.ndarray, loaded: LoadedModel, label: str,
+                     opts: SeparateOptions | None = None) -> Separation:
+    """Separate ``label`` from ``path``'s audio already decoded: ``audio`` (N,) float32 mono at the
+    model's rate (the report's soundtrack); nothing is decoded again.
+
+    Raises:
+        UsageError: an unknown label or bad option.
+    """
+    from avscene.separation.streaming import pump_model_rate
+
+    opts = opts or SeparateOptions()
+    method, given = check_options(dataclasses.replace(opts, label=label), loaded)
+    assert given is not None
+    sink = _ArraySink()
+    sep = _streaming(loaded, method, given, opts)
+    rate = loaded.preprocess.sample_rate
+    n = pump_model_rate(iter([np.asarray(audio, dtype=np.float32)]), sep, sink)
+    chosen = _ChosenLabel(label, given, "given", None, ())
+    return sink.separation(_result(path, loaded, opts, chosen, sep, n, rate, ()))
+
+
+def _result(path: str | Path, loaded: LoadedModel, opts: SeparateOptions, chosen: _ChosenLabel,
+            sep: StreamingSeparation, n: int, rate: int, read_warnings: Sequence[str]) -> SeparateResult:
+    """The record of one separation: ``n`` samples at ``rate`` written by ``sep``."""
+    sr = loaded.preprocess.sample_rate
     rows = lambda t: tuple(tuple(v.tolist()) for v in t)  # noqa: E731 - (n_chunks, K) nested tuples
     ranks = sep.rankings
     return SeparateResult(
@@ -339,6 +415,13 @@ class _ArraySink:
         self.source.append(np.asarray(source, dtype=np.float32))
         self.residual.append(np.asarray(residual, dtype=np.float32))
 
+    def separation(self, result: SeparateResult) -> Separation:
+        """The collected signals with their record."""
+        source = np.concatenate(self.source) if self.source else np.zeros(0, dtype=np.float32)
+        self.source.clear()  # free the blocks before the second copy
+        residual = np.concatenate(self.residual) if self.residual else np.zeros(0, dtype=np.float32)
+        return Separation(result=result, source=source, residual=residual)
+
 
 def separate_file(path: str | Path, loaded: LoadedModel, opts: SeparateOptions | None = None) -> Separation:
     """Separate the sound of one class from one file (video or audio-only), in memory.
@@ -361,8 +444,4 @@ def separate_file(path: str | Path, loaded: LoadedModel, opts: SeparateOptions |
         DecodeError: the file cannot be decoded.
     """
     sink = _ArraySink()
-    result = separate_stream(path, loaded, opts, sink)
-    source = np.concatenate(sink.source) if sink.source else np.zeros(0, dtype=np.float32)
-    sink.source.clear()  # free the blocks before the second copy
-    residual = np.concatenate(sink.residual) if sink.residual else np.zeros(0, dtype=np.float32)
-    return Separation(result=result, source=source, residual=residual)
+    return sink.separation(separate_stream(path, loaded, opts, sink))
