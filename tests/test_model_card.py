@@ -120,3 +120,20 @@ def test_replace_classifier_copies_the_run_and_writes_its_command_with_the_note(
     assert f"{size:.1f} MB of float32 weights" in card and "1.0 MB of" not in card
     assert '"old"' not in card and f"- model: `{json.dumps(cfg['model'])}`" in card  # the configuration is the run's
     assert f"- preprocessing: `{json.dumps(cfg['preprocess'])}`" in card
+
+
+def test_the_splits_section_has_a_per_class_table_from_both_files(tmp_path):
+    (tmp_path / "README.md").write_text(CARD)
+    val = {"classification": {"micro_f1": 0.9, "classes": [{"name": "violin", "f1": 0.5}, {"name": "alarm", "f1": 1.0}]},
+           "sed": {"f1": 0.8, "classes": [{"name": "violin", "f1": 0.25}]},
+           "localization": {"corloc": 0.4, "median_iou": 0.45,
+                            "classes": [{"name": "violin", "pointing_accuracy": 0.75, "corloc": 0.125,
+                                         "median_iou": 0.3, "median_size_ratio": 0.5}]}}
+    shift = {"classification": {"micro_f1": 0.8, "classes": [{"name": "violin", "f1": 0.375}]}}
+    (tmp_path / "v.json").write_text(json.dumps(val))
+    (tmp_path / "s.json").write_text(json.dumps(shift))
+    card.update_splits(tmp_path, tmp_path / "v.json", tmp_path / "s.json")
+    text = (tmp_path / "README.md").read_text()
+    assert "| median IoU of the boxes | 0.450 | — |" in text
+    assert "| violin | 0.500 / 0.375 | 0.250 / — | 0.750 / — | 0.125 / — | 0.300 / — | 0.500 / — |" in text
+    assert "| alarm | 1.000 / — | — / — | — / — | — / — | — / — | — / — |" in text

@@ -273,7 +273,9 @@ def splits_section(val: Path, shift: Path) -> str:
                                ("Type@AV", "type_av"), ("Event@AV", "event_av"))
              if get(a, "avvp", level, key) is not None or get(b, "avvp", level, key) is not None]
     rows += [("SED segment F1 (1 s)", ("sed", "f1")), ("SED error rate", ("sed", "error_rate")),
-             ("pointing game", ("localization", "pointing_accuracy")), ("CorLoc@0.5", ("localization", "corloc"))]
+             ("pointing game", ("localization", "pointing_accuracy")), ("CorLoc@0.5", ("localization", "corloc")),
+             ("median IoU of the boxes", ("localization", "median_iou")),
+             ("median box area / object area", ("localization", "median_size_ratio"))]
     lines = ["| metric | val | val_shift |", "|---|---|---|"]
     lines += [f"| {name} | {_f(get(a, *k))} | {_f(get(b, *k))} |" for name, k in rows]
 
@@ -285,7 +287,31 @@ def splits_section(val: Path, shift: Path) -> str:
     return ("\n## val and val_shift\n\n`avscene evaluate` of this model on avbench `val/` and `val_shift/` (100 "
             "clips each; `val_shift` is recorded differently: another instrument SoundFont, other photographs and "
             "ambience). Neither was used for training, model selection or calibration. Copied from the evaluation files.\n\n"
-            + "\n".join(lines) + "\n")
+            + "\n".join(lines) + "\n" + per_class_table(a, b))
+
+
+def per_class_table(a: dict, b: dict) -> str:
+    """Per class, val / val_shift: classification F1, SED segment F1, and the boxes' pointing game,
+    CorLoc@0.5, median IoU and median box / object area (a dash where a split has no such figure)."""
+    def by_class(e: dict, section: str) -> dict[str, dict]:
+        return {c["name"]: c for c in ((e.get(section) or {}).get("classes") or [])}
+
+    sections = {s: (by_class(a, s), by_class(b, s)) for s in ("classification", "sed", "localization")}
+    names = sorted(set().union(*(set(x) | set(y) for x, y in sections.values())))
+    if not names:
+        return ""
+    cols = [("classification F1", "classification", "f1"), ("SED F1", "sed", "f1"),
+            ("pointing", "localization", "pointing_accuracy"), ("CorLoc@0.5", "localization", "corloc"),
+            ("median IoU", "localization", "median_iou"), ("box / object area", "localization", "median_size_ratio")]
+
+    def cell(name: str, section: str, key: str) -> str:
+        va, vb = (d.get(name, {}).get(key) for d in sections[section])
+        return f"{_f(va)} / {_f(vb)}"
+
+    rows = ["| class | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    rows += [f"| {n} | " + " | ".join(cell(n, s, k) for _, s, k in cols) + " |" for n in names]
+    return ("\nPer class, val / val_shift (a class without a visual object has no box figures):\n\n"
+            + "\n".join(rows) + "\n")
 
 
 def _first(card: str, *markers: str) -> int:
