@@ -97,6 +97,14 @@ def test_the_oicr_weight_is_left_out_without_refinement_branches_or_at_its_defau
         assert "--oicr-weight" not in cmd and cmd.startswith("avscene train ")
 
 
+def test_the_command_carries_the_visual_floor_splice_and_selection_only_when_set():
+    cmd = card.train_command({**RECORD, "visual_floor": 0.5, "splice_prob": 0.3, "select": "robust"}, "r", 1)
+    assert cmd.endswith("--oicr-weight 0.1 --visual-floor 0.5 --splice-prob 0.3 --select robust "
+                        "--init-model models/m --device cpu")
+    plain = card.train_command({**RECORD, "visual_floor": 0.0, "splice_prob": 0.0, "select": "clean"}, "r", 1)
+    assert "--visual-floor" not in plain and "--splice-prob" not in plain and "--select" not in plain
+
+
 def test_replace_classifier_copies_the_run_and_writes_its_command_with_the_note(tmp_path,
                                                                                tiny_model_dir):
     from avscene.testing.models import tiny_checkpoint

@@ -206,6 +206,14 @@ def train_command(tr: dict, run: str, processes: int) -> str:
         parts.append("--refine-labels")
     if (tr.get("model") or {}).get("visual_refine") and tr.get("oicr_weight", 1.0) != 1.0:
         parts.append(f"--oicr-weight {tr['oicr_weight']}")
+    if tr.get("visual_floor"):
+        parts.append(f"--visual-floor {tr['visual_floor']}")
+    if tr.get("splice_prob"):
+        parts.append(f"--splice-prob {tr['splice_prob']}")
+    if (tr.get("model") or {}).get("event_head") and tr.get("event_weight", 1.0) != 1.0:
+        parts.append(f"--event-weight {tr['event_weight']}")
+    if tr.get("select", "clean") != "clean":
+        parts.append(f"--select {tr['select']}")
     if tr.get("init_model"):
         parts.append(f"--init-model {tr['init_model']}")
     return " ".join(parts + ["--device cpu"])
