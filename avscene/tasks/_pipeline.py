@@ -54,6 +54,9 @@ class Analysis:
     visual: VisualProposals | None  # boxes (T, M, 4), EdgeBoxes scores, frame times
     output: ModelOutput
     timings: dict[str, float] = field(default_factory=dict)
+    # (T, H, W, 3) uint8 the sampled frames, kept when asked (``keep_frames``) and the file came in one
+    # chunk (short inputs: a long one's frames are never all held); None otherwise
+    frames: np.ndarray | None = None
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -84,7 +87,7 @@ class AudioVariant:
 
 
 def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = None,
-            chunk_seconds: float | None = None, any_format: bool = False) -> Analysis:
+            chunk_seconds: float | None = None, any_format: bool = False, keep_frames: bool = False) -> Analysis:
     """Decode one file, compute its proposals and run the network on them, chunk by chunk.
 
     Args:
@@ -96,18 +99,20 @@ def analyse(path: str | Path, loaded: LoadedModel, *, edge_model: str | None = N
             not the result (beyond float rounding; NCP bags are fitted per 23-s block on
             inputs over 34.56 s, whatever the chunk).
         any_format: also decode containers and codecs outside :mod:`avscene.io.formats`.
+        keep_frames: keep the sampled frames in ``Analysis.frames`` when the file comes in one chunk
+            (``localize`` snaps its boxes on them instead of decoding the file again).
 
     Raises:
         DecodeError: the file cannot be decoded.
         UsageError: the file has none of the streams the model uses, or ``chunk_seconds`` <= 0.
     """
     return analyse_variants(path, loaded, (AudioVariant(),), edge_model=edge_model,
-                            chunk_seconds=chunk_seconds, any_format=any_format)[0]
+                            chunk_seconds=chunk_seconds, any_format=any_format, keep_frames=keep_frames)[0]
 
 
 def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[AudioVariant], *,
                      edge_model: str | None = None, chunk_seconds: float | None = None,
-                     any_format: bool = False) -> list[Analysis]:
+                     any_format: bool = False, keep_frames: bool = False) -> list[Analysis]:
     """:func:`analyse` of several versions of one file's audio, decoding the file and embedding its
     frames once (the frames' proposals and features are shared: only the audio differs).
 
@@ -119,8 +124,10 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
     from avscene.io.decode import iter_chunks, probe
 
     cfg, pre = loaded.config, loaded.preprocess
+    info = probe(path, any_format=any_format) if chunk_seconds is None or keep_frames else None
     if chunk_seconds is None:
-        chunk_seconds = chunk_seconds_for(probe(path, any_format=any_format), fps=pre.fps)
+        chunk_seconds = chunk_seconds_for(info, fps=pre.fps)
+    keep_frames = keep_frames and info.duration <= chunk_seconds  # one chunk: its frames are held anyway
     with iter_chunks(path, chunk_seconds=chunk_seconds, fps=pre.fps, offset=pre.frame_offset,
                      sample_rate=pre.sample_rate, any_format=any_format) as reader:
         if not ((cfg.uses_audio and reader.has_audio) or (cfg.uses_visual and reader.has_video)):
@@ -130,7 +137,7 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
         offsets = _band_offsets(path, pre, variants, any_format=any_format) if audio and pre.band_norm else None
         emb = _Embedder(loaded, edge_model=edge_model, audio=audio,
                         visual=cfg.uses_visual and reader.has_video and any(v.video for v in variants),
-                        variants=variants, band_offsets=offsets)
+                        variants=variants, band_offsets=offsets, keep_frames=keep_frames)
         _consume(reader, emb)
     out = []
     for k, variant in enumerate(variants):
@@ -150,7 +157,8 @@ def analyse_variants(path: str | Path, loaded: LoadedModel, variants: Sequence[A
             import dataclasses
 
             info = dataclasses.replace(info, warnings=tuple(warnings))
-        out.append(Analysis(info=info, audio=aprops, visual=vprops, output=res, timings=emb.timings))
+        frames = emb.frames if variant.video and vprops is not None else None
+        out.append(Analysis(info=info, audio=aprops, visual=vprops, output=res, timings=emb.timings, frames=frames))
     return out
 
 
@@ -210,10 +218,12 @@ def _missing(cfg: ModelConfig, reader: ChunkReader, aprops: ProposalTimes | None
 
 
 class _Embedder:
-    """Proposals and proposal features of successive chunks; keeps no frame or audio."""
+    """Proposals and proposal features of successive chunks; keeps no audio, and no frame unless
+    ``keep_frames`` (those of the first chunk, dropped when a second one comes)."""
 
     def __init__(self, loaded: LoadedModel, *, edge_model: str | None, audio: bool, visual: bool,
-                 variants: Sequence[AudioVariant], band_offsets: Sequence[np.ndarray | None] | None = None):
+                 variants: Sequence[AudioVariant], band_offsets: Sequence[np.ndarray | None] | None = None,
+                 keep_frames: bool = False):
         from avscene.proposals.bags import AudioBagStream
 
         self._loaded, self._edge_model, self._visual = loaded, edge_model, visual
@@ -227,6 +237,8 @@ class _Embedder:
         self._audio: list[list[ProposalTimes]] = [[] for _ in variants]  # times only: patches dropped once embedded
         self._boxes: list[VisualProposals] = []
         self.skipped_video: str | None = None  # why the video was left out: _too_small()
+        self._keep_frames, self._chunks = keep_frames, 0
+        self.frames: np.ndarray | None = None  # (T, H, W, 3) the frames of a one-chunk file (keep_frames)
         self.timings = dict.fromkeys(("decode", "audio_proposals", "visual_proposals", "network"), 0.0)
 
     @contextmanager
@@ -252,6 +264,8 @@ class _Embedder:
                 vprops = visual_proposals(chunk.frames, chunk.frame_times, cfg=self._loaded.preprocess,
                                           edge_model=self._edge_model)
             self._embed_visual(chunk.frames, vprops)
+            self._chunks += 1
+            self.frames = chunk.frames if self._keep_frames and self._chunks == 1 else None
 
     def finish(self) -> None:
         for k, bag in enumerate(self._bags or ()):
