@@ -31,6 +31,11 @@ def test_clip_relative_fraction_and_margin_apply_to_predicted_classes_only() -> 
     assert EventRule(start=0.0, margin=0.9).active(low, relative=True).tolist() == [
         False, False, True, True, False, False]
     assert not EventRule(start=0.0, margin=0.9).active(low, relative=False).any()
+    # the scope: every predicted class, or only those the audio decision does not hear
+    assert EventRule(margin=0.5).relative(predicted=True, heard=True)
+    assert not EventRule(margin=0.5, scope="unheard").relative(predicted=True, heard=True)
+    assert EventRule(margin=0.5, scope="unheard").relative(predicted=True, heard=False)
+    assert not EventRule(margin=0.5, scope="unheard").relative(predicted=False, heard=False)
 
 
 def test_centred_rule_ignores_a_common_offset_and_hysteresis_continues() -> None:
@@ -51,8 +56,10 @@ def test_event_rule_refuses_inconsistent_parameters() -> None:
         EventRule(fraction=1.5)
     with pytest.raises(UsageError, match="margin"):
         EventRule(margin=-1.0)
-    assert EventRule.from_json(EventRule(0.5, -0.5, 3, 0.25, True, 0.5).to_json()) == EventRule(
-        0.5, -0.5, 3, 0.25, True, 0.5)
+    with pytest.raises(UsageError, match="scope"):
+        EventRule(scope="heard")
+    assert EventRule.from_json(EventRule(0.5, -0.5, 3, 0.25, True, 0.5, "unheard").to_json()) == EventRule(
+        0.5, -0.5, 3, 0.25, True, 0.5, "unheard")
 
 
 def _scores(A: np.ndarray, reference, *, heard=(True, False), predicted=(True, False)) -> ClipEventScores:
@@ -84,8 +91,27 @@ def test_part_criterion_is_exact_on_the_parts_and_penalises_a_leak() -> None:
     f1, rate = part_scores([s], [10.0], EventRule(0.0, None), NAMES)
     # decisions (part, class): x found in part 1 (TP), y in part 2 (FP): F1 = 2/3; 1 alarm in 30 negatives
     assert f1 == pytest.approx(2 / 3) and rate == pytest.approx(1 / 30)
-    with pytest.raises(UsageError, match="point"):
+    with pytest.raises(UsageError, match="splice"):
         best_event_rule([s], NAMES, [EventRule()], criterion="part")
+
+
+def test_consistency_reference_is_the_clean_splice_s_events_in_their_part() -> None:
+    from avscene.train.event_calibration import Splice, consistency_scores
+
+    clean = np.zeros((20, 3)) - 1.0
+    clean[0:4, 0] = 1.0  # x sounds 0-4 s in its part
+    clean[12, 1] = 1.0  # y, in neither part's labels: dropped from the pseudo-reference
+    shifted = np.zeros((20, 3)) - 1.0
+    shifted[0, 0], shifted[1:4, 0] = 0.2, -0.3  # the same clip under a recording change: x's scores shrank
+    both = dict(first="a.mp4", second="b.mp4", first_labels=("x",), second_labels=("z",), point=10.0, duration=20.0)
+    splices = [Splice(**both, variant="clean"), Splice(**both, perturb=1, variant="shifted")]
+    heard = (True, True, False)
+    scores = [_scores(clean, [], heard=heard, predicted=heard), _scores(shifted, [], heard=heard, predicted=heard)]
+    pseudo = consistency_scores(splices, scores, ("x", "y", "z"))
+    assert [p.reference for p in pseudo] == [((0.0, 4.0, "x"),)] * 2
+    grid = [EventRule(0.0, None), EventRule(0.0, -0.5)]
+    rule, f1 = best_event_rule(scores, ("x", "y", "z"), grid, criterion="consistency", splices=splices)
+    assert rule == EventRule(0.0, -0.5) and f1 < 1.0  # the clean splice's stray y stays a false alarm
 
 
 def test_pairs_have_disjoint_labels() -> None:
@@ -132,10 +158,10 @@ def test_checkpoint_records_a_rule_that_localize_applies(tiny_model_dir: Path, t
     assert resolve_event_rule(LocalizeOptions(), load_pretrained(str(folder)).config) is None  # not calibrated
     config = read_config(folder)
     config["model"].update(event_start=0.25, event_low=-0.25, event_median=3, event_fraction=0.5,
-                           event_centre=True, event_margin=0.5)
+                           event_centre=True, event_margin=0.5, event_scope="unheard")
     write_config(folder, config)
     cfg = load_pretrained(str(folder)).config
-    rule = EventRule(0.25, -0.25, 3, 0.5, True, 0.5)
+    rule = EventRule(0.25, -0.25, 3, 0.5, True, 0.5, "unheard")
     assert calibrated_rule(cfg) == rule and resolve_event_rule(LocalizeOptions(), cfg) == rule
     assert resolve_event_rule(LocalizeOptions(event_low=None), cfg) is None  # asked for another rule
     assert resolve_event_rule(LocalizeOptions(event_rule=EventRule()), cfg) == EventRule()
@@ -144,7 +170,7 @@ def test_checkpoint_records_a_rule_that_localize_applies(tiny_model_dir: Path, t
     with pytest.raises(CheckpointError, match="event_low"):
         load_pretrained(str(folder))
     config["model"].update(event_start=None, event_low=None, event_median=1, event_fraction=None,
-                           event_centre=False, event_margin=0.5)  # a margin without a calibrated start
+                           event_centre=False, event_margin=0.5, event_scope="predicted")  # margin, no start
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="event_start"):
         load_pretrained(str(folder))

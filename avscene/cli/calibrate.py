@@ -30,8 +30,9 @@ def calibrate_cmd(
     events: Annotated[bool, typer.Option("--events", help="Then choose the sound-event rule (event_*) on "
                                          "temporal splices of the hold-out (two clips of disjoint labels).")] = False,
     event_criterion: Annotated[str, typer.Option(help="What --events maximises on the splices: 'segment' (DCASE "
-                                                 "segment F1 against each part's labels) or 'part' (part-level F1, "
-                                                 "exact).")] = "segment",
+                                                 "segment F1 against each part's labels), 'part' (part-level F1, "
+                                                 "exact) or 'consistency' (the clean splice's events, kept under a "
+                                                 "recording change).")] = "segment",
 ) -> int:
     """Choose audio_threshold / visual_threshold (and, with --events, the event rule) on the clips the
     training run held out."""

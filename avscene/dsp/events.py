@@ -15,6 +15,8 @@ import numpy as np
 
 from avscene.errors import UsageError
 
+RELATIVE_SCOPES = ("predicted", "unheard")  # EventRule.scope
+
 
 def hysteresis(scores: np.ndarray, high: float, low: float) -> np.ndarray:
     """Active where a run of scores above ``low`` contains a score above ``high``.
@@ -79,7 +81,9 @@ class EventRule:
     (``relative``), the windows scoring at least ``fraction`` of the clip's best are active too
     (none when the best is not positive), and those within ``margin`` of the clip's best (also when
     no window is positive: a class whose scores all shrank under a recording change keeps its
-    loudest windows). Last, a median filter of ``median`` decisions.
+    loudest windows). ``scope`` says which classes are ``relative`` (the caller decides):
+    ``"predicted"``, or ``"unheard"``, those predicted but not heard (the audio decision fails while
+    the fused one holds: the case of scores that shrank). Last, a median filter of ``median`` decisions.
     """
 
     start: float = 0.0
@@ -88,6 +92,7 @@ class EventRule:
     fraction: float | None = None
     centre: bool = False
     margin: float | None = None
+    scope: str = "predicted"
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.start) or (self.low is not None and not np.isfinite(self.low)):
@@ -100,6 +105,12 @@ class EventRule:
             raise UsageError(f"the event fraction must lie in [0, 1], got {self.fraction}")
         if self.margin is not None and not (np.isfinite(self.margin) and self.margin >= 0):
             raise UsageError(f"the event margin must be finite and >= 0, got {self.margin}")
+        if self.scope not in RELATIVE_SCOPES:
+            raise UsageError(f"the event rule's scope must be one of {RELATIVE_SCOPES}, got {self.scope!r}")
+
+    def relative(self, *, predicted: bool, heard: bool) -> bool:
+        """Whether a class gets the clip-relative parts (``fraction``, ``margin``)."""
+        return predicted and (self.scope == "predicted" or not heard)
 
     def scores(self, row: np.ndarray) -> np.ndarray:
         """The row the thresholds apply to: (N,) → (N,) float64 (minus its median with ``centre``)."""

@@ -90,6 +90,7 @@ class ModelConfig:
     event_fraction: float | None = None  # predicted classes: also windows at this fraction of the clip's best
     event_centre: bool = False  # thresholds on A minus the clip's median over windows
     event_margin: float | None = None  # predicted classes: also windows within this of the clip's best
+    event_scope: str = "predicted"  # whose windows fraction / margin add: "predicted", or "unheard" (predicted, not heard)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -203,8 +204,9 @@ def _check_event_rule(cfg: ModelConfig) -> None:
     """Raise ConfigError for an event rule that ``dsp.events.EventRule`` would refuse."""
     if cfg.event_start is None:
         if (cfg.event_low is not None or cfg.event_fraction is not None or cfg.event_median != 1 or cfg.event_centre
-                or cfg.event_margin is not None):
-            raise ConfigError("event_low, event_median, event_fraction, event_centre and event_margin need event_start")
+                or cfg.event_margin is not None or cfg.event_scope != "predicted"):
+            raise ConfigError("event_low, event_median, event_fraction, event_centre, event_margin and event_scope "
+                              "need event_start")
         return
     if not math.isfinite(cfg.event_start) or (cfg.event_low is not None and not math.isfinite(cfg.event_low)):
         raise ConfigError(f"event_start / event_low: {cfg.event_start} / {cfg.event_low} must be finite")
@@ -216,6 +218,8 @@ def _check_event_rule(cfg: ModelConfig) -> None:
         raise ConfigError(f"event_fraction: {cfg.event_fraction} must be in [0, 1]")
     if cfg.event_margin is not None and not (math.isfinite(cfg.event_margin) and cfg.event_margin >= 0):
         raise ConfigError(f"event_margin: {cfg.event_margin} must be finite and >= 0")
+    if cfg.event_scope not in ("predicted", "unheard"):  # dsp.events.RELATIVE_SCOPES
+        raise ConfigError(f"event_scope: {cfg.event_scope!r} is not 'predicted' or 'unheard'")
 
 
 def _check_sizes(cfg: ModelConfig) -> None:

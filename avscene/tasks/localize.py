@@ -259,7 +259,7 @@ def class_event_windows(E: np.ndarray, A: np.ndarray, opts: LocalizeOptions, *, 
     if not {"heard": heard, "predicted": predicted, "heard_or_predicted": heard or predicted}[opts.event_classes]:
         return None
     return event_windows(E, A, opts, fallback=heard or opts.event_classes == "predicted", rule=rule,
-                         predicted=predicted)
+                         predicted=predicted if rule is None else rule.relative(predicted=predicted, heard=heard))
 
 
 def resolve_event_rule(opts: LocalizeOptions, config) -> EventRule | None:
@@ -279,15 +279,16 @@ def resolve_event_rule(opts: LocalizeOptions, config) -> EventRule | None:
 def calibrated_rule(config) -> EventRule:
     """The event rule a checkpoint's ``config.json["model"]`` records (``event_start`` set)."""
     return EventRule(start=config.event_start, low=config.event_low, median=config.event_median,
-                     fraction=config.event_fraction, centre=config.event_centre, margin=config.event_margin)
+                     fraction=config.event_fraction, centre=config.event_centre, margin=config.event_margin,
+                     scope=config.event_scope)
 
 
 def event_windows(E: np.ndarray, A: np.ndarray, opts: LocalizeOptions, *, fallback: bool,
                   rule: EventRule | None = None, predicted: bool = False) -> np.ndarray:
     """The sounding windows of one class: (W,) ``E`` and classification scores ``A`` → (W,) bool.
 
-    ``rule``: :meth:`avscene.dsp.events.EventRule.active` on ``A`` (its clip-relative part for a
-    ``predicted`` class), in place of the rule of ``opts`` below. Otherwise: hysteresis
+    ``rule``: :meth:`avscene.dsp.events.EventRule.active` on ``A`` (its clip-relative part when
+    ``predicted``: the class is in the rule's scope), in place of the rule of ``opts`` below. Otherwise: hysteresis
     (:func:`avscene.dsp.events.grow_runs`): an event starts at a window with
     ``E > event_threshold`` and goes on through its neighbours while ``A > event_low`` (``None``: the
     threshold alone). ``event_fraction``: instead, the windows with ``A`` at least that fraction of the

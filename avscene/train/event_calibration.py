@@ -184,14 +184,23 @@ def clip_events(s: ClipEventScores, rule: EventRule | None, names: Sequence[str]
     return events
 
 
-def rule_metrics(scores: Sequence[ClipEventScores], rule: EventRule | None, names: Sequence[str], opts=None):
-    """DCASE segment-based metrics of ``rule`` on the clips (``train.metrics_sed.SegmentMetrics``)."""
+def rule_metrics(scores: Sequence[ClipEventScores], rule: EventRule | None, names: Sequence[str], opts=None, *,
+                 refs: Sequence[np.ndarray] | None = None):
+    """DCASE segment-based metrics of ``rule`` on the clips (``train.metrics_sed.SegmentMetrics``);
+    ``refs``: the clips' reference rolls, when already computed (:func:`reference_rolls`)."""
     from avscene.train.metrics_sed import segment_activity, segment_based_metrics
 
-    ref = [segment_activity(s.reference, class_names=names, duration=s.duration) for s in scores]
+    ref = reference_rolls(scores, names) if refs is None else refs
     est = [segment_activity(clip_events(s, rule, names, opts), class_names=names, duration=s.duration)
            for s in scores]
     return segment_based_metrics(ref, est, class_names=names)
+
+
+def reference_rolls(scores: Sequence[ClipEventScores], names: Sequence[str]) -> list[np.ndarray]:
+    """Each clip's reference as a 1-s segment roll (S, C)."""
+    from avscene.train.metrics_sed import segment_activity
+
+    return [segment_activity(s.reference, class_names=names, duration=s.duration) for s in scores]
 
 
 # The rules tried: start on A (or A minus the clip's median), continue `gap` below it (None: no
@@ -201,16 +210,19 @@ GAPS = (None, 0.25, 0.5, 1.0)
 MEDIANS = (1, 3)
 FRACTIONS = (None, 0.5)
 MARGINS = (None, 0.25, 0.5, 1.0)
+SCOPES = ("predicted", "unheard")
 DEFAULT_RULE = EventRule(start=0.0, low=-0.5)  # localize's built-in rule (E > 0 is A > 0), as a rule
-CRITERIA = ("segment", "part")
+CRITERIA = ("segment", "part", "consistency")
 
 
 def rule_grid(starts: Sequence[float] = STARTS, gaps: Sequence[float | None] = GAPS,
               medians: Sequence[int] = MEDIANS, fractions: Sequence[float | None] = FRACTIONS,
-              centres: Sequence[bool] = (False, True), margins: Sequence[float | None] = MARGINS) -> list[EventRule]:
-    """Every combination of the parameters, as rules."""
-    return [EventRule(start=s, low=None if g is None else s - g, median=m, fraction=f, centre=c, margin=mg)
-            for c, s, g, m, f, mg in itertools.product(centres, starts, gaps, medians, fractions, margins)]
+              centres: Sequence[bool] = (False, True), margins: Sequence[float | None] = MARGINS,
+              scopes: Sequence[str] = SCOPES) -> list[EventRule]:
+    """Every combination of the parameters, as rules (a scope only where a fraction or margin uses it)."""
+    rules = [EventRule(start=s, low=None if g is None else s - g, median=m, fraction=f, centre=c, margin=mg, scope=sc)
+             for c, s, g, m, f, mg, sc in itertools.product(centres, starts, gaps, medians, fractions, margins, scopes)]
+    return list(dict.fromkeys(r for r in rules if r.scope == SCOPES[0] or r.fraction is not None or r.margin is not None))
 
 
 def rule_distance(rule: EventRule, default: EventRule = DEFAULT_RULE) -> float:
@@ -219,7 +231,7 @@ def rule_distance(rule: EventRule, default: EventRule = DEFAULT_RULE) -> float:
     dlow = default.start if default.low is None else default.low
     return (abs(rule.start - default.start) + abs(low - dlow) + (rule.median - default.median) / 2
             + abs((rule.fraction or 0.0) - (default.fraction or 0.0)) + float(rule.centre != default.centre)
-            + float(rule.margin is not None) + (rule.margin or 0.0))
+            + float(rule.margin is not None) + (rule.margin or 0.0) + float(rule.scope != default.scope))
 
 
 def part_scores(scores: Sequence[ClipEventScores], parts: Sequence[float], rule: EventRule | None,
@@ -246,29 +258,55 @@ def part_scores(scores: Sequence[ClipEventScores], parts: Sequence[float], rule:
     return f1, alarms / max(negatives, 1)
 
 
+def consistency_scores(splices: Sequence[Splice], scores: Sequence[ClipEventScores], names: Sequence[str],
+                       opts=None) -> list[ClipEventScores]:
+    """``scores`` with each splice's reference replaced by a pseudo-reference: the events ``localize``'s
+    rule (``opts``, default its defaults) finds on the *clean* splice of the same two clips, less those
+    in the wrong part (exact: the parts' labels). A rule that reproduces them on the perturbed
+    versions holds under a recording change; on the clean version the reference rule itself is best.
+    Splices without a clean version are left out."""
+    clean = {(sp.first, sp.second): s for sp, s in zip(splices, scores) if sp.variant == "clean"}
+    pseudo = {}
+    for (first, second), s in clean.items():
+        sp = next(x for x in splices if (x.first, x.second, x.variant) == (first, second, "clean"))
+        labels = (set(sp.first_labels), set(sp.second_labels))
+        pseudo[first, second] = tuple(
+            (max(on, lo), min(off, hi), lab) for on, off, lab in clip_events(s, None, names, opts)
+            for k, (lo, hi) in enumerate(((0.0, sp.point), (sp.point, sp.duration)))
+            if lab in labels[k] and min(off, hi) > max(on, lo))
+    return [dataclasses.replace(s, reference=pseudo[sp.first, sp.second])
+            for sp, s in zip(splices, scores) if (sp.first, sp.second) in pseudo]
+
+
 def best_event_rule(scores: Sequence[ClipEventScores], names: Sequence[str],
                     grid: Sequence[EventRule] | None = None, *, criterion: str = "segment",
-                    parts: Sequence[float] | None = None) -> tuple[EventRule, float]:
+                    splices: Sequence[Splice] | None = None) -> tuple[EventRule, float]:
     """The rule of ``grid`` with the best figure on ``scores``, and that figure.
 
     ``criterion``: ``"segment"``, the DCASE segment F1 against the parts' labels (each class over its
     whole part: it over-states the reference, so it favours long events); ``"part"``, the part-level
     F1 of :func:`part_scores` (exact, but blind to an event's extent inside its part), ties to the
-    lower false-alarm rate in absent parts. Remaining ties: the rule closest to :data:`DEFAULT_RULE`.
+    lower false-alarm rate in absent parts; ``"consistency"``, the segment F1 against
+    :func:`consistency_scores`' pseudo-references (every variant). ``splices``: what each of
+    ``scores`` is (needed by the last two). Remaining ties: the rule closest to :data:`DEFAULT_RULE`.
     """
     if criterion not in CRITERIA:
         raise UsageError(f"the event calibration criterion must be one of {CRITERIA}, got {criterion!r}")
     grid = rule_grid() if grid is None else list(grid)
     if not grid or not scores:
         raise UsageError("event calibration needs at least one rule and one clip")
+    if criterion != "segment" and (splices is None or len(splices) != len(scores)):
+        raise UsageError(f"the {criterion} criterion needs the splice of each clip")
+    if criterion == "consistency":
+        scores = consistency_scores(splices, scores, names)
     if criterion == "part":
-        if parts is None or len(parts) != len(scores):
-            raise UsageError("the part criterion needs each splice's point")
+        parts = [sp.point for sp in splices]
         figures = [part_scores(scores, parts, r, names) for r in grid]
         keys = [(-f, rate, rule_distance(r)) for r, (f, rate) in zip(grid, figures)]
         best = min(range(len(grid)), key=lambda i: keys[i])
         return grid[best], figures[best][0]
-    f1 = np.array([_f1(rule_metrics(scores, r, names).f1) for r in grid])
+    refs = reference_rolls(scores, names)
+    f1 = np.array([_f1(rule_metrics(scores, r, names, refs=refs).f1) for r in grid])
     ties = [r for r, f in zip(grid, f1) if f >= f1.max() - 1e-12]
     return min(ties, key=rule_distance), float(f1.max())
 
@@ -354,15 +392,17 @@ def calibrate_events(model: str | Path, manifest: str | Path | None = None, *, w
             scores.append(clip_event_scores(path, loaded, sp.reference(), sp.duration))
             if progress:
                 progress(i + 1, len(splices))
-    rule, figure = best_event_rule(scores, names, criterion=criterion, parts=[sp.point for _, sp in splices])
+    rule, figure = best_event_rule(scores, names, criterion=criterion, splices=[sp for _, sp in splices])
     written = None
     if write:
         config["model"].update(event_start=rule.start, event_low=rule.low, event_median=rule.median,
-                               event_fraction=rule.fraction, event_centre=rule.centre, event_margin=rule.margin)
+                               event_fraction=rule.fraction, event_centre=rule.centre, event_margin=rule.margin,
+                               event_scope=rule.scope)
         write_config(model, config)
         written = str(model / CONFIG_NAME)
-    points = [sp.point for _, sp in splices]
-    default = (_f1(rule_metrics(scores, None, names).f1) if criterion == "segment"
-               else part_scores(scores, points, None, names)[0])
+    sps = [sp for _, sp in splices]
+    default = (part_scores(scores, [sp.point for sp in sps], None, names)[0] if criterion == "part" else
+               _f1(rule_metrics(consistency_scores(sps, scores, names) if criterion == "consistency" else scores,
+                                None, names).f1))
     return EventCalibration(rule=rule, criterion=criterion, n_splices=len(scores), figure_default=default,
                             figure_after=figure, written=written)
