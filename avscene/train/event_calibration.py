@@ -5,17 +5,18 @@ disjoint labels in time (``A`` then ``B``) gives a clip where every class of ``A
 present in the first part and absent from the second, and the other way round; the splice point
 is ours, not an annotation, so this is still weak supervision. On these splices (and, to make the
 choice hold on recordings unlike the training ones, on copies whose audio went through the training
-augmentation: pitch, speed, EQ, gain, background, noise), :func:`best_event_rule` picks the event
-rule (:class:`avscene.dsp.events.EventRule`: start / continue thresholds, median filter, clip-relative
-fraction for predicted classes, clip-centred scores) with the highest DCASE segment F1 against the
-parts' labels, each class active over the whole part of its clip, and :func:`calibrate_events` records
-it in ``config.json["model"]`` (``event_*``), which ``localize`` and ``evaluate`` then apply
+augmentation, and through a stronger pitch / EQ / gain change), :func:`best_event_rule` picks the
+event rule (:class:`avscene.dsp.events.EventRule`: start / continue thresholds, median filter,
+clip-centred scores, clip-relative fraction and margin for predicted classes) by one of three
+criteria (:data:`CRITERIA`), and :func:`calibrate_events` records it in ``config.json["model"]``
+(``event_*``), which ``localize`` and ``evaluate`` then apply
 (:func:`avscene.tasks.localize.resolve_event_rule`). Nothing of ``val`` / ``val_shift`` is used.
 
 A class of a clip sounds in part of that clip only (avbench: 2 to 8 s of 10), so the parts' labels
-over-state the reference inside the part; what they state exactly is the absence in the other part.
+over-state the reference inside the part (the ``segment`` criterion rewards flooding it); what they
+state exactly is the absence in the other part (``part``); ``consistency`` takes the events of
+``localize``'s own rule on the clean splice as the reference for its perturbed versions.
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -205,11 +206,11 @@ def reference_rolls(scores: Sequence[ClipEventScores], names: Sequence[str]) -> 
 
 # The rules tried: start on A (or A minus the clip's median), continue `gap` below it (None: no
 # hysteresis), median filter, clip-relative fraction and margin for predicted classes.
-STARTS = (-0.25, 0.0, 0.25, 0.5)
-GAPS = (None, 0.25, 0.5, 1.0)
+STARTS = (0.0, 0.25, 0.5)
+GAPS = (None, 0.5, 1.0)
 MEDIANS = (1, 3)
 FRACTIONS = (None, 0.5)
-MARGINS = (None, 0.25, 0.5, 1.0)
+MARGINS = (None, 0.25, 0.5)
 SCOPES = ("predicted", "unheard")
 DEFAULT_RULE = EventRule(start=0.0, low=-0.5)  # localize's built-in rule (E > 0 is A > 0), as a rule
 CRITERIA = ("segment", "part", "consistency")
@@ -361,7 +362,7 @@ def splice_set(held: Sequence[Example], folder: str | Path, *, sample_rate: int,
 
 
 def calibrate_events(model: str | Path, manifest: str | Path | None = None, *, write: bool = True,
-                     device: str = "cpu", seed: int = 0, augment: bool = True, criterion: str = "segment",
+                     device: str = "cpu", seed: int = 0, augment: bool = True, criterion: str = "consistency",
                      workdir: str | Path | None = None,
                      progress: Callable[[int, int], None] | None = None) -> EventCalibration:
     """Choose and (``write``) store a checkpoint folder's event rule on splices of its hold-out
