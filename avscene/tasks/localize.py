@@ -20,7 +20,9 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
   and ``audio``, by its logits instead (above 0 is probability 1/2; the hysteresis then runs on
   the same logits); each window stands for the central 0.48 s it shares with no neighbour,
   merged when adjacent (:func:`event_windows`, which also offers a clip-relative rule and a
-  median filter);
+  median filter); a checkpoint whose event rule was calibrated on splices of its training
+  hold-out (``ModelConfig.event_*``, ``avscene calibrate --events``) has that rule applied instead
+  (:func:`resolve_event_rule`, :class:`avscene.dsp.events.EventRule`);
 * timing, the per-second parse: the intervals during which a class is heard (its
   events) and seen (frames whose best box has ``E`` above ``visible_threshold``,
   each frame standing for its 1-s segment), both (their intersection), and
