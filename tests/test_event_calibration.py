@@ -247,3 +247,41 @@ def test_noise_stress_scores_the_events_of_each_noisy_version(monkeypatch: pytes
     assert rows["crowd"].to_json()["sed_f1"] == pytest.approx(2 / 3)
     assert rows["crowd"].to_json()["sed_classes"]["a"] == pytest.approx(2 / 3)
     assert rows["white"].avvp.segment.audio == pytest.approx(1.0)
+
+
+def test_calibrate_events_on_clean_splices_keeps_today_s_rule_and_records_it(tmp_path: Path, capsys) -> None:
+    """Without perturbed versions the consistency reference is today's rule's own events (less those in
+    the wrong part), which only a rule deciding alike reproduces best: the choice must be that rule,
+    written where localize reads it. The model hears class x in every window of every clip."""
+    import torch
+
+    from avscene.cli.app import main
+    from avscene.hub import load_pretrained, read_config, save_pretrained
+    from avscene.tasks.localize import LocalizeOptions, resolve_event_rule
+    from avscene.testing.media import write_video
+    from avscene.testing.models import tiny_model, tiny_preprocess
+    from avscene.train.event_calibration import DEFAULT_RULE, calibrate_events
+
+    net = tiny_model(3, seed=0)
+    with torch.no_grad():
+        net.audio_head.cls.bias[:] = torch.tensor([6.0, -6.0, -6.0])
+        net.visual_head.cls.bias[:] = torch.tensor([3.0, -6.0, -6.0])
+    (tmp_path / "clips").mkdir()
+    rows = ["clip,labels"]
+    for i in range(4):
+        write_video(tmp_path / "clips" / f"{i:05d}.mp4", duration=2.0, freq=300.0 + 150 * i)
+        rows.append(f"{i:05d},{'xy'[i % 2]}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    model = save_pretrained(net, tmp_path / "model", labels=["x", "y", "z"], preprocess=tiny_preprocess(),
+                            training={"manifest": str(tmp_path / "labels.csv"), "val_split": 1.0, "seed": 0})
+    before = (model / "config.json").read_text()
+    assert main(["calibrate", str(model), "--dry-run", "--events"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (model / "config.json").read_text() == before and shown["events"]["written"] is None
+    res = calibrate_events(model, augment=False)
+    assert res.n_splices == 4 and res.criterion == "consistency"
+    # x sounds everywhere by today's rule: right in its own part, a false alarm in the other one
+    assert 0 < res.figure_default < 1
+    assert res.rule == DEFAULT_RULE and res.figure_after == pytest.approx(res.figure_default)
+    assert resolve_event_rule(LocalizeOptions(), load_pretrained(str(model)).config) == DEFAULT_RULE
+    assert read_config(model)["model"]["event_low"] == -0.5

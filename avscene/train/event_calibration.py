@@ -368,17 +368,12 @@ def calibrate_events(model: str | Path, manifest: str | Path | None = None, *, w
     """Choose and (``write``) store a checkpoint folder's event rule on splices of its hold-out
     (:func:`splice_set`: clean, and with ``augment`` the ``augmented`` and ``shifted`` variants;
     :func:`best_event_rule` by ``criterion``)."""
-    from avscene.hub import CONFIG_NAME, read_config, write_config
-    from avscene.tasks.models import load_model
+    from avscene.hub import CONFIG_NAME, write_config
     from avscene.train.augment import AugmentOptions
-    from avscene.train.recalibrate import holdout_examples
+    from avscene.train.recalibrate import holdout_and_model
 
     model = Path(model)
-    config = read_config(model)
-    if "training" not in config:
-        raise UsageError(f"{model}: config.json has no training record, so its hold-out is unknown")
-    held = holdout_examples(config["training"], manifest, model)
-    loaded = load_model(str(model), device=device, offline=True)
+    config, held, loaded = holdout_and_model(model, manifest, device)
     if not loaded.config.uses_audio:
         raise UsageError(f"{model}: the {loaded.config.variant!r} variant hears nothing; no events to calibrate")
     if criterion not in CRITERIA:

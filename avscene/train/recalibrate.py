@@ -91,21 +91,28 @@ def holdout_examples(training: dict, manifest: str | Path | None = None,
     return held
 
 
-def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, *, write: bool = True,
-                         device: str = "cpu",
-                         progress: Callable[[int, int], None] | None = None) -> ModalityCalibration:
-    """Choose and (``write``) store a checkpoint folder's per-modality thresholds."""
-    from avscene.hub import CONFIG_NAME, read_config, write_config
-    from avscene.nn.model import modality_scores
-    from avscene.tasks._pipeline import analyse
+def holdout_and_model(model: Path, manifest: str | Path | None, device: str):
+    """A checkpoint folder's ``config.json``, the clips its training run held out and the model."""
+    from avscene.hub import read_config
     from avscene.tasks.models import load_model
 
-    model = Path(model)
     config = read_config(model)
     if "training" not in config:
         raise UsageError(f"{model}: config.json has no training record, so its hold-out is unknown")
     held = holdout_examples(config["training"], manifest, model)
-    loaded = load_model(str(model), device=device, offline=True)
+    return config, held, load_model(str(model), device=device, offline=True)
+
+
+def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, *, write: bool = True,
+                         device: str = "cpu",
+                         progress: Callable[[int, int], None] | None = None) -> ModalityCalibration:
+    """Choose and (``write``) store a checkpoint folder's per-modality thresholds."""
+    from avscene.hub import CONFIG_NAME, write_config
+    from avscene.nn.model import modality_scores
+    from avscene.tasks._pipeline import analyse
+
+    model = Path(model)
+    config, held, loaded = holdout_and_model(model, manifest, device)
     if not (loaded.config.uses_audio and loaded.config.uses_visual):
         raise UsageError(f"{model}: the {loaded.config.variant!r} variant has one modality; nothing to calibrate")
     names = list(loaded.labels)
