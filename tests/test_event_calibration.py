@@ -285,3 +285,22 @@ def test_calibrate_events_on_clean_splices_keeps_today_s_rule_and_records_it(tmp
     assert res.rule == DEFAULT_RULE and res.figure_after == pytest.approx(res.figure_default)
     assert resolve_event_rule(LocalizeOptions(), load_pretrained(str(model)).config) == DEFAULT_RULE
     assert read_config(model)["model"]["event_low"] == -0.5
+
+
+def test_snapping_on_the_kept_frames_gives_what_decoding_again_gives(tiny_model_dir: Path, clips: dict) -> None:
+    from avscene.hub import load_pretrained
+    from avscene.tasks._pipeline import analyse
+    from avscene.tasks.localize import snap_boxes
+
+    loaded = load_pretrained(str(tiny_model_dir))
+    kept = analyse(clips["av"], loaded, keep_frames=True)
+    assert kept.frames is not None and len(kept.frames) == len(kept.visual.times)
+    assert analyse(clips["av"], loaded).frames is None  # not asked: nothing held
+    assert analyse(clips["av"], loaded, keep_frames=True, chunk_seconds=1.0).frames is None  # several chunks
+    pre = loaded.preprocess
+    chosen = {0: [[(np.array([10.0, 4.0, 52.0, 44.0]), 1.0)] for _ in kept.visual.times]}  # around the red box
+    again = snap_boxes(clips["av"], kept.visual.times, chosen, fps=pre.fps, offset=pre.frame_offset)
+    on_kept = snap_boxes(clips["av"], kept.visual.times, chosen, fps=pre.fps, offset=pre.frame_offset,
+                         frames=kept.frames)
+    assert [[b.tolist() for b, _ in per] for per in on_kept[0]] == [[b.tolist() for b, _ in per] for per in again[0]]
+    assert any(not np.allclose(b, chosen[0][0][0][0]) for per in again[0] for b, _ in per)  # it did snap
