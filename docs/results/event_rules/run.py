@@ -1,9 +1,9 @@
 """Issue 30, inference side: the event rule calibrated on splices of the training hold-out, and each
-ingredient of it, on val and val_shift (clean and under the held-out noise families at 0 dB).
+ingredient of it, on val and val_shift (the noise stress of the defaults is ``avscene evaluate
+--add-noise heldout``: see README.md).
 
     python docs/results/event_rules/run.py calibrate   # splices of the train hold-out -> calibration.json
-    python docs/results/event_rules/run.py evaluate    # every rule of RULES on val, val_shift -> evals/
-    python docs/results/event_rules/run.py noise       # the same under each held-out family at 0 dB -> evals/
+    python docs/results/event_rules/run.py evaluate    # every rule of RULES on val, val_shift -> eval_clean_*.json
     python docs/results/event_rules/table.py > docs/results/event_rules/ablation.md
 
 Run from the repository root, avbench in ``$AVBENCH`` (default ``../shared/avbench``), one thread. The
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from avscene.dsp.events import EventRule
 from avscene.hub import read_config
-from avscene.tasks._pipeline import AudioVariant, analyse, analyse_variants
+from avscene.tasks._pipeline import analyse
 from avscene.tasks.localize import LocalizeOptions, localize_from_analysis
 from avscene.tasks.models import load_model
 from avscene.threads import thread_budget
@@ -34,7 +34,6 @@ from avscene.train.event_calibration import (
 )
 from avscene.train.metrics_avvp import avvp_metrics
 from avscene.train.metrics_sed import segment_activity, segment_based_metrics
-from avscene.train.noise_stress import HELDOUT, clip_variants, parse_noise_specs
 from avscene.train.recalibrate import holdout_examples
 
 MODEL = Path("models/avscene-av-small")
@@ -113,28 +112,17 @@ def _describe(r: EventRule) -> str:
     return ", ".join(parts)
 
 
-def analyses(split: str, loaded, conditions=()) -> list:
-    """Per clip (example, record, [clean analysis, one per condition]), cached."""
+def analyses(split: str, loaded) -> list:
+    """Per clip (example, record, [its analysis]), cached."""
     gt = read_ground_truth(AVBENCH / split / "ground_truth.jsonl")
     folder = CACHE / "analyses" / split
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for ex in read_manifest(AVBENCH / split / "labels.csv", class_names=list(loaded.labels)):
-        tag = "" if not conditions else "_" + "_".join(f"{c.family}{c.snr_db:g}" for c in conditions)
-        f = folder / f"{ex.path.stem}{tag}.pkl"
-        if f.is_file():
-            got = pickle.loads(f.read_bytes())
-        elif not conditions:
-            got = [analyse(ex.path, loaded)]
-            f.write_bytes(pickle.dumps(got))
-        else:
-            from avscene.io.decode import read_audio
-
-            audio = read_audio(ex.path, sample_rate=loaded.preprocess.sample_rate)
-            variants, _ = clip_variants(audio, ex.path.stem, conditions, sr=loaded.preprocess.sample_rate, pure=False)
-            got = analyse_variants(ex.path, loaded, [AudioVariant(), *variants])
-            f.write_bytes(pickle.dumps(got))
-        out.append((ex, gt[ex.path.stem], got))
+        f = folder / f"{ex.path.stem}.pkl"
+        if not f.is_file():
+            f.write_bytes(pickle.dumps([analyse(ex.path, loaded)]))
+        out.append((ex, gt[ex.path.stem], pickle.loads(f.read_bytes())))
     return out
 
 
@@ -157,25 +145,16 @@ def score(data, k: int, loaded, opts: LocalizeOptions) -> dict:
             "avvp": avvp_metrics(ep, gp).to_json(), "n_clips": len(data)}
 
 
-def evaluate(noise: bool) -> None:
+def evaluate() -> None:
     loaded = load_model(str(MODEL), offline=True, device="cpu")
     rules = {**RULES, **calibrated_rules()}
-    if noise:  # under noise: today's rule and the calibrated ones
-        rules = {k: v for k, v in rules.items() if k.startswith(("default", "splice-calibrated"))}
-    conditions = parse_noise_specs([HELDOUT]) if noise else ()
     for split in SPLITS:
-        data = analyses(split, loaded, conditions)
-        versions = [("clean", 0)] if not noise else [(f"{c.family}@{c.snr_db:g}dB", k + 1)
-                                                      for k, c in enumerate(conditions)]
-        rows = []
-        for name, opts in rules.items():
-            for cond, k in versions:
-                rows.append({"rule": name, "condition": cond, **score(data, k, loaded, opts)})
-        what = "noise" if noise else "clean"
-        (OUT / f"eval_{what}_{split}.json").write_text(json.dumps(rows, indent=1) + "\n")
+        data = analyses(split, loaded)
+        rows = [{"rule": name, "condition": "clean", **score(data, 0, loaded, opts)} for name, opts in rules.items()]
+        (OUT / f"eval_clean_{split}.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":
     with thread_budget(1):
         for step in sys.argv[1:]:
-            {"calibrate": calibrate, "evaluate": lambda: evaluate(False), "noise": lambda: evaluate(True)}[step]()
+            {"calibrate": calibrate, "evaluate": evaluate}[step]()

@@ -1,5 +1,5 @@
 """Print the event-rule ablation (markdown) from the evaluation files of ``run.py``:
-``calibration.json``, ``eval_clean_{val,val_shift}.json`` and, when present, ``eval_noise_*.json``.
+``calibration.json``, ``eval_clean_{val,val_shift}.json`` and ``evaluate_{val,val_shift}.json``.
 
     python docs/results/event_rules/table.py > docs/results/event_rules/ablation.md
 """
@@ -57,20 +57,6 @@ for s in SPLITS:
     for rule in [rules[0], *(r for r in rules if r.startswith("splice-calibrated"))]:
         cls = {c["name"]: c for c in by[s][rule]["sed"]["classes"]}
         print(f"| {rule} | " + " | ".join(f"{f(cls[c]['precision'])} / {f(cls[c]['recall'])}" for c in classes) + " |")
-noise = {s: load(f"eval_noise_{s}.json") for s in SPLITS}
-if all(noise.values()):
-    print("\n## Under the held-out noise families at 0 dB (clean in brackets)\n")
-    print("| rule | condition | SED F1 | ER | AVVP audio | Type@AV |\n|---|---|---|---|---|---|")
-    for row in noise["val"]:
-        rule, cond = row["rule"], row["condition"]
-        other = next(r for r in noise["val_shift"] if r["rule"] == rule and r["condition"] == cond)
-        both = {"val": row, "val_shift": other}
-        cells = [" / ".join(f"{f(both[s]['sed'][k])} ({f(by[s][rule]['sed'][k])})" for s in SPLITS)
-                 for k in ("f1", "error_rate")]
-        cells += [" / ".join(f"{f(both[s]['avvp']['segment'][k])} ({f(by[s][rule]['avvp']['segment'][k])})"
-                             for s in SPLITS) for k in ("audio", "type_av")]
-        print(f"| {rule} | {cond} | " + " | ".join(cells) + " |")
-
 ev = {s: load(f"evaluate_{s}.json") for s in SPLITS}
 if all(ev.values()):
     before = {s: json.loads((HERE.parent / "localisation" / f"eval_after_{s}.json").read_text()) for s in SPLITS}
