@@ -135,17 +135,18 @@ def test_class_status_names_each_decision() -> None:
 
 def test_boxes_only_where_seen_and_never_from_degenerate_evidence() -> None:
     from avscene.results import BoxDetection
-    from avscene.tasks.localize import boxes_where_seen
+    from avscene.tasks.localize import boxes_where_seen, informative_frames
 
     times = np.array([0.5, 1.5, 2.5, 3.5])
     E = np.array([[0.2, 0.1, -0.1],  # a positive window: informative
                   [-7e-5, -8e-5, -3e-3],  # no positive window: the visual stream gives nothing
                   [0.3, 0.3, 0.3],  # every window the same: the best one would be arbitrary
                   [0.0, 0.5, 0.1]])
+    assert informative_frames(E).tolist() == [True, False, False, True]
     dets = [BoxDetection(t, (0.0, 0.0, 10.0, 10.0), 1.0) for t in times]
-    assert [d.t for d in boxes_where_seen(dets, [(0.0, 4.0)], E, times)] == [0.5, 3.5]
-    assert [d.t for d in boxes_where_seen(dets, [(3.0, 4.0)], E, times)] == [3.5]  # not seen before 3 s
-    assert boxes_where_seen(dets, [], E, times) == ()  # never seen: no box at all
+    assert [d.t for d in boxes_where_seen(dets, [(0.0, 4.0)])] == [0.5, 1.5, 2.5, 3.5]
+    assert [d.t for d in boxes_where_seen(dets, [(3.0, 4.0)])] == [3.5]  # not seen before 3 s
+    assert boxes_where_seen(dets, []) == ()  # never seen: no box at all
 
 
 def test_status_says_why_each_class_is_reported(decided_dir: Path, clips: dict) -> None:

@@ -204,6 +204,10 @@ def evaluate(
             if a.output.audio_E is not None:
                 ref_rolls.append(segment_activity(ref, class_names=names, duration=duration))
                 est_rolls.append(segment_activity(est, class_names=names, duration=duration))
+                if stress is not None:  # the same events on the clip's noisy versions
+                    stress.add_events(ex.path, loaded, timing_opts, ref_rolls[-1],
+                                      ground_truth_parse(rec, names, duration=duration), duration=duration,
+                                      to_parse=predicted_parse)
             _score_boxes(ex.path, a, rec, names, loc, loc_opts, fps=loaded.preprocess.fps,
                          offset=loaded.preprocess.frame_offset)
             gt_parse.append(ground_truth_parse(rec, names, duration=duration))

@@ -7,7 +7,10 @@ of a clip depends only on the clip id and the family (:func:`noise_seed`), so th
 10-dB versions of a clip carry the same noise at two levels, and reruns are identical.
 
 Per condition the report gives the micro-F1 and, per class, the **false-positive rate**: the
-fraction of the clips *without* that class in their labels for which the class is predicted.
+fraction of the clips *without* that class in their labels for which the class is predicted; on clips
+with a ground truth, also ``localize``'s sound events on the noisy versions: DCASE segment F1 / error
+rate and AVVP segment-level audio F1 and Type@AV (:meth:`NoiseStress.add_events`). The boxes need no
+noisy version: they come from the visual stream alone, which the noise does not reach.
 
 **Pure noise.** Per family, each clip (up to ``pure_noise_clips``) is also analysed with its
 audio *replaced* by the same noise at the clip's RMS, and **without its frames**: the frames
@@ -23,7 +26,7 @@ sum as it is. A clip without an audio stream cannot be stressed and is reported 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,6 +156,8 @@ class ConditionScores:
     n_clips: int
     micro_f1: float
     fp_rate: dict[str, float | None]  # class -> fraction of the clips without it that predict it
+    sed: Any = None  # evaluation.metrics.sed.SegmentMetrics of the events on the noisy versions (clips with ground truth)
+    avvp: Any = None  # evaluation.metrics.avvp.AVVPMetrics of the same
 
     @property
     def max_fp_rate(self) -> float | None:
@@ -166,7 +171,10 @@ class ConditionScores:
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "texture": self.texture, "snr_db": self.snr_db, "n_clips": self.n_clips,
                 "micro_f1": _opt(self.micro_f1), "max_fp_rate": self.max_fp_rate,
-                "worst_class": self.worst_class(), "fp_rate": self.fp_rate}
+                "worst_class": self.worst_class(), "fp_rate": self.fp_rate,
+                **({} if self.sed is None else {"sed_f1": _opt(self.sed.f1), "sed_error_rate": _opt(self.sed.error_rate),
+                                                "sed_classes": {c.name: _opt(c.f1) for c in self.sed.classes}}),
+                **({} if self.avvp is None else {"avvp_segment": self.avvp.segment.to_json()})}
 
 
 @dataclass(frozen=True)
@@ -202,13 +210,14 @@ class NoiseStressReport:
 
 
 def condition_scores(family: str, snr_db: float | None, y_true: np.ndarray, y_pred: np.ndarray,
-                     names: Sequence[str]) -> ConditionScores:
-    """Micro-F1 and per-class false-positive rates of (N, C) bool predictions."""
+                     names: Sequence[str], *, events: tuple[Any, Any] = (None, None)) -> ConditionScores:
+    """Micro-F1 and per-class false-positive rates of (N, C) bool predictions (and ``events``: the SED
+    and AVVP metrics of the same clips' events)."""
     fp = false_positive_rates(y_true, y_pred)
     texture = bank.FAMILIES[family].texture if family in bank.FAMILIES else None
     return ConditionScores(family, texture, snr_db, len(y_true),
                            classification_metrics(y_true, y_pred, list(names)).micro_f1,
-                           {n: _opt(v) for n, v in zip(names, fp)})
+                           {n: _opt(v) for n, v in zip(names, fp)}, sed=events[0], avvp=events[1])
 
 
 def pure_noise_scores(family: str, y_pred: np.ndarray, names: Sequence[str]) -> PureNoiseScores:
@@ -230,6 +239,8 @@ class NoiseStress:
     _noisy: list[np.ndarray] = field(default_factory=list)  # per clip (K, C) bool
     _pure: dict[str, list[np.ndarray]] = field(default_factory=dict)  # family -> per clip (C,) bool
     _seen: int = 0
+    _last: list[Analysis] = field(default_factory=list)  # the last clip's noisy versions, one per condition
+    _events: dict[int, list[tuple]] = field(default_factory=dict)  # condition -> per clip (ref, est, gt, parse)
 
     def analyse(self, path: Path, clip_id: str, loaded: LoadedModel) -> Analysis:
         """The clean analysis of one clip; its noisy versions' predictions are kept for :meth:`report`."""
@@ -243,22 +254,49 @@ class NoiseStress:
         clean, *rest = analyse_variants(path, loaded, [AudioVariant(), *variants])
         pred = np.stack([a.output.scores.numpy() > self.threshold for a in rest]) if rest else None
         self._seen += 1
+        self._last = rest[:len(self.conditions)]
         if pred is not None:  # recorded only now that every version of the clip went through
             self._noisy.append(pred[:len(self.conditions)])
             for f, p in zip(families, pred[len(self.conditions):]):
                 self._pure.setdefault(f, []).append(p)
         return clean
 
+    def add_events(self, path: Path, loaded: LoadedModel, opts, ref_roll: np.ndarray, gt_parse, *,
+                   duration: float, to_parse: Callable) -> None:
+        """Score ``localize``'s events (``opts``) on the last clip's noisy versions against its ground
+        truth (``ref_roll``: SED roll, ``gt_parse``: AVVP rolls), for :meth:`report`. ``to_parse``: the
+        AVVP rolls of a ``localize`` timing (``evaluation.evaluate.predicted_parse``)."""
+        from avscene.tasks.localize import localize_from_analysis
+        from avscene.evaluation.metrics.sed import segment_activity
+
+        for k, a in enumerate(self._last):
+            res = localize_from_analysis(path, a, loaded, opts)
+            est = [(e.onset, min(e.offset, duration), e.label) for e in res.events]
+            self._events.setdefault(k, []).append(
+                (ref_roll, segment_activity(est, class_names=self.names, duration=duration), gt_parse,
+                 to_parse(res.timing, list(self.names), duration=duration)))
+
+    def _event_scores(self, ks: Sequence[int]) -> tuple[Any, Any]:
+        from avscene.evaluation.metrics.avvp import avvp_metrics
+        from avscene.evaluation.metrics.sed import segment_based_metrics
+
+        rows = [r for k in ks for r in self._events.get(k, [])]
+        if not rows:
+            return None, None
+        ref, est, gt, parse = zip(*rows)
+        return segment_based_metrics(ref, est, class_names=self.names), avvp_metrics(parse, gt)
+
     def report(self, y_true: np.ndarray, clean_pred: np.ndarray) -> NoiseStressReport:
         """Scores from the clips' labels (N, C) and clean predictions (N, C), in the order analysed."""
         noisy = np.stack(self._noisy, axis=1) if self._noisy else np.zeros((0, 0, len(self.names)), bool)  # (K, N, C)
-        rows = [condition_scores(c.family, c.snr_db, y_true, noisy[k], self.names)
+        rows = [condition_scores(c.family, c.snr_db, y_true, noisy[k], self.names, events=self._event_scores([k]))
                 for k, c in enumerate(self.conditions)]
         for snr in dict.fromkeys(c.snr_db for c in self.conditions):
             ks = [k for k, c in enumerate(self.conditions) if c.snr_db == snr]
             if len(ks) > 1:  # every family at this SNR, pooled: one row over all their clips
                 rows.append(condition_scores("all", snr, np.concatenate([y_true] * len(ks)),
-                                             np.concatenate([noisy[k] for k in ks]), self.names))
+                                             np.concatenate([noisy[k] for k in ks]), self.names,
+                                             events=self._event_scores(ks)))
         return NoiseStressReport(
             clean=condition_scores("clean", None, y_true, clean_pred, self.names),
             conditions=tuple(rows),

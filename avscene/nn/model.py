@@ -82,6 +82,15 @@ class ModelConfig:
     audio_context: tuple[int, ...] = ()  # dilations of the temporal context over audio windows (nn/context.py); () = none
     visual_refine: int = 0  # OICR refinement branches over the visual proposals (nn/oicr.py); 0 = none
     event_head: bool = False  # a sound-event head beside the audio two-stream head (mil.EventHead): events from it
+    # The sound-event rule calibrated on temporal splices of the training hold-out (`avscene calibrate
+    # --events`, dsp.events.EventRule); event_start None: not calibrated, localize's built-in rule.
+    event_start: float | None = None  # an event starts where a window's A (centred: minus the clip's median) is above
+    event_low: float | None = None  # and continues while it stays above this (None: no hysteresis)
+    event_median: int = 1  # median filter over this many window decisions (odd)
+    event_fraction: float | None = None  # predicted classes: also windows at this fraction of the clip's best
+    event_centre: bool = False  # thresholds on A minus the clip's median over windows
+    event_margin: float | None = None  # predicted classes: also windows within this of the clip's best
+    event_scope: str = "predicted"  # whose windows fraction / margin add: "predicted", or "unheard" (predicted, not heard)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -98,6 +107,7 @@ class ModelConfig:
                 raise ConfigError(f"{name}: {getattr(self, name)} must be > 0")
         if len(self.visual_channels) < SMALL_CNN_MIN_BLOCKS:
             raise ConfigError(f"visual_channels: give at least {SMALL_CNN_MIN_BLOCKS} widths, e.g. [32, 64]")
+        _check_event_rule(self)
 
     @property
     def uses_audio(self) -> bool:
@@ -188,6 +198,28 @@ def _checked(name: str, type_name: str, value: Any) -> Any:
                                                    for v in value):
         raise ConfigError(f"{name}: {value!r} must be a list of positive integers")
     return tuple(value)
+
+
+def _check_event_rule(cfg: ModelConfig) -> None:
+    """Raise ConfigError for an event rule that ``dsp.events.EventRule`` would refuse."""
+    if cfg.event_start is None:
+        if (cfg.event_low is not None or cfg.event_fraction is not None or cfg.event_median != 1 or cfg.event_centre
+                or cfg.event_margin is not None or cfg.event_scope != "predicted"):
+            raise ConfigError("event_low, event_median, event_fraction, event_centre, event_margin and event_scope "
+                              "need event_start")
+        return
+    if not math.isfinite(cfg.event_start) or (cfg.event_low is not None and not math.isfinite(cfg.event_low)):
+        raise ConfigError(f"event_start / event_low: {cfg.event_start} / {cfg.event_low} must be finite")
+    if cfg.event_low is not None and not cfg.event_low <= cfg.event_start:
+        raise ConfigError(f"event_low: {cfg.event_low} must not exceed event_start {cfg.event_start}")
+    if cfg.event_median % 2 == 0:
+        raise ConfigError(f"event_median: {cfg.event_median} must be odd")
+    if cfg.event_fraction is not None and not 0.0 <= cfg.event_fraction <= 1.0:
+        raise ConfigError(f"event_fraction: {cfg.event_fraction} must be in [0, 1]")
+    if cfg.event_margin is not None and not (math.isfinite(cfg.event_margin) and cfg.event_margin >= 0):
+        raise ConfigError(f"event_margin: {cfg.event_margin} must be finite and >= 0")
+    if cfg.event_scope not in ("predicted", "unheard"):  # dsp.events.RELATIVE_SCOPES
+        raise ConfigError(f"event_scope: {cfg.event_scope!r} is not 'predicted' or 'unheard'")
 
 
 def _check_sizes(cfg: ModelConfig) -> None:

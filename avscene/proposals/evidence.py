@@ -118,6 +118,7 @@ def evidence_boxes(boxes: np.ndarray, weights: np.ndarray, *, height: int, width
 SNAP_PAD = 0.15  # grabCut's rectangle: the box grown by this share of its size each way (it must enclose the object)
 SNAP_SIDE = 96  # the snapped crop's longer side at most, in pixels (grabCut's cost grows with the pixels)
 SNAP_ITERATIONS = 2
+SNAP_SEED = 0  # OpenCV RNG seed set before each grabCut (its k-means initialisation draws from it)
 
 
 def snap_box(frame: np.ndarray, box: np.ndarray, *, pad: float = SNAP_PAD, side: int = SNAP_SIDE,
@@ -158,6 +159,7 @@ def snap_box(frame: np.ndarray, box: np.ndarray, *, pad: float = SNAP_PAD, side:
     if rx1 - rx0 < 2 or ry1 - ry0 < 2 or (rx0 == 0 and ry0 == 0 and rx1 == sw and ry1 == sh):
         return b
     mask = np.zeros((sh, sw), np.uint8)
+    cv2.setRNGSeed(SNAP_SEED)  # grabCut's GMMs start from k-means on OpenCV's RNG: the same box every run
     try:
         cv2.grabCut(sub, mask, (rx0, ry0, rx1 - rx0, ry1 - ry0), np.zeros((1, 65)), np.zeros((1, 65)),
                     iterations, cv2.GC_INIT_WITH_RECT)

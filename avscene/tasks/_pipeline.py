@@ -250,10 +250,12 @@ def _missing(cfg: ModelConfig, reader: ChunkReader, aprops: ProposalTimes | None
 
 
 class _Embedder:
-    """Proposals and proposal features of successive chunks; keeps no frame or audio."""
+    """Proposals and proposal features of successive chunks; keeps no audio, and no frame unless
+    ``keep_frames`` (those of the first chunk, dropped when a second one comes)."""
 
     def __init__(self, loaded: LoadedModel, *, edge_model: str | None, audio: bool, visual: bool,
-                 variants: Sequence[AudioVariant], band_offsets: Sequence[np.ndarray | None] | None = None):
+                 variants: Sequence[AudioVariant], band_offsets: Sequence[np.ndarray | None] | None = None,
+                 keep_frames: bool = False):
         from avscene.proposals.bags import AudioBagStream
 
         self._loaded, self._edge_model, self._visual = loaded, edge_model, visual
@@ -267,6 +269,8 @@ class _Embedder:
         self._audio: list[list[ProposalTimes]] = [[] for _ in variants]  # times only: patches dropped once embedded
         self._boxes: list[VisualProposals] = []
         self.skipped_video: str | None = None  # why the video was left out: _too_small()
+        self._keep_frames, self._chunks = keep_frames, 0
+        self.frames: np.ndarray | None = None  # (T, H, W, 3) the frames of a one-chunk file (keep_frames)
         self.timings = dict.fromkeys(("decode", "audio_proposals", "visual_proposals", "network"), 0.0)
 
     @contextmanager
@@ -292,6 +296,8 @@ class _Embedder:
                 vprops = visual_proposals(chunk.frames, chunk.frame_times, cfg=self._loaded.preprocess,
                                           edge_model=self._edge_model)
             self._embed_visual(chunk.frames, vprops)
+            self._chunks += 1
+            self.frames = chunk.frames if self._keep_frames and self._chunks == 1 else None
 
     def finish(self) -> None:
         for k, bag in enumerate(self._bags or ()):

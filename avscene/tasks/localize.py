@@ -20,7 +20,9 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
   and ``audio``, by its logits instead (above 0 is probability 1/2; the hysteresis then runs on
   the same logits); each window stands for the central 0.48 s it shares with no neighbour,
   merged when adjacent (:func:`event_windows`, which also offers a clip-relative rule and a
-  median filter);
+  median filter); a checkpoint whose event rule was calibrated on splices of its training
+  hold-out (``ModelConfig.event_*``, ``avscene calibrate --events``) has that rule applied instead
+  (:func:`resolve_event_rule`, :class:`avscene.dsp.events.EventRule`);
 * timing, the per-second parse: the intervals during which a class is heard (its
   events) and seen (frames whose best box has ``E`` above ``visible_threshold``,
   each frame standing for its 1-s segment), both (their intersection), and
@@ -38,7 +40,8 @@ any other class that is heard or seen; ``status`` says which of these each one i
 (:data:`avscene.results.STATUSES`), so that a class only one modality reports is
 never shown as a prediction. A class has a box only in the frames where it is seen,
 and none where its visual evidence is degenerate (no window scores above 0, or all
-score the same: the best window would be an arbitrary one).
+score the same: the best window would be an arbitrary one; :func:`frame_boxes`, so that
+``evaluate`` scores no box there either).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avscene.dsp.events import grow_runs, median_filter
+from avscene.dsp.events import EventRule, grow_runs, median_filter
 from avscene.errors import UsageError
 from avscene.proposals.evidence import CAM_FRACTION, evidence_boxes, snap_box
 from avscene.timing import segment_timestamps
@@ -94,6 +97,9 @@ class LocalizeOptions:
     event_low: float | None = EVENT_LOW  # hysteresis: an event continues while the window's A is above this
     event_fraction: float | None = None  # clip-relative rule instead: windows with A >= this times the best A
     event_median: int = 1  # median filter over this many window decisions (odd; 1 = none)
+    # the event rule in full; None: the checkpoint's calibrated one (ModelConfig.event_*) when it has one and
+    # the four fields above keep their defaults, else those fields (resolve_event_rule)
+    event_rule: EventRule | None = None
 
     def __post_init__(self) -> None:
         check_finite(event_threshold=self.event_threshold, visible_threshold=self.visible_threshold,
@@ -180,6 +186,7 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
         audio_E, audio_times = a.audio.windows(event_scores(out).numpy())  # (W, C), (W, 2)
         head_A = out.audio_A is not None and out.audio_event is None  # the MIL head's A continues events
         audio_A = a.audio.windows(out.audio_A.numpy())[0] if head_A else audio_E  # (W, C)
+    rule = resolve_event_rule(opts, loaded.config)
     if opts.audio_all_classes and out.audio_E is not None and a.audio is not None:
         for c, lab in enumerate(names):
             audio[lab] = _audio_segments(audio_E[:, c], audio_times)
@@ -193,14 +200,15 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
         if out.audio_E is not None and a.audio is not None:
             e = audio_E[:, c]  # (W,)
             audio[lab] = _audio_segments(e, audio_times)
-            if _has_events(parse[lab], lab in cls.predicted, opts.event_classes):
-                on = event_windows(e, audio_A[:, c], opts, fallback=parse[lab].heard or opts.event_classes == "predicted")
+            on = class_event_windows(e, audio_A[:, c], opts, heard=parse[lab].heard, predicted=lab in cls.predicted,
+                                     rule=rule)
+            if on is not None:
                 heard = merge_active(on, window_spans(audio_times, duration))
             events.extend(Event(lab, on, off) for on, off in heard)
         if out.visual_E is not None and a.visual is not None:
             visual[lab], seen = _boxes_for_class(a, c, opts, loaded.preprocess.fps, chosen.get(c))
             seen = seen if parse[lab].seen else []
-            visual[lab] = boxes_where_seen(visual[lab], seen, out.visual_E[..., c].numpy(), a.visual.times)
+            visual[lab] = boxes_where_seen(visual[lab], seen)
         both = intervals_intersection(heard, seen)
         timing[lab] = Timing(heard=tuple(heard), seen=tuple(seen), overlap=bool(both), both=tuple(both))
         if sync is not None:
@@ -228,43 +236,78 @@ def class_status(p: ClassParse, *, requested: bool) -> str:
 DEGENERATE_SPREAD = 1e-6  # a frame whose window scores differ by less than this share of the largest: all equal
 
 
-def boxes_where_seen(dets: Sequence[BoxDetection], seen: Sequence[tuple[float, float]], E: np.ndarray,
-                     times: np.ndarray) -> tuple[BoxDetection, ...]:
-    """The boxes of the frames inside ``seen`` whose visual evidence is not degenerate.
+def boxes_where_seen(dets: Sequence[BoxDetection], seen: Sequence[tuple[float, float]]) -> tuple[BoxDetection, ...]:
+    """The boxes of the frames inside ``seen`` (frames without evidence have none: :func:`frame_boxes`)."""
+    return tuple(d for d in dets if any(s <= d.t < e for s, e in seen))
 
-    E: (T, M) the class's window scores at the sampled ``times`` (T,). A frame is degenerate when
-    no window scores above 0 (the visual stream gives the class nothing there) or all score the
-    same to float32 precision: its best window would be an arbitrary one (the first).
+
+def informative_frames(E: np.ndarray) -> np.ndarray:
+    """Which frames give a class a box: (T, M) its window scores → (T,) bool.
+
+    A frame is degenerate when no window scores above 0 (the visual stream gives the class nothing
+    there) or all score the same to float32 precision: its best window would be an arbitrary one
+    (the first). No evidence, no box: the one home of that rule (:func:`frame_boxes`).
     """
     top = E.max(axis=1)  # (T,)
     spread = top - E.min(axis=1)  # (T,)
-    informative = (top > 0) & (spread > DEGENERATE_SPREAD * np.abs(E).max(axis=1))  # (T,)
-    ok = {round(float(t), 6) for t, keep in zip(times, informative) if keep}
-    return tuple(d for d in dets if round(d.t, 6) in ok and any(s <= d.t < e for s, e in seen))
+    return (top > 0) & (spread > DEGENERATE_SPREAD * np.abs(E).max(axis=1))
 
 
-def _has_events(p, predicted: bool, classes: str) -> bool:
-    """Whether a class gets audio events: it is heard, predicted, or either (``classes``)."""
-    return {"heard": p.heard, "predicted": predicted, "heard_or_predicted": p.heard or predicted}[classes]
+def class_event_windows(E: np.ndarray, A: np.ndarray, opts: LocalizeOptions, *, heard: bool, predicted: bool,
+                        rule: EventRule | None = None) -> np.ndarray | None:
+    """The sounding windows of one class (:func:`event_windows`), None when it gets no events: it is
+    not heard, predicted, or either (``opts.event_classes``). A heard class (any class, with
+    ``"predicted"``) has at least its best window."""
+    if not {"heard": heard, "predicted": predicted, "heard_or_predicted": heard or predicted}[opts.event_classes]:
+        return None
+    return event_windows(E, A, opts, fallback=heard or opts.event_classes == "predicted", rule=rule,
+                         predicted=predicted if rule is None else rule.relative(predicted=predicted, heard=heard))
 
 
-def event_windows(E: np.ndarray, A: np.ndarray, opts: LocalizeOptions, *, fallback: bool) -> np.ndarray:
+def resolve_event_rule(opts: LocalizeOptions, config) -> EventRule | None:
+    """The event rule ``localize`` applies: ``opts.event_rule``; else the checkpoint's calibrated one
+    (``ModelConfig.event_start`` set) unless ``opts`` asks for another (``event_threshold``, ``event_low``,
+    ``event_fraction`` or ``event_median`` off their defaults); None: the rule of those fields
+    (:func:`event_windows`)."""
+    if opts.event_rule is not None:
+        return opts.event_rule
+    defaults = (opts.event_threshold == 0.0 and opts.event_low == EVENT_LOW and opts.event_fraction is None
+                and opts.event_median == 1)
+    if config is None or config.event_start is None or not defaults:
+        return None
+    return calibrated_rule(config)
+
+
+def calibrated_rule(config) -> EventRule:
+    """The event rule a checkpoint's ``config.json["model"]`` records (``event_start`` set)."""
+    return EventRule(start=config.event_start, low=config.event_low, median=config.event_median,
+                     fraction=config.event_fraction, centre=config.event_centre, margin=config.event_margin,
+                     scope=config.event_scope)
+
+
+def event_windows(E: np.ndarray, A: np.ndarray, opts: LocalizeOptions, *, fallback: bool,
+                  rule: EventRule | None = None, predicted: bool = False) -> np.ndarray:
     """The sounding windows of one class: (W,) ``E`` and classification scores ``A`` → (W,) bool.
 
-    Default: hysteresis (:func:`avscene.dsp.events.grow_runs`): an event starts at a window with
+    ``rule``: :meth:`avscene.dsp.events.EventRule.active` on ``A`` (its clip-relative part when
+    ``predicted``: the class is in the rule's scope), in place of the rule of ``opts`` below. Otherwise: hysteresis
+    (:func:`avscene.dsp.events.grow_runs`): an event starts at a window with
     ``E > event_threshold`` and goes on through its neighbours while ``A > event_low`` (``None``: the
     threshold alone). ``event_fraction``: instead, the windows with ``A`` at least that fraction of the
     clip's best ``A`` (none when no ``A`` is positive). Then a median filter of ``event_median``
     decisions. ``fallback``: the best window alone when no window is active (a class reported heard
     has at least one event).
     """
-    if opts.event_fraction is not None:
-        best = float(A.max()) if len(A) else 0.0
-        on = A >= opts.event_fraction * best if best > 0 else np.zeros(len(A), dtype=bool)
+    if rule is not None:
+        on = rule.active(A, relative=predicted)
     else:
-        seed = E > opts.event_threshold
-        on = seed if opts.event_low is None else grow_runs(seed, A > opts.event_low)
-    on = median_filter(on, opts.event_median)
+        if opts.event_fraction is not None:
+            best = float(A.max()) if len(A) else 0.0
+            on = A >= opts.event_fraction * best if best > 0 else np.zeros(len(A), dtype=bool)
+        else:
+            seed = E > opts.event_threshold
+            on = seed if opts.event_low is None else grow_runs(seed, A > opts.event_low)
+        on = median_filter(on, opts.event_median)
     if fallback and len(E) and not on.any():
         on[int(np.argmax(E))] = True
     return on
@@ -291,16 +334,19 @@ def frame_boxes(a: Analysis, c: int, opts: LocalizeOptions) -> list[list[tuple[n
     (:func:`avscene.proposals.evidence.evidence_boxes`; each window weighted by its positive
     classification score ``max(A, 0)`` (``"A"``, the class evidence a CAM accumulates), its box score
     (``"E"``) or its localisation weight ``softmax(L) = E / A`` (``"loc"``)), scored with the frame's
-    best ``E``, then the top windows up to ``opts.boxes``. A frame without positive evidence takes
-    the map of the localisation weights, and failing that its top windows. Snapping (``opts.snap``) needs the frames: :func:`snap_boxes`.
+    best ``E``, then the top windows up to ``opts.boxes``. A frame without evidence for the class (no
+    window with ``E`` above 0, or all alike: :func:`informative_frames`) has no box, in ``localize``
+    and ``evaluate`` alike. Snapping (``opts.snap``) needs the frames: :func:`snap_boxes`.
     """
     from avscene.nn.model import box_scores
 
     E = a.output.visual_E[..., c].numpy()  # (T, M)
     rank = box_scores(a.output)[..., c].numpy()  # (T, M)
     order = np.argsort(-rank, axis=1, kind="stable")  # (T, M)
+    evident = informative_frames(E)  # (T,)
     if opts.box_mode == "window":
-        return [[(a.visual.boxes[t, m], float(E[t, m])) for m in order[t, : opts.boxes]] for t in range(len(E))]
+        return [[(a.visual.boxes[t, m], float(E[t, m])) for m in order[t, : opts.boxes]] if evident[t] else []
+                for t in range(len(E))]
     A = E if a.output.visual_A is None else a.output.visual_A[..., c].numpy()  # (T, M)
     loc = np.divide(E, A, out=np.zeros_like(E), where=np.abs(A) > 1e-12)  # softmax(L), (T, M)
     weight = {"A": np.clip(A, 0, None), "E": rank, "loc": loc}[opts.evidence_weight]
@@ -309,11 +355,11 @@ def frame_boxes(a: Analysis, c: int, opts: LocalizeOptions) -> list[list[tuple[n
         h, w = (int(math.ceil(float(a.visual.boxes[..., i].max()))) for i in (3, 2))
     out = []
     for t in range(len(E)):
+        if not evident[t]:
+            out.append([])
+            continue
         found = evidence_boxes(a.visual.boxes[t], weight[t], height=h, width=w,
                                fraction=opts.evidence_fraction, k=opts.boxes)
-        if not len(found) and opts.evidence_weight != "loc":  # no positive evidence: where the localisation stream looks
-            found = evidence_boxes(a.visual.boxes[t], loc[t], height=h, width=w,
-                                   fraction=opts.evidence_fraction, k=opts.boxes)
         best = float(E[t].max())
         fill = [(a.visual.boxes[t, m], float(E[t, m])) for m in order[t, : opts.boxes - len(found)]]
         out.append([(b, best) for b in found] + fill)  # the regions, then the top windows up to opts.boxes

@@ -166,7 +166,8 @@ def holdout_examples(training: dict, manifest: str | Path | None = None,
 
 
 def store_thresholds(folder: str | Path, **thresholds: float) -> Path:
-    """Set ``thresholds`` (``threshold``, ``audio_threshold``, ``visual_threshold``) in the
+    """Set ``thresholds`` (``threshold``, ``audio_threshold``, ``visual_threshold``, the event rule's
+    ``event_*``) in the
     ``config.json["model"]`` of the checkpoint ``folder``, atomically; returns the file."""
     from avscene.checkpoint.format import CONFIG_NAME, read_config, write_config
 
@@ -238,19 +239,25 @@ def holdout_modality_scores(loaded: LoadedModel, held: list[Example],
     return a, v, s
 
 
-def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, *, write: bool = True,
-                         device: str = "cpu",
-                         progress: Callable[[int, int], None] | None = None) -> ModalityCalibration:
-    """Choose and (``write``) store a checkpoint folder's per-modality thresholds."""
+def holdout_and_model(model: Path, manifest: str | Path | None, device: str):
+    """A checkpoint folder's ``config.json``, the clips its training run held out and the model
+    (for the per-modality calibration and the event calibration alike)."""
     from avscene.checkpoint.format import read_config
     from avscene.tasks.models import load_model
 
-    model = Path(model)
     config = read_config(model)
     if "training" not in config:
         raise UsageError(f"{model}: config.json has no training record, so its hold-out is unknown")
     held = holdout_examples(config["training"], manifest, model)
-    loaded = load_model(str(model), device=device, offline=True)
+    return config, held, load_model(str(model), device=device, offline=True)
+
+
+def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, *, write: bool = True,
+                         device: str = "cpu",
+                         progress: Callable[[int, int], None] | None = None) -> ModalityCalibration:
+    """Choose and (``write``) store a checkpoint folder's per-modality thresholds."""
+    model = Path(model)
+    config, held, loaded = holdout_and_model(model, manifest, device)
     cfg = loaded.config
     if not (cfg.uses_audio and cfg.uses_visual):
         raise UsageError(f"{model}: the {cfg.variant!r} variant has one modality; nothing to calibrate")
