@@ -2,7 +2,7 @@
 # Issue 30 (where and when), training side: short fine-tunes of the bundled model (6 epochs; 3 for
 # splice_events, for the CPU time left that day), the bundled recipe (docs/results/README.md, recipe `dense`;
 # run "dense", 8 epochs) with one change each. hide_floor ran (docs/results/hide_floor); splice_events ran
-# too (docs/results/splice_events); floor_only (the floor without hide-and-seek) separates the two. Every run is
+# too (docs/results/splice_events); floor_only (the floor without hide-and-seek) and hide_only (hide-and-seek without the floor) separate the two. Every run is
 # calibrated on the training hold-out (decision threshold after training, then heard / seen
 # thresholds with `avscene calibrate`) and evaluated on val and val_shift (with per-class box figures,
 # docs/results/per_class_boxes.py); nothing is chosen on them.
@@ -14,11 +14,12 @@ RECIPE=(--preset small --batch-size 12 --seed 0 --device cpu --lr 0.0005 --patie
   --variant async --pre-opt visual_proposals=dense
   --aug-opt background_prob=0.5 --aug-opt 'background_snr_db=[-5,20]' --aug-opt negative_prob=0.1
   --aug-opt pitch_semitones=2 --aug-opt pitch_prob=0.5 --aug-opt warp=0.08)
-declare -A EPOCHS=([hide_floor]=6 [splice_events]=3 [floor_only]=6)
+declare -A EPOCHS=([hide_floor]=6 [splice_events]=3 [floor_only]=6 [hide_only]=6)
 declare -A CHANGE=(
   [hide_floor]="--aug-opt hide_prob=0.5 --aug-opt hide_patch=32 --visual-floor 0.5"
   [splice_events]="--model-opt event_head=true --splice-prob 0.3"
   [floor_only]="--visual-floor 0.5"
+  [hide_only]="--aug-opt hide_prob=0.5 --aug-opt hide_patch=32"
 )
 for name in "$@"; do
   out=runs/issue30/$name; doc=docs/results/$name; mkdir -p "$out" "$doc"
