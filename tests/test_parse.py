@@ -224,3 +224,59 @@ def test_calibration_scores_are_the_classify_pipelines(tiny_model_dir: Path, tmp
     assert np.allclose(audio, [[p.audio_score for p in ps] for ps in parses], atol=1e-6)
     assert np.allclose(visual, [[p.visual_score for p in ps] for ps in parses], atol=1e-6)
     assert np.allclose(fused, [[p.score for p in ps] for ps in parses], atol=1e-6)
+
+def test_calibrate_threshold_robust_pools_the_noisy_and_pure_noise_versions(tiny_model_dir: Path, tmp_path: Path,
+                                                                            capsys, monkeypatch) -> None:
+    """``calibrate --threshold robust`` scores each hold-out clip clean, under a background at 0 dB
+    and as that background alone (no frames, no label), and stores the threshold a hand-made score
+    set calls for; ``clean`` keeps to the clean clips."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    import avscene.tasks._pipeline as pipeline
+    from avscene.checkpoint.load import load_pretrained
+    from avscene.cli.app import main
+    from avscene.train import calibrate
+
+    model, _ = _calibration_fixture(tiny_model_dir, tmp_path, {"val_manifest": str(tmp_path / "val.csv"),
+                                                               "seed": 5})
+    (tmp_path / "val.csv").write_text("clip,labels\nc0,violin\nc1,drum\n")
+    n = -1.0
+    fused = {"c0": ([0.5, n, n], [0.35, n, n], [0.18, n, n]), "c1": ([n, 0.5, n], [n, 0.4, n], [n, n, n])}
+    tone = (0.1 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+    seen = []
+
+    def fake_variants(path, loaded, variants, **kw):
+        seen.append((Path(path).stem, [(v.edit(tone, 0) if v.edit else tone, v.video) for v in variants]))
+        rows = fused[Path(path).stem][: len(variants)]
+        return [SimpleNamespace(output=SimpleNamespace(scores=torch.tensor(r))) for r in rows]
+
+    monkeypatch.setattr(pipeline, "analyse_variants", fake_variants)
+    monkeypatch.setattr(calibrate, "holdout_modality_scores",  # the heard / seen step that follows
+                        lambda loaded, held, progress=None: tuple(np.zeros((len(held), 3)) for _ in range(3)))
+    before = (model / "config.json").read_text()
+    assert main(["calibrate", str(model), "--threshold", "robust", "--dry-run"]) == 0
+    shown = json.loads(capsys.readouterr().out)["threshold"]
+    assert (model / "config.json").read_text() == before and shown["written"] is None
+    # every decision right needs t >= 0.18 (c0's pure noise scores violin 0.18) and t < 0.35 (c0's
+    # noisy violin): the grid value of [0.18, 0.35) closest to 0 is 0.2; at the paper's 0 the pure
+    # noise is a false positive: 4 TP, 1 FP -> F1 8 / 9
+    assert shown["threshold"] == 0.2 and shown["n_inputs"] == 6 and shown["pools"] == "robust"
+    assert shown["f1_before"] == pytest.approx(8 / 9) and shown["f1_after"] == 1.0
+    power = float(np.mean(tone.astype(np.float64) ** 2))
+    for clip, versions in seen[:2]:
+        (clean, v0), (noisy, v1), (pure, v2) = versions
+        assert (v0, v1, v2) == (True, True, False)  # pure noise leaves the frames out
+        added = noisy.astype(np.float64) - clean
+        assert 10 * np.log10(power / np.mean(added ** 2)) == pytest.approx(0.0, abs=0.05)  # 0 dB over the clip
+        assert np.sqrt(np.mean(pure.astype(np.float64) ** 2)) == pytest.approx(np.sqrt(power), rel=0.02)
+    assert not np.allclose(seen[0][1][2][0], seen[1][1][2][0])  # each clip its own background
+    seen.clear()
+    assert main(["calibrate", str(model), "--threshold", "clean"]) == 0
+    shown = json.loads(capsys.readouterr().out)["threshold"]
+    assert [len(v) for _, v in seen[:2]] == [1, 1] and shown["n_inputs"] == 2
+    assert shown["threshold"] == 0.0  # clean only: [-1, 0.35) holds the paper's 0
+    assert load_pretrained(str(model)).config.decision_threshold == 0.0
+    assert main(["calibrate", str(model), "--threshold", "loud"]) != 0

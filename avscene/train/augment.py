@@ -172,6 +172,22 @@ def background_negative(clip: CachedClip, rng: np.random.Generator, *, sr: int) 
     return CachedClip(audio=audio, frames=frames, boxes=clip.boxes, frame_times=clip.frame_times)
 
 
+def holdout_background(audio: np.ndarray, i: int, *, seed: int, sr: int,
+                       snr_db: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``i``-th hold-out clip's audio under unfamiliar sound (training families only):
+    ``(noisy, pure)``, the audio with a background of family ``TRAIN_FAMILIES[i % n]`` (seeded by
+    ``(seed, i)``) at ``snr_db`` over the audio's own power, and that background alone at the
+    audio's RMS. One rule for model selection (:func:`holdout_backgrounds`) and for the fused
+    threshold's robust calibration (``train.calibrate.calibrate_fused``)."""
+    family = noise_bank.TRAIN_FAMILIES[i % len(noise_bank.TRAIN_FAMILIES)]
+    background = noise_bank.noise(family, len(audio), sr=sr, rng=np.random.default_rng([seed, i]))  # unit RMS
+    power = float(np.mean(np.square(audio, dtype=np.float64)))
+    level = np.float32(np.sqrt(power) if power > 0 else noise_bank.SILENT_RMS)
+    mixed = mix_at_snr(audio, background, snr_db)
+    return (np.clip(mixed, -1.0, 1.0).astype(np.float32),
+            np.clip(background * level, -1.0, 1.0).astype(np.float32))
+
+
 def holdout_backgrounds(clips: Sequence[CachedClip], *, seed: int, sr: int,
                         snr_db: float = 0.0) -> tuple[list[CachedClip], list[CachedClip]]:
     """The hold-out clips as model selection sees them under unfamiliar sound (training families only).
@@ -179,23 +195,18 @@ def holdout_backgrounds(clips: Sequence[CachedClip], *, seed: int, sr: int,
     Returns ``(noisy, pure)``: each clip with a background of the noise bank's training families
     at ``snr_db`` over its own audio, and each clip's pure-noise version (the same background at
     the clip's RMS, frames left out: an audio-only input, as the noise-stress protocol scores pure
-    noise). Clip ``i`` gets family ``TRAIN_FAMILIES[i % n]`` seeded by ``(seed, i)``, so every
-    epoch, rank and resumed run sees the same sets, and every training family is used.
+    noise), by :func:`holdout_background`. Clip ``i`` gets family ``TRAIN_FAMILIES[i % n]`` seeded
+    by ``(seed, i)``, so every epoch, rank and resumed run sees the same sets, and every training
+    family is used.
     """
     noisy, pure = [], []
     for i, clip in enumerate(clips):
         if clip.audio is None or not len(clip.audio):
             noisy.append(clip)
             continue
-        family = noise_bank.TRAIN_FAMILIES[i % len(noise_bank.TRAIN_FAMILIES)]
-        background = noise_bank.noise(family, len(clip.audio), sr=sr, rng=np.random.default_rng([seed, i]))  # unit RMS
-        power = float(np.mean(np.square(clip.audio, dtype=np.float64)))
-        level = np.float32(np.sqrt(power) if power > 0 else noise_bank.SILENT_RMS)
-        mixed = mix_at_snr(clip.audio, background, snr_db)
-        noisy.append(CachedClip(audio=np.clip(mixed, -1.0, 1.0).astype(np.float32), frames=clip.frames,
-                                boxes=clip.boxes, frame_times=clip.frame_times))
-        pure.append(CachedClip(audio=np.clip(background * level, -1.0, 1.0).astype(np.float32),
-                               frames=None, boxes=None, frame_times=None))
+        mixed, alone = holdout_background(clip.audio, i, seed=seed, sr=sr, snr_db=snr_db)
+        noisy.append(CachedClip(audio=mixed, frames=clip.frames, boxes=clip.boxes, frame_times=clip.frame_times))
+        pure.append(CachedClip(audio=alone, frames=None, boxes=None, frame_times=None))
     return noisy, pure
 
 

@@ -199,6 +199,77 @@ def calibrate_threshold(folder: str | Path, scores: np.ndarray, y: np.ndarray, c
     return t
 
 
+# ---- the fused threshold of an existing checkpoint (avscene calibrate --threshold)
+
+POOLS = {"clean": ("clean",), "robust": ("clean", "noisy", "pure")}  # as train.loop.SELECTIONS
+
+
+@dataclass(frozen=True)
+class FusedCalibration:
+    """The fused decision threshold ``calibrate --threshold`` chose and the hold-out's micro-F1 at it."""
+
+    threshold: float
+    previous: float  # the checkpoint's threshold before
+    pools: str
+    n_inputs: int  # hold-out inputs scored (clean clips, their noisy and pure-noise versions)
+    f1_before: float  # pooled micro-F1 at ``previous``
+    f1_after: float
+    written: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def holdout_pool_scores(loaded: LoadedModel, held: list[Example], *, pools: str = "robust", seed: int = 0,
+                        progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fused scores (N, C) and labels (N, C) bool of the hold-out ``pools`` by the inference pipeline:
+    each clip clean, and with ``robust`` also under a training-family background at 0 dB and as that
+    background alone (frames left out, no label), the versions model selection uses
+    (``train.augment.holdout_background``, clip ``i`` seeded by ``(seed, i)``). One decoding per clip."""
+    from avscene.tasks._pipeline import AudioVariant, analyse_variants
+    from avscene.train.augment import holdout_background
+
+    if pools not in POOLS:
+        raise UsageError(f"the threshold's hold-out pools must be one of {sorted(POOLS)}, got {pools!r}")
+    names = list(loaded.labels)
+    sr = loaded.preprocess.sample_rate
+    y_all = targets(held, names) > 0
+    scores, labels = [], []
+    for i, ex in enumerate(held):
+        variants = [AudioVariant()]
+        if pools == "robust" and loaded.config.uses_audio:
+            variants += [AudioVariant(edit=lambda a, _s, i=i: holdout_background(a, i, seed=seed, sr=sr)[0]),
+                         AudioVariant(edit=lambda a, _s, i=i: holdout_background(a, i, seed=seed, sr=sr)[1],
+                                      video=False)]
+        for k, a in enumerate(analyse_variants(ex.path, loaded, variants)):
+            scores.append(a.output.scores.numpy())
+            labels.append(y_all[i] if k < 2 else np.zeros(len(names), bool))  # pure noise: no label
+        if progress:
+            progress(i + 1, len(held))
+    return np.stack(scores), np.stack(labels)
+
+
+def calibrate_fused(model: str | Path, manifest: str | Path | None = None, *, pools: str = "robust",
+                    write: bool = True, device: str = "cpu",
+                    progress: Callable[[int, int], None] | None = None) -> FusedCalibration:
+    """Choose and (``write``) store a checkpoint folder's fused decision threshold on its training
+    hold-out's ``pools`` (:func:`holdout_pool_scores`; the choice is :func:`best_threshold`, as at the
+    end of training, whose ``--select`` names the same pools)."""
+    import dataclasses
+
+    model = Path(model)
+    config, held, loaded = holdout_and_model(model, manifest, device)
+    scores, y = holdout_pool_scores(loaded, held, pools=pools, seed=int(config["training"].get("seed", 0)),
+                                    progress=progress)
+    previous = loaded.config.decision_threshold
+    grid, default = search_grid(dataclasses.replace(loaded.config, threshold=None))
+    t = best_threshold(scores, y, default=default, grid=grid)
+    written = str(store_thresholds(model, threshold=t)) if write else None
+    return FusedCalibration(threshold=t, previous=previous, pools=pools, n_inputs=len(y),
+                            f1_before=micro_f1_at(scores, y, previous), f1_after=micro_f1_at(scores, y, t),
+                            written=written)
+
+
 # ---- the per-modality pair of an existing checkpoint (avscene calibrate)
 
 
