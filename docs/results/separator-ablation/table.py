@@ -84,6 +84,23 @@ def holdout_tables(method: str) -> None:
         print(f"| {c} | " + " | ".join(cells) + f" | {n} |")
 
 
+def default_method_table() -> None:
+    """Every method of the bundled model's hold-out report: the default is the best mean SDR over
+    both set kinds together (``evaluate-separation --pairs --holdout --set-default``)."""
+    rep = load("bundled", "holdout.json")
+    if rep is None:
+        return
+    print("\n### The default method: every method on the training hold-out (bundled model), mean SDR (dB)\n")
+    print("| method | two sources | one source | all |\n|---|---|---|---|")
+    rows = []
+    for label in rep["methods"]:
+        two = [s for r, s in items(rep, label) if r["kind"] in KINDS_TWO]
+        one = [s for r, s in items(rep, label) if r["kind"] in KINDS_ONE]
+        rows.append((statistics.fmean(two + one), label, two, one))
+    for _, label, two, one in sorted(rows, reverse=True):
+        print(f"| {label} | {mean(two)} | {mean(one)} | {mean(two + one)} |")
+
+
 def pairs_tables(split: str, method: str) -> None:
     label = METHODS[method]
     reps = {run: load(run, f"pairs_{split}.json") for run, _ in RUNS}
@@ -139,6 +156,7 @@ def main() -> None:
     print("Runs: " + "; ".join(f"`{r}`: {what}" for r, what in RUNS if (HERE / r).is_dir()))
     for m in methods:
         holdout_tables(m)
+    default_method_table()
     for split in ("val", "val_shift"):
         for m in methods:
             pairs_tables(split, m)
