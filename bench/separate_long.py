@@ -42,6 +42,8 @@ def cold_separate(path: Path, label: str, model: str | None, method: str | None)
         if not rec_path.exists():
             raise RuntimeError(f"separate failed: {proc.stderr[-2000:]}")
         rec = json.loads(rec_path.read_text())
+    if rec["exit_code"] != 0:
+        raise RuntimeError(f"separate exited {rec['exit_code']}: {proc.stderr[-2000:]}")
     return {"seconds": wall, "peak_rss_mb": rec["peak_rss_mb"], "exit_code": rec["exit_code"]}
 
 
