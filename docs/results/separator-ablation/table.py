@@ -50,6 +50,18 @@ def items(report: dict, method: str, metric: str = "sdr", **where) -> list[tuple
     return out
 
 
+def paired(rep: dict, base: dict, label: str, kinds: tuple[str, ...]) -> str:
+    """Mean ± standard error of the per-item SDR difference ``rep - base`` over the items of ``kinds``."""
+    def key(r: dict) -> tuple:
+        return r["set"], r["name"], r["label"], r["kind"], r["snr_db"]
+
+    ref = {key(r): s for r, s in items(base, label) if r["kind"] in kinds}
+    diff = [s - ref[key(r)] for r, s in items(rep, label) if r["kind"] in kinds and key(r) in ref]
+    if len(diff) < 2:
+        return "—"
+    return f"{statistics.fmean(diff):+.2f} ± {statistics.stdev(diff) / len(diff) ** 0.5:.2f} (n={len(diff)})"
+
+
 def holdout_tables(method: str) -> None:
     label = METHODS[method]
     print(f"\n### Training hold-out (`--pairs --holdout`), {method}: mean SDR (dB)\n")
@@ -65,6 +77,15 @@ def holdout_tables(method: str) -> None:
         si = [s for _, s in items(rep, label, "si_sdr")]
         print(f"| {run} | {mean(two)} (n={len(two)}) | {mean(one)} (n={len(one)}) | {mean(two + one)} "
               f"| {mean(sdri)} | {mean(si)} |")
+    base = load("bundled", "holdout.json")
+    if base is not None:
+        print(f"\nPaired difference from the bundled separator, {method} (same items; mean ± standard error, dB):\n")
+        print("| run | two sources | one source | all |\n|---|---|---|---|")
+        for run, _ in RUNS[1:]:
+            rep = load(run, "holdout.json")
+            if rep is not None:
+                print(f"| {run} | " + " | ".join(paired(rep, base, label, kinds) for kinds in
+                                                 (KINDS_TWO, KINDS_ONE, KINDS_TWO + KINDS_ONE)) + " |")
     print(f"\n### Training hold-out, {method}: mean SDR (dB) per pair kind and SNR\n")
     cols = [(k, s) for k in KINDS_TWO + KINDS_ONE for s in SNRS]
     print("| run | " + " | ".join(f"{k} {s:+.0f}" for k, s in cols) + " |\n|" + "---|" * (len(cols) + 1))
