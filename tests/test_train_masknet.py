@@ -303,3 +303,11 @@ def test_a_short_coseparation_training_separates_two_tones() -> None:
         for est, ref in zip(out.numpy(), (a, b)):
             gains.append(sdr(est, ref) - sdr(a + b, ref))
     assert min(gains) > 6, gains
+
+
+def test_train_separator_refuses_an_unknown_objective(tmp_path, capsys) -> None:
+    from avscene.cli.app import main
+
+    code = main(["train-separator", str(tmp_path / "model"), str(tmp_path / "labels.csv"), "--pair-fraction", "0.5",
+                 "--objective", "mixit"])
+    assert code == 2 and "objective" in capsys.readouterr().err
