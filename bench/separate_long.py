@@ -25,26 +25,21 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run import cold  # noqa: E402  (bench/run.py: one command in a process of its own)
+
 TARGET_PEAK_MB = 1.5 * 1024  # issue 31: at most 1.5 GB for a one-hour input
 
 
 def cold_separate(path: Path, label: str, model: str | None, method: str | None) -> dict[str, float]:
-    """``separate PATH --label LABEL`` in a fresh process: seconds, peak RSS (MB), exit code."""
+    """``separate PATH --label LABEL`` in a fresh process (``bench/run.py``'s ``cold``): seconds,
+    peak RSS (MB), exit code; a failed run is an error, not a figure."""
     with tempfile.TemporaryDirectory() as tmp:
-        rec_path = Path(tmp) / "r.json"
-        cmd = [sys.executable, str(HERE / "_child.py"), str(rec_path), "--", "separate", str(path), "--label", label,
-               "-o", f"{tmp}/s.wav", "--json", "--offline", "--device", "cpu"]
-        cmd += ["--model", model] if model else []
-        cmd += ["--method", method] if method else []
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if not rec_path.exists():
-            raise RuntimeError(f"separate failed: {proc.stderr[-2000:]}")
-        rec = json.loads(rec_path.read_text())
+        args = ["separate", str(path), "--label", label, "-o", f"{tmp}/s.wav", "--json"]
+        rec = cold(args + (["--method", method] if method else []), model)
     if rec["exit_code"] != 0:
-        raise RuntimeError(f"separate exited {rec['exit_code']}: {proc.stderr[-2000:]}")
-    return {"seconds": wall, "peak_rss_mb": rec["peak_rss_mb"], "exit_code": rec["exit_code"]}
+        raise RuntimeError(f"separate exited {rec['exit_code']}")
+    return rec
 
 
 def warm_methods(clip: Path, label: str, model: str | None, repeat: int) -> dict[str, float]:

@@ -137,19 +137,37 @@ def test_outputs_and_residual_add_up_to_the_mixture() -> None:
     torch.testing.assert_close(outputs.sum(0) + residual, mixture, atol=1e-6, rtol=0)
 
 
-def test_a_short_training_separates_two_tones(tmp_path) -> None:
-    """Mix-and-separate of two tone 'classes' (~300 steps, a tiny network): the held-out toy
-    mixtures (other pitches, phases and ratios) gain more than 6 dB of SDR."""
+def tone(f: float, r: np.random.Generator) -> np.ndarray:
+    """A 2-s toy 'instrument': a tone at ``f`` Hz (random phase) and its octave."""
+    t = np.arange(2 * SR) / SR
+    return (0.2 * np.sin(2 * np.pi * f * t + r.uniform(0, 6.3)) + 0.1 * np.sin(4 * np.pi * f * t)).astype(np.float32)
+
+
+def _toy_gains(net) -> list[float]:
+    """SDR improvements (dB) of ``net``'s classes 0 (low) and 1 (high) on held-out toy mixtures
+    (other pitches, phases and ratios than the training tones)."""
     import torch
 
     from avscene.train.masknet import separate_classes
     from avscene.train.metrics_sep import sdr
 
-    rng = np.random.default_rng(0)
-    t = np.arange(2 * SR) / SR
+    test = np.random.default_rng(99)
+    gains = []
+    for f_low, f_high, ratio_db in ((310, 1550, -5.0), (330, 1650, 0.0), (290, 1750, 5.0)):
+        a, b = tone(f_low, test), tone(f_high, test) * 10 ** (-ratio_db / 20)
+        with torch.no_grad():
+            out, _ = separate_classes(net, torch.from_numpy(a + b), [0, 1])
+        for est, ref in zip(out.numpy(), (a, b)):
+            gains.append(sdr(est, ref) - sdr(a + b, ref))
+    return gains
 
-    def tone(f, r):
-        return (0.2 * np.sin(2 * np.pi * f * t + r.uniform(0, 6.3)) + 0.1 * np.sin(4 * np.pi * f * t)).astype(np.float32)
+
+def test_a_short_training_separates_two_tones(tmp_path) -> None:
+    """Mix-and-separate of two tone 'classes' (~300 steps, a tiny network): the held-out toy
+    mixtures (other pitches, phases and ratios) gain more than 6 dB of SDR."""
+    import torch
+
+    rng = np.random.default_rng(0)
 
     audio = [tone(f, rng) for f in (300, 320, 340)] + [tone(f, rng) for f in (1500, 1600, 1700)]
     pool = TrainingPool(audio=audio, names=[str(i) for i in range(6)],
@@ -166,14 +184,7 @@ def test_a_short_training_separates_two_tones(tmp_path) -> None:
     finally:
         torch.set_num_threads(threads)
     assert summary["pairs"]["assessor_weight"] == 0.01
-    test = np.random.default_rng(99)
-    gains = []
-    for f_low, f_high, ratio_db in ((310, 1550, -5.0), (330, 1650, 0.0), (290, 1750, 5.0)):
-        a, b = tone(f_low, test), tone(f_high, test) * 10 ** (-ratio_db / 20)
-        with torch.no_grad():
-            out, _ = separate_classes(net, torch.from_numpy(a + b), [0, 1])
-        for est, ref in zip(out.numpy(), (a, b)):
-            gains.append(sdr(est, ref) - sdr(a + b, ref))
+    gains = _toy_gains(net)
     assert min(gains) > 6, gains
 
 
@@ -270,15 +281,9 @@ def test_a_short_coseparation_training_separates_two_tones() -> None:
     more than 6 dB of SDR; one 'low' clip is a two-label clip (low + a class never heard alone)."""
     import torch
 
-    from avscene.train.masknet import separate_classes
     from avscene.train.masknet_data import ClipPool
-    from avscene.train.metrics_sep import sdr
 
     rng = np.random.default_rng(0)
-    t = np.arange(2 * SR) / SR
-
-    def tone(f, r):
-        return (0.2 * np.sin(2 * np.pi * f * t + r.uniform(0, 6.3)) + 0.1 * np.sin(4 * np.pi * f * t)).astype(np.float32)
 
     audio = [tone(f, rng) for f in (300, 320, 340)] + [tone(f, rng) for f in (1500, 1600, 1700)]
     clips = ClipPool(audio=audio, labels=[("low",), ("low",), ("low", "other")] + [("high",)] * 3,
@@ -294,14 +299,7 @@ def test_a_short_coseparation_training_separates_two_tones() -> None:
     finally:
         torch.set_num_threads(threads)
     assert summary["pairs"]["objective"] == "coseparation"
-    test = np.random.default_rng(99)
-    gains = []
-    for f_low, f_high, ratio_db in ((310, 1550, -5.0), (330, 1650, 0.0), (290, 1750, 5.0)):
-        a, b = tone(f_low, test), tone(f_high, test) * 10 ** (-ratio_db / 20)
-        with torch.no_grad():
-            out, _ = separate_classes(net, torch.from_numpy(a + b), [0, 1])
-        for est, ref in zip(out.numpy(), (a, b)):
-            gains.append(sdr(est, ref) - sdr(a + b, ref))
+    gains = _toy_gains(net)
     assert min(gains) > 6, gains
 
 

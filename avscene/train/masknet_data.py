@@ -376,6 +376,28 @@ class MixtureSampler:
                 torch.tensor([self.labels.index(x.label) for x in items]))
 
 
+def mix_two(xa: np.ndarray, xb: np.ndarray, rng: np.random.Generator, opts: MixOptions,
+            background: Callable[[], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Two segments at a random A-to-B ratio (``opts.snr_pair``), with a background-only segment
+    (drawn by ``background``) at ``opts.background_prob``, the whole scaled to a random level.
+
+    Returns:
+        ``(mixture (L,), sources (2, L), whether a background was added)``, float32: the sources as
+        they are in the mixture (the background in neither).
+    """
+    o = opts
+    gb = math.sqrt(power(xa) / (power(xb) * 10 ** (rng.uniform(*o.snr_pair) / 10)))
+    sources = np.stack([xa, xb * gb]).astype(np.float64)
+    m = sources.sum(axis=0)
+    added = bool(background is not None and o.background_prob > 0 and rng.random() < o.background_prob)
+    if added:
+        bg = background().astype(np.float64)
+        if power(bg) > 0:
+            m = m + bg * math.sqrt(power(m) / (power(bg) * 10 ** (rng.uniform(*o.snr_background) / 10)))
+    g = math.sqrt(10 ** (rng.uniform(*o.level_db) / 10) / max(power(m), EPS))
+    return (m * g).astype(np.float32), (sources * g).astype(np.float32), added
+
+
 @dataclass(frozen=True)
 class PairMixture:
     """Two clips' segments mixed (and a background): each segment is the target of its class."""
@@ -420,18 +442,12 @@ class PairSampler:
         xa, xb = self._piece(sa, rng), self._piece(sb, rng)
         if power(xa) <= 0 or power(xb) <= 0:  # pragma: no cover - a digitally silent anchor
             return self.sample(rng)
-        gb = math.sqrt(power(xa) / (power(xb) * 10 ** (rng.uniform(*o.snr_pair) / 10)))
-        sources = np.stack([xa, xb * gb]).astype(np.float64)
-        m = sources.sum(axis=0)
-        background = bool(o.background_prob > 0 and self.pool.background and rng.random() < o.background_prob)
-        if background:
+        def background() -> np.ndarray:
             bgs = [s for s in self.pool.background if s.clip not in (sa.clip, sb.clip)] or self.pool.background
-            bg = self._piece(bgs[int(rng.integers(len(bgs)))], rng).astype(np.float64)
-            if power(bg) > 0:
-                m = m + bg * math.sqrt(power(m) / (power(bg) * 10 ** (rng.uniform(*o.snr_background) / 10)))
-        g = math.sqrt(10 ** (rng.uniform(*o.level_db) / 10) / max(power(m), EPS))
-        return PairMixture((m * g).astype(np.float32), (sources * g).astype(np.float32), (a, b),
-                           (sa.clip, sb.clip), background)
+            return self._piece(bgs[int(rng.integers(len(bgs)))], rng)
+
+        m, sources, added = mix_two(xa, xb, rng, o, background if self.pool.background else None)
+        return PairMixture(m, sources, (a, b), (sa.clip, sb.clip), added)
 
     def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``n`` pairs: mixture (n, L), sources (n, 2, L) and their class indices (n, 2)."""
@@ -518,18 +534,14 @@ class CoSeparationSampler:
         xa, xb = self._piece(i, rng), self._piece(j, rng)
         if power(xa) <= 0 or power(xb) <= 0:  # pragma: no cover - a digitally silent crop
             return self.sample(rng)
-        gb = math.sqrt(power(xa) / (power(xb) * 10 ** (rng.uniform(*o.snr_pair) / 10)))
-        sources = np.stack([xa, xb * gb]).astype(np.float64)
-        m = sources.sum(axis=0)
         bgs = self.background.background if self.background is not None else []
-        if o.background_prob > 0 and bgs and rng.random() < o.background_prob:
+
+        def background() -> np.ndarray:
             seg = bgs[int(rng.integers(len(bgs)))]
-            bg = _perturb(crop(self.background.audio[seg.clip], seg, self.length, rng), rng, o).astype(np.float64)
-            if power(bg) > 0:
-                m = m + bg * math.sqrt(power(m) / (power(bg) * 10 ** (rng.uniform(*o.snr_background) / 10)))
-        g = math.sqrt(10 ** (rng.uniform(*o.level_db) / 10) / max(power(m), EPS))
-        return CoSeparationMixture((m * g).astype(np.float32), (sources * g).astype(np.float32),
-                                   (self.pool.heard[i], self.pool.heard[j]), (i, j))
+            return _perturb(crop(self.background.audio[seg.clip], seg, self.length, rng), rng, o)
+
+        m, sources, _ = mix_two(xa, xb, rng, o, background if bgs else None)
+        return CoSeparationMixture(m, sources, (self.pool.heard[i], self.pool.heard[j]), (i, j))
 
     def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``n`` mixtures: mixture (n, L), sources (n, 2, L) and the class indices queried for each
@@ -564,4 +576,4 @@ __all__ = ["ACTIVE_LEVEL", "HOLDOUT_EVERY", "MAX_CLIP_CLASSES", "MIN_ANCHOR_SNR_
            "CoSeparationSampler", "MixOptions", "MixtureSampler", "PairMixture",
            "PairSampler", "QUIET_LEVEL",
            "SAMPLE_RATE", "Segment", "TrainingMixture", "TrainingPool", "activity_runs", "anchor_snr_db", "build_clip_pool", "build_pool",
-           "crop", "decode_manifest", "keep_clean_anchors", "mix", "power", "window_scores"]
+           "crop", "decode_manifest", "keep_clean_anchors", "mix", "mix_two", "power", "window_scores"]
