@@ -62,6 +62,23 @@ def paired(rep: dict, base: dict, label: str, kinds: tuple[str, ...]) -> str:
     return f"{statistics.fmean(diff):+.2f} ± {statistics.stdev(diff) / len(diff) ** 0.5:.2f} (n={len(diff)})"
 
 
+STEPS = (  # (run, the run it adds one ingredient to)
+    ("anchors", "bundled"), ("pairs", "anchors"), ("pairs-overlap", "pairs"),
+    ("pairs-assessor", "pairs-overlap"), ("coseparation", "pairs-overlap"),
+)
+
+
+def ingredient_table(method: str) -> None:
+    """Each ingredient's effect: the paired difference between a run and the run it adds to."""
+    label = METHODS[method]
+    print(f"\n### Training hold-out, {method}: what each ingredient adds (paired difference, mean ± standard error, dB)\n")
+    print("| run | against | two sources | one source |\n|---|---|---|---|")
+    for run, base in STEPS:
+        rep, ref = load(run, "holdout.json"), load(base, "holdout.json")
+        if rep is not None and ref is not None:
+            print(f"| {run} | {base} | {paired(rep, ref, label, KINDS_TWO)} | {paired(rep, ref, label, KINDS_ONE)} |")
+
+
 def holdout_tables(method: str) -> None:
     label = METHODS[method]
     print(f"\n### Training hold-out (`--pairs --holdout`), {method}: mean SDR (dB)\n")
@@ -177,6 +194,7 @@ def main() -> None:
     print("Runs: " + "; ".join(f"`{r}`: {what}" for r, what in RUNS if (HERE / r).is_dir()))
     for m in methods:
         holdout_tables(m)
+        ingredient_table(m)
     default_method_table()
     for split in ("val", "val_shift"):
         for m in methods:
