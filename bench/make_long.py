@@ -2,6 +2,7 @@
 
     python bench/make_long.py long/long_60min.mp4 --minutes 60
     python bench/make_long.py long/long_10min.mp4 --minutes 10
+    python bench/make_long.py long/long_60min.m4a --minutes 60 --fps 0   # the audio alone
 
 H.264 (x264 ultrafast, yuv420p) at a low frame rate (default 2 fps: 7,200 frames an hour,
 so an hour encodes in a few minutes on 2 cores) at 1280x720, with AAC audio (default
@@ -71,13 +72,15 @@ def _audio_second(second: int, rate: int, channels: int, rng: np.random.Generato
 
 
 def write_long(path: Path, *, seconds: int, fps: int, audio_rate: int, channels: int) -> None:
-    """Write ``seconds`` of video at ``fps`` with AAC audio to ``path``."""
+    """Write ``seconds`` of video at ``fps`` with AAC audio to ``path`` (``fps`` 0: the audio alone,
+    e.g. an .m4a for ``separate``, which reads only the audio)."""
     rng = np.random.default_rng(0)
     base = _background()
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps, options=dict(X264_OPTIONS))
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        video.codec_context.time_base = Fraction(1, fps)
+        video = out.add_stream("libx264", rate=fps, options=dict(X264_OPTIONS)) if fps else None
+        if video is not None:
+            video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+            video.codec_context.time_base = Fraction(1, fps)
         audio = out.add_stream("aac", rate=audio_rate, layout="stereo" if channels == 2 else "mono")
         resampler = av.AudioResampler(format="fltp", layout=audio.layout, rate=audio_rate,
                                       frame_size=audio.codec_context.frame_size or 1024)
@@ -96,14 +99,15 @@ def write_long(path: Path, *, seconds: int, fps: int, audio_rate: int, channels:
         for f in resampler.resample(None):
             out.mux(audio.encode(f))
         out.mux(audio.encode(None))
-        out.mux(video.encode(None))
+        if video is not None:
+            out.mux(video.encode(None))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output .mp4 (put it outside the repository)")
     ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--fps", type=int, default=2)
+    ap.add_argument("--fps", type=int, default=2, help="frames per second (0: no video stream, audio only)")
     ap.add_argument("--audio-rate", type=int, default=44100)
     ap.add_argument("--channels", type=int, choices=(1, 2), default=2)
     args = ap.parse_args(argv)

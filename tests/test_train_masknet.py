@@ -137,19 +137,37 @@ def test_outputs_and_residual_add_up_to_the_mixture() -> None:
     torch.testing.assert_close(outputs.sum(0) + residual, mixture, atol=1e-6, rtol=0)
 
 
-def test_a_short_training_separates_two_tones(tmp_path) -> None:
-    """Mix-and-separate of two tone 'classes' (~300 steps, a tiny network): the held-out toy
-    mixtures (other pitches, phases and ratios) gain more than 6 dB of SDR."""
+def tone(f: float, r: np.random.Generator) -> np.ndarray:
+    """A 2-s toy 'instrument': a tone at ``f`` Hz (random phase) and its octave."""
+    t = np.arange(2 * SR) / SR
+    return (0.2 * np.sin(2 * np.pi * f * t + r.uniform(0, 6.3)) + 0.1 * np.sin(4 * np.pi * f * t)).astype(np.float32)
+
+
+def _toy_gains(net) -> list[float]:
+    """SDR improvements (dB) of ``net``'s classes 0 (low) and 1 (high) on held-out toy mixtures
+    (other pitches, phases and ratios than the training tones)."""
     import torch
 
     from avscene.train.masknet import separate_classes
     from avscene.evaluation.metrics.separation import sdr
 
-    rng = np.random.default_rng(0)
-    t = np.arange(2 * SR) / SR
+    test = np.random.default_rng(99)
+    gains = []
+    for f_low, f_high, ratio_db in ((310, 1550, -5.0), (330, 1650, 0.0), (290, 1750, 5.0)):
+        a, b = tone(f_low, test), tone(f_high, test) * 10 ** (-ratio_db / 20)
+        with torch.no_grad():
+            out, _ = separate_classes(net, torch.from_numpy(a + b), [0, 1])
+        for est, ref in zip(out.numpy(), (a, b)):
+            gains.append(sdr(est, ref) - sdr(a + b, ref))
+    return gains
 
-    def tone(f, r):
-        return (0.2 * np.sin(2 * np.pi * f * t + r.uniform(0, 6.3)) + 0.1 * np.sin(4 * np.pi * f * t)).astype(np.float32)
+
+def test_a_short_training_separates_two_tones(tmp_path) -> None:
+    """Mix-and-separate of two tone 'classes' (~300 steps, a tiny network): the held-out toy
+    mixtures (other pitches, phases and ratios) gain more than 6 dB of SDR."""
+    import torch
+
+    rng = np.random.default_rng(0)
 
     audio = [tone(f, rng) for f in (300, 320, 340)] + [tone(f, rng) for f in (1500, 1600, 1700)]
     pool = TrainingPool(audio=audio, names=[str(i) for i in range(6)],
@@ -166,12 +184,128 @@ def test_a_short_training_separates_two_tones(tmp_path) -> None:
     finally:
         torch.set_num_threads(threads)
     assert summary["pairs"]["assessor_weight"] == 0.01
-    test = np.random.default_rng(99)
-    gains = []
-    for f_low, f_high, ratio_db in ((310, 1550, -5.0), (330, 1650, 0.0), (290, 1750, 5.0)):
-        a, b = tone(f_low, test), tone(f_high, test) * 10 ** (-ratio_db / 20)
-        with torch.no_grad():
-            out, _ = separate_classes(net, torch.from_numpy(a + b), [0, 1])
-        for est, ref in zip(out.numpy(), (a, b)):
-            gains.append(sdr(est, ref) - sdr(a + b, ref))
+    gains = _toy_gains(net)
     assert min(gains) > 6, gains
+
+
+# --------------------------------------------------------------------------- co-separation
+
+
+def _toy_spectra():
+    """Two 'clips' in disjoint bins of a (1, F=4, T=3) spectrogram: A holds bins 0-1, B bins 2-3."""
+    import torch
+
+    a = torch.zeros(1, 4, 3)
+    a[:, :2] = 1.0
+    b = torch.zeros(1, 4, 3)
+    b[:, 2:] = 2.0
+    return a, b, a + b
+
+
+def test_the_coseparation_loss_is_zero_for_a_perfect_separation_and_positive_when_swapped() -> None:
+    import torch
+
+    from avscene.train.masknet import coseparation_loss
+
+    a, b, mix = _toy_spectra()
+    clip_mags = torch.stack([a, b], dim=1)  # (1, 2, F, T)
+    in_a, in_b = (a > 0).float(), (b > 0).float()
+    # clip A has two classes that split its bins in any way; clip B one class (its second slot unused)
+    split = torch.zeros(1, 2, 2, 4, 3)
+    split[0, 0, 0, 0], split[0, 0, 1, 1] = 1.0, 1.0  # A's two classes: one bin each, adding up to A
+    split[0, 1, 0] = in_b[0]
+    split[0, 1, 1] = 0.7  # B's unused slot: ignored
+    queried = torch.tensor([[[True, True], [True, False]]])
+    assert coseparation_loss(split, queried, mix, clip_mags).item() == 0.0
+    swapped = torch.zeros(1, 2, 2, 4, 3)
+    swapped[0, 0, 0], swapped[0, 1, 0] = in_b[0], in_a[0]  # each clip's class returns the other clip
+    assert coseparation_loss(swapped, torch.tensor([[[True, False], [True, False]]]), mix, clip_mags).item() > 0.5
+    half = torch.full((1, 2, 2, 4, 3), 0.5)  # the mixture halved for both: between the two
+    one = torch.tensor([[[True, False], [True, False]]])
+    assert 0 < coseparation_loss(half, one, mix, clip_mags).item() < \
+        coseparation_loss(swapped, one, mix, clip_mags).item()
+
+
+def _clip_pool():
+    from avscene.train.masknet_data import ClipPool
+
+    rng = np.random.default_rng(2)
+    audio = [(0.1 * rng.standard_normal(2 * SR)).astype(np.float32) for _ in range(4)]
+    return ClipPool(audio=audio, labels=[("a",), ("b",), ("a", "c"), ("c", "d")],
+                    heard=[("a",), ("b",), ("a", "c"), ("d",)],
+                    active=[[(0, 2 * SR)], [(0, SR)], [(SR, 2 * SR)], [(0, 2 * SR)]])
+
+
+def test_coseparation_mixes_clips_with_disjoint_labels_deterministically() -> None:
+    from avscene.train.masknet_data import CoSeparationSampler
+
+    pool = _clip_pool()
+    labels = ["a", "b", "c", "d"]
+    sampler = CoSeparationSampler(pool, labels, MixOptions(segment_seconds=0.25, background_prob=0.0))
+    first, again = (sampler.batch(np.random.default_rng(0), 3) for _ in range(2))
+    assert all(torch_equal(x, y) for x, y in zip(first, again))
+    rng = np.random.default_rng(5)
+    pairs = set()
+    for _ in range(200):
+        x = sampler.sample(rng)
+        i, j = x.clips
+        assert not set(pool.labels[i]) & set(pool.labels[j]), x.clips  # 'c' shared by clips 2 and 3
+        assert x.classes == (pool.heard[i], pool.heard[j])
+        np.testing.assert_allclose(x.sources.sum(axis=0), x.mixture, atol=1e-6)  # no background: A + B
+        pairs.add(frozenset(x.clips))
+    assert pairs == {frozenset(p) for p in ((0, 1), (0, 3), (1, 2), (1, 3))}
+    m, s, c = sampler.batch(np.random.default_rng(1), 40)
+    assert s.shape == (40, 2, m.shape[1]) and c.shape == (40, 2, 2)
+    for row in c:  # each clip's heard classes, -1 after them
+        for side in row:
+            names = tuple(labels[k] for k in side.tolist() if k >= 0)
+            assert names in pool.heard and (side >= 0).tolist() == sorted((side >= 0).tolist(), reverse=True)
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return bool(torch.equal(x, y))
+
+
+def test_coseparation_options_are_validated() -> None:
+    for bad in ({"objective": "mixit"}, {"objective": "coseparation"},  # no pairs in the batch
+                {"objective": "coseparation", "pair_fraction": 0.5, "assessor_weight": 0.1}):
+        with pytest.raises(UsageError):
+            MaskNetTrainOptions(**bad)
+    MaskNetTrainOptions(objective="coseparation", pair_fraction=0.5, overlap_weight=1.0)
+
+
+def test_a_short_coseparation_training_separates_two_tones() -> None:
+    """Co-separation of two tone 'clips' (~300 steps, a tiny network): held-out toy mixtures gain
+    more than 6 dB of SDR; one 'low' clip is a two-label clip (low + a class never heard alone)."""
+    import torch
+
+    from avscene.train.masknet_data import ClipPool
+
+    rng = np.random.default_rng(0)
+
+    audio = [tone(f, rng) for f in (300, 320, 340)] + [tone(f, rng) for f in (1500, 1600, 1700)]
+    clips = ClipPool(audio=audio, labels=[("low",), ("low",), ("low", "other")] + [("high",)] * 3,
+                     heard=[("low",)] * 3 + [("high",)] * 3, active=[[(0, 2 * SR)]] * 6)
+    opts = MaskNetTrainOptions(steps=300, batch=4, lr=3e-3, hidden=16, blocks=2, log_every=1000, eval_every=10**6,
+                               holdout_mixtures=0, pair_fraction=1.0, overlap_weight=1.0, objective="coseparation",
+                               mix=MixOptions(segment_seconds=0.5, background_prob=0.0, speed=0.03, eq_db=3.0))
+    empty = TrainingPool(audio=[], names=[], anchors={}, background=[])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net, summary = train_mask_net(empty, None, ["low", "high", "other"], opts, clip_pool=clips)
+    finally:
+        torch.set_num_threads(threads)
+    assert summary["pairs"]["objective"] == "coseparation"
+    gains = _toy_gains(net)
+    assert min(gains) > 6, gains
+
+
+def test_train_separator_refuses_an_unknown_objective(tmp_path, capsys) -> None:
+    from avscene.cli.app import main
+
+    code = main(["train-separator", str(tmp_path / "model"), str(tmp_path / "labels.csv"), "--pair-fraction", "0.5",
+                 "--objective", "mixit"])
+    assert code == 2 and "objective" in capsys.readouterr().err

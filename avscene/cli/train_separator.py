@@ -50,6 +50,10 @@ def train_separator_cmd(
                                                    "on the pairs (the checkpoint's audio network, frozen).")] = 0.0,
     overlap_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the mixture-consistency loss on the "
                                                   "pairs (the two masks claim no more than the mixture).")] = 0.0,
+    objective: Annotated[str, typer.Option(help="What the pairs (--pair-fraction) ask for: 'mix-and-separate' "
+                                           "(each queried class returns its own clip) or 'coseparation' (two "
+                                           "clips with disjoint labels, two-label clips too; the classes of "
+                                           "each clip must add up to it).")] = "mix-and-separate",
     fine_tune: Annotated[bool, typer.Option("--fine-tune", help="Start from the checkpoint's mask network.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and of the mixtures.")] = 0,
     log: Annotated[Optional[Path], typer.Option(help="Append the training log (JSON lines) here.")] = None,
@@ -66,7 +70,7 @@ def train_separator_cmd(
                                mix=MixOptions(background_prob=background_prob, other_prob=other_prob),
                                self_train_steps=self_train_steps, min_anchor_snr_db=min_anchor_snr,
                                pair_fraction=pair_fraction, assessor_weight=assessor_weight,
-                               overlap_weight=overlap_weight, fine_tune=fine_tune)
+                               overlap_weight=overlap_weight, fine_tune=fine_tune, objective=objective)
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
     with Progress(console=Console(stderr=True), transient=True) as bar:

@@ -18,6 +18,11 @@ segment; the same mask loss for both queries, plus
   0.96-s windows, as its MIL does). Its gradient is about 100× the mask loss's on avbench
   pairs (and Adam follows the larger one), so its weight is small (0.01–0.02); with the
   assessor alone (weight 1 on a toy two-tone problem) nothing is learnt;
+* **co-separation** (``objective="coseparation"``, Gao & Grauman, ICCV 2019;
+  :func:`coseparation_loss`): the pairs are two clips with disjoint label sets, two-label clips
+  included (:class:`~avscene.train.masknet_data.CoSeparationSampler`), and what the classes of
+  one clip return must add up to that clip (no per-class target: MixIT's assignment, known from
+  the labels); the mixture consistency below applies to all the queried classes;
 * **mixture consistency** (:func:`overlap_loss`, ``overlap_weight``): the outputs of the two
   classes plus a residual sum to the mixture (:func:`separate_classes`, the residual what is
   left); the loss keeps the residual non-negative, i.e. the two masks from claiming more than
@@ -48,12 +53,15 @@ from avscene.errors import UsageError
 from avscene.train.masknet_data import (
     EPS,
     MIN_ANCHOR_SNR_DB,
+    ClipPool,
+    CoSeparationSampler,
     MixOptions,
     MixtureSampler,
     PairMixture,
     PairSampler,
     TrainingMixture,
     TrainingPool,
+    build_clip_pool,
     build_pool,
     decode_manifest,
     keep_clean_anchors,
@@ -67,6 +75,7 @@ if TYPE_CHECKING:
 WARMUP_FRACTION = 0.05  # of the steps, rising to the peak learning rate (one-cycle schedule)
 MIN_WARMUP_STEPS = 2  # OneCycleLR divides by (warm-up steps - 1): a warm-up of exactly one step fails
 SELF_TRAIN_LR_DIVISOR = 3
+OBJECTIVES = ("mix-and-separate", "coseparation")  # the pairs: each class its clip / each clip's classes sum to it
 SCORER_RMS = 0.1  # outputs are scaled to this RMS (-20 dBFS, the training clips' level) before the assessor scores them  # the second round's peak learning rate is the first's over this
 
 # --------------------------------------------------------------------------- loss
@@ -87,6 +96,25 @@ def overlap_loss(masks: torch.Tensor, mix_mag: torch.Tensor) -> torch.Tensor:
     magnitude-weighted excess ``relu(Σ_k m_k - 1)``; zero when the outputs leave a non-negative residual."""
     excess = torch.relu(masks.sum(dim=1) - 1)
     return (mix_mag * excess).sum() / mix_mag.sum().clamp_min(EPS)
+
+
+def coseparation_loss(masks: torch.Tensor, queried: torch.Tensor, mix_mag: torch.Tensor,
+                      clip_mags: torch.Tensor) -> torch.Tensor:
+    """Co-separation (Gao & Grauman, ICCV 2019): the classes of one clip, separated from a mixture
+    of two clips, must add up to that clip.
+
+    Args:
+        masks: (B, 2, K, F, T) the masks of up to K classes of each of the two clips.
+        queried: (B, 2, K) bool, which of them were asked for (the others are ignored).
+        mix_mag: (B, F, T) the mixture's magnitude.
+        clip_mags: (B, 2, F, T) each clip's magnitude as it is in the mixture.
+
+    Returns:
+        :func:`mask_loss` between each clip's summed mask ``Σ_k m_k`` and its ideal ratio mask:
+        zero when the masks of each clip's classes add up to it, whichever way they divide it.
+    """
+    sums = (masks * queried[..., None, None].to(masks.dtype)).sum(dim=2)  # (B, 2, F, T)
+    return mask_loss(sums, mix_mag[:, None].expand_as(clip_mags), clip_mags)
 
 
 def assessor_loss(scores: torch.Tensor, present: torch.Tensor, absent: torch.Tensor, *,
@@ -170,6 +198,7 @@ class MaskNetTrainOptions:
     overlap_weight: float = 0.0  # weight of the mixture-consistency loss on the pairs
     assessor_margin: float = 0.0  # the assessor's hinge margin
     fine_tune: bool = False  # start from the checkpoint's mask network (train_mask_net_for)
+    objective: str = "mix-and-separate"  # what the pairs ask for: one of OBJECTIVES
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "hidden", "blocks", "log_every", "eval_every"):
@@ -184,6 +213,11 @@ class MaskNetTrainOptions:
             raise UsageError(f"pair_fraction must be in [0, 1], got {self.pair_fraction}")
         if min(self.assessor_weight, self.overlap_weight) < 0:
             raise UsageError("assessor_weight and overlap_weight must be >= 0")
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.objective == "coseparation" and (self.pairs_per_batch == 0 or self.assessor_weight > 0):
+            raise UsageError("the coseparation objective needs pair_fraction > 0 (a share of each batch of "
+                             "at least one mixture) and no assessor (assessor_weight 0)")
 
     @property
     def pairs_per_batch(self) -> int:
@@ -276,11 +310,30 @@ def _pair_losses(net: MaskNet, mixture: torch.Tensor, sources: torch.Tensor, cla
     return out
 
 
+def _coseparation_losses(net: MaskNet, mixture: torch.Tensor, sources: torch.Tensor, classes: torch.Tensor,
+                         ) -> dict[str, torch.Tensor]:
+    """The losses of a batch of co-separation mixtures: mixture (P, L), sources (P, 2, L), classes
+    (P, 2, K) with -1 where a clip has fewer classes: ``mask`` (:func:`coseparation_loss`) and
+    ``overlap`` (:func:`overlap_loss` over every queried class of the mixture)."""
+    P, L = mixture.shape
+    K = classes.shape[2]
+    X, mag = _stft_mag(mixture, net.cfg.n_fft, net.cfg.hop)  # (P, F, T)
+    F, T = mag.shape[1:]
+    queried = classes >= 0
+    rows = queried.reshape(P, 2 * K).nonzero()  # (Q, 2): mixture, query
+    masks = torch.zeros(P, 2 * K, F, T, dtype=mag.dtype)
+    masks[rows[:, 0], rows[:, 1]] = net(mag[rows[:, 0]], classes.reshape(P, 2 * K)[rows[:, 0], rows[:, 1]])
+    _, cmag = _stft_mag(sources.reshape(2 * P, L), net.cfg.n_fft, net.cfg.hop)
+    return {"mask": coseparation_loss(masks.reshape(P, 2, K, F, T), queried, mag, cmag.reshape(P, 2, F, T)),
+            "overlap": overlap_loss(masks, mag)}
+
+
 def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Sequence[str],
                     opts: MaskNetTrainOptions = MaskNetTrainOptions(), *, log_path: Path | None = None,
                     teacher: MaskNet | None = None, init: MaskNet | None = None,
                     pair_pool: TrainingPool | None = None, pair_holdout: TrainingPool | None = None,
                     scorer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    clip_pool: ClipPool | None = None,
                     progress: Callable[[int, int, float], None] | None = None) -> tuple[MaskNet, dict]:
     """Train a :class:`~avscene.nn.masknet.MaskNet` on mixtures drawn from ``pool`` (one round).
 
@@ -291,7 +344,9 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
 
     With ``opts.pair_fraction``, that share of each batch is pairs of two clips drawn from
     ``pair_pool`` (default ``pool``; hold-out pairs from ``pair_holdout``, default ``holdout``),
-    scored by ``scorer`` (:func:`audio_scorer`) for the assessor loss.
+    scored by ``scorer`` (:func:`audio_scorer`) for the assessor loss. With ``opts.objective ==
+    "coseparation"`` the pairs are two clips of ``clip_pool`` (any number of labels each) and
+    the loss is :func:`coseparation_loss`; the hold-out pairs are still ``pair_holdout``'s.
 
     Returns:
         The network (eval mode, last step's weights) and a summary for ``config.json``:
@@ -312,7 +367,13 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
     n_pair = opts.pairs_per_batch
     n_single = opts.batch - n_pair
     sampler = MixtureSampler(pool, labels, opts.mix) if n_single else None
-    pairs = PairSampler(pair_pool or pool, labels, opts.mix) if n_pair else None
+    cosep = opts.objective == "coseparation"
+    if cosep and clip_pool is None:
+        raise UsageError("the coseparation objective needs the training clips (clip_pool)")
+    pairs: PairSampler | CoSeparationSampler | None = None
+    if n_pair:
+        pairs = CoSeparationSampler(clip_pool, labels, opts.mix, background=pair_pool or pool) if cosep \
+            else PairSampler(pair_pool or pool, labels, opts.mix)
     fixed: list[TrainingMixture] = []
     fixed_pairs: list[PairMixture] = []
     if holdout is not None and holdout.anchors:
@@ -361,7 +422,8 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
                 parts["single"] = mask_loss(net(mag, c), mag, tmag)
             if pairs is not None:
                 pm, ps, pc = pairs.batch(rng, n_pair)
-                for k, v in _pair_losses(net, pm, ps, pc, scorer, opts).items():
+                losses = _coseparation_losses(net, pm, ps, pc) if cosep else _pair_losses(net, pm, ps, pc, scorer, opts)
+                for k, v in losses.items():
                     parts["pair_" + k] = v
             loss = (n_single * parts.get("single", 0.0) + n_pair * parts.get("pair_mask", 0.0)) / opts.batch \
                 + opts.overlap_weight * parts.get("pair_overlap", 0.0) + opts.assessor_weight * parts.get("pair_assessor", 0.0)
@@ -390,7 +452,8 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
                "mix": asdict(opts.mix), "train_seconds": round(time.monotonic() - started, 1),
                "pool": pool.summary(), "holdout": final}
     if n_pair:
-        summary.update(pairs={"fraction": opts.pair_fraction, "assessor_weight": opts.assessor_weight,
+        summary.update(pairs={"objective": opts.objective, "fraction": opts.pair_fraction,
+                              "assessor_weight": opts.assessor_weight,
                               "overlap_weight": opts.overlap_weight, "assessor_margin": opts.assessor_margin},
                        holdout_pairs=final_pairs)
     if init is not None:
@@ -435,12 +498,14 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
         if init is None:
             raise UsageError(f"--fine-tune: the model {model_folder} has no mask network to start from")
     scorer = audio_scorer(loaded) if opts.pairs_per_batch and opts.assessor_weight > 0 else None
+    clips = build_clip_pool(train, loaded, progress=step("co-separation clips")) \
+        if opts.objective == "coseparation" else None
     bar = (lambda what: (lambda d, n, _loss: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
     net, summary = train_mask_net(pool, holdout, loaded.labels, opts, log_path=log_path, init=init, pair_pool=raw,
-                                  pair_holdout=raw_held, scorer=scorer, progress=bar("training"))
+                                  pair_holdout=raw_held, scorer=scorer, clip_pool=clips, progress=bar("training"))
     if self_train is not None:
         net, second = train_mask_net(pool, holdout, loaded.labels, self_train, log_path=log_path, teacher=net,
-                                      pair_pool=raw, pair_holdout=raw_held, scorer=scorer,
+                                      pair_pool=raw, pair_holdout=raw_held, scorer=scorer, clip_pool=clips,
                                       progress=bar("self-training"))
         summary = {**second, "first_round": summary,
                    "train_seconds": round(summary["train_seconds"] + second["train_seconds"], 1)}
@@ -449,6 +514,6 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
     return save_mask_net(model_folder, net, summary), summary
 
 
-__all__ = ["MaskNetTrainOptions", "apply_mask", "assessor_loss", "audio_scorer", "holdout_score", "ideal_mask",
+__all__ = ["OBJECTIVES", "MaskNetTrainOptions", "apply_mask", "assessor_loss", "audio_scorer", "coseparation_loss", "holdout_score", "ideal_mask",
            "mask_loss", "overlap_loss", "pair_holdout_score", "separate_classes", "snr_db", "train_mask_net",
            "train_mask_net_for", "warmup_fraction"]

@@ -38,6 +38,14 @@ avscene's (a training clip's ``labels.csv`` row). Mix-and-separate (Zhao et al.,
    every single-label clip the audio network hears (all anchors, not only the cleanest),
    since their own recordings are the targets.
 
+5. **Co-separation** (Gao & Grauman, ICCV 2019; :class:`CoSeparationSampler`,
+   ``MaskNetTrainOptions.objective = "coseparation"``): two training clips with disjoint label
+   sets, *any* number of labels each (:class:`ClipPool`: the two-label clips too, which the
+   anchors and the pairs leave out), a segment of each where one of its heard labels is active.
+   Every heard class of both clips is queried; what the classes of one clip return must add up
+   to that clip's segment (MixIT's assignment, Wisdom et al. 2020, known from the labels). How
+   a two-label clip's segment divides between its classes is left to the network.
+
 The hold-out is every ``HOLDOUT_EVERY``-th training clip (:func:`decode_manifest`).
 """
 
@@ -368,6 +376,28 @@ class MixtureSampler:
                 torch.tensor([self.labels.index(x.label) for x in items]))
 
 
+def mix_two(xa: np.ndarray, xb: np.ndarray, rng: np.random.Generator, opts: MixOptions,
+            background: Callable[[], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Two segments at a random A-to-B ratio (``opts.snr_pair``), with a background-only segment
+    (drawn by ``background``) at ``opts.background_prob``, the whole scaled to a random level.
+
+    Returns:
+        ``(mixture (L,), sources (2, L), whether a background was added)``, float32: the sources as
+        they are in the mixture (the background in neither).
+    """
+    o = opts
+    gb = math.sqrt(power(xa) / (power(xb) * 10 ** (rng.uniform(*o.snr_pair) / 10)))
+    sources = np.stack([xa, xb * gb]).astype(np.float64)
+    m = sources.sum(axis=0)
+    added = bool(background is not None and o.background_prob > 0 and rng.random() < o.background_prob)
+    if added:
+        bg = background().astype(np.float64)
+        if power(bg) > 0:
+            m = m + bg * math.sqrt(power(m) / (power(bg) * 10 ** (rng.uniform(*o.snr_background) / 10)))
+    g = math.sqrt(10 ** (rng.uniform(*o.level_db) / 10) / max(power(m), EPS))
+    return (m * g).astype(np.float32), (sources * g).astype(np.float32), added
+
+
 @dataclass(frozen=True)
 class PairMixture:
     """Two clips' segments mixed (and a background): each segment is the target of its class."""
@@ -412,18 +442,12 @@ class PairSampler:
         xa, xb = self._piece(sa, rng), self._piece(sb, rng)
         if power(xa) <= 0 or power(xb) <= 0:  # pragma: no cover - a digitally silent anchor
             return self.sample(rng)
-        gb = math.sqrt(power(xa) / (power(xb) * 10 ** (rng.uniform(*o.snr_pair) / 10)))
-        sources = np.stack([xa, xb * gb]).astype(np.float64)
-        m = sources.sum(axis=0)
-        background = bool(o.background_prob > 0 and self.pool.background and rng.random() < o.background_prob)
-        if background:
+        def background() -> np.ndarray:
             bgs = [s for s in self.pool.background if s.clip not in (sa.clip, sb.clip)] or self.pool.background
-            bg = self._piece(bgs[int(rng.integers(len(bgs)))], rng).astype(np.float64)
-            if power(bg) > 0:
-                m = m + bg * math.sqrt(power(m) / (power(bg) * 10 ** (rng.uniform(*o.snr_background) / 10)))
-        g = math.sqrt(10 ** (rng.uniform(*o.level_db) / 10) / max(power(m), EPS))
-        return PairMixture((m * g).astype(np.float32), (sources * g).astype(np.float32), (a, b),
-                           (sa.clip, sb.clip), background)
+            return self._piece(bgs[int(rng.integers(len(bgs)))], rng)
+
+        m, sources, added = mix_two(xa, xb, rng, o, background if self.pool.background else None)
+        return PairMixture(m, sources, (a, b), (sa.clip, sb.clip), added)
 
     def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``n`` pairs: mixture (n, L), sources (n, 2, L) and their class indices (n, 2)."""
@@ -431,6 +455,105 @@ class PairSampler:
         return (torch.from_numpy(np.stack([x.mixture for x in items])),
                 torch.from_numpy(np.stack([x.sources for x in items])),
                 torch.tensor([[self.labels.index(c) for c in x.labels] for x in items]))
+
+
+MAX_CLIP_CLASSES = 2  # co-separation: at most this many heard classes of a clip are queried
+
+
+@dataclass
+class ClipPool:
+    """Every training clip whose labels the audio network hears, single- and multi-label alike
+    (co-separation's clips; see the module docstring, item 5)."""
+
+    audio: list[np.ndarray]  # (N,) float32 per clip
+    labels: list[tuple[str, ...]]  # each clip's labels (two clips are mixed only when these are disjoint)
+    heard: list[tuple[str, ...]]  # the labels the audio network hears in it (the ones queried)
+    active: list[list[tuple[int, int]]]  # [start, end) samples where one of the heard labels is active
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+
+def build_clip_pool(clips: Sequence[tuple[str, np.ndarray, tuple[str, ...]]], loaded: LoadedModel, *,
+                    progress: Callable[[int, int], None] | None = None) -> ClipPool:
+    """The clips of ``clips`` with at least one heard label (a window scoring it above
+    ``HEARD_SCORE``), each with where its heard labels are active (:func:`activity_runs`, the
+    whole clip when the scores hardly vary)."""
+    pool = ClipPool(audio=[], labels=[], heard=[], active=[])
+    for i, (_name, audio, labels) in enumerate(clips):
+        s, times = window_scores(audio, loaded)
+        columns = {c: s[:, loaded.labels.index(c)] for c in labels if c in loaded.labels}
+        heard = tuple(sorted((c for c, v in columns.items() if v.max() > HEARD_SCORE),
+                             key=lambda c: -float(columns[c].max())))[:MAX_CLIP_CLASSES]
+        if heard:
+            runs = sorted(r for c in heard for r in activity_runs(columns[c], times)[0])
+            pool.audio.append(audio.astype(np.float32))
+            pool.labels.append(tuple(labels))
+            pool.heard.append(heard)
+            pool.active.append([(a, min(b, len(audio))) for a, b in runs] or [(0, len(audio))])
+        if progress:
+            progress(i + 1, len(clips))
+    return pool
+
+
+@dataclass(frozen=True)
+class CoSeparationMixture:
+    """Two clips' segments mixed (and a background): the classes of each clip must add up to it."""
+
+    mixture: np.ndarray  # (L,) float32
+    sources: np.ndarray  # (2, L) float32: clip A's and clip B's segments as they are in the mixture
+    classes: tuple[tuple[str, ...], tuple[str, ...]]  # the heard classes of each clip (the queries)
+    clips: tuple[int, int]  # their clips in the pool
+
+
+class CoSeparationSampler:
+    """Draws :class:`CoSeparationMixture` s: two clips with disjoint label sets (any number of
+    labels each), a segment of each where one of its heard classes is active, mixed at a random
+    A-to-B ratio (``MixOptions.snr_pair``), with a background-only segment of ``background`` at
+    ``background_prob`` (in neither target)."""
+
+    def __init__(self, pool: ClipPool, labels: Sequence[str], opts: MixOptions = MixOptions(),
+                 background: TrainingPool | None = None) -> None:
+        self.pool, self.labels, self.opts, self.background = pool, list(labels), opts, background
+        sets = sorted({frozenset(x) for x in pool.labels}, key=sorted)
+        if not any(not (a & b) for i, a in enumerate(sets) for b in sets[i + 1:]):
+            raise UsageError("co-separation needs two clips with disjoint labels")
+        self.length = int(round(opts.segment_seconds * SAMPLE_RATE))
+
+    def _piece(self, clip: int, rng: np.random.Generator) -> np.ndarray:
+        runs = self.pool.active[clip]
+        a, b = runs[int(rng.integers(len(runs)))]
+        return _perturb(crop(self.pool.audio[clip], Segment(clip, a, b), self.length, rng), rng, self.opts)
+
+    def sample(self, rng: np.random.Generator) -> CoSeparationMixture:
+        o, n = self.opts, len(self.pool)
+        while True:
+            i, j = (int(k) for k in rng.choice(n, size=2, replace=False))
+            if not set(self.pool.labels[i]) & set(self.pool.labels[j]):
+                break
+        xa, xb = self._piece(i, rng), self._piece(j, rng)
+        if power(xa) <= 0 or power(xb) <= 0:  # pragma: no cover - a digitally silent crop
+            return self.sample(rng)
+        bgs = self.background.background if self.background is not None else []
+
+        def background() -> np.ndarray:
+            seg = bgs[int(rng.integers(len(bgs)))]
+            return _perturb(crop(self.background.audio[seg.clip], seg, self.length, rng), rng, o)
+
+        m, sources, _ = mix_two(xa, xb, rng, o, background if bgs else None)
+        return CoSeparationMixture(m, sources, (self.pool.heard[i], self.pool.heard[j]), (i, j))
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` mixtures: mixture (n, L), sources (n, 2, L) and the class indices queried for each
+        clip (n, 2, ``MAX_CLIP_CLASSES``), -1 where a clip has fewer classes."""
+        items = [self.sample(rng) for _ in range(n)]
+        classes = torch.full((n, 2, MAX_CLIP_CLASSES), -1, dtype=torch.long)
+        for k, x in enumerate(items):
+            for side, names in enumerate(x.classes):
+                for q, c in enumerate(names):
+                    classes[k, side, q] = self.labels.index(c)
+        return (torch.from_numpy(np.stack([x.mixture for x in items])),
+                torch.from_numpy(np.stack([x.sources for x in items])), classes)
 
 
 def decode_manifest(manifest: str | Path, *, progress: Callable[[int, int], None] | None = None,
@@ -449,7 +572,8 @@ def decode_manifest(manifest: str | Path, *, progress: Callable[[int, int], None
     return train, held
 
 
-__all__ = ["ACTIVE_LEVEL", "HOLDOUT_EVERY", "MIN_ANCHOR_SNR_DB", "MixOptions", "MixtureSampler", "PairMixture",
+__all__ = ["ACTIVE_LEVEL", "HOLDOUT_EVERY", "MAX_CLIP_CLASSES", "MIN_ANCHOR_SNR_DB", "ClipPool", "CoSeparationMixture",
+           "CoSeparationSampler", "MixOptions", "MixtureSampler", "PairMixture",
            "PairSampler", "QUIET_LEVEL",
-           "SAMPLE_RATE", "Segment", "TrainingMixture", "TrainingPool", "activity_runs", "anchor_snr_db", "build_pool",
-           "crop", "decode_manifest", "keep_clean_anchors", "mix", "power", "window_scores"]
+           "SAMPLE_RATE", "Segment", "TrainingMixture", "TrainingPool", "activity_runs", "anchor_snr_db", "build_clip_pool", "build_pool",
+           "crop", "decode_manifest", "keep_clean_anchors", "mix", "mix_two", "power", "window_scores"]
