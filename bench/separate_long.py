@@ -45,12 +45,11 @@ def cold_separate(path: Path, label: str, model: str | None, method: str | None)
 def warm_methods(clip: Path, label: str, model: str | None, repeat: int) -> dict[str, float]:
     """Median seconds of a warm ``separate`` of ``clip`` per method the model carries ("default": none given)."""
     import avscene
-    from avscene.separation.checkpoint import parts_of
     from avscene.separation.registry import METHODS, missing_parts
 
     loaded = avscene.load_model(model, device="cpu", offline=True)
     runs = {"default": "auto", **{m.name.value: m.name for m in METHODS.values()
-                                if not missing_parts(m, parts_of(loaded))}}
+                                if not missing_parts(m, loaded.separation)}}
     out = {}
     for name, method in runs.items():
         avscene.separate(clip, model=loaded, label=label, method=method)  # warm-up
