@@ -67,6 +67,27 @@ def test_atomic_write_renames_into_place_keeping_the_extension(tmp_path):
     assert sorted(p.name for p in dest.parent.iterdir()) == ["out.mp4"]
 
 
+def test_an_interrupt_while_the_temp_file_is_being_created_leaves_nothing(tmp_path, monkeypatch):
+    """A signal raised as an exception can land after the temporary exists and before the writer
+    holds it (SIGTERM during a batch left ``.w1.rest.tmp-...`` behind): it is removed all the same."""
+    import avscene.io.writers as writers
+
+    real_close, calls = writers.os.close, []
+
+    def close_then_interrupt(fd):
+        real_close(fd)
+        if not calls:  # the first close is the temporary's, right after it was created
+            calls.append(fd)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers.os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(tmp_path / "out.wav", force=False):
+            pytest.fail("the writer was never handed the file")
+    monkeypatch.undo()
+    assert calls and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
 def test_atomic_write_removes_the_temp_file_on_any_exception(tmp_path, exc):
     dest = tmp_path / "out.tsv"

@@ -81,14 +81,16 @@ def atomic_write(path: str | Path, *, force: bool) -> Iterator[Path]:
     """
     dest = Path(path)
     _check_destination(dest, force=force)
-    tmp = _create_temp(dest)
+    created: list[Path] = []  # the temporary, named before it exists: an interrupt at any point removes it
     try:
+        tmp = _create_temp(dest, created)
         yield tmp
         if not force and dest.exists():  # appeared while we were writing
             raise OutputError(f"{dest} appeared while it was being written; pass --force to overwrite it")
         os.replace(tmp, dest)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for path in created:
+            path.unlink(missing_ok=True)
         raise
 
 
@@ -177,16 +179,21 @@ def remove_stale_temps(dest: Path) -> list[Path]:
     return removed
 
 
-def _create_temp(dest: Path) -> Path:
+def _create_temp(dest: Path, created: list[Path] | None = None) -> Path:
     """Create an empty hidden temp file beside ``dest`` (mode 0666 minus the umask), after
-    removing the stale temporaries of earlier writers of ``dest`` that died."""
+    removing the stale temporaries of earlier writers of ``dest`` that died. Its name is appended
+    to ``created`` before the file is created, so a caller whose cleanup removes what ``created``
+    names leaves nothing behind whenever an interrupt (a signal raised as an exception) lands."""
     folder = dest.parent
     remove_stale_temps(dest)
+    created = [] if created is None else created
     for _ in range(100):
         tmp = folder / f".{dest.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{dest.suffix}"
+        created.append(tmp)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
+            created.remove(tmp)  # another writer's: never ours to remove
             continue
         except OSError as e:
             raise OutputError(f"cannot write to the output folder {folder}: {e.strerror or e}; "
