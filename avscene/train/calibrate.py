@@ -235,12 +235,23 @@ def holdout_pool_scores(loaded: LoadedModel, held: list[Example], *, pools: str 
     sr = loaded.preprocess.sample_rate
     y_all = targets(held, names) > 0
     scores, labels = [], []
+    def background(i: int) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+        """Clip ``i``'s (noisy, pure) versions of a chunk, made once for both variants that use them."""
+        made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+        def versions(audio: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+            if start not in made:
+                made.clear()
+                made[start] = holdout_background(audio, i, seed=seed, sr=sr)
+            return made[start]
+        return versions
+
     for i, ex in enumerate(held):
         variants = [AudioVariant()]
         if pools == "robust" and loaded.config.uses_audio:
-            variants += [AudioVariant(edit=lambda a, _s, i=i: holdout_background(a, i, seed=seed, sr=sr)[0]),
-                         AudioVariant(edit=lambda a, _s, i=i: holdout_background(a, i, seed=seed, sr=sr)[1],
-                                      video=False)]
+            versions = background(i)
+            variants += [AudioVariant(edit=lambda a, s, v=versions: v(a, s)[0]),
+                         AudioVariant(edit=lambda a, s, v=versions: v(a, s)[1], video=False)]
         for k, a in enumerate(analyse_variants(ex.path, loaded, variants)):
             scores.append(a.output.scores.numpy())
             labels.append(y_all[i] if k < 2 else np.zeros(len(names), bool))  # pure noise: no label
