@@ -173,6 +173,49 @@ def test_calibrate_stores_the_thresholds_chosen_by_hand(tiny_model_dir: Path, tm
     assert scored == ["c0", "c1", "c2", "c3"] * 2  # the run's hold-out, and only it
 
 
+def test_calibrate_dry_run_conditions_the_modalities_on_the_threshold_it_chose(
+        tiny_model_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """``calibrate --threshold POOLS --dry-run`` stores no fused threshold, yet the heard / seen
+    choice that follows must use the one it chose (what a real run would store), not the old one."""
+    import numpy as np
+
+    from avscene.cli.app import main
+    from avscene.train import calibrate
+
+    model, _ = _calibration_fixture(tiny_model_dir, tmp_path, {"val_manifest": str(tmp_path / "val.csv")})
+    (tmp_path / "val.csv").write_text("clip,labels\nc0,violin\nc1,violin\nc2,drum\nc3,drum\n")
+    # one class matters (violin): clip 0 violin, faintly heard (0.1) and fused 0.5; clip 1 violin, seen
+    # only (0.6); clips 2 and 3 no violin, a middling visual (0.4) or audio (0.2) score; fused 0.5 /
+    # -0.5 / -0.5 / -0.5. Every other class: -3 everywhere, except drum heard at 2 in clips 2 and 3.
+    n = -3.0
+    audio = {"c0": [0.1, n, n], "c1": [-1.0, n, n], "c2": [-1.0, 2.0, n], "c3": [0.2, 2.0, n]}
+    visual = {"c0": [-1.0, n, n], "c1": [0.6, n, n], "c2": [0.4, n, n], "c3": [-1.0, n, n]}
+    fused = {"c0": [0.5, n, n], "c1": [-0.5, n, n], "c2": [-0.5, n, n], "c3": [-0.5, n, n]}
+
+    def hand_made(loaded, held, progress=None):
+        rows = [e.path.stem for e in held]
+        return tuple(np.array([d[r] for r in rows]) for d in (audio, visual, fused))
+
+    monkeypatch.setattr(calibrate, "holdout_modality_scores", hand_made)
+    monkeypatch.setattr(calibrate, "calibrate_fused", lambda *a, write, **k: calibrate.FusedCalibration(
+        threshold=0.0, previous=1.0, pools="robust", n_inputs=4, f1_before=0.0, f1_after=1.0, written=None))
+    from avscene.checkpoint.load import load_pretrained
+
+    calibrate.store_thresholds(model, threshold=1.0)  # the checkpoint's fused threshold: clip 0 not predicted
+    assert load_pretrained(str(model)).config.decision_threshold == 1.0
+    cfg_before = (model / "config.json").read_text()
+    assert main(["calibrate", str(model), "--threshold", "robust", "--dry-run"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (model / "config.json").read_text() == cfg_before
+    # At the chosen threshold 0, clip 0 is predicted (0.5 > 0) and counts as heard with 0.1 > base 0
+    # whatever t_audio: perfect for t_audio >= 0.2 (clip 3 out) and 0.4 <= t_visual < 0.6 -> (0.2, 0.4).
+    assert (shown["threshold"]["threshold"], shown["audio_threshold"], shown["visual_threshold"]) == (0.0, 0.2, 0.4)
+    # At the stored 1.0 clip 0 is not predicted; the choice differs: it needs t_audio < 0.1, which lets
+    # clip 3 in (TP 2, FP 1: 4/5 beats missing clip 0, 2/3): the closest such pair is (0.0, 0.4).
+    res = calibrate.calibrate_modalities(model, write=False)
+    assert (res.audio_threshold, res.visual_threshold) == (0.0, 0.4)
+
+
 def test_calibrate_scores_the_clips_training_held_out(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """Without ``val_manifest``, ``calibrate`` scores the clips ``Trainer`` validated on: the
     stratified share of the manifest that the recorded ``val_split`` and ``seed`` held out."""

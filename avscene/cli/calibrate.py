@@ -59,6 +59,7 @@ def calibrate_cmd(
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("scoring the hold-out", total=None)
         res = calibrate_modalities(model, manifest, write=not dry_run, device=device,
+                                   decision_threshold=None if fused is None else fused.threshold,
                                    progress=lambda d, n: bar.update(task, completed=d, total=n))
     out = res.to_json()
     if fused is not None:

@@ -335,9 +335,13 @@ def holdout_and_model(model: Path, manifest: str | Path | None, device: str):
 
 
 def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, *, write: bool = True,
-                         device: str = "cpu",
+                         device: str = "cpu", decision_threshold: float | None = None,
                          progress: Callable[[int, int], None] | None = None) -> ModalityCalibration:
-    """Choose and (``write``) store a checkpoint folder's per-modality thresholds."""
+    """Choose and (``write``) store a checkpoint folder's per-modality thresholds.
+
+    The choice is conditioned on the fused decisions at the checkpoint's decision threshold, or at
+    ``decision_threshold`` when given (``calibrate --threshold --dry-run`` chose one and did not
+    store it, so the checkpoint still has the old one)."""
     model = Path(model)
     config, held, loaded = holdout_and_model(model, manifest, device)
     cfg = loaded.config
@@ -346,7 +350,8 @@ def calibrate_modalities(model: str | Path, manifest: str | Path | None = None, 
     a, v, s = holdout_modality_scores(loaded, held, progress)
     y = targets(held, list(loaded.labels)) > 0
     grid, default = search_grid(cfg)
-    pred = s > cfg.decision_threshold  # (N, C) the fused decisions
+    fused_t = cfg.decision_threshold if decision_threshold is None else decision_threshold
+    pred = s > fused_t  # (N, C) the fused decisions
     ta, tv = best_modality_thresholds(a, v, y, default=default, grid=grid, predicted=pred)
     written = str(store_thresholds(model, audio_threshold=ta, visual_threshold=tv)) if write else None
     return ModalityCalibration(
