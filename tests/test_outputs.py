@@ -83,6 +83,14 @@ def test_captions_and_report_pages_are_checked_like_the_other_outputs(tmp_path) 
             check_outputs({option: "{name}.{label}.txt"}, files[:1])
     with pytest.raises(UsageError, match="--vtt and --audacity name the same file"):
         check_outputs({VTT: "{name}.txt", AUDACITY: "{name}.txt"}, files[:1])
+    # a plain name without an extension is a folder, not an extensionless page; a template gets .html
+    page, index = report_page_template(str(tmp_path / "myreport"))
+    assert index.path == tmp_path / "myreport" / "index.html"
+    assert fill(page, Path("v/clip.mp4")) == tmp_path / "myreport" / "clip.html"
+    page, index = report_page_template(str(tmp_path / "r_{name}"))
+    assert index is None and fill(page, Path("v/clip.mp4")) == tmp_path / "r_clip.html"
+    page, index = report_page_template(str(tmp_path / "one.htm"))
+    assert index is None and page == str(tmp_path / "one.htm")
     page, index = report_page_template(str(tmp_path / "rep{1}") + "/")
     assert index.path == tmp_path / "rep{1}" / "index.html"
     assert fill(page, Path("v/clip.mp4")) == tmp_path / "rep{1}" / "clip.html"  # a folder's braces kept literal

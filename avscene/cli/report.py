@@ -43,7 +43,7 @@ def report_table(results) -> Table:
 def report_cmd(
     paths: PathsArg,
     output: Annotated[str, typer.Option("--output", "-o", help="The page: a file, a template with {name}, or a "
-                                        "folder (then also FOLDER/index.html).")] = "reports/",
+                                        "folder: one that exists, ends in / or has no extension (then also FOLDER/index.html).")] = "reports/",
     separate: Annotated[bool, typer.Option("--separate", help="Also separate each predicted class: players "
                                            "for its source and the residual.")] = False,
     method: Annotated[MethodName, typer.Option(help="Separation method with --separate (see `avscene "

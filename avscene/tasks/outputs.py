@@ -81,11 +81,15 @@ def scores_tsv_template(directory: str | Path) -> str:
 
 
 def report_page_template(output: str) -> tuple[str, RunFile | None]:
-    """Report's ``-o`` → (page template, index or None): a folder (an existing one, or a path
-    ending in ``/``) gets ``FOLDER/{name}.html`` pages and ``FOLDER/index.html``."""
-    if output.endswith(("/", "\\")) or Path(output).is_dir():
+    """Report's ``-o`` → (page template, index or None): a folder (an existing one, a path ending
+    in ``/``, or a plain path without a file extension, ``-o reports``) gets ``FOLDER/{name}.html``
+    pages and ``FOLDER/index.html``; a template without an extension gets ``.html``."""
+    plain = "{" not in output and "}" not in output
+    if output.endswith(("/", "\\")) or Path(output).is_dir() or (plain and not Path(output).suffix):
         folder = Path(output)
         return str(Path(_literal(str(folder))) / "{name}.html"), RunFile("index", folder / REPORT_INDEX)
+    if not Path(output).suffix:
+        output += ".html"
     return output, None
 
 
