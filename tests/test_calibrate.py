@@ -105,3 +105,14 @@ def test_calibrate_threshold_stores_the_hand_computed_value(tiny_model_dir, tmp_
     wsddn = dataclasses.replace(cfg, variant="wsddn")
     assert wsddn.loss == "bce"
     assert calibrate_threshold(folder, p, y, wsddn, log=lines.append) == 0.25
+
+
+def test_the_threshold_of_an_input_follows_its_streams() -> None:
+    from avscene.nn.model import ModelConfig
+
+    cfg = ModelConfig(num_classes=3, threshold=-0.1, audio_threshold=0.85, visual_threshold=0.65)
+    assert cfg.input_threshold(("audio", "visual")) == -0.1
+    assert cfg.input_threshold(("audio",)) == 0.85 and cfg.input_threshold(("visual",)) == 0.65
+    assert ModelConfig(num_classes=3, threshold=-0.1).input_threshold(("audio",)) == 0.0  # uncalibrated: the sign
+    audio_model = ModelConfig(num_classes=3, variant="audio", threshold=0.3, audio_threshold=0.9)
+    assert audio_model.input_threshold(("audio",)) == 0.3  # one stream is all it has: its own fused threshold

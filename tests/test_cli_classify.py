@@ -177,6 +177,26 @@ def test_audio_only_input(capsys, tiny_model_dir, clips):
     check_contract(r, model_dir=tiny_model_dir, threshold=0.0)
 
 
+def test_an_input_with_one_stream_is_decided_by_that_streams_threshold(capsys, tiny_model_dir, clips, tmp_path):
+    """The fused threshold decides inputs with both streams; an audio file by the heard threshold, a
+    silent video by the seen one (the fused score of one stream is that stream's share); ``--threshold``
+    still decides every input."""
+    from avscene.train.calibrate import store_thresholds
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    store_thresholds(model, threshold=-100.0, audio_threshold=100.0, visual_threshold=-100.0)
+    code, out, _ = run(capsys, clips["av"], clips["audio_only"], clips["video_only"], "-m", model, "--json")
+    assert code == 0
+    av, audio, video = json.loads(out)
+    everything = sorted(labels_of(model))
+    assert (av["threshold"], sorted(av["predicted"])) == (-100.0, everything)
+    assert (audio["threshold"], audio["predicted"]) == (100.0, [])
+    assert (video["threshold"], sorted(video["predicted"])) == (-100.0, everything)
+    code, out, _ = run(capsys, clips["audio_only"], "-m", model, "--json", "--threshold", "-100")
+    assert sorted(json.loads(out)[0]["predicted"]) == everything
+
+
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"avscene {avscene.__version__}"

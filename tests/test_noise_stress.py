@@ -191,6 +191,32 @@ def test_report_scores_hand_made_predictions_per_condition_pooled_and_pure(monke
     assert pure["crowd"].any_label == 0.0
 
 
+def test_pure_noise_is_decided_at_the_heard_threshold(monkeypatch, clips):
+    """Without a ``--threshold``, each version is decided at its streams' threshold: the noisy clip
+    (audio and frames) at the fused one, the pure noise (audio alone) at the heard one."""
+    from avscene.nn.model import ModelConfig
+
+    names = ("a", "b")
+    conds = (ns.NoiseCondition("white", 0.0),)
+    rows = [[1.0, -1.0], [0.3, 0.6], [0.3, 0.6]]  # clean, white at 0 dB, pure white
+
+    def fake(path, loaded, variants):
+        return [SimpleNamespace(output=SimpleNamespace(scores=torch.tensor(r)),
+                                modalities=("audio", "visual") if v.video else ("audio",))
+                for r, v in zip(rows, variants)]
+
+    monkeypatch.setattr(ns, "analyse_variants", fake)
+    cfg = ModelConfig(num_classes=2, threshold=0.0, audio_threshold=0.5, visual_threshold=0.2)
+    loaded = SimpleNamespace(preprocess=SimpleNamespace(sample_rate=SR), config=cfg)
+    stress = ns.NoiseStress(conds, names, None)
+    stress.analyse(clips["av"], "00000", loaded)
+    rep = stress.report(np.array([[0, 0]], bool), np.array([[1, 0]], bool))  # labels: none
+    noisy = {c.family: c for c in rep.conditions}["white"]
+    assert noisy.fp_rate == pytest.approx({"a": 1.0, "b": 1.0})  # fused threshold 0: both 0.3 and 0.6 predicted
+    pure = rep.pure_noise[0]
+    assert pure.label_counts == {"b": 1}  # heard threshold 0.5: 0.6 an alarm, 0.3 not
+
+
 # --------------------------------------------------------------------------- CLI
 
 

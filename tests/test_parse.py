@@ -272,7 +272,8 @@ def test_calibrate_threshold_robust_pools_the_noisy_and_pure_noise_versions(tiny
                                                                             capsys, monkeypatch) -> None:
     """``calibrate --threshold robust`` scores each hold-out clip clean, under a background at 0 dB
     and as that background alone (no frames, no label), and stores the threshold a hand-made score
-    set calls for; ``clean`` keeps to the clean clips."""
+    set calls for; the background alone has one stream, so its decision is the heard one whatever
+    the fused threshold (``ModelConfig.input_threshold``); ``clean`` keeps to the clean clips."""
     from types import SimpleNamespace
 
     import numpy as np
@@ -287,27 +288,31 @@ def test_calibrate_threshold_robust_pools_the_noisy_and_pure_noise_versions(tiny
                                                                "seed": 5})
     (tmp_path / "val.csv").write_text("clip,labels\nc0,violin\nc1,drum\n")
     n = -1.0
-    fused = {"c0": ([0.5, n, n], [0.35, n, n], [0.18, n, n]), "c1": ([n, 0.5, n], [n, 0.4, n], [n, n, n])}
+    fused = {"c0": ([0.5, n, n], [0.35, n, n], [0.18, n, n]), "c1": ([n, 0.5, n], [n, 0.4, n], [n, 0.3, n])}
     tone = (0.1 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000)).astype(np.float32)
     seen = []
 
     def fake_variants(path, loaded, variants, **kw):
         seen.append((Path(path).stem, [(v.edit(tone, 0) if v.edit else tone, v.video) for v in variants]))
         rows = fused[Path(path).stem][: len(variants)]
-        return [SimpleNamespace(output=SimpleNamespace(scores=torch.tensor(r))) for r in rows]
+        return [SimpleNamespace(output=SimpleNamespace(scores=torch.tensor(r)),
+                                modalities=("audio", "visual") if v.video else ("audio",))
+                for r, v in zip(rows, variants)]
 
     monkeypatch.setattr(pipeline, "analyse_variants", fake_variants)
     monkeypatch.setattr(calibrate, "holdout_modality_scores",  # the heard / seen step that follows
                         lambda loaded, held, progress=None: tuple(np.zeros((len(held), 3)) for _ in range(3)))
+    calibrate.store_thresholds(model, audio_threshold=0.25)  # heard above 0.25; the fused threshold unset (0)
     before = (model / "config.json").read_text()
     assert main(["calibrate", str(model), "--threshold", "robust", "--dry-run"]) == 0
     shown = json.loads(capsys.readouterr().out)["threshold"]
     assert (model / "config.json").read_text() == before and shown["written"] is None
-    # every decision right needs t >= 0.18 (c0's pure noise scores violin 0.18) and t < 0.35 (c0's
-    # noisy violin): the grid value of [0.18, 0.35) closest to 0 is 0.2; at the paper's 0 the pure
-    # noise is a false positive: 4 TP, 1 FP -> F1 8 / 9
-    assert shown["threshold"] == 0.2 and shown["n_inputs"] == 6 and shown["pools"] == "robust"
-    assert shown["f1_before"] == pytest.approx(8 / 9) and shown["f1_after"] == 1.0
+    # The pure noise is decided at the heard threshold 0.25: c0's (violin 0.18) is no alarm and c1's
+    # (drum 0.3) is one at every fused threshold. The clean and noisy clips are all right for
+    # -1 <= t < 0.35 (c0's noisy violin): 4 TP, 1 FP -> F1 8 / 9 there, and the grid value closest to 0
+    # is 0 itself. (Compared with the fused threshold, the pure noise would ask for 0.3 <= t < 0.35.)
+    assert shown["threshold"] == 0.0 and shown["n_inputs"] == 6 and shown["pools"] == "robust"
+    assert shown["f1_before"] == pytest.approx(8 / 9) and shown["f1_after"] == pytest.approx(8 / 9)
     power = float(np.mean(tone.astype(np.float64) ** 2))
     for clip, versions in seen[:2]:
         (clean, v0), (noisy, v1), (pure, v2) = versions

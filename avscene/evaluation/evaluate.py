@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from avscene.errors import UsageError
-from avscene.tasks._pipeline import analyse
+from avscene.tasks._pipeline import analyse, input_threshold
 from avscene.tasks.classify import ClassifyOptions
 from avscene.tasks.localize import LocalizeOptions, frame_boxes, localize_from_analysis, snap_boxes
 from avscene.train.data import read_manifest, targets
@@ -168,9 +168,9 @@ def evaluate(
                     if any(ev["mode"] == mode for ev in gt.get(_clip_id(e.path), {}).get("events", []))]
         if not examples:
             raise UsageError(f"no clip of mode {mode!r} in {manifest}")
-    threshold = loaded.config.decision_threshold if threshold is None else threshold
+    override, threshold = threshold, loaded.config.decision_threshold if threshold is None else threshold
     loc_opts = dataclasses.replace(localize or LocalizeOptions(), classify=ClassifyOptions(
-        threshold=threshold, audio_threshold=audio_threshold, visual_threshold=visual_threshold))
+        threshold=override, audio_threshold=audio_threshold, visual_threshold=visual_threshold))
     timing_opts = dataclasses.replace(loc_opts, snap=False)  # its boxes are not scored: the timing needs no snapping
     scores, keep, failed = [], [], []
     ref_rolls, est_rolls = [], []
@@ -179,7 +179,8 @@ def evaluate(
     mode_events: list[tuple[str, str, set[str]]] = []
     parse_events: list[tuple[str, str, set[str]]] = []
     loc = LocalizationScores()
-    stress = NoiseStress(tuple(noise), tuple(names), threshold, pure_noise_clips) if noise else None
+    stress = NoiseStress(tuple(noise), tuple(names), override, pure_noise_clips) if noise else None
+    thresholds = []  # per clip: the decision threshold of its streams (tasks._pipeline.input_threshold)
     for i, ex in enumerate(examples):
         try:
             if stress is None:
@@ -190,10 +191,11 @@ def evaluate(
             failed.append((str(ex.path), str(e)))
             continue
         scores.append(a.output.scores.numpy())
+        thresholds.append(input_threshold(a, loaded, override))
         keep.append(ex)
         rec = gt.get(_clip_id(ex.path))
         if rec is not None:
-            detected = {names[c] for c in np.flatnonzero(scores[-1] > threshold)}
+            detected = {names[c] for c in np.flatnonzero(scores[-1] > thresholds[-1])}
             mode_events += [(ev["mode"], ev["class"], detected) for ev in rec["events"]]
             res = localize_from_analysis(ex.path, a, loaded, timing_opts)
             parsed = {p.label for p in res.classification.parse if p.heard or p.seen}
@@ -217,6 +219,7 @@ def evaluate(
     if not keep:
         raise UsageError(f"no clip of {manifest} could be processed")
     s = np.stack(scores)  # (N, C)
+    decided = s > np.array(thresholds)[:, None]  # (N, C)
     y = targets(keep, names) > 0
     single = bool((y.sum(axis=1) == 1).all())
     return EvaluationReport(
@@ -225,7 +228,7 @@ def evaluate(
         manifest=str(manifest),
         mode=mode,
         n_clips=len(keep),
-        classification=classification_metrics(y, s > threshold, names),
+        classification=classification_metrics(y, decided, names),
         top1_accuracy=top1_accuracy(s, y) if single else None,
         sed=segment_based_metrics(ref_rolls, est_rolls, class_names=names) if ref_rolls else None,
         localization=loc if loc.n else None,
@@ -233,7 +236,7 @@ def evaluate(
         recall_by_mode=recall_by_mode(mode_events) if mode_events else None,
         avvp=avvp_metrics(est_parse, gt_parse) if gt_parse else None,
         recall_by_mode_parse=recall_by_mode(parse_events) if parse_events else None,
-        noise_stress=None if stress is None else stress.report(y, s > threshold),
+        noise_stress=None if stress is None else stress.report(y, decided),
     )
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from avscene.dsp import noise as bank
 from avscene.errors import UsageError
-from avscene.tasks._pipeline import Analysis, AudioVariant, analyse_variants
+from avscene.tasks._pipeline import Analysis, AudioVariant, analyse_variants, input_threshold
 from avscene.evaluation.metrics.classification import classification_metrics
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ class NoiseStress:
 
     conditions: tuple[NoiseCondition, ...]
     names: tuple[str, ...]
-    threshold: float
+    threshold: float | None  # None: each input's (tasks._pipeline.input_threshold: one stream, its own)
     pure_noise_clips: int | None = None  # pure-noise versions of the first this many clips (None: all)
     _noisy: list[np.ndarray] = field(default_factory=list)  # per clip (K, C) bool
     _pure: dict[str, list[np.ndarray]] = field(default_factory=dict)  # family -> per clip (C,) bool
@@ -252,7 +252,8 @@ class NoiseStress:
         pure = self.pure_noise_clips is None or self._seen < self.pure_noise_clips
         variants, families = clip_variants(audio, clip_id, self.conditions, sr=sr, pure=pure)
         clean, *rest = analyse_variants(path, loaded, [AudioVariant(), *variants])
-        pred = np.stack([a.output.scores.numpy() > self.threshold for a in rest]) if rest else None
+        pred = np.stack([a.output.scores.numpy() > input_threshold(a, loaded, self.threshold)
+                         for a in rest]) if rest else None
         self._seen += 1
         self._last = rest[:len(self.conditions)]
         if pred is not None:  # recorded only now that every version of the clip went through

@@ -393,6 +393,13 @@ def check_finite(**thresholds: float | None) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
 
 
+def input_threshold(a: Analysis, loaded: LoadedModel, override: float | None = None) -> float:
+    """The decision threshold of analysed input ``a``: ``override`` (``--threshold``) when given,
+    else the model's for the streams the input has (``ModelConfig.input_threshold``: an input with
+    one stream of a two-stream model is decided by that stream's heard / seen threshold)."""
+    return loaded.config.input_threshold(a.modalities) if override is None else override
+
+
 def predicted_labels(ranked: tuple[Label, ...], *, threshold: float, top_k: int | None) -> tuple[str, ...]:
     """Classes scoring above ``threshold``, at most ``top_k`` of them (best first)."""
     picked = [x.label for x in ranked if x.score > threshold]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avscene.results import ClassifyResult, ClassParse
-from avscene.tasks._pipeline import Analysis, analyse, check_finite, predicted_labels, ranked_labels
+from avscene.tasks._pipeline import Analysis, analyse, check_finite, input_threshold, predicted_labels, ranked_labels
 from avscene.tasks.models import model_ref
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ class ClassifyOptions:
     """How scores become predictions."""
 
     top_k: int | None = None  # keep at most this many predicted labels (None: all above threshold)
-    threshold: float | None = None  # None: the model's decision threshold (0 hinge, 0.5 wsddn)
+    threshold: float | None = None  # None: the model's for the input's streams (ModelConfig.input_threshold)
     edge_model: str | None = None  # optional structured-edge model file for EdgeBoxes
     any_format: bool = False  # also decode containers/codecs outside avscene.io.formats (--any-format)
     audio_threshold: float | None = None  # "heard" above this audio score; None: the model's
@@ -34,7 +34,7 @@ class ClassifyOptions:
 
 def result_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: ClassifyOptions) -> ClassifyResult:
     """Turn one forward pass into the ``classify`` output contract."""
-    threshold = loaded.config.decision_threshold if opts.threshold is None else opts.threshold
+    threshold = input_threshold(a, loaded, opts.threshold)
     ranked = ranked_labels(a.output.scores.numpy(), loaded.labels)
     predicted = predicted_labels(ranked, threshold=threshold, top_k=opts.top_k)
     return ClassifyResult(

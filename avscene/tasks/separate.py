@@ -80,7 +80,7 @@ from avscene.proposals.nmf import NMFOptions
 from avscene.results import SeparateResult
 from avscene.separation.ranking import Enhancement, check_threshold
 from avscene.separation.registry import Method, MethodName, StrategyInputs, parse_method, resolve_method
-from avscene.tasks._pipeline import Analysis, analyse, ranked_labels
+from avscene.tasks._pipeline import Analysis, analyse, input_threshold, ranked_labels
 from avscene.tasks.models import model_ref
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ def _choose_label(path: str | Path, loaded: LoadedModel, given: int | None, *,
 
 def _label_of(a: Analysis, loaded: LoadedModel, given: int | None) -> _ChosenLabel:
     """The given label checked against the file's analysis ``a``, or its top class."""
-    limit = loaded.config.decision_threshold
+    limit = input_threshold(a, loaded)
     if given is not None:
         score = float(a.output.scores.numpy()[given])
         name = loaded.labels[given]

@@ -225,7 +225,12 @@ def holdout_pool_scores(loaded: LoadedModel, held: list[Example], *, pools: str 
     """Fused scores (N, C) and labels (N, C) bool of the hold-out ``pools`` by the inference pipeline:
     each clip clean, and with ``robust`` also under a training-family background at 0 dB and as that
     background alone (frames left out, no label), the versions model selection uses
-    (``train.augment.holdout_background``, clip ``i`` seeded by ``(seed, i)``). One decoding per clip."""
+    (``train.augment.holdout_background``, clip ``i`` seeded by ``(seed, i)``). One decoding per clip.
+
+    An input with one stream of a two-stream model (the background alone) is decided at that
+    stream's own threshold whatever the fused one is (``ModelConfig.input_threshold``), so its
+    scores enter as +inf where that decision predicts a class and -inf where not: every fused
+    threshold the search tries sees the decision it will get."""
     from avscene.tasks._pipeline import AudioVariant, analyse_variants
     from avscene.train.augment import holdout_background
 
@@ -253,7 +258,11 @@ def holdout_pool_scores(loaded: LoadedModel, held: list[Example], *, pools: str 
             variants += [AudioVariant(edit=lambda a, s, v=versions: v(a, s)[0]),
                          AudioVariant(edit=lambda a, s, v=versions: v(a, s)[1], video=False)]
         for k, a in enumerate(analyse_variants(ex.path, loaded, variants)):
-            scores.append(a.output.scores.numpy())
+            s = a.output.scores.numpy()
+            cfg = loaded.config
+            if cfg.uses_audio and cfg.uses_visual and len(a.modalities) == 1:  # its stream's threshold decides
+                s = np.where(s > cfg.input_threshold(a.modalities), np.inf, -np.inf)
+            scores.append(s)
             labels.append(y_all[i] if k < 2 else np.zeros(len(names), bool))  # pure noise: no label
         if progress:
             progress(i + 1, len(held))
