@@ -386,7 +386,8 @@ def noise_section(val: Path, shift: Path | None) -> str:
             "and per class the false-positive rate on the clips without that class (the highest of the 15 "
             f"shown). Clean: {clean}. Copied from the evaluation files.\n\n" + "\n".join(lines)
             + "\n\nPure noise (no event): each clip's audio replaced by the noise at the clip's level, frames "
-            "left out (they show the clip's objects); any label is a false alarm.\n\n" + "\n".join(pure) + "\n")
+            "left out (they show the clip's objects), so an audio-only input decided at the heard threshold "
+            "(`ModelConfig.input_threshold`); any label is a false alarm.\n\n" + "\n".join(pure) + "\n")
 
 
 def update_noise_stress(folder: Path, val: Path, shift: Path | None) -> None:
