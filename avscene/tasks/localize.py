@@ -56,7 +56,7 @@ import numpy as np
 
 from avscene.dsp.events import EventRule, grow_runs, median_filter
 from avscene.errors import UsageError
-from avscene.proposals.evidence import CAM_FRACTION, evidence_boxes, snap_box
+from avscene.proposals.evidence import CAM_FRACTION, ERASE_ROUNDS, erasing_boxes, evidence_boxes, snap_box
 from avscene.timing import segment_timestamps
 from avscene.results import (
     HEARD_AND_SEEN_ONLY, HEARD_ONLY, PREDICTED, REQUESTED, SEEN_ONLY, AudioSegment, BoxDetection, ClassParse, Event,
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel
 
 
-BOX_MODES = ("evidence", "window")
+BOX_MODES = ("evidence", "window", "erase")
 EVIDENCE_WEIGHTS = ("A", "E", "loc")
 EVENT_CLASSES = ("heard_or_predicted", "heard", "predicted")
 # Hysteresis: an event started by a window with E > event_threshold (A > 0) goes on through the windows
@@ -89,7 +89,9 @@ class LocalizeOptions:
     visible_threshold: float = 0.0  # best-box E above this marks a frame as showing the class
     audio_all_classes: bool = False  # audio scores for every class (score TSVs), not just reported ones
     classify: ClassifyOptions = ClassifyOptions()
-    box_mode: str = "evidence"  # "evidence": the box of the class's evidence map; "window": the top windows
+    box_mode: str = "evidence"  # "evidence": the box of the class's evidence map; "window": the top windows;
+    # "erase": the evidence box grown by adversarial erasing (regions found once the earlier ones are hidden)
+    erase_rounds: int = ERASE_ROUNDS  # "erase": regions per frame at most
     evidence_weight: str = "A"  # what each window adds to the map: "A" (its positive class score), "E", "loc"
     evidence_fraction: float = CAM_FRACTION  # threshold of the evidence map, a fraction of its range
     snap: bool = True  # snap each box to the object's boundary (cv2.grabCut initialised with the box)
@@ -116,6 +118,11 @@ class LocalizeOptions:
             raise UsageError(f"evidence weight must be one of {EVIDENCE_WEIGHTS}, got {self.evidence_weight!r}")
         if not 0.0 <= self.evidence_fraction <= 1.0:
             raise UsageError(f"the evidence fraction must lie in [0, 1], got {self.evidence_fraction}")
+        if isinstance(self.erase_rounds, bool) or not isinstance(self.erase_rounds, int) or self.erase_rounds < 1:
+            raise UsageError(f"erase rounds must be an integer >= 1, got {self.erase_rounds!r}")
+        if self.box_mode == "erase" and self.evidence_weight != "A":
+            raise UsageError(f"box mode 'erase' rescores the erased frames' windows by their class score A: it "
+                             f"needs evidence weight 'A', got {self.evidence_weight!r}")
 
 
 def window_spans(times: np.ndarray, duration: float) -> np.ndarray:
@@ -190,9 +197,8 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
     if opts.audio_all_classes and out.audio_E is not None and a.audio is not None:
         for c, lab in enumerate(names):
             audio[lab] = _audio_segments(audio_E[:, c], audio_times)
-    frames_needed = opts.snap and out.visual_E is not None and a.visual is not None and bool(report)
-    chosen = _snapped(path, a, {names.index(lab): frame_boxes(a, names.index(lab), opts) for lab in report},
-                      loaded, opts) if frames_needed else {}
+    chosen = report_boxes(path, a, [names.index(lab) for lab in report], loaded, opts) \
+        if out.visual_E is not None and a.visual is not None else {}
     for lab in report:
         c = names.index(lab)
         heard: list[tuple[float, float]] = []
@@ -387,9 +393,95 @@ def snap_boxes(path: str | Path, times: np.ndarray, chosen: dict[int, list[list[
     return out
 
 
-def _snapped(path: Path, a: Analysis, chosen: dict, loaded: LoadedModel, opts: LocalizeOptions) -> dict:
-    return snap_boxes(path, a.visual.times, chosen, fps=loaded.preprocess.fps, offset=loaded.preprocess.frame_offset,
-                      any_format=opts.classify.any_format, frames=a.frames)
+def erase_boxes(path: str | Path, a: Analysis, chosen: dict[int, list[list[tuple[np.ndarray, float]]]],
+                loaded: LoadedModel, opts: LocalizeOptions,
+                frames: Iterable[tuple[float, np.ndarray]] | None = None) -> dict[int, list[list[tuple[np.ndarray, float]]]]:
+    """``chosen`` (class → per frame ``[(box, score)]``, as :func:`frame_boxes` gives) with each frame's
+    first box grown by adversarial erasing (:func:`avscene.proposals.evidence.erasing_boxes`): its
+    regions hidden with the colour hide-and-seek training hides cells with (the ImageNet mean), the
+    frame's windows scored again by the visual stream (class score ``A``, positive part, as the
+    evidence map weighs them) and the next region added, up to ``opts.erase_rounds`` regions. A frame
+    without a box keeps none. On the sampled ``frames`` the analysis kept, else decoded again,
+    ``EMBED_FRAMES`` at a time."""
+    from avscene.io.decode import iter_frames
+    from avscene.nn.inputs import IMAGENET_MEAN
+    from avscene.tasks._pipeline import EMBED_FRAMES
+
+    pre = loaded.preprocess
+    index = {round(float(t), 3): i for i, t in enumerate(a.visual.times)}
+    A = a.output.visual_E if a.output.visual_A is None else a.output.visual_A  # (T, M, C)
+    fill = np.round(np.asarray(IMAGENET_MEAN) * 255).astype(np.uint8)  # (3,)
+    out = {c: [list(f) for f in per] for c, per in chosen.items()}
+    if frames is None:
+        frames = iter_frames(path, fps=pre.fps, offset=pre.frame_offset, any_format=opts.classify.any_format)
+    batch: list[tuple[int, np.ndarray]] = []
+
+    def grow() -> None:
+        idx = np.array([i for i, _ in batch])  # (N,)
+        imgs = np.stack([f for _, f in batch])  # (N, H, W, 3)
+        windows = a.visual.boxes[idx]  # (N, M, 4)
+        for c, per in out.items():
+            need = [k for k, i in enumerate(idx) if per[i]]
+            if not need:
+                continue
+            weights = np.clip(A[idx[need], :, c].numpy(), 0, None)  # (N', M)
+
+            def score(erased: np.ndarray, which: np.ndarray, c: int = c, need: list[int] = need) -> np.ndarray:
+                rows = np.asarray(need)[which]
+                return np.clip(visual_class_scores(loaded, erased, windows[rows])[..., c], 0, None)  # (n, M)
+
+            grown = erasing_boxes(imgs[need], windows[need], weights, score, fill=fill,
+                                  fraction=opts.evidence_fraction, rounds=opts.erase_rounds)
+            for k, g in zip(need, grown):
+                i = idx[k]
+                if len(g):
+                    per[i][0] = (g[0], per[i][0][1])
+
+    for t_sec, frame in frames:
+        i = index.get(round(float(t_sec), 3))
+        if i is None:
+            continue
+        batch.append((i, frame))
+        if len(batch) == EMBED_FRAMES:
+            grow()
+            batch = []
+    if batch:
+        grow()
+    return out
+
+
+def visual_class_scores(loaded: LoadedModel, frames: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """The visual classification stream ``A`` of ``windows`` (N, M, 4) on ``frames`` (N, H, W, 3)
+    uint8: (N, M, C); each window's score depends only on its frame."""
+    import torch
+
+    from avscene.nn.inputs import single_input
+
+    model = loaded.model
+    with torch.inference_mode():
+        x, _ = single_input(patches=None, patch_times=None, frames=frames, frame_times=np.zeros(len(frames)),
+                            boxes=windows, image_size=loaded.preprocess.image_size,
+                            device=next(model.parameters()).device)
+        z = model.forward_visual_features(x.images, x.boxes)  # (1, N, M, d)
+        return model.visual_head.classify(z)[0].float().cpu().numpy()
+
+
+def report_boxes(path: str | Path, a: Analysis, classes: Sequence[int], loaded: LoadedModel,
+                 opts: LocalizeOptions) -> dict[int, list[list[tuple[np.ndarray, float]]]]:
+    """The boxes ``localize`` reports and ``evaluate`` scores for ``classes``: per class and sampled
+    frame ``[(box, score)]``, :func:`frame_boxes`, grown by erasing (``box_mode "erase"``,
+    :func:`erase_boxes`) and snapped (``opts.snap``, :func:`snap_boxes`), on the frames the analysis
+    kept (``Analysis.frames``), else decoded again."""
+    chosen = {c: frame_boxes(a, c, opts) for c in dict.fromkeys(classes)}
+    if not chosen:
+        return chosen
+    if opts.box_mode == "erase":
+        chosen = erase_boxes(path, a, chosen, loaded, opts, frames=a.frames)
+    if opts.snap:
+        chosen = snap_boxes(path, a.visual.times, chosen, fps=loaded.preprocess.fps,
+                            offset=loaded.preprocess.frame_offset, any_format=opts.classify.any_format,
+                            frames=a.frames)
+    return chosen
 
 
 def _boxes_for_class(a: Analysis, c: int, opts: LocalizeOptions, fps: float, chosen=None):
@@ -411,6 +503,6 @@ def localize_file(path: str | Path, loaded: LoadedModel, opts: LocalizeOptions |
     opts = opts or LocalizeOptions()
     resolve_labels(opts.labels, (), list(loaded.labels))  # fail early on an unknown --label
     a = analyse(path, loaded, edge_model=opts.classify.edge_model, any_format=opts.classify.any_format,
-                keep_frames=opts.snap)  # the frames snapping needs, without decoding them again
+                keep_frames=opts.snap or opts.box_mode == "erase")  # the frames snapping and erasing need, without decoding them again
     return localize_from_analysis(Path(path), a, loaded, opts)
 
