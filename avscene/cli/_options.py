@@ -131,6 +131,9 @@ BoxModeOpt = Annotated[str, typer.Option(
          "windows (default); 'window', the top-scoring window (the paper's choice); 'erase', the evidence "
          "box grown by adversarial erasing (the regions found so far hidden, the frame scored again, the "
          "next region added while the class keeps evidence).")]
+BoxRegressorOpt = Annotated[Optional[Path], typer.Option(
+    metavar="FILE", help="Move each chosen box by this self-trained box regressor (a file written by "
+                         "avscene.train.box_regressor, for this model's classes) before snapping.")]
 EraseRoundsOpt = Annotated[int, typer.Option(
     min=1, help="--box-mode erase: regions found per frame at most (1: the evidence box alone).")]
 SnapOpt = Annotated[bool, typer.Option(

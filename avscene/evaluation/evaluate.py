@@ -31,7 +31,9 @@ import numpy as np
 from avscene.errors import UsageError
 from avscene.tasks._pipeline import analyse
 from avscene.tasks.classify import ClassifyOptions
-from avscene.tasks.localize import LocalizeOptions, localize_from_analysis, report_boxes
+from avscene.tasks.localize import (
+    LocalizeOptions, check_box_regressor, localize_from_analysis, needs_frames, report_boxes,
+)
 from avscene.train.data import read_manifest, targets
 from avscene.evaluation.metrics.classification import ClassificationMetrics, classification_metrics, top1_accuracy
 from avscene.evaluation.metrics.localization import LocalizationScores
@@ -171,6 +173,8 @@ def evaluate(
     threshold = loaded.config.decision_threshold if threshold is None else threshold
     loc_opts = dataclasses.replace(localize or LocalizeOptions(), classify=ClassifyOptions(
         threshold=threshold, audio_threshold=audio_threshold, visual_threshold=visual_threshold))
+    if loc_opts.box_regressor is not None:
+        check_box_regressor(loc_opts.box_regressor, loaded)
     timing_opts = dataclasses.replace(loc_opts, snap=False)  # its boxes are not scored: the timing needs no snapping
     scores, keep, failed = [], [], []
     ref_rolls, est_rolls = [], []
@@ -183,7 +187,7 @@ def evaluate(
     for i, ex in enumerate(examples):
         try:
             if stress is None:
-                a = analyse(ex.path, loaded, keep_frames=loc_opts.snap or loc_opts.box_mode == "erase")
+                a = analyse(ex.path, loaded, keep_frames=needs_frames(loc_opts))
             else:  # the clean analysis, and the noisy versions' predictions kept by ``stress``
                 a = stress.analyse(ex.path, _clip_id(ex.path), loaded)
         except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal

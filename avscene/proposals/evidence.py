@@ -8,7 +8,12 @@ object's box: the procedure of class activation maps (Zhou, Khosla, Lapedriza, O
 the window scores in place of the CAM. A map without positive evidence (its maximum ≤ 0) or
 without contrast (flat) gives no box.
 
-Pure and deterministic: arrays in, arrays out; no model, no I/O.
+Adversarial erasing at inference (:func:`erasing_boxes`, Wei et al., CVPR 2017, with a trained
+scorer): the region found is hidden, the frame scored again, and the next region added while the
+class keeps evidence and the region touches the box; :func:`snap_box` snaps a box to the object's
+boundary (grabCut).
+
+Pure and deterministic: arrays in, arrays out; no model (erasing calls the scorer it is given), no I/O.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 each frame where it is visible; pointing, CorLoc@0.5, median IoU, median box/object area, per class).
 
     python docs/results/box_erasing/ablation.py ../shared/avbench/val docs/results/box_erasing/ablation_val.json \
-        [--regressor runs/box_regressor.safetensors]
+        [--regressor runs/box_regressor.safetensors] [--rules NAME ...]
 
 Every rule is fixed beforehand (nothing is tuned here); the manifests are named relative to the
 repository root (``../shared/avbench/...``) whatever path is given.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avscene.checkpoint.box_regressor import read_box_regressor
 from avscene.evaluation.evaluate import read_ground_truth
 from avscene.evaluation.metrics.localization import LocalizationScores
 from avscene.tasks._pipeline import analyse
@@ -39,12 +40,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("split", type=Path)
     ap.add_argument("out", type=Path)
+    ap.add_argument("--regressor", type=Path, default=None, help="a box regressor file: adds its rules")
     ap.add_argument("--rules", nargs="*", default=None, help="names of RULES to run (default: all)")
     args = ap.parse_args()
     loaded = load_model(MODEL, offline=True, device="cpu")
     names = list(loaded.labels)
     gt = read_ground_truth(args.split / "ground_truth.jsonl")
-    rules = {k: v for k, v in RULES.items() if args.rules is None or k in args.rules}
+    rules = dict(RULES)
+    if args.regressor is not None:
+        reg = read_box_regressor(args.regressor)
+        rules.update({"evidence, regressor": LocalizeOptions(snap=False, box_regressor=reg),
+                      "evidence, regressor, snapped": LocalizeOptions(box_regressor=reg),
+                      "erase, regressor, snapped": LocalizeOptions(box_mode="erase", box_regressor=reg)})
+    rules = {k: v for k, v in rules.items() if args.rules is None or k in args.rules}
     loc = {k: LocalizationScores() for k in rules}
     seconds = dict.fromkeys(rules, 0.0)
     for ex in read_manifest(args.split / "labels.csv", class_names=names):
@@ -70,7 +78,7 @@ def main() -> None:
     out = {"model": MODEL, "split": split.name, "manifest": f"../shared/avbench/{split.name}/labels.csv",
            "rules": {k: {"options": {f: v for f, v in dataclasses.asdict(rules[k]).items()
                                      if f in ("box_mode", "erase_rounds", "evidence_weight", "evidence_fraction",
-                                              "snap")},
+                                              "snap")} | {"box_regressor": rules[k].box_regressor is not None},
                          "box_seconds": round(seconds[k], 2), **loc[k].to_json()} for k in rules}}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     for k, s in loc.items():
