@@ -161,6 +161,8 @@ def evaluate(
     if pure_noise_clips is not None and not noise:
         raise UsageError("--pure-noise-clips scores the noise families of --add-noise: give --add-noise too")
     names = list(loaded.labels)
+    if localize is not None and localize.box_regressor is not None:
+        check_box_regressor(localize.box_regressor, loaded)
     examples = read_manifest(manifest, class_names=names)
     gt = read_ground_truth(Path(ground_truth) if ground_truth else Path(manifest).parent / "ground_truth.jsonl")
     if mode is not None:
@@ -173,8 +175,6 @@ def evaluate(
     threshold = loaded.config.decision_threshold if threshold is None else threshold
     loc_opts = dataclasses.replace(localize or LocalizeOptions(), classify=ClassifyOptions(
         threshold=threshold, audio_threshold=audio_threshold, visual_threshold=visual_threshold))
-    if loc_opts.box_regressor is not None:
-        check_box_regressor(loc_opts.box_regressor, loaded)
     timing_opts = dataclasses.replace(loc_opts, snap=False)  # its boxes are not scored: the timing needs no snapping
     scores, keep, failed = [], [], []
     ref_rolls, est_rolls = [], []
@@ -212,7 +212,7 @@ def evaluate(
                     stress.add_events(ex.path, loaded, timing_opts, ref_rolls[-1],
                                       ground_truth_parse(rec, names, duration=duration), duration=duration,
                                       to_parse=predicted_parse)
-            _score_boxes(ex.path, a, rec, names, loc, loc_opts, loaded)
+            score_boxes(ex.path, a, rec, names, loc, loc_opts, loaded)
             gt_parse.append(ground_truth_parse(rec, names, duration=duration))
             est_parse.append(predicted_parse(res.timing, names, duration=duration))
         if progress:
@@ -240,7 +240,7 @@ def evaluate(
     )
 
 
-def _score_boxes(path: Path, a, rec: dict, names: list[str], loc: LocalizationScores, opts: LocalizeOptions,
+def score_boxes(path: Path, a, rec: dict, names: list[str], loc: LocalizationScores, opts: LocalizeOptions,
                  loaded: LoadedModel) -> None:
     """Pointing game / CorLoc / IoU of the box ``localize`` reports first (:func:`report_boxes`) for each GT
     class at each sampled frame where it is visible."""

@@ -16,13 +16,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from avscene.checkpoint.box_regressor import read_box_regressor
-from avscene.evaluation.evaluate import read_ground_truth
+from avscene.evaluation.evaluate import read_ground_truth, score_boxes
 from avscene.evaluation.metrics.localization import LocalizationScores
 from avscene.tasks._pipeline import analyse
-from avscene.tasks.localize import LocalizeOptions, report_boxes
+from avscene.tasks.localize import LocalizeOptions
 from avscene.tasks.models import load_model
 from avscene.train.data import read_manifest
 
@@ -61,19 +59,10 @@ def main() -> None:
         if not shown:
             continue
         a = analyse(ex.path, loaded, keep_frames=True)
-        classes = [names.index(ev["class"]) for ev in shown]
         for k, opts in rules.items():
             t0 = time.perf_counter()
-            chosen = report_boxes(ex.path, a, classes, loaded, opts)
+            score_boxes(ex.path, a, rec, names, loc[k], opts, loaded)  # what avscene evaluate scores
             seconds[k] += time.perf_counter() - t0
-            for ev in shown:
-                c = names.index(ev["class"])
-                frames = {round(f["t"], 3): f["box"] for f in ev["visual"]["frames"]}
-                for t, t_sec in enumerate(a.visual.times):
-                    box = frames.get(round(float(t_sec), 3))
-                    if box is not None:
-                        best = chosen[c][t]
-                        loc[k].add(best[0][0] if best else None, np.asarray(box, dtype=np.float64), ev["class"])
     split = args.split.resolve()
     out = {"model": MODEL, "split": split.name, "manifest": f"../shared/avbench/{split.name}/labels.csv",
            "rules": {k: {"options": {f: v for f, v in dataclasses.asdict(rules[k]).items()
