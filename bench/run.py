@@ -1,7 +1,7 @@
 """Speed and memory benchmark of avscene's commands (not a test).
 
     python bench/run.py [--durations 10,60,600] [--model PATH] [--repeat 3] [--jobs-clips 8]
-                        [--workdir DIR] [--json out.json]
+                        [--workdir DIR] [--json out.json] [--box-regressor FILE]
 
 On generated clips (224x224, 8 fps, 16 kHz mono AAC, as avbench) of each duration:
 
@@ -9,7 +9,7 @@ On generated clips (224x224, 8 fps, 16 kHz mono AAC, as avbench) of each duratio
 * each command (``classify``, ``localize --render``, ``separate --label``) in a cold process
   of its own (``bench/_child.py``: wall time with imports, and that process's peak RSS);
 * warm, in-process: ``classify`` per stage (decode, audio proposals, visual proposals,
-  networks), ``localize``, overlay rendering, ``report`` (and its time beyond ``localize``;
+  networks), ``localize`` (also ``--box-mode erase``, and with ``--box-regressor``), overlay rendering, ``report`` (and its time beyond ``localize``;
   the bytes of its files, with and without ``--separate``), ``separate`` and NMF alone;
 * the same on a real clip (``--clip``, default the avbench example: natural images make
   EdgeBoxes work harder than the generated pictures do);
@@ -83,7 +83,7 @@ def cold(args: list[str], model: str | None) -> dict[str, float]:
     return {"seconds": wall, "peak_rss_mb": rec["peak_rss_mb"], "exit_code": rec["exit_code"]}
 
 
-def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
+def warm(clip: Path, loaded, repeat: int, label: str, box_regressor: Path | None = None) -> dict[str, float]:
     """In-process (model loaded, caches warm) seconds per command and per stage."""
     import avscene
     from avscene.dsp.stft import stft
@@ -100,6 +100,15 @@ def warm(clip: Path, loaded, repeat: int, label: str) -> dict[str, float]:
         rows[f"classify: {stage}"] = statistics.median(s[stage] for s in stages)
     loc = avscene.localize(clip, model=loaded)
     rows["localize"] = _median(lambda: avscene.localize(clip, model=loaded), repeat)
+    from avscene.tasks.localize import LocalizeOptions, localize_file
+
+    variants = {"localize --box-mode erase": LocalizeOptions(box_mode="erase")}
+    if box_regressor is not None:
+        from avscene.checkpoint.box_regressor import read_box_regressor
+
+        variants["localize --box-regressor"] = LocalizeOptions(box_regressor=read_box_regressor(box_regressor))
+    for name, opts in variants.items():
+        rows[name] = _median(lambda o=opts: localize_file(clip, loaded, o), repeat)
     with tempfile.TemporaryDirectory() as tmp:
         rows["localize: render overlay"] = _median(
             lambda: render_overlay(clip, loc, Path(tmp) / "o.mp4", force=True), 1)
@@ -198,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "avscene-bench")
     ap.add_argument("--no-warm", action="store_true", help="only cold processes")
     ap.add_argument("--json", dest="json_out", type=Path, default=None)
+    ap.add_argument("--box-regressor", type=Path, default=None,
+                    help="also time warm localize with this box regressor file")
     args = ap.parse_args(argv)
 
     import avscene
@@ -224,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                                  args.model),
             }
         if loaded is not None:
-            entry["warm"] = warm(clip, loaded, args.repeat if seconds <= 60 else 1, label)
+            entry["warm"] = warm(clip, loaded, args.repeat if seconds <= 60 else 1, label, args.box_regressor)
             entry["report_mb"] = {"page": report_page(clip, loaded) / 1e6}
             if seconds <= 60:  # separating every predicted class of a long input takes minutes
                 entry["report_mb"]["page --separate"] = report_page(clip, loaded, separate=True) / 1e6

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from avscene.errors import UsageError
-from avscene.proposals.evidence import evidence_boxes, evidence_map, region_boxes, threshold_map
+from avscene.proposals.evidence import (
+    boxes_touch, erase_region, erasing_boxes, evidence_boxes, evidence_map, region_boxes, threshold_map,
+)
 
 
 def test_evidence_map_sums_the_weights_of_the_covering_windows() -> None:
@@ -110,3 +112,91 @@ def test_snapping_does_not_depend_on_opencv_s_random_state() -> None:
             cv2.setRNGSeed(seed)
             boxes.add(tuple(snap_box(frame, np.array([45.0, 35.0, 105.0, 85.0])).tolist()))
         assert len(boxes) == 1
+
+
+# Erasing at inference on a toy visual scorer. The frame is 80 x 80 and its windows are the 64 cells of a
+# 10-px grid, so the evidence map is the cells' weights. The scorer sees the object by its colours: a
+# window's weight is the share of its pixels in the object's strong colour (the "head", what a MIL
+# scorer finds most discriminative) plus a tenth of the share in its weak colour (the "body").
+HEAD, BODY, GREY = (255, 0, 0), (0, 0, 255), np.array([120, 120, 120], dtype=np.uint8)
+GRID = np.array([[x, y, x + 10, y + 10] for y in range(0, 80, 10) for x in range(0, 80, 10)], dtype=float)
+
+
+def _toy_frame(parts: list[tuple[tuple[int, int, int], tuple[int, int, int, int]]]) -> np.ndarray:
+    f = np.zeros((80, 80, 3), dtype=np.uint8)
+    for colour, (x0, y0, x1, y1) in parts:
+        f[y0:y1, x0:x1] = colour
+    return f
+
+
+class _Scorer:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def weights(self, frame: np.ndarray) -> np.ndarray:
+        out = []
+        for x0, y0, x1, y1 in GRID.astype(int):
+            cell = frame[y0:y1, x0:x1].reshape(-1, 3)
+            head = np.all(cell == HEAD, axis=1).mean()
+            body = np.all(cell == BODY, axis=1).mean()
+            out.append(head + 0.1 * body)
+        return np.array(out)
+
+    def __call__(self, frames: np.ndarray, which: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        assert len(frames) == len(which)
+        return np.stack([self.weights(f) for f in frames])
+
+
+def _erase(frames: list[np.ndarray], rounds: int = 3) -> tuple[list[np.ndarray], _Scorer]:
+    scorer = _Scorer()
+    x = np.stack(frames)
+    got = erasing_boxes(x, np.broadcast_to(GRID, (len(x), 64, 4)), np.stack([scorer.weights(f) for f in frames]),
+                        scorer, fill=GREY, rounds=rounds)
+    assert all(np.array_equal(a, b) for a, b in zip(x, frames))  # the frames are not modified
+    return got, scorer
+
+
+def test_erasing_finds_the_union_of_a_two_blob_object() -> None:
+    # head [10, 30) x [10, 30), body [30, 60) x [20, 30): the map at 0.2 of its range holds the head alone
+    frame = _toy_frame([(HEAD, (10, 10, 30, 30)), (BODY, (30, 20, 60, 30))])
+    scorer = _Scorer()
+    assert evidence_boxes(GRID, scorer.weights(frame), height=80, width=80).tolist() == [[10, 10, 30, 30]]
+    got, scorer = _erase([frame])
+    # round 2: the head hidden, the body is the evidence, and it touches the head: the box spans both
+    assert got[0].tolist() == [[10, 10, 60, 30]]
+    assert scorer.calls == 2  # round 3: head and body hidden, no evidence left: it stops
+    one, scorer = _erase([frame], rounds=1)
+    assert one[0].tolist() == [[10, 10, 30, 30]] and scorer.calls == 0  # one round: the evidence box
+
+
+def test_erasing_a_one_blob_object_stops_after_one_round() -> None:
+    got, scorer = _erase([_toy_frame([(HEAD, (40, 50, 70, 70))])])
+    assert got[0].tolist() == [[40, 50, 70, 70]]
+    assert scorer.calls == 1  # the one rescoring found nothing: no further round
+
+
+def test_erasing_without_evidence_gives_no_box_and_scores_nothing() -> None:
+    got, scorer = _erase([_toy_frame([])])
+    assert len(got) == 1 and got[0].shape == (0, 4) and scorer.calls == 0
+
+
+def test_erasing_does_not_join_a_region_apart_and_scores_growing_frames_together() -> None:
+    apart = _toy_frame([(HEAD, (10, 10, 30, 30)), (BODY, (50, 50, 70, 70))])  # the weak blob does not touch
+    joined = _toy_frame([(HEAD, (10, 10, 30, 30)), (BODY, (10, 30, 30, 60))])  # below the head, touching it
+    got, scorer = _erase([apart, joined, _toy_frame([])])
+    assert got[0].tolist() == [[10, 10, 30, 30]]
+    assert got[1].tolist() == [[10, 10, 30, 60]]
+    assert got[2].shape == (0, 4)
+    assert scorer.calls == 2  # both frames with evidence in round 2, the joined one alone in round 3
+
+
+def test_erase_helpers_and_bad_rounds() -> None:
+    f = np.zeros((4, 5, 3), dtype=np.uint8)
+    erase_region(f, np.array([0.5, 1.0, 2.2, 9.0]), np.array([1, 2, 3], dtype=np.uint8))  # rounded outwards, clipped
+    assert (f[1:4, 0:3] == [1, 2, 3]).all() and f[0].sum() == 0 and f[:, 3:].sum() == 0
+    assert boxes_touch(np.array([0, 0, 10, 10]), np.array([10, 5, 20, 8]))  # a shared border
+    assert not boxes_touch(np.array([0, 0, 10, 10]), np.array([11, 0, 20, 10]))
+    with pytest.raises(UsageError, match="at least 1 round"):
+        erasing_boxes(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 1, 4)), np.zeros((1, 1)), _Scorer(),
+                      fill=GREY, rounds=0)

@@ -390,3 +390,41 @@ def test_evidence_boxes_fill_up_to_n_and_stay_in_the_frame(decided_dir: Path, cl
         for d in dets:
             x0, y0, x1, y1 = d.box
             assert 0 <= x0 < x1 <= info.width and 0 <= y0 < y1 <= info.height
+
+
+def test_erase_boxes_start_from_the_evidence_box_and_only_grow(decided_dir: Path, clips: dict) -> None:
+    from avscene.checkpoint.load import load_pretrained
+    from avscene.io.decode import probe
+
+    decided = load_pretrained(str(decided_dir))  # car is seen there, so it has boxes
+    info = probe(clips["av"])
+
+    def boxes(**kw) -> list:
+        res = localize_file(clips["av"], decided, LocalizeOptions(labels=("car",), snap=False, **kw))
+        return [(d.t, np.array(d.box)) for d in res.visual["car"]]
+
+    evidence, one, erased = boxes(), boxes(box_mode="erase", erase_rounds=1), boxes(box_mode="erase")
+    assert evidence and [t for t, _ in erased] == [t for t, _ in evidence]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(one, evidence))  # one round: the evidence box
+    for (_, e), (_, g) in zip(evidence, erased):  # the union of the regions found contains the first
+        assert g[0] <= e[0] and g[1] <= e[1] and g[2] >= e[2] and g[3] >= e[3]
+        assert 0 <= g[0] < g[2] <= info.width and 0 <= g[1] < g[3] <= info.height
+
+
+def test_erase_options_are_checked() -> None:
+    with pytest.raises(UsageError, match="needs evidence weight 'A'"):
+        LocalizeOptions(box_mode="erase", evidence_weight="E")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(UsageError, match="erase rounds"):
+            LocalizeOptions(box_mode="erase", erase_rounds=bad)
+    with pytest.raises(UsageError, match="'erase'"):  # the modes are listed
+        LocalizeOptions(box_mode="erasing")
+
+
+def test_cli_refuses_zero_erase_rounds(tiny_model_dir: Path, clips: dict, capsys) -> None:
+    from avscene.cli.app import main
+
+    for cmd in (["localize", str(clips["av"])], ["evaluate", str(clips["av"])]):
+        code = main([*cmd, "-m", str(tiny_model_dir), "--box-mode", "erase", "--erase-rounds", "0"])
+        _, err = capsys.readouterr()
+        assert code == 2 and "--erase-rounds" in err

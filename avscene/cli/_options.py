@@ -128,7 +128,14 @@ LabelsOpt = Annotated[
 EventThresholdOpt = Annotated[float, typer.Option(help="Audio score above which a window is sounding (the paper: 0).")]
 BoxModeOpt = Annotated[str, typer.Option(
     help="How a class's box is chosen: 'evidence', the largest region of its evidence map over the "
-         "windows (default); 'window', the top-scoring window (the paper's choice).")]
+         "windows (default); 'window', the top-scoring window (the paper's choice); 'erase', the evidence "
+         "box grown by adversarial erasing (the regions found so far hidden, the frame scored again, the "
+         "next region added while the class keeps evidence).")]
+BoxRegressorOpt = Annotated[Optional[Path], typer.Option(
+    metavar="FILE", help="Move each chosen box by this self-trained box regressor (a file written by "
+                         "avscene.train.box_regressor, for this model's classes) before snapping.")]
+EraseRoundsOpt = Annotated[int, typer.Option(
+    min=1, help="--box-mode erase: regions found per frame at most (1: the evidence box alone).")]
 SnapOpt = Annotated[bool, typer.Option(
     "--snap/--no-snap", help="Snap each box to the object's boundary (grabCut started from the box).")]
 VttOpt = Annotated[

@@ -11,6 +11,8 @@ from rich.table import Table
 from avscene.cli._options import (
     AudioThresholdOpt,
     BoxModeOpt,
+    BoxRegressorOpt,
+    EraseRoundsOpt,
     DeviceOpt,
     HubTimeoutOpt,
     ModelOpt,
@@ -134,6 +136,8 @@ def evaluate_cmd(
     pure_noise_clips: Annotated[Optional[int], typer.Option(
         min=0, help="Pure-noise clips per family with --add-noise (default: one per evaluated clip).")] = None,
     box_mode: BoxModeOpt = "evidence",
+    erase_rounds: EraseRoundsOpt = 3,
+    box_regressor: BoxRegressorOpt = None,
     evidence_weight: Annotated[str, typer.Option(
         help="What each window adds to the evidence map: 'A' (its positive class score), 'E' (its "
              "localisation-weighted score) or 'loc' (its localisation weight).")] = "A",
@@ -161,12 +165,14 @@ def evaluate_cmd(
     from avscene.evaluation.evaluate import evaluate
     from avscene.evaluation.noise_stress import parse_noise_specs
 
+    from avscene.checkpoint.box_regressor import read_box_regressor
     from avscene.tasks.localize import EVENT_LOW, LocalizeOptions
 
     check_report_path(json_out, force=force)
     noise = parse_noise_specs(add_noise or [])
     low = None if no_hysteresis else (EVENT_LOW if event_low is None else event_low)
-    loc_opts = LocalizeOptions(box_mode=box_mode, evidence_weight=evidence_weight, evidence_fraction=evidence_fraction,
+    loc_opts = LocalizeOptions(box_mode=box_mode, erase_rounds=erase_rounds,
+                               box_regressor=None if box_regressor is None else read_box_regressor(box_regressor), evidence_weight=evidence_weight, evidence_fraction=evidence_fraction,
                                snap=snap, event_classes=event_classes, event_low=low, event_fraction=event_fraction,
                                event_median=event_median)
     loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)

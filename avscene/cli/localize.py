@@ -10,7 +10,7 @@ from rich.table import Table
 
 from avscene.cli._batch import ClassifierArgs, CommonArgs, batch_command, execute, plan
 from avscene.cli._options import (
-    AudacityOpt, BoxModeOpt, EventThresholdOpt, LabelsOpt, PathsArg, SnapOpt, VttOpt,
+    AudacityOpt, BoxModeOpt, BoxRegressorOpt, EraseRoundsOpt, EventThresholdOpt, LabelsOpt, PathsArg, SnapOpt, VttOpt,
 )
 from avscene.cli._output import Sink
 
@@ -52,6 +52,8 @@ def localize_cmd(
     boxes: Annotated[int, typer.Option(min=1, help="Boxes reported per class and frame.")] = 1,
     event_threshold: EventThresholdOpt = 0.0,
     box_mode: BoxModeOpt = "evidence",
+    erase_rounds: EraseRoundsOpt = 3,
+    box_regressor: BoxRegressorOpt = None,
     snap: SnapOpt = True,
     render: Annotated[Optional[str], typer.Option(help="Write an overlay video (H.264 + AAC); "
                                                   "a template with {name} for several inputs.")] = None,
@@ -67,6 +69,7 @@ def localize_cmd(
     classifier: ClassifierArgs,
 ) -> int:
     """Localize sound events: boxes per frame, audio scores over time, events, and an overlay video."""
+    from avscene.checkpoint.box_regressor import read_box_regressor
     from avscene.tasks.localize import LocalizeOptions
     from avscene.tasks.outputs import (
         AUDACITY, RENDER, SCORES_TSV, VTT, RunFile, check_localize, localize_and_write, scores_tsv_template,
@@ -79,7 +82,8 @@ def localize_cmd(
                  **({VTT: vtt} if vtt else {}), **({AUDACITY: audacity} if audacity else {})}
     events = None if events_tsv is None else RunFile("events", events_tsv, force=common.overwrite)
     opts = LocalizeOptions(labels=tuple(label or ()), boxes=boxes, event_threshold=event_threshold,
-                           box_mode=box_mode, snap=snap,
+                           box_mode=box_mode, erase_rounds=erase_rounds, snap=snap,
+                           box_regressor=None if box_regressor is None else read_box_regressor(box_regressor),
                            classify=classifier.classify_options(any_format=common.any_format))
     outputs = p.outputs(opts, templates, common, run_file=events)  # a bad template, a clash: refused up front
     job = FileJob(localize_and_write, common.model_spec(), outputs, check_localize)

@@ -31,7 +31,9 @@ import numpy as np
 from avscene.errors import UsageError
 from avscene.tasks._pipeline import analyse, input_threshold
 from avscene.tasks.classify import ClassifyOptions
-from avscene.tasks.localize import LocalizeOptions, frame_boxes, localize_from_analysis, snap_boxes
+from avscene.tasks.localize import (
+    LocalizeOptions, check_box_regressor, localize_from_analysis, needs_frames, report_boxes,
+)
 from avscene.train.data import read_manifest, targets
 from avscene.evaluation.metrics.classification import ClassificationMetrics, classification_metrics, top1_accuracy
 from avscene.evaluation.metrics.localization import LocalizationScores
@@ -152,13 +154,15 @@ def evaluate(
     each one, and with pure noise of each family for the first ``pure_noise_clips`` clips
     (None: all; 0: none). ``localize``: how boxes and events are chosen (default: ``localize``'s
     defaults; its classify thresholds are replaced by the ones above); the boxes scored are those
-    ``localize`` reports first (:func:`avscene.tasks.localize.frame_boxes`).
+    ``localize`` reports first (:func:`avscene.tasks.localize.report_boxes`).
     """
     if mode is not None and mode not in MODES:
         raise UsageError(f"--mode must be one of {MODES}")
     if pure_noise_clips is not None and not noise:
         raise UsageError("--pure-noise-clips scores the noise families of --add-noise: give --add-noise too")
     names = list(loaded.labels)
+    if localize is not None and localize.box_regressor is not None:
+        check_box_regressor(localize.box_regressor, loaded)
     examples = read_manifest(manifest, class_names=names)
     gt = read_ground_truth(Path(ground_truth) if ground_truth else Path(manifest).parent / "ground_truth.jsonl")
     if mode is not None:
@@ -184,7 +188,7 @@ def evaluate(
     for i, ex in enumerate(examples):
         try:
             if stress is None:
-                a = analyse(ex.path, loaded)
+                a = analyse(ex.path, loaded, keep_frames=needs_frames(loc_opts))
             else:  # the clean analysis, and the noisy versions' predictions kept by ``stress``
                 a = stress.analyse(ex.path, _clip_id(ex.path), loaded)
         except Exception as e:  # noqa: BLE001 - reported in the evaluation, not fatal
@@ -210,8 +214,7 @@ def evaluate(
                     stress.add_events(ex.path, loaded, timing_opts, ref_rolls[-1],
                                       ground_truth_parse(rec, names, duration=duration), duration=duration,
                                       to_parse=predicted_parse)
-            _score_boxes(ex.path, a, rec, names, loc, loc_opts, fps=loaded.preprocess.fps,
-                         offset=loaded.preprocess.frame_offset)
+            score_boxes(ex.path, a, rec, names, loc, loc_opts, loaded)
             gt_parse.append(ground_truth_parse(rec, names, duration=duration))
             est_parse.append(predicted_parse(res.timing, names, duration=duration))
         if progress:
@@ -240,16 +243,14 @@ def evaluate(
     )
 
 
-def _score_boxes(path: Path, a, rec: dict, names: list[str], loc: LocalizationScores, opts: LocalizeOptions, *,
-                 fps: float, offset: float) -> None:
-    """Pointing game / CorLoc / IoU of the box ``localize`` reports first (:func:`frame_boxes`) for each GT
+def score_boxes(path: Path, a, rec: dict, names: list[str], loc: LocalizationScores, opts: LocalizeOptions,
+                 loaded: LoadedModel) -> None:
+    """Pointing game / CorLoc / IoU of the box ``localize`` reports first (:func:`report_boxes`) for each GT
     class at each sampled frame where it is visible."""
     if a.output.visual_E is None or a.visual is None:
         return
     shown = [ev for ev in rec["events"] if ev.get("visual")]
-    chosen = {c: frame_boxes(a, c, opts) for c in dict.fromkeys(names.index(ev["class"]) for ev in shown)}
-    if opts.snap and chosen:
-        chosen = snap_boxes(path, a.visual.times, chosen, fps=fps, offset=offset)
+    chosen = report_boxes(path, a, [names.index(ev["class"]) for ev in shown], loaded, opts)
     for ev in shown:
         c = names.index(ev["class"])
         gt_frames = {round(fr["t"], 3): fr["box"] for fr in ev["visual"]["frames"]}

@@ -8,12 +8,18 @@ object's box: the procedure of class activation maps (Zhou, Khosla, Lapedriza, O
 the window scores in place of the CAM. A map without positive evidence (its maximum ≤ 0) or
 without contrast (flat) gives no box.
 
-Pure and deterministic: arrays in, arrays out; no model, no I/O.
+Adversarial erasing at inference (:func:`erasing_boxes`, Wei et al., CVPR 2017, with a trained
+scorer): the region found is hidden, the frame scored again, and the next region added while the
+class keeps evidence and the region touches the box; :func:`snap_box` snaps a box to the object's
+boundary (grabCut).
+
+Pure and deterministic: arrays in, arrays out; no model (erasing calls the scorer it is given), no I/O.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -113,6 +119,76 @@ def evidence_boxes(boxes: np.ndarray, weights: np.ndarray, *, height: int, width
     out[:, [0, 2]] = np.minimum(out[:, [0, 2]], width)
     out[:, [1, 3]] = np.minimum(out[:, [1, 3]], height)
     return out
+
+
+ERASE_ROUNDS = 3  # regions mined per frame at most: Wei et al. (CVPR 2017) erase three times (a priori)
+
+
+def boxes_touch(a: np.ndarray, b: np.ndarray) -> bool:
+    """Do two boxes (4,) x0, y0, x1, y1 overlap or share a border?"""
+    return bool(a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3])
+
+
+def erase_region(frame: np.ndarray, box: np.ndarray, fill: np.ndarray) -> None:
+    """Fill the pixels of ``box`` (x0, y0, x1, y1, frame pixels, rounded outwards) of ``frame`` (H, W, 3)
+    with ``fill`` (3,), in place."""
+    H, W = frame.shape[:2]
+    x0, y0 = int(max(0, math.floor(box[0]))), int(max(0, math.floor(box[1])))
+    x1, y1 = int(min(W, math.ceil(box[2]))), int(min(H, math.ceil(box[3])))
+    frame[y0:y1, x0:x1] = fill
+
+
+def erasing_boxes(frames: np.ndarray, windows: np.ndarray, weights: np.ndarray,
+                  score: Callable[[np.ndarray, np.ndarray], np.ndarray], *, fill: np.ndarray,
+                  fraction: float = CAM_FRACTION, rounds: int = ERASE_ROUNDS) -> list[np.ndarray]:
+    """Boxes grown by adversarial erasing at inference (Wei, Feng, Liang, Cheng, Zhao, Yan, "Object
+    region mining with adversarial erasing", CVPR 2017, applied to a trained scorer).
+
+    Per frame: the box of the evidence map's largest region (:func:`evidence_boxes`); then, up to
+    ``rounds - 1`` times, the regions found so far are filled with ``fill``, the frame is scored again
+    (``score``) and the largest region of the new map is added when there is one (the class still has
+    positive evidence once the regions are hidden) and it touches the box so far (a region apart is
+    another instance or clutter, not more of this object). The box covers the union of the regions.
+    The frames still growing are scored together, one ``score`` call per round.
+
+    Args:
+        frames: (T, H, W, 3) uint8 frames (not modified).
+        windows: (T, M, 4) each frame's windows, frame pixels.
+        weights: (T, M) the class's weight of each window on the frames as they are.
+        score: (frames (N, H, W, 3) uint8, their indices (N,) into ``frames``) -> (N, M) the weights of
+            the same windows on those frames.
+        fill: (3,) the colour hidden regions take.
+        fraction: the evidence map's threshold (:func:`threshold_map`).
+        rounds: regions per frame at most (1: the evidence box alone).
+
+    Returns:
+        Per frame a (K, 4) float64 array, K = 1 (the box) or 0 (no evidence on the frame as it is).
+    """
+    if rounds < 1:
+        raise UsageError(f"erasing needs at least 1 round, got {rounds}")
+    T = len(frames)
+    H, W = frames.shape[1:3]
+    kw = dict(height=H, width=W, fraction=fraction, k=1)
+    found = [evidence_boxes(windows[t], weights[t], **kw) for t in range(T)]
+    union = [f[0].copy() if len(f) else None for f in found]
+    live = [t for t in range(T) if union[t] is not None]
+    erased = {t: frames[t].copy() for t in live}
+    last = {t: found[t][0] for t in live}
+    for _ in range(rounds - 1):
+        if not live:
+            break
+        for t in live:
+            erase_region(erased[t], last[t], fill)
+        w = np.asarray(score(np.stack([erased[t] for t in live]), np.asarray(live)), dtype=np.float64)  # (N, M)
+        keep = []
+        for t, wt in zip(live, w):
+            new = evidence_boxes(windows[t], wt, **kw)
+            if len(new) and boxes_touch(new[0], union[t]):
+                union[t] = np.concatenate([np.minimum(union[t][:2], new[0][:2]), np.maximum(union[t][2:], new[0][2:])])
+                last[t] = new[0]
+                keep.append(t)
+        live = keep
+    return [np.zeros((0, 4)) if u is None else u.reshape(1, 4) for u in union]
 
 
 SNAP_PAD = 0.15  # grabCut's rectangle: the box grown by this share of its size each way (it must enclose the object)

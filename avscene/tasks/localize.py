@@ -6,10 +6,13 @@ two-stream network, ``E = A ⊙ softmax(B)`` (per modality):
 * visual: per class and sampled frame, the box of the class's evidence map (``box_mode
   "evidence"``: every window's positive classification score accumulated per pixel,
   thresholded at 0.2 of its range, the largest connected region, as class activation maps
-  do; :mod:`avscene.proposals.evidence`), snapped to the object's boundary by
-  ``cv2.grabCut`` (``snap``); or the windows with the highest ``E`` (``"window"``; a model
-  with OICR refinement branches ranks them by the branches' probabilities instead,
-  ``visual_R``). :func:`frame_boxes` (+ :func:`snap_boxes`) is the one rule, which
+  do; :mod:`avscene.proposals.evidence`); or that box grown by adversarial erasing (``"erase"``:
+  its region hidden, the frame scored again by the visual stream, the next region added while
+  the class keeps evidence there and the region touches the box, up to ``erase_rounds``
+  regions); or the windows with the highest ``E`` (``"window"``; a model with OICR refinement
+  branches ranks them by the branches' probabilities instead, ``visual_R``); optionally moved by
+  a self-trained box regressor (``box_regressor``, from the box's RoI feature); snapped to the
+  object's boundary by ``cv2.grabCut`` (``snap``). :func:`report_boxes` is the one rule, which
   ``evaluate`` scores too;
 * audio: per class, ``E`` of every 0.96-s window, and the same min–max scaled to
   ``[0, 1]`` (``heat``);
@@ -47,7 +50,7 @@ score the same: the best window would be an arbitrary one; :func:`frame_boxes`, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,7 +59,8 @@ import numpy as np
 
 from avscene.dsp.events import EventRule, grow_runs, median_filter
 from avscene.errors import UsageError
-from avscene.proposals.evidence import CAM_FRACTION, evidence_boxes, snap_box
+from avscene.proposals.box_regression import BoxRegressor
+from avscene.proposals.evidence import CAM_FRACTION, ERASE_ROUNDS, erasing_boxes, evidence_boxes, snap_box
 from avscene.timing import segment_timestamps
 from avscene.results import (
     HEARD_AND_SEEN_ONLY, HEARD_ONLY, PREDICTED, REQUESTED, SEEN_ONLY, AudioSegment, BoxDetection, ClassParse, Event,
@@ -69,7 +73,7 @@ if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel
 
 
-BOX_MODES = ("evidence", "window")
+BOX_MODES = ("evidence", "window", "erase")
 EVIDENCE_WEIGHTS = ("A", "E", "loc")
 EVENT_CLASSES = ("heard_or_predicted", "heard", "predicted")
 # Hysteresis: an event started by a window with E > event_threshold (A > 0) goes on through the windows
@@ -89,7 +93,10 @@ class LocalizeOptions:
     visible_threshold: float = 0.0  # best-box E above this marks a frame as showing the class
     audio_all_classes: bool = False  # audio scores for every class (score TSVs), not just reported ones
     classify: ClassifyOptions = ClassifyOptions()
-    box_mode: str = "evidence"  # "evidence": the box of the class's evidence map; "window": the top windows
+    box_mode: str = "evidence"  # "evidence": the box of the class's evidence map; "window": the top windows;
+    # "erase": the evidence box grown by adversarial erasing (regions found once the earlier ones are hidden)
+    erase_rounds: int = ERASE_ROUNDS  # "erase": regions per frame at most
+    box_regressor: BoxRegressor | None = None  # moves each chosen box (before snapping); None: no regression
     evidence_weight: str = "A"  # what each window adds to the map: "A" (its positive class score), "E", "loc"
     evidence_fraction: float = CAM_FRACTION  # threshold of the evidence map, a fraction of its range
     snap: bool = True  # snap each box to the object's boundary (cv2.grabCut initialised with the box)
@@ -116,6 +123,11 @@ class LocalizeOptions:
             raise UsageError(f"evidence weight must be one of {EVIDENCE_WEIGHTS}, got {self.evidence_weight!r}")
         if not 0.0 <= self.evidence_fraction <= 1.0:
             raise UsageError(f"the evidence fraction must lie in [0, 1], got {self.evidence_fraction}")
+        if isinstance(self.erase_rounds, bool) or not isinstance(self.erase_rounds, int) or self.erase_rounds < 1:
+            raise UsageError(f"erase rounds must be an integer >= 1, got {self.erase_rounds!r}")
+        if self.box_mode == "erase" and self.evidence_weight != "A":
+            raise UsageError(f"box mode 'erase' rescores the erased frames' windows by their class score A: it "
+                             f"needs evidence weight 'A', got {self.evidence_weight!r}")
 
 
 def window_spans(times: np.ndarray, duration: float) -> np.ndarray:
@@ -190,9 +202,8 @@ def localize_from_analysis(path: Path, a: Analysis, loaded: LoadedModel, opts: L
     if opts.audio_all_classes and out.audio_E is not None and a.audio is not None:
         for c, lab in enumerate(names):
             audio[lab] = _audio_segments(audio_E[:, c], audio_times)
-    frames_needed = opts.snap and out.visual_E is not None and a.visual is not None and bool(report)
-    chosen = _snapped(path, a, {names.index(lab): frame_boxes(a, names.index(lab), opts) for lab in report},
-                      loaded, opts) if frames_needed else {}
+    chosen = report_boxes(path, a, [names.index(lab) for lab in report], loaded, opts) \
+        if out.visual_E is not None and a.visual is not None else {}
     for lab in report:
         c = names.index(lab)
         heard: list[tuple[float, float]] = []
@@ -330,13 +341,14 @@ def frame_boxes(a: Analysis, c: int, opts: LocalizeOptions) -> list[list[tuple[n
 
     The one box rule of ``localize`` and ``evaluate``. ``"window"``: the ``opts.boxes`` windows
     ranked highest by ``box_scores`` (``E``, or the OICR branches'), each with its ``E``.
-    ``"evidence"``: the boxes of the ``opts.boxes`` largest regions of the class's evidence map
+    ``"evidence"`` (and ``"erase"``, which :func:`erase_boxes` grows afterwards): the boxes of the
+    ``opts.boxes`` largest regions of the class's evidence map
     (:func:`avscene.proposals.evidence.evidence_boxes`; each window weighted by its positive
     classification score ``max(A, 0)`` (``"A"``, the class evidence a CAM accumulates), its box score
     (``"E"``) or its localisation weight ``softmax(L) = E / A`` (``"loc"``)), scored with the frame's
     best ``E``, then the top windows up to ``opts.boxes``. A frame without evidence for the class (no
     window with ``E`` above 0, or all alike: :func:`informative_frames`) has no box, in ``localize``
-    and ``evaluate`` alike. Snapping (``opts.snap``) needs the frames: :func:`snap_boxes`.
+    and ``evaluate`` alike. Erasing, regression and snapping need the frames: :func:`report_boxes`.
     """
     from avscene.nn.model import box_scores
 
@@ -387,9 +399,145 @@ def snap_boxes(path: str | Path, times: np.ndarray, chosen: dict[int, list[list[
     return out
 
 
-def _snapped(path: Path, a: Analysis, chosen: dict, loaded: LoadedModel, opts: LocalizeOptions) -> dict:
-    return snap_boxes(path, a.visual.times, chosen, fps=loaded.preprocess.fps, offset=loaded.preprocess.frame_offset,
-                      any_format=opts.classify.any_format, frames=a.frames)
+def frame_batches(path: str | Path, a: Analysis, loaded: LoadedModel, opts: LocalizeOptions,
+                  frames: Iterable[tuple[float, np.ndarray]] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The analysis's sampled frames, ``EMBED_FRAMES`` at a time: (their indices (N,), the frames
+    (N, H, W, 3) uint8); from ``frames`` (what the analysis kept), else decoded again."""
+    from avscene.io.decode import iter_frames
+    from avscene.tasks._pipeline import EMBED_FRAMES
+
+    pre = loaded.preprocess
+    index = {round(float(t), 3): i for i, t in enumerate(a.visual.times)}
+    if frames is None:
+        frames = iter_frames(path, fps=pre.fps, offset=pre.frame_offset, any_format=opts.classify.any_format)
+    batch: list[tuple[int, np.ndarray]] = []
+    for t_sec, frame in frames:
+        i = index.get(round(float(t_sec), 3))
+        if i is not None:
+            batch.append((i, frame))
+        if len(batch) == EMBED_FRAMES:
+            yield np.array([i for i, _ in batch]), np.stack([f for _, f in batch])
+            batch = []
+    if batch:
+        yield np.array([i for i, _ in batch]), np.stack([f for _, f in batch])
+
+
+def erase_boxes(path: str | Path, a: Analysis, chosen: dict[int, list[list[tuple[np.ndarray, float]]]],
+                loaded: LoadedModel, opts: LocalizeOptions,
+                frames: Iterable[tuple[float, np.ndarray]] | None = None) -> dict[int, list[list[tuple[np.ndarray, float]]]]:
+    """``chosen`` (class → per frame ``[(box, score)]``, as :func:`frame_boxes` gives) with each frame's
+    first box grown by adversarial erasing (:func:`avscene.proposals.evidence.erasing_boxes`): its
+    regions hidden with the colour hide-and-seek training hides cells with (the ImageNet mean), the
+    frame's windows scored again by the visual stream (class score ``A``, positive part, as the
+    evidence map weighs them) and the next region added, up to ``opts.erase_rounds`` regions. A frame
+    without a box keeps none (:func:`frame_batches` gives the frames)."""
+    from avscene.nn.inputs import IMAGENET_MEAN
+
+    A = a.output.visual_E if a.output.visual_A is None else a.output.visual_A  # (T, M, C)
+    fill = np.round(np.asarray(IMAGENET_MEAN) * 255).astype(np.uint8)  # (3,)
+    out = {c: [list(f) for f in per] for c, per in chosen.items()}
+    for idx, imgs in frame_batches(path, a, loaded, opts, frames):
+        windows = a.visual.boxes[idx]  # (N, M, 4)
+        for c, per in out.items():
+            need = [k for k, i in enumerate(idx) if per[i]]
+            if not need:
+                continue
+            weights = np.clip(A[idx[need], :, c].numpy(), 0, None)  # (N', M)
+
+            def score(erased: np.ndarray, which: np.ndarray, c: int = c, need: list[int] = need) -> np.ndarray:
+                rows = np.asarray(need)[which]
+                z = visual_features(loaded, erased, windows[rows])  # (n, M, d)
+                return np.clip(_classify(loaded, z)[..., c], 0, None)  # (n, M)
+
+            grown = erasing_boxes(imgs[need], windows[need], weights, score, fill=fill,
+                                  fraction=opts.evidence_fraction, rounds=opts.erase_rounds)
+            for k, g in zip(need, grown):
+                if len(g):
+                    per[idx[k]][0] = (g[0], per[idx[k]][0][1])
+    return out
+
+
+def regress_boxes(path: str | Path, a: Analysis, chosen: dict[int, list[list[tuple[np.ndarray, float]]]],
+                  loaded: LoadedModel, opts: LocalizeOptions,
+                  frames: Iterable[tuple[float, np.ndarray]] | None = None) -> dict[int, list[list[tuple[np.ndarray, float]]]]:
+    """``chosen`` with each frame's first box moved by the class's box regressor (``opts.box_regressor``,
+    :class:`avscene.proposals.box_regression.BoxRegressor`) from the box's RoI feature, clipped to the
+    frame; all classes' boxes of a frame are embedded together (:func:`frame_batches` gives the frames)."""
+    reg = opts.box_regressor
+    check_box_regressor(reg, loaded)
+    out = {c: [list(f) for f in per] for c, per in chosen.items()}
+    classes = [c for c in out if reg.trained[c]]
+    if not classes:
+        return out
+    for idx, imgs in frame_batches(path, a, loaded, opts, frames):
+        H, W = imgs.shape[1:3]
+        whole = np.array([0.0, 0.0, W, H])
+        boxes = np.stack([[np.asarray(out[c][i][0][0], np.float64) if out[c][i] else whole for c in classes]
+                          for i in idx])  # (N, K, 4)
+        z = visual_features(loaded, imgs, boxes)  # (N, K, d)
+        for k, c in enumerate(classes):
+            moved = reg.refine(boxes[:, k], z[:, k], c)  # (N, 4)
+            moved[:, [0, 2]] = np.clip(moved[:, [0, 2]], 0, W)
+            moved[:, [1, 3]] = np.clip(moved[:, [1, 3]], 0, H)
+            for n, i in enumerate(idx):
+                if out[c][i] and moved[n, 2] > moved[n, 0] and moved[n, 3] > moved[n, 1]:
+                    out[c][i][0] = (moved[n], out[c][i][0][1])
+    return out
+
+
+def check_box_regressor(reg: BoxRegressor, loaded: LoadedModel) -> None:
+    """A box regressor fits the model: the same classes, its feature size."""
+    if tuple(reg.labels) != tuple(loaded.labels):
+        raise UsageError(f"the box regressor was trained for classes {list(reg.labels)}, the model has "
+                         f"{list(loaded.labels)}")
+    if reg.feature_dim != loaded.config.embed_dim:
+        raise UsageError(f"the box regressor takes {reg.feature_dim}-d features, the model gives "
+                         f"{loaded.config.embed_dim}-d ones")
+
+
+def visual_features(loaded: LoadedModel, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """The visual RoI features of ``boxes`` (N, K, 4) on ``frames`` (N, H, W, 3) uint8: (N, K, d);
+    each box's feature depends only on its frame."""
+    import torch
+
+    from avscene.nn.inputs import single_input
+
+    model = loaded.model
+    with torch.inference_mode():
+        x, _ = single_input(patches=None, patch_times=None, frames=frames, frame_times=np.zeros(len(frames)),
+                            boxes=boxes, image_size=loaded.preprocess.image_size,
+                            device=next(model.parameters()).device)
+        return model.forward_visual_features(x.images, x.boxes)[0].float().cpu().numpy()
+
+
+def _classify(loaded: LoadedModel, z: np.ndarray) -> np.ndarray:
+    """The visual classification stream ``A`` of features (..., d): (..., C)."""
+    import torch
+
+    model = loaded.model
+    with torch.inference_mode():
+        return model.visual_head.classify(torch.from_numpy(z).to(next(model.parameters()).device)).float().cpu().numpy()
+
+
+def report_boxes(path: str | Path, a: Analysis, classes: Sequence[int], loaded: LoadedModel,
+                 opts: LocalizeOptions) -> dict[int, list[list[tuple[np.ndarray, float]]]]:
+    """The boxes ``localize`` reports and ``evaluate`` scores for ``classes``: per class and sampled
+    frame ``[(box, score)]``, :func:`frame_boxes`, grown by erasing (``box_mode "erase"``,
+    :func:`erase_boxes`), moved by a self-trained box regressor (``opts.box_regressor``,
+    :func:`regress_boxes`) and snapped (``opts.snap``, :func:`snap_boxes`), on the frames the analysis
+    kept (``Analysis.frames``), else decoded again."""
+    chosen = {c: frame_boxes(a, c, opts) for c in dict.fromkeys(classes)}
+    if not chosen:
+        return chosen
+    if opts.box_mode == "erase":
+        chosen = erase_boxes(path, a, chosen, loaded, opts, frames=a.frames)
+    if opts.box_regressor is not None:
+        chosen = regress_boxes(path, a, chosen, loaded, opts, frames=a.frames)
+    if opts.snap:
+        chosen = snap_boxes(path, a.visual.times, chosen, fps=loaded.preprocess.fps,
+                            offset=loaded.preprocess.frame_offset, any_format=opts.classify.any_format,
+                            frames=a.frames)
+    return chosen
 
 
 def _boxes_for_class(a: Analysis, c: int, opts: LocalizeOptions, fps: float, chosen=None):
@@ -406,11 +554,18 @@ def _boxes_for_class(a: Analysis, c: int, opts: LocalizeOptions, fps: float, cho
     return tuple(dets), seen
 
 
+def needs_frames(opts: LocalizeOptions) -> bool:
+    """Whether the boxes need the sampled frames (snapping, erasing, regression)."""
+    return opts.snap or opts.box_mode == "erase" or opts.box_regressor is not None
+
+
 def localize_file(path: str | Path, loaded: LoadedModel, opts: LocalizeOptions | None = None) -> LocalizeResult:
     """Localize one file; raises an ``AvsceneError`` if it cannot be processed."""
     opts = opts or LocalizeOptions()
     resolve_labels(opts.labels, (), list(loaded.labels))  # fail early on an unknown --label
+    if opts.box_regressor is not None:
+        check_box_regressor(opts.box_regressor, loaded)
     a = analyse(path, loaded, edge_model=opts.classify.edge_model, any_format=opts.classify.any_format,
-                keep_frames=opts.snap)  # the frames snapping needs, without decoding them again
+                keep_frames=needs_frames(opts))  # the frames snapping and erasing need, without decoding them again
     return localize_from_analysis(Path(path), a, loaded, opts)
 

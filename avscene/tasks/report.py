@@ -35,7 +35,7 @@ import numpy as np
 from avscene.io.draw import BoxLayer, class_colours
 from avscene.results import AudioTrack, LocalizeResult, ReportPage, SeparateResult, Thumbnail, Timing
 from avscene.tasks._pipeline import analyse, chunk_seconds_for
-from avscene.tasks.localize import LocalizeOptions, localize_from_analysis, resolve_labels
+from avscene.tasks.localize import LocalizeOptions, localize_from_analysis, needs_frames, resolve_labels
 
 if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel
@@ -157,7 +157,7 @@ def build_page(path: str | Path, loaded: LoadedModel, opts: ReportOptions, *, ve
     resolve_labels(loc.labels, (), list(loaded.labels))  # fail early on an unknown --label
     decoded = Decoded(opts.max_thumbnails, opts.thumb_width)
     a = analyse(path, loaded, edge_model=loc.classify.edge_model, any_format=loc.classify.any_format,
-                keep_frames=loc.snap, observer=decoded)
+                keep_frames=needs_frames(loc), observer=decoded)
     r = localize_from_analysis(Path(path), a, loaded, loc)
     del a  # its frames (kept for snapping) are not needed any more
     return page_from_localization(path, r, loaded, opts, version=version, decoded=decoded)
