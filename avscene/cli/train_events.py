@@ -15,6 +15,8 @@ EPILOG = """Examples:
 
   avscene train-events runs/av -o runs/av-events --pooling auto_pool --steps 6000
 
+  avscene train-events runs/av -o runs/av-events-last --steps 4000 --eval-every 4000 --threshold 0
+
   avscene localize clip.mp4 --model runs/av-events --json
 
 Writes a copy of the checkpoint with an event head (config event_head: true); the checkpoint itself
@@ -35,6 +37,11 @@ def train_events_cmd(
     steps: Annotated[int, typer.Option(min=1, help="Training steps (32 bags each).")] = 4000,
     draws: Annotated[int, typer.Option(min=0, help="Augmented draws of each training clip beside the clean "
                                        "one (the run's own augmentation).")] = 8,
+    eval_every: Annotated[int, typer.Option(min=1, help="Check the hold-out every this many steps; the best "
+                                            "check is kept (--eval-every equal to --steps: the last step).")] = 200,
+    threshold: Annotated[Optional[float], typer.Option(help="Install this event threshold on the head's logits "
+                                                       "instead of the one chosen on the hold-out (0: probability "
+                                                       "1/2).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the draws, splices and initialisation.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, mps (embedding the clips).")] = "cpu",
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output folder.")] = False,
@@ -52,7 +59,8 @@ def train_events_cmd(
 
     if pooling not in POOLINGS:
         raise UsageError(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    opts = EventHeadOptions(pooling=pooling, steps=steps, draws=draws, seed=seed)
+    opts = EventHeadOptions(pooling=pooling, steps=steps, draws=draws, eval_every=eval_every, seed=seed,
+                            threshold=threshold)
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("reading the checkpoint", total=None)
         out, fit = train_event_head(model, manifest, output, opts, force=force, device=device,

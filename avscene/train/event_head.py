@@ -307,7 +307,7 @@ class EventHeadFit:
     curve: tuple[tuple[int, float, float, float], ...]  # (step, train loss, hold-out F1 at 0, best)
     n_train_clips: int
     n_holdout_bags: int
-    alpha: tuple[float, ...] | None  # auto-pool: the learnt α per class
+    alpha: tuple[float, ...] | None  # auto-pool: the α per class learnt by best_step
     weight: np.ndarray  # (C, d)
     bias: np.ndarray  # (C,) before the threshold is folded in
 
@@ -376,6 +376,7 @@ def fit_event_head(context: nn.Module | None, reference: Callable[[Tensor], Tens
 
     best: tuple[float, int, float] | None = None  # (F1, step, threshold)
     kept: dict[str, Tensor] = {}
+    kept_alpha: tuple[float, ...] | None = None
     curve, losses = [], []
     for step in range(1, steps + 1):
         z, mask, part, targets = stack_bags(sample_bags(groups, partners, names, rng, batch_size=batch_size,
@@ -393,6 +394,7 @@ def fit_event_head(context: nn.Module | None, reference: Callable[[Tensor], Tens
             if best is None or figs[t_best].f1 > best[0] + 1e-9:
                 best = (figs[t_best].f1, step, t_best)
                 kept = {k: v.detach().clone() for k, v in head.state_dict().items()}
+                kept_alpha = None if pool.alpha is None else tuple(float(a) for a in pool.alpha.detach())
             at_zero = figs[0.0].f1 if 0.0 in figs else float("nan")
             curve.append((step, float(np.mean(losses[-eval_every:])), at_zero, figs[t_best].f1))
         if progress:
@@ -401,11 +403,10 @@ def fit_event_head(context: nn.Module | None, reference: Callable[[Tensor], Tens
     figs = score_holdout()
     ref_rows = [ref_scores[i, :n] for i, n in enumerate(lengths)]
     reference_figs = holdout_figures(ref_rows, hold, refs, 0.0)
-    alpha = None if pool.alpha is None else tuple(float(a) for a in pool.alpha.detach())
     zero = figs.get(0.0) or holdout_figures([], [], [], 0.0)
     return EventHeadFit(pooling=pooling, steps=steps, best_step=best[1], threshold=best[2], holdout=figs[best[2]],
                         holdout_at_zero=zero, reference=reference_figs, curve=tuple(curve),
-                        n_train_clips=len(groups), n_holdout_bags=len(hold), alpha=alpha,
+                        n_train_clips=len(groups), n_holdout_bags=len(hold), alpha=kept_alpha,
                         weight=kept["lin.weight"].numpy(), bias=kept["lin.bias"].numpy())
 
 
@@ -472,8 +473,9 @@ class EventHeadOptions:
     draws: int = 8  # augmented draws per training clip (beside the clean one)
     holdout_draws: int = 2  # augmented draws per hold-out clip
     holdout_shifted: int = 2  # draws per hold-out clip through a stronger recording change
-    eval_every: int = 200
+    eval_every: int = 200  # hold-out check every this many steps (= steps: the last step is kept)
     seed: int = 0
+    threshold: float | None = None  # install this event threshold instead of the hold-out's choice
 
 
 def train_event_head(checkpoint: str | Path, manifest: str | Path | None, out: str | Path,
@@ -526,4 +528,4 @@ def train_event_head(checkpoint: str | Path, manifest: str | Path | None, out: s
                          pooling=opts.pooling, steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
                          splice_prob=opts.splice_prob, eval_every=opts.eval_every, seed=opts.seed,
                          progress=report("training the event head"))
-    return install_event_head(checkpoint, out, fit, force=force), fit
+    return install_event_head(checkpoint, out, fit, force=force, threshold=opts.threshold), fit
