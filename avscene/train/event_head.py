@@ -210,18 +210,19 @@ def map_windows(part: Tensor, onto: Tensor) -> np.ndarray:
 # ---- window decisions and the hold-out figure
 
 
-EVENT_GAP = 0.5  # localize's hysteresis: an event continues while the logit is above threshold - this
 THRESHOLDS = tuple(np.round(np.arange(-3.0, 2.01, 0.25), 2))  # event thresholds tried on the hold-out (logits)
 
 
 def window_decisions(logits: np.ndarray, gate: np.ndarray, threshold: float) -> np.ndarray:
     """(P, C) event logits -> (P, C) bool sounding windows, as ``localize`` decides them for a model
     with this head and the threshold folded into its bias: an event starts above ``threshold``,
-    continues while above ``threshold - 0.5``, a class without a window above gets its best one; only
-    the classes of ``gate`` (C,) bool (the clip-level decision) get events."""
-    from avscene.tasks.localize import LocalizeOptions, event_windows
+    continues while above ``threshold + localize.EVENT_LOW`` (-0.5), a class without a window
+    above gets its best one; only the classes of ``gate`` (C,) bool (the clip-level decision) get
+    events."""
+    from avscene.tasks.localize import EVENT_LOW, LocalizeOptions, event_windows
 
-    opts = LocalizeOptions(event_threshold=threshold, event_low=threshold - EVENT_GAP)
+    # the installed head's logits are these minus the threshold, under localize's defaults (0, EVENT_LOW)
+    opts = LocalizeOptions(event_threshold=threshold, event_low=threshold + EVENT_LOW)
     out = np.zeros(logits.shape, dtype=bool)
     for c in np.flatnonzero(gate):
         out[:, c] = event_windows(logits[:, c], logits[:, c], opts, fallback=True)
@@ -330,7 +331,7 @@ def _in_context(context: nn.Module | None, z: Tensor, mask: Tensor) -> Tensor:
 def fit_event_head(context: nn.Module | None, reference: Callable[[Tensor], Tensor], train: Sequence[EmbeddedClip],
                    held: Sequence[EmbeddedClip], names: Sequence[str], *, pooling: str = "linear_softmax",
                    steps: int = 3000, batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 1e-4,
-                   splice_prob: float = 0.75, eval_every: int = 250, thresholds: Sequence[float] = THRESHOLDS,
+                   splice_prob: float = 0.75, eval_every: int = 200, thresholds: Sequence[float] = THRESHOLDS,
                    seed: int = 0, progress: Callable[[int, int], None] | None = None) -> EventHeadFit:
     """Train an :class:`avscene.nn.mil.EventHead` on frozen window embeddings.
 
