@@ -91,8 +91,8 @@ def main() -> None:
         if fr is None:
             continue
         ref, h = fr["reference"], fr["holdout"]
-        alpha = "—" if fr["alpha"] is None else (f"{sum(fr['alpha']) / len(fr['alpha']):.1f} "
-                                                 f"({min(fr['alpha']):.1f}–{max(fr['alpha']):.1f})")
+        alpha = "—" if fr["alpha"] is None else (f"{sum(fr['alpha']) / len(fr['alpha']):.2f} "
+                                                 f"({min(fr['alpha']):.2f}–{max(fr['alpha']):.2f})")
         print(f"| {name} | {fr['best_step']} / {fr['steps']} | {fr['threshold']:+.2f} | {h['f1']:.3f} "
               f"({h['precision']:.3f} / {h['recall']:.3f}) | {fr['holdout_at_zero']['f1']:.3f} | {h['outside']:.3f} "
               f"| {alpha} |")
