@@ -109,7 +109,7 @@ def _verbatim_examples(epilog: str | None) -> str | None:
 def _register() -> None:
     from avscene.cli import (
         calibrate, classify, doctor, download, evaluate, evaluate_sep, localize, separate, train, train_dictionaries,
-        train_separator, upload,
+        train_events, train_separator, upload,
     )
     from avscene.cli import report as report_cli
 
@@ -119,6 +119,7 @@ def _register() -> None:
     command(train.train_cmd, "train", train.EPILOG)
     command(train_dictionaries.train_dictionaries_cmd, "train-dictionaries", train_dictionaries.EPILOG)
     command(train_separator.train_separator_cmd, "train-separator", train_separator.EPILOG)
+    command(train_events.train_events_cmd, "train-events", train_events.EPILOG)
     command(evaluate.evaluate_cmd, "evaluate", evaluate.EPILOG)
     command(calibrate.calibrate_cmd, "calibrate", calibrate.EPILOG)
     command(download.download_cmd, "download", download.EPILOG)

@@ -210,9 +210,63 @@ def linear_softmax(p: Tensor, mask: Tensor | None) -> Tensor:
     return (q * q).sum(dim=1) / q.sum(dim=1).clamp(min=torch.finfo(p.dtype).tiny)
 
 
+def mean_pool(p: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of the real windows' (B, P, C) probabilities -> (B, C); a bag without one gives 0."""
+    keep = _all_valid(p, mask)[..., None].to(p.dtype)  # (B, P, 1)
+    return (p * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+
+
+def attention_pool(p: Tensor, weights: Tensor, mask: Tensor | None) -> Tensor:
+    """Attention pooling: ``Σ_i softmax_i(w_i) y_i`` over the real windows, with (B, P, C)
+    probabilities ``p`` and attention logits ``weights`` (another output of the windows) -> (B, C)."""
+    return (masked_softmax(weights, mask) * p).sum(dim=1)
+
+
+def auto_pool(p: Tensor, alpha: Tensor, mask: Tensor | None) -> Tensor:
+    """Auto-pool (McFee, Salamon & Bello, 2018): ``Σ_i softmax_i(α_c y_i) y_i`` per class, with
+    (B, P, C) probabilities and (C,) ``alpha``: α = 0 is the mean, α → ∞ the max, α < 0 tends to
+    the min; exp-softmax pooling (Wang et al. 2019) is α = 1. -> (B, C)."""
+    return attention_pool(p, alpha * p, mask)
+
+
+def exp_softmax(p: Tensor, mask: Tensor | None) -> Tensor:
+    """Exp-softmax pooling (Wang, Li & Metze, ICASSP 2019): ``Σ_i y_i e^{y_i} / Σ_i e^{y_i}``: (B, P, C) -> (B, C)."""
+    return auto_pool(p, p.new_ones(p.shape[-1]), mask)
+
+
+POOLINGS = ("max", "mean", "linear_softmax", "exp_softmax", "attention", "auto_pool")
+
+
+class EventPooling(nn.Module):
+    """One of :data:`POOLINGS` over an event head's window probabilities, with the parameters
+    the pooling learns: attention, a linear layer of the window features giving each window's
+    weight per class; auto-pool, one α per class (from 0: the mean). Used in training only: the
+    events are the windows' own probabilities (``EventHead``)."""
+
+    def __init__(self, kind: str, embed_dim: int, num_classes: int):
+        super().__init__()
+        if kind not in POOLINGS:
+            raise UsageError(f"pooling must be one of {', '.join(POOLINGS)}, got {kind!r}")
+        self.kind = kind
+        self.att = nn.Linear(embed_dim, num_classes) if kind == "attention" else None
+        self.alpha = nn.Parameter(torch.zeros(num_classes)) if kind == "auto_pool" else None
+
+    def forward(self, p: Tensor, z: Tensor, mask: Tensor | None) -> Tensor:
+        """(B, P, C) probabilities of windows with (B, P, d) features -> (B, C)."""
+        if self.kind == "max":
+            return masked_max(p, mask)
+        if self.kind == "attention":
+            return attention_pool(p, self.att(z), mask)
+        if self.kind == "auto_pool":
+            return auto_pool(p, self.alpha, mask)
+        return {"mean": mean_pool, "linear_softmax": linear_softmax, "exp_softmax": exp_softmax}[self.kind](p, mask)
+
+
 class EventHead(nn.Module):
     """Sound-event head beside the two-stream one: one logit per audio window and class,
-    (B, P, d) -> (B, P, C); trained through :func:`linear_softmax` of its sigmoid (:func:`event_loss`)."""
+    (B, P, d) -> (B, P, C); trained through :func:`linear_softmax` of its sigmoid (:func:`event_loss`)
+    in ``avscene train``, or through any of :data:`POOLINGS` on frozen embeddings
+    (``avscene train-events``)."""
 
     def __init__(self, embed_dim: int, num_classes: int):
         super().__init__()
@@ -222,8 +276,12 @@ class EventHead(nn.Module):
         return self.lin(z)
 
 
-def event_loss(logits: Tensor, mask: Tensor | None, part: Tensor | None, part_targets: Tensor) -> Tensor:
-    """Binary log-loss of the linear-softmax pooled event probabilities of each *part* of each bag.
+Pool = Callable[[Tensor, Tensor], Tensor]  # (B, P, C) probabilities, (B, P) mask -> (B, C)
+
+
+def event_loss(logits: Tensor, mask: Tensor | None, part: Tensor | None, part_targets: Tensor,
+               pool: Pool = linear_softmax) -> Tensor:
+    """Binary log-loss of the pooled event probabilities of each *part* of each bag.
 
     A bag is one clip (every window in part 0) or two clips spliced in time (windows of the
     second clip in part 1): each part is pooled on its own and taught its own clip's labels, so
@@ -234,6 +292,7 @@ def event_loss(logits: Tensor, mask: Tensor | None, part: Tensor | None, part_ta
         mask: (B, P) bool real windows, or None.
         part: (B, P) long part of each window (0 or 1), or None (all 0).
         part_targets: (B, K, C) {0, 1} labels of each part.
+        pool: the pooling of a part's window probabilities (default :func:`linear_softmax`).
     """
     valid = _all_valid(logits, mask)  # (B, P)
     part = torch.zeros_like(valid, dtype=torch.long) if part is None else part.long()
@@ -243,7 +302,7 @@ def event_loss(logits: Tensor, mask: Tensor | None, part: Tensor | None, part_ta
         in_k = valid & (part == k)  # (B, P)
         has = in_k.any(dim=1)  # (B,)
         if bool(has.any()):
-            pooled.append(linear_softmax(probs, in_k)[has])
+            pooled.append(pool(probs, in_k)[has])
             wanted.append(part_targets[:, k][has])
     if not pooled:
         return logits.sum() * 0.0
@@ -305,7 +364,8 @@ def loss_fn(cfg: ModelConfig) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 __all__ = [
-    "EventHead", "OneStreamHead", "SyncPooled", "TwoStreamHead", "WSDDNHead", "bce_loss", "event_loss",
-    "floor_loss", "hinge_loss", "l2_fuse", "l2_normalise", "linear_softmax", "loss_fn", "masked_max",
-    "masked_softmax", "mean_fuse", "noisy_or_fuse", "smooth_max", "sync_pool",
+    "EventHead", "EventPooling", "OneStreamHead", "POOLINGS", "Pool", "SyncPooled", "TwoStreamHead",
+    "WSDDNHead", "attention_pool", "auto_pool", "bce_loss", "event_loss", "exp_softmax", "floor_loss",
+    "hinge_loss", "l2_fuse", "l2_normalise", "linear_softmax", "loss_fn", "masked_max", "masked_softmax",
+    "mean_fuse", "mean_pool", "noisy_or_fuse", "smooth_max", "sync_pool",
 ]
