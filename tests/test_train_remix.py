@@ -204,3 +204,42 @@ def test_a_short_remix_training_separates_two_tones_and_drops_the_background() -
     with torch.no_grad():
         out, _ = separate_classes(net, torch.from_numpy((a + noise).astype(np.float32)), [0])
     assert sdr(out[0].numpy(), a) - sdr(a + noise, a) > 6
+
+
+def test_the_commands_refuse_a_remix_asked_for_wrongly(tmp_path, capsys) -> None:
+    from avscene.cli.app import main
+
+    assert main(["evaluate-separation", str(tmp_path), "--remix"]) == 2
+    assert "--remix goes with --pairs" in capsys.readouterr().err
+    assert main(["evaluate-separation", str(tmp_path), "--pairs", "--remix", "--holdout"]) == 2
+    assert "one at a time" in capsys.readouterr().err
+    code = main(["train-separator", str(tmp_path / "model"), str(tmp_path / "labels.csv"), "--objective", "remix",
+                 "--assessor-weight", "0.1", "--pair-fraction", "0.5"])
+    assert code == 2 and "assessor" in capsys.readouterr().err
+
+
+def test_the_teacher_pass_caches_each_heard_clips_source_and_residual(tmp_path, tiny_model_dir) -> None:
+    """The teacher (the tiny checkpoint's default method, ncp) separates each heard clip with an
+    anchor, held-out ones marked; source plus residual is the clip, as ``separate`` promises."""
+    from avscene.checkpoint.load import load_pretrained
+    from avscene.train.masknet_data import Segment
+    from avscene.train.remix import teacher_pass
+
+    loaded = load_pretrained(str(tiny_model_dir))
+    a, b = loaded.labels[:2]
+    rng = np.random.default_rng(0)
+    audio = [(0.1 * rng.standard_normal(3 * SR)).astype(np.float32) for _ in range(4)]
+    train = TrainingPool(audio=audio[:3], names=["x.mp4", "y.mp4", "z.mp4"],
+                         anchors={a: [Segment(0, SR, 2 * SR), Segment(1, 0, SR)]}, background=[Segment(2, 0, SR)],
+                         labels=[(a,), (a,), (b,)], heard=[True, False, True])  # y unheard, z no anchor
+    held = TrainingPool(audio=audio[3:], names=["w.mp4"], anchors={b: [Segment(0, 0, 2 * SR)]}, background=[],
+                        labels=[(b,)], heard=[True])
+    cache = teacher_pass(train, held, loaded, tmp_path / "cache", manifest="labels.csv")
+    assert TeacherCache.read(tmp_path / "cache") == cache
+    assert cache.method == "ncp" and cache.manifest == "labels.csv"
+    assert [(c.name, c.label, c.holdout, c.active) for c in cache.clips] == \
+        [("x.mp4", a, False, ((SR, 2 * SR),)), ("w.mp4", b, True, ((0, 2 * SR),))]
+    for c, x in zip(cache.clips, (audio[0], audio[3])):
+        s, r = (sf.read(tmp_path / "cache" / p, dtype="float32")[0] for p in (c.source, c.residual))
+        np.testing.assert_allclose(s + r, x, atol=1e-5)
+        assert pw(s) > 0 and pw(r) > 0

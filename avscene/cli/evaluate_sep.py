@@ -123,16 +123,16 @@ def evaluate_sep_cmd(
     from avscene.tasks.models import load_model
     from avscene.evaluation.evaluate_sep import dictionaries_for, evaluate_separation
 
-    check_report_path(json_out, force=force)
-    loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     if remix and not pairs:
         raise UsageError("--remix goes with --pairs")
+    if holdout and remix:
+        raise UsageError("--holdout and --remix are two different sets: ask for one at a time")
+    check_report_path(json_out, force=force)
+    loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     if pairs:
         if set_default and not (holdout and model is not None and Path(model).is_dir() and not only):
             raise UsageError("--set-default needs --pairs --holdout, a local --model folder and every method "
                              "(no --only): the default is chosen on the training hold-out only")
-        if holdout and remix:
-            raise UsageError("--holdout and --remix are two different sets: ask for one at a time")
         return _pairs(loaded, sep_dir, holdout=holdout, remix=remix, per_cell=per_cell, seed=seed, only=only,
                       set_default=Path(model) if set_default and model is not None else None,
                       components=components, train_manifest=train_manifest, json_out=json_out,
