@@ -25,7 +25,7 @@ ABLATION = HERE.parent / "separator-ablation"
 RUNS = (  # (folder, what it is)
     ("bundled", "the bundled separator (no fine-tuning)"),
     ("remix", "fine-tuned on remixes of the bundled hybrid's estimates (RemixIT), pairs 0.5, consistency 1"),
-    ("remix-lr1e-4", "the same at a third of the learning rate (1e-4)"),
+    ("remix-round2", "round 2: the remix run as the teacher (its hybrid), fine-tuned again from it on remixes of its estimates"),
 )
 
 
