@@ -48,8 +48,8 @@ from avscene.train.masknet_data import (
     Segment,
     TrainingMixture,
     TrainingPool,
-    _perturb,
     crop,
+    perturb,
     power,
 )
 
@@ -273,7 +273,7 @@ class RemixSampler:
 
     def _piece(self, x: np.ndarray, runs: Sequence[tuple[int, int]], rng: np.random.Generator) -> np.ndarray:
         a, b = runs[int(rng.integers(len(runs)))] if runs else (0, len(x))
-        return _perturb(crop(x, Segment(0, a, b), self.length, rng), rng, self.opts)
+        return perturb(crop(x, Segment(0, a, b), self.length, rng), rng, self.opts)
 
     def sample(self, rng: np.random.Generator, n_sources: int = 2) -> Remix:
         """A remix of ``n_sources`` (1 or 2) clips of different classes, with a third class's residual."""
