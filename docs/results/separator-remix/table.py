@@ -26,6 +26,7 @@ RUNS = (  # (folder, what it is)
     ("bundled", "the bundled separator (no fine-tuning)"),
     ("remix", "fine-tuned on remixes of the bundled hybrid's estimates (RemixIT), pairs 0.5, consistency 1"),
     ("remix-round2", "round 2: the remix run as the teacher (its hybrid), fine-tuned again from it on remixes of its estimates"),
+    ("remix-round3", "round 3: remix-round2 as the teacher, fine-tuned again from it"),
 )
 
 
