@@ -33,8 +33,8 @@ for run in remix remix-round2 remix-round3; do
 done
 # val and val_shift (reported, never used to choose): two sources and one source
 avscene evaluate-separation $AV/val_shift/sep --model models/avscene-av-small --json-out runs/remix/bundled/sep_val_shift.json
-# measured: remix: val_shift only; remix-round2: val and val_shift; remix-round3: none (time)
-for run in remix remix-round2; do
+# measured (time): remix and remix-round3: val_shift only; remix-round2: val and val_shift
+for run in remix remix-round2 remix-round3; do
   for split in val val_shift; do
     avscene evaluate-separation $AV/$split --pairs --per-cell 6 --model runs/remix/$run/model --only hybrid --only mask \
         --json-out runs/remix/$run/pairs_$split.json
