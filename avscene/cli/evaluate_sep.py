@@ -35,6 +35,9 @@ EPILOG = """Examples:
   # the two-source hold-out of training clips (the only set to choose on)
   avscene evaluate-separation ../shared/avbench/train --pairs --holdout
 
+  # remixes of a teacher cache's held-out estimates (train-separator --objective remix)
+  avscene evaluate-separation runs/remix/teacher --pairs --remix
+
   # once, so that the supervised-NMF baseline has dictionaries to use:
   avscene train-dictionaries runs/av ../shared/avbench/train/labels.csv
   avscene evaluate-separation SEP_DIR --model runs/av
@@ -96,6 +99,10 @@ def evaluate_sep_cmd(
     holdout: Annotated[bool, typer.Option("--holdout", help="With --pairs: SEP_DIR is the training folder; "
                                           "pairs of its held-out single-label clips (the targets their "
                                           "soundtracks).")] = False,
+    remix: Annotated[bool, typer.Option("--remix", help="With --pairs: SEP_DIR is a teacher cache (train-separator "
+                                        "--teacher-cache); remixes of its held-out clips' teacher estimates "
+                                        "with a third clip's residual, scored against the teacher's "
+                                        "estimates.")] = False,
     per_cell: Annotated[int, typer.Option(min=1, help="With --pairs: duets per pair kind and SNR.")] = 8,
     seed: Annotated[int, typer.Option(help="With --pairs: the seed that draws the duets.")] = 0,
     set_default: Annotated[bool, typer.Option("--set-default", help="With --pairs --holdout and a local "
@@ -116,13 +123,17 @@ def evaluate_sep_cmd(
     from avscene.tasks.models import load_model
     from avscene.evaluation.evaluate_sep import dictionaries_for, evaluate_separation
 
+    if remix and not pairs:
+        raise UsageError("--remix goes with --pairs")
+    if holdout and remix:
+        raise UsageError("--holdout and --remix are two different sets: ask for one at a time")
     check_report_path(json_out, force=force)
     loaded = load_model(model, revision=revision, offline=offline, device=device, hub_timeout=hub_timeout)
     if pairs:
         if set_default and not (holdout and model is not None and Path(model).is_dir() and not only):
             raise UsageError("--set-default needs --pairs --holdout, a local --model folder and every method "
                              "(no --only): the default is chosen on the training hold-out only")
-        return _pairs(loaded, sep_dir, holdout=holdout, per_cell=per_cell, seed=seed, only=only,
+        return _pairs(loaded, sep_dir, holdout=holdout, remix=remix, per_cell=per_cell, seed=seed, only=only,
                       set_default=Path(model) if set_default and model is not None else None,
                       components=components, train_manifest=train_manifest, json_out=json_out,
                       json_flag=json_flag, force=force)
@@ -138,7 +149,7 @@ def evaluate_sep_cmd(
     return 1 if rep.failed else 0
 
 
-def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only: list[str] | None,
+def _pairs(loaded, split: Path, *, holdout: bool, remix: bool, per_cell: int, seed: int, only: list[str] | None,
            set_default: Path | None,
            components: int, train_manifest: Path | None, json_out, json_flag: bool, force: bool) -> int:
     from rich.console import Console
@@ -157,7 +168,8 @@ def _pairs(loaded, split: Path, *, holdout: bool, per_cell: int, seed: int, only
             manifest, list(loaded.labels), progress=lambda d, n: bar.update(task, completed=d, total=n))
         bar.update(task, description="separate", completed=0, total=None)
         rep = evaluate_pairs(loaded, split, dictionaries=dicts, nmf=NMFOptions(k=components), per_cell=per_cell,
-                             seed=seed, sets=("holdout",) if holdout else ("clips", "duets"), only=methods,
+                             seed=seed, only=methods,
+                             sets=("holdout",) if holdout else ("remix",) if remix else ("clips", "duets"),
                              progress=lambda d, n: bar.update(task, completed=d, total=n))
     emit_report(rep, pair_tables(rep), json_out=json_out, json_flag=json_flag, force=force)
     if set_default is not None:

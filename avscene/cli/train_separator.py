@@ -13,6 +13,9 @@ EPILOG = """Examples:
 
   avscene train-separator models/avscene-av-small ../shared/avbench/train/labels.csv --log runs/sep/log.jsonl
 
+  avscene train-separator runs/remix/model ../shared/avbench/train/labels.csv --fine-tune --objective remix \
+      --teacher-cache runs/remix/teacher --pair-fraction 0.5 --overlap-weight 1 --lr 3e-4 --steps 800
+
   avscene separate clip.mp4 --model models/avscene-av-small --method mask --label violin -o violin.wav
 
 Only the video-level labels of the manifest are used: the checkpoint's audio network
@@ -53,7 +56,13 @@ def train_separator_cmd(
     objective: Annotated[str, typer.Option(help="What the pairs (--pair-fraction) ask for: 'mix-and-separate' "
                                            "(each queried class returns its own clip) or 'coseparation' (two "
                                            "clips with disjoint labels, two-label clips too; the classes of "
-                                           "each clip must add up to it).")] = "mix-and-separate",
+                                           "each clip must add up to it) or 'remix' (every mixture a remix of a "
+                                           "teacher's estimates, --teacher-cache; the pairs' share has two "
+                                           "sources).")] = "mix-and-separate",
+    teacher_cache: Annotated[Optional[Path], typer.Option(help="With --objective remix: the folder of the "
+                                                          "teacher's estimates of the training clips (built "
+                                                          "there with the checkpoint's default separation "
+                                                          "method when it holds none).")] = None,
     fine_tune: Annotated[bool, typer.Option("--fine-tune", help="Start from the checkpoint's mask network.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and of the mixtures.")] = 0,
     log: Annotated[Optional[Path], typer.Option(help="Append the training log (JSON lines) here.")] = None,
@@ -81,7 +90,8 @@ def train_separator_cmd(
                 tasks[what] = bar.add_task(what, total=total)
             bar.update(tasks[what], completed=done, total=total)
 
-        path, summary = train_mask_net_for(model, manifest, opts, log_path=log, progress=progress)
+        path, summary = train_mask_net_for(model, manifest, opts, log_path=log, teacher_cache=teacher_cache,
+                                           progress=progress)
     held = summary.get("holdout")
     if held:
         print(f"hold-out mixtures: SDR {held['sdr']:+.2f} dB (mixture {held['mixture_sdr']:+.2f} dB, "
@@ -90,5 +100,9 @@ def train_separator_cmd(
     if pairs:
         print(f"hold-out pairs: SDR {pairs['sdr']:+.2f} dB (mixture {pairs['mixture_sdr']:+.2f} dB, "
               f"{pairs['n']} outputs)")
+    for key, what in (("holdout_remix", "hold-out remixes, one source"), ("holdout_remix_pairs", "hold-out remixes, two sources")):
+        if summary.get(key):
+            r = summary[key]
+            print(f"{what}: SDR {r['sdr']:+.2f} dB against the teacher (mixture {r['mixture_sdr']:+.2f} dB, {r['n']} outputs)")
     print(f"separator → {path} ({summary['train_seconds'] / 60:.1f} min)")
     return 0

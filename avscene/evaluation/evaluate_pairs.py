@@ -21,6 +21,15 @@ a class is separated from *another class* sounding at the same time. Three sets:
   each held-out clip over procedural ambience of the *training* noise families
   (:func:`avscene.dsp.noise.training_noise`) at the same ratios (kinds ``instrument+ambience``,
   ``street+ambience``), so one choice weighs both cases.
+* **remix** — the hold-out of bootstrapped remixing (``train-separator --objective remix``;
+  :mod:`avscene.train.remix`): the split is a teacher cache, and its held-out clips' teacher
+  estimates are remixed like the hold-out (``s_A + s_B`` per pair kind and SNR, no roll), with
+  the teacher's residual ``r_C`` of a held-out clip of a third class at ``REMIX_RESIDUAL_DB``
+  below the two; the one-source half is each ``s_A`` over such a residual at -5, 0, +5 dB (kinds
+  ``instrument+ambience``, ``street+ambience``: the "ambience" is another clip's residual). The
+  reference is the teacher's estimate ``s_A``: the set is biased towards the teacher (what it
+  left in ``s_A`` counts as right), but the background is in no reference, so it can tell
+  separating from keeping background, which the hold-out cannot (its targets hold theirs).
 
 Every estimate is scored with SDR (BSS Eval, ``fast_bss_eval``, 512 taps), SDR improvement
 over the mixture and SI-SDR (:mod:`avscene.evaluation.metrics.separation`). Rows: each method the model
@@ -54,7 +63,8 @@ INSTRUMENTS = frozenset({"accordion", "banjo", "drum", "flute", "guitar", "piano
 KINDS = ("instrument+instrument", "instrument+street", "street+street", "instrument+ambience", "street+ambience")
 NOISE = "noise:"  # an interferer path with this prefix is training-family ambience drawn with the seed after it
 DUET_SNRS = (-5.0, 0.0, 5.0)
-SETS = ("clips", "duets", "holdout")
+SETS = ("clips", "duets", "holdout", "remix")
+REMIX_RESIDUAL_DB = 0.0  # remix set: the two sources' sum over the third clip's residual (dB)
 MIXTURE = "mixture"
 IRM = "oracle (IRM)"
 SAMPLE_RATE = 16000
@@ -78,7 +88,7 @@ class PairItem:
     scaled to ``snr_db`` below it.
     """
 
-    set: str  # "clips" | "duets" | "holdout"
+    set: str  # "clips" | "duets" | "holdout" | "remix"
     name: str
     kind: str
     snr_db: float | None  # None for the clips (their own mix)
@@ -88,6 +98,7 @@ class PairItem:
     interferer: str | None = None
     mixture: str | None = None
     shift: int = 0
+    residual: str | None = None  # also mixed in, REMIX_RESIDUAL_DB below target plus interferer (remix set)
 
     @property
     def group(self) -> str:
@@ -203,6 +214,33 @@ def holdout_items(clips: Sequence[tuple[str, str]], *, per_cell: int, seed: int 
     return items
 
 
+def remix_items(cache_dir: Path, *, per_cell: int, seed: int = 0, snrs: Sequence[float] = DUET_SNRS) -> list[PairItem]:
+    """The remix set of the teacher cache in ``cache_dir`` (see the module docstring), deterministic
+    by ``seed``: its held-out clips' estimates, pairs ``per_cell`` per kind and SNR, then each
+    estimate over another class's residual."""
+    from avscene.train.remix import TeacherCache
+
+    held = [c for c in TeacherCache.read(cache_dir).clips if c.holdout]
+    if len({c.label for c in held}) < 3:
+        raise UsageError(f"the teacher cache {cache_dir} holds held-out clips of fewer than three classes: "
+                         "a remix needs a third class's residual")
+    rng = np.random.default_rng(seed + 1)
+
+    def third(*labels: str) -> str:
+        others = [c for c in held if c.label not in labels]
+        return others[int(rng.integers(len(others)))].residual
+
+    items = []
+    for kind, snr, i, j in draw_pairs([(c.name, c.label) for c in held], per_cell=per_cell, seed=seed, snrs=snrs):
+        a, b = held[i], held[j]
+        items.append(PairItem("remix", f"{Path(a.name).stem}/{a.label} + {Path(b.name).stem}/{b.label} + residual",
+                              kind, snr, a.label, b.label, a.source, b.source, residual=third(a.label, b.label)))
+    for k, a in enumerate(held):
+        items.append(PairItem("remix", f"{Path(a.name).stem}/{a.label} + residual", pair_kind(a.label, None),
+                              float(snrs[k % len(snrs)]), a.label, "residual", a.source, third(a.label)))
+    return items
+
+
 # --------------------------------------------------------------------------- signals
 
 
@@ -235,7 +273,11 @@ def item_signals(split: Path, item: PairItem, *, sr: int = SAMPLE_RATE) -> tuple
         return mix_at_snr(ref, training_noise(len(ref), sr=sr, rng=rng), item.snr_db), ref
     other = np.roll(_fit(np.asarray(read_audio(split / item.interferer, sample_rate=sr), np.float64), len(ref)),
                     item.shift)
-    return mix_at_snr(ref, other, item.snr_db), ref
+    mixture = mix_at_snr(ref, other, item.snr_db)
+    if item.residual is not None:
+        residual = _fit(np.asarray(read_audio(split / item.residual, sample_rate=sr), np.float64), len(ref))
+        mixture = mix_at_snr(mixture, residual, REMIX_RESIDUAL_DB)
+    return mixture, ref
 
 
 # --------------------------------------------------------------------------- scores
@@ -404,8 +446,9 @@ def evaluate_pairs(loaded: LoadedModel, split: str | Path, *, dictionaries: Dict
                    per_cell: int = 8, seed: int = 0, sets: Collection[str] = ("clips", "duets"),
                    only: Collection[MethodName] | None = None, holdout_every: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> PairsReport:
-    """The two-source evaluation of ``loaded`` on ``split`` (a split with stems, or for ``holdout``
-    a training ``labels.csv``'s folder, every ``holdout_every``-th clip)."""
+    """The two-source evaluation of ``loaded`` on ``split`` (a split with stems, for ``holdout``
+    a training ``labels.csv``'s folder, every ``holdout_every``-th clip, for ``remix`` a teacher
+    cache of :mod:`avscene.train.remix`)."""
     split = Path(split)
     items: list[PairItem] = []
     if "clips" in sets:
@@ -417,6 +460,8 @@ def evaluate_pairs(loaded: LoadedModel, split: str | Path, *, dictionaries: Dict
 
         clips = heard_clips(loaded, split, holdout_clips(split / "labels.csv", holdout_every or HOLDOUT_EVERY))
         items += holdout_items(clips, per_cell=per_cell, seed=seed)
+    if "remix" in sets:
+        items += remix_items(split, per_cell=per_cell, seed=seed)
     model = {"id": loaded.model_id, "revision": loaded.revision, "variant": loaded.config.variant}
     return run_pairs(split, items, model_estimator(loaded, dictionaries=dictionaries, nmf=nmf, only=only),
                      model=model, seed=seed, per_cell=per_cell, progress=progress)
@@ -453,5 +498,5 @@ def method_ranking(report: PairsReport, set_name: str = "holdout") -> list[tuple
 
 __all__ = ["DUET_SNRS", "INSTRUMENTS", "IRM", "KINDS", "METRICS", "MIXTURE", "PairItem", "PairResult", "PairScores",
            "PairsReport", "clip_items", "draw_pairs", "duet_items", "evaluate_pairs", "format_pair_rows", "heard_clips",
-           "holdout_clips", "holdout_items", "item_signals", "method_ranking", "mix_at_snr", "model_estimator", "pair_kind",
+           "holdout_clips", "holdout_items", "item_signals", "REMIX_RESIDUAL_DB", "remix_items", "method_ranking", "mix_at_snr", "model_estimator", "pair_kind",
            "read_ground_truth", "run_pairs", "score_item", "sounding"]

@@ -23,6 +23,12 @@ segment; the same mask loss for both queries, plus
   included (:class:`~avscene.train.masknet_data.CoSeparationSampler`), and what the classes of
   one clip return must add up to that clip (no per-class target: MixIT's assignment, known from
   the labels); the mixture consistency below applies to all the queried classes;
+* **bootstrapped remixing** (``objective="remix"``, RemixIT, Tzinis et al., IEEE JSTSP 2022;
+  :mod:`avscene.train.remix`): *every* mixture of the batch, one-source and pairs, is a remix
+  of a teacher's estimates (``s_A`` alone or ``s_A + s_B``, plus another clip's residual
+  ``r_C``), each query's target its teacher estimate, so the background is in no target; the
+  anchors are not used. The remixes of the held-out clips are logged as ``holdout_remix``
+  (one source) and ``holdout_remix_pairs``;
 * **mixture consistency** (:func:`overlap_loss`, ``overlap_weight``): the outputs of the two
   classes plus a residual sum to the mixture (:func:`separate_classes`, the residual what is
   left); the loss keeps the residual non-negative, i.e. the two masks from claiming more than
@@ -67,6 +73,7 @@ from avscene.train.masknet_data import (
     keep_clean_anchors,
     power,
 )
+from avscene.train.remix import RemixPool, RemixSampler
 
 if TYPE_CHECKING:
     from avscene.checkpoint.load import LoadedModel
@@ -75,7 +82,8 @@ if TYPE_CHECKING:
 WARMUP_FRACTION = 0.05  # of the steps, rising to the peak learning rate (one-cycle schedule)
 MIN_WARMUP_STEPS = 2  # OneCycleLR divides by (warm-up steps - 1): a warm-up of exactly one step fails
 SELF_TRAIN_LR_DIVISOR = 3
-OBJECTIVES = ("mix-and-separate", "coseparation")  # the pairs: each class its clip / each clip's classes sum to it
+# the pairs: each class its clip / each clip's classes sum to it / the teacher's estimates remixed (every mixture)
+OBJECTIVES = ("mix-and-separate", "coseparation", "remix")
 SCORER_RMS = 0.1  # outputs are scaled to this RMS (-20 dBFS, the training clips' level) before the assessor scores them  # the second round's peak learning rate is the first's over this
 
 # --------------------------------------------------------------------------- loss
@@ -218,6 +226,10 @@ class MaskNetTrainOptions:
         if self.objective == "coseparation" and (self.pairs_per_batch == 0 or self.assessor_weight > 0):
             raise UsageError("the coseparation objective needs pair_fraction > 0 (a share of each batch of "
                              "at least one mixture) and no assessor (assessor_weight 0)")
+        if self.objective == "remix" and (self.assessor_weight > 0 or self.self_train_steps > 0):
+            raise UsageError("the remix objective takes no assessor (assessor_weight 0) and no second round "
+                             "(self_train_steps 0): the student becomes a teacher by building a new teacher "
+                             "cache from its checkpoint")
 
     @property
     def pairs_per_batch(self) -> int:
@@ -328,12 +340,25 @@ def _coseparation_losses(net: MaskNet, mixture: torch.Tensor, sources: torch.Ten
             "overlap": overlap_loss(masks, mag)}
 
 
+class _RemixBatches:
+    """Batches of remixes of ``n_sources`` as the loop takes them: one source as the anchors'
+    ``(mixture, target, class)``, two as the pairs' ``(mixture, sources, classes)``."""
+
+    def __init__(self, sampler: RemixSampler, n_sources: int = 1) -> None:
+        self.sampler, self.n_sources = sampler, n_sources
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        m, s, c = self.sampler.batch(rng, n, self.n_sources)
+        return (m, s[:, 0], c[:, 0]) if self.n_sources == 1 else (m, s, c)
+
+
 def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Sequence[str],
                     opts: MaskNetTrainOptions = MaskNetTrainOptions(), *, log_path: Path | None = None,
                     teacher: MaskNet | None = None, init: MaskNet | None = None,
                     pair_pool: TrainingPool | None = None, pair_holdout: TrainingPool | None = None,
                     scorer: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     clip_pool: ClipPool | None = None,
+                    remix_pool: RemixPool | None = None, remix_holdout: RemixPool | None = None,
                     progress: Callable[[int, int, float], None] | None = None) -> tuple[MaskNet, dict]:
     """Train a :class:`~avscene.nn.masknet.MaskNet` on mixtures drawn from ``pool`` (one round).
 
@@ -346,7 +371,9 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
     ``pair_pool`` (default ``pool``; hold-out pairs from ``pair_holdout``, default ``holdout``),
     scored by ``scorer`` (:func:`audio_scorer`) for the assessor loss. With ``opts.objective ==
     "coseparation"`` the pairs are two clips of ``clip_pool`` (any number of labels each) and
-    the loss is :func:`coseparation_loss`; the hold-out pairs are still ``pair_holdout``'s.
+    the loss is :func:`coseparation_loss`; the hold-out pairs are still ``pair_holdout``'s. With
+    ``opts.objective == "remix"`` every mixture is a remix of ``remix_pool`` (one source, or two
+    for the pairs' share) and ``remix_holdout``'s fixed remixes are logged besides the anchors'.
 
     Returns:
         The network (eval mode, last step's weights) and a summary for ``config.json``:
@@ -366,14 +393,22 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
         teacher.eval()
     n_pair = opts.pairs_per_batch
     n_single = opts.batch - n_pair
-    sampler = MixtureSampler(pool, labels, opts.mix) if n_single else None
-    cosep = opts.objective == "coseparation"
+    cosep, remixing = opts.objective == "coseparation", opts.objective == "remix"
     if cosep and clip_pool is None:
         raise UsageError("the coseparation objective needs the training clips (clip_pool)")
-    pairs: PairSampler | CoSeparationSampler | None = None
+    if remixing and remix_pool is None:
+        raise UsageError("the remix objective needs the teacher's estimates (remix_pool)")
+    sampler: MixtureSampler | _RemixBatches | None = None
+    if n_single:
+        sampler = _RemixBatches(RemixSampler(remix_pool, labels, opts.mix)) if remixing \
+            else MixtureSampler(pool, labels, opts.mix)
+    pairs: PairSampler | CoSeparationSampler | _RemixBatches | None = None
     if n_pair:
-        pairs = CoSeparationSampler(clip_pool, labels, opts.mix, background=pair_pool or pool) if cosep \
-            else PairSampler(pair_pool or pool, labels, opts.mix)
+        if remixing:
+            pairs = _RemixBatches(RemixSampler(remix_pool, labels, opts.mix), n_sources=2)
+        else:
+            pairs = CoSeparationSampler(clip_pool, labels, opts.mix, background=pair_pool or pool) if cosep \
+                else PairSampler(pair_pool or pool, labels, opts.mix)
     fixed: list[TrainingMixture] = []
     fixed_pairs: list[PairMixture] = []
     if holdout is not None and holdout.anchors:
@@ -385,6 +420,14 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
         hp = PairSampler(held_pairs, labels, opts.mix)
         hrng = np.random.default_rng(20_000 + opts.seed)
         fixed_pairs = [hp.sample(hrng) for _ in range(opts.holdout_mixtures // 2)]
+    fixed_remix: list[TrainingMixture] = []
+    fixed_remix_pairs: list[PairMixture] = []
+    if remixing and remix_holdout is not None and len(remix_holdout):
+        rs = RemixSampler(remix_holdout, labels, opts.mix)
+        hrng = np.random.default_rng(30_000 + opts.seed)
+        fixed_remix = [rs.sample(hrng, 1).as_training_mixture() for _ in range(opts.holdout_mixtures)]
+        if len(rs.classes) >= 2:
+            fixed_remix_pairs = [rs.sample(hrng, 2).as_pair() for _ in range(opts.holdout_mixtures // 2)]
     optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=opts.steps,
                                                 pct_start=warmup_fraction(opts.steps))
@@ -405,6 +448,10 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
             record({"step": step, "holdout": holdout_score(net, fixed, labels)})
         if fixed_pairs:
             record({"step": step, "holdout_pairs": pair_holdout_score(net, fixed_pairs, labels)})
+        if fixed_remix:
+            record({"step": step, "holdout_remix": holdout_score(net, fixed_remix, labels)})
+        if fixed_remix_pairs:
+            record({"step": step, "holdout_remix_pairs": pair_holdout_score(net, fixed_remix_pairs, labels)})
 
     if init is not None:
         evaluate(0)  # where a fine-tuning starts from, on the same mixtures
@@ -448,6 +495,7 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
     net.eval()
     final = next((h["holdout"] for h in reversed(history) if "holdout" in h), None)
     final_pairs = next((h["holdout_pairs"] for h in reversed(history) if "holdout_pairs" in h), None)
+    finals = {k: next((h[k] for h in reversed(history) if k in h), None) for k in ("holdout_remix", "holdout_remix_pairs")}
     summary = {"rounds": 1 if teacher is None else 2, "steps": opts.steps, "batch": opts.batch, "lr": opts.lr, "seed": opts.seed,
                "mix": asdict(opts.mix), "train_seconds": round(time.monotonic() - started, 1),
                "pool": pool.summary(), "holdout": final}
@@ -456,13 +504,17 @@ def train_mask_net(pool: TrainingPool, holdout: TrainingPool | None, labels: Seq
                               "assessor_weight": opts.assessor_weight,
                               "overlap_weight": opts.overlap_weight, "assessor_margin": opts.assessor_margin},
                        holdout_pairs=final_pairs)
+    if remixing:
+        summary.update(remix={"fraction_pairs": opts.pair_fraction, "overlap_weight": opts.overlap_weight,
+                              "train_clips": len(remix_pool), "holdout_clips": len(remix_holdout or ())},
+                       **{k: v for k, v in finals.items() if v is not None})
     if init is not None:
         summary["fine_tuned_from"] = "the checkpoint's mask network"
     return net, summary
 
 
 def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: MaskNetTrainOptions = MaskNetTrainOptions(),
-                       *, log_path: Path | None = None, device: str = "cpu",
+                       *, log_path: Path | None = None, device: str = "cpu", teacher_cache: str | Path | None = None,
                        progress: Callable[[str, int, int], None] | None = None) -> tuple[Path, dict]:
     """Train a mask network for the checkpoint in ``model_folder`` on the clips of ``manifest`` and store
     it there as its separator.
@@ -470,7 +522,10 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
     The checkpoint's audio network chooses the anchors (those estimated at least
     ``opts.min_anchor_snr_db`` over their clip's background); with ``opts.self_train_steps``, a
     second round (:meth:`MaskNetTrainOptions.second_round`) follows, the first round's network as
-    its teacher. The network
+    its teacher. With ``opts.objective == "remix"`` the training clips' teacher estimates are read
+    from ``teacher_cache`` (:class:`~avscene.train.remix.TeacherCache`), which is first built with
+    this checkpoint's default separation method when the folder holds none
+    (:func:`~avscene.train.remix.teacher_pass`). The network
     goes to ``separator.safetensors`` with its shape and this training's summary under
     ``separation.mask`` in ``config.json`` (:func:`avscene.checkpoint.parts.save_mask_net`).
 
@@ -480,9 +535,20 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
     from avscene.checkpoint.load import load_pretrained
     from avscene.checkpoint.parts import save_mask_net
 
+    from avscene.train.remix import TEACHER_FILE, TeacherCache, teacher_pass
+
     min_snr_db, self_train = opts.min_anchor_snr_db, opts.second_round()
     if not Path(manifest).is_file():
         raise UsageError(f"training manifest {manifest} not found")
+    remixing = opts.objective == "remix"
+    if remixing != (teacher_cache is not None):
+        raise UsageError("--objective remix needs --teacher-cache DIR (the teacher's estimates, built there "
+                         "when DIR holds none)" if remixing else "--teacher-cache is only for --objective remix")
+    if remixing and (Path(teacher_cache) / TEACHER_FILE).is_file():
+        cache = TeacherCache.read(teacher_cache)  # checked before hours of decoding
+        if cache.manifest != Path(manifest).name:
+            raise UsageError(f"the teacher cache {teacher_cache} was built from {cache.manifest}, not "
+                             f"{Path(manifest).name}: use another --teacher-cache folder")
     loaded = load_pretrained(str(model_folder), device=device)
     if not loaded.config.uses_audio:
         raise UsageError(f"the model {model_folder} has no audio network to choose the anchors with")
@@ -500,9 +566,23 @@ def train_mask_net_for(model_folder: str | Path, manifest: str | Path, opts: Mas
     scorer = audio_scorer(loaded) if opts.pairs_per_batch and opts.assessor_weight > 0 else None
     clips = build_clip_pool(train, loaded, progress=step("co-separation clips")) \
         if opts.objective == "coseparation" else None
+    remix_pool = remix_held = None
+    if remixing:
+        if not (Path(teacher_cache) / TEACHER_FILE).is_file():
+            teacher_pass(raw, raw_held, loaded, teacher_cache, manifest=Path(manifest).name, progress=step("teacher"))
+        names = set(raw.names) | set(raw_held.names)
+        stray = [c.name for c in TeacherCache.read(teacher_cache).clips if c.name not in names]
+        if stray:
+            raise UsageError(f"the teacher cache {teacher_cache} holds clips that are not single-label clips of "
+                             f"{manifest}: {', '.join(stray[:3])}")
+        remix_pool, remix_held = RemixPool.load(teacher_cache, holdout=False), RemixPool.load(teacher_cache, holdout=True)
     bar = (lambda what: (lambda d, n, _loss: progress(what, d, n))) if progress else (lambda what: None)  # noqa: E731
     net, summary = train_mask_net(pool, holdout, loaded.labels, opts, log_path=log_path, init=init, pair_pool=raw,
-                                  pair_holdout=raw_held, scorer=scorer, clip_pool=clips, progress=bar("training"))
+                                  pair_holdout=raw_held, scorer=scorer, clip_pool=clips, remix_pool=remix_pool,
+                                  remix_holdout=remix_held, progress=bar("training"))
+    if remixing:
+        cache = TeacherCache.read(teacher_cache)
+        summary["remix"] = {**summary["remix"], "teacher": cache.model, "teacher_method": cache.method}
     if self_train is not None:
         net, second = train_mask_net(pool, holdout, loaded.labels, self_train, log_path=log_path, teacher=net,
                                       pair_pool=raw, pair_holdout=raw_held, scorer=scorer, clip_pool=clips,

@@ -311,7 +311,9 @@ def crop(audio: np.ndarray, seg: Segment, length: int, rng: np.random.Generator)
     return np.pad(out, (0, length - len(out)))
 
 
-def _perturb(x: np.ndarray, rng: np.random.Generator, opts: MixOptions) -> np.ndarray:
+def perturb(x: np.ndarray, rng: np.random.Generator, opts: MixOptions) -> np.ndarray:
+    """``x`` at a random speed (pitch and tempo, same length) and through a random equaliser
+    (``opts.speed``, ``opts.eq_db``): each source of a training mixture gets its own."""
     if opts.speed > 0:  # linear-interpolation resampling to the same length (pitch and tempo)
         f = rng.uniform(1 - opts.speed, 1 + opts.speed)
         pos = np.arange(len(x)) * f
@@ -342,7 +344,7 @@ class MixtureSampler:
         self.length = int(round(opts.segment_seconds * SAMPLE_RATE))
 
     def _piece(self, seg: Segment, rng: np.random.Generator) -> np.ndarray:
-        return _perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), rng, self.opts)
+        return perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), rng, self.opts)
 
     def sample(self, rng: np.random.Generator) -> TrainingMixture:
         o = self.opts
@@ -350,7 +352,7 @@ class MixtureSampler:
         anchors = self.pool.anchors[label]
         seg = anchors[int(rng.integers(len(anchors)))]
         seed = int(rng.integers(2**32))  # the target's perturbation
-        target = _perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), np.random.default_rng(seed), o)
+        target = perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), np.random.default_rng(seed), o)
         while power(target) <= 0:  # pragma: no cover - a digitally silent anchor
             seg = anchors[int(rng.integers(len(anchors)))]
             target = self._piece(seg, rng)
@@ -422,7 +424,7 @@ class PairSampler:
         self.length = int(round(opts.segment_seconds * SAMPLE_RATE))
 
     def _piece(self, seg: Segment, rng: np.random.Generator) -> np.ndarray:
-        return _perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), rng, self.opts)
+        return perturb(crop(self.pool.audio[seg.clip], seg, self.length, rng), rng, self.opts)
 
     def _segment(self, label: str, rng: np.random.Generator, avoid: frozenset[str] = frozenset(),
                  ) -> Segment | None:
@@ -523,7 +525,7 @@ class CoSeparationSampler:
     def _piece(self, clip: int, rng: np.random.Generator) -> np.ndarray:
         runs = self.pool.active[clip]
         a, b = runs[int(rng.integers(len(runs)))]
-        return _perturb(crop(self.pool.audio[clip], Segment(clip, a, b), self.length, rng), rng, self.opts)
+        return perturb(crop(self.pool.audio[clip], Segment(clip, a, b), self.length, rng), rng, self.opts)
 
     def sample(self, rng: np.random.Generator) -> CoSeparationMixture:
         o, n = self.opts, len(self.pool)
@@ -538,7 +540,7 @@ class CoSeparationSampler:
 
         def background() -> np.ndarray:
             seg = bgs[int(rng.integers(len(bgs)))]
-            return _perturb(crop(self.background.audio[seg.clip], seg, self.length, rng), rng, o)
+            return perturb(crop(self.background.audio[seg.clip], seg, self.length, rng), rng, o)
 
         m, sources, _ = mix_two(xa, xb, rng, o, background if bgs else None)
         return CoSeparationMixture(m, sources, (self.pool.heard[i], self.pool.heard[j]), (i, j))
@@ -576,4 +578,4 @@ __all__ = ["ACTIVE_LEVEL", "HOLDOUT_EVERY", "MAX_CLIP_CLASSES", "MIN_ANCHOR_SNR_
            "CoSeparationSampler", "MixOptions", "MixtureSampler", "PairMixture",
            "PairSampler", "QUIET_LEVEL",
            "SAMPLE_RATE", "Segment", "TrainingMixture", "TrainingPool", "activity_runs", "anchor_snr_db", "build_clip_pool", "build_pool",
-           "crop", "decode_manifest", "keep_clean_anchors", "mix", "mix_two", "power", "window_scores"]
+           "crop", "decode_manifest", "keep_clean_anchors", "mix", "mix_two", "perturb", "power", "window_scores"]
