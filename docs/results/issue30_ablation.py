@@ -1,5 +1,5 @@
 """Issue 30's training-side ablation from evaluation files only: the model bundled before (dense) and its
-three 6-epoch fine-tunes (docs/results/issue30_finetunes.sh: floor_only, hide_only, hide_floor), all
+6-epoch fine-tunes (docs/results/issue30_finetunes.sh: floor_only, hide_only, hide_floor, hide64_floor), all
 evaluated by one version of avscene evaluate (evidence-map boxes snapped by grabCut, no box without
 evidence, events of heard or predicted classes with hysteresis), on val and val_shift.
 
@@ -17,7 +17,8 @@ HERE = Path(__file__).parent
 RUNS = {"dense (bundled before)": ("dense", "eval_evidence_rules_{s}.json"),
         "+ floor": ("floor_only", "eval_evidence_rules_{s}.json"),
         "+ hide-and-seek": ("hide_only", "eval_evidence_rules_{s}.json"),
-        "+ both (bundled now)": ("hide_floor", "eval_bundled_{s}.json")}
+        "+ both (bundled now)": ("hide_floor", "eval_bundled_{s}.json"),
+        "+ both, 64-px patches": ("hide64_floor", "eval_{s}.json")}
 SPLITS = ("val", "val_shift")
 
 
