@@ -33,7 +33,8 @@ def train_events_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the copy with the event head.")] = ...,
     pooling: Annotated[str, typer.Option(help="How the head's window probabilities are pooled into a part's "
                                          "probability in training: max, mean, linear_softmax, exp_softmax, "
-                                         "attention or auto_pool.")] = "linear_softmax",
+                                         "attention or auto_pool (the default: best on the bundled model's hold-out, "
+                                         "docs/results/event_pooling).")] = "auto_pool",
     steps: Annotated[int, typer.Option(min=1, help="Training steps (32 bags each).")] = 4000,
     draws: Annotated[int, typer.Option(min=0, help="Augmented draws of each training clip beside the clean "
                                        "one (the run's own augmentation).")] = 8,
