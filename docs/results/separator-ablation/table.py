@@ -38,6 +38,12 @@ def load(run: str, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def reports(name: str) -> dict[str, dict]:
+    """Each run's evaluation file ``name``, for the runs that have it (in RUNS order)."""
+    reps = {run: load(run, name) for run, _ in RUNS}
+    return {k: v for k, v in reps.items() if v is not None}
+
+
 def mean(xs: list[float]) -> str:
     return f"{statistics.fmean(xs):+.2f}" if xs else "—"
 
@@ -112,8 +118,7 @@ def holdout_tables(method: str) -> None:
             print(f"| {run} | " + " | ".join(mean([x for _, x in items(rep, label, kind=k, snr_db=s)])
                                             for k, s in cols) + " |")
     print(f"\n### Training hold-out, {method}: mean SDR (dB) per queried class (all hold-out items)\n")
-    reps = {run: load(run, "holdout.json") for run, _ in RUNS}
-    reps = {k: v for k, v in reps.items() if v is not None}
+    reps = reports("holdout.json")
     classes = sorted({r["label"] for v in reps.values() for r in v["results"]})
     print("| class | " + " | ".join(reps) + " | n |\n|" + "---|" * (len(reps) + 2))
     for c in classes:
@@ -141,8 +146,7 @@ def default_method_table() -> None:
 
 def pairs_tables(split: str, method: str) -> None:
     label = METHODS[method]
-    reps = {run: load(run, f"pairs_{split}.json") for run, _ in RUNS}
-    reps = {k: v for k, v in reps.items() if v is not None}
+    reps = reports(f"pairs_{split}.json")
     if not reps:
         return
     print(f"\n### {split}, two sources, {method}: mean SDR (dB) (clips: per pair kind; duets: per kind and SNR)\n")
@@ -171,8 +175,7 @@ def pairs_tables(split: str, method: str) -> None:
 
 def sep_tables(split: str, method: str) -> None:
     label = METHODS[method]
-    reps = {run: load(run, f"sep_{split}.json") for run, _ in RUNS}
-    reps = {k: v for k, v in reps.items() if v is not None}
+    reps = reports(f"sep_{split}.json")
     if not reps:
         return
     print(f"\n### {split}/sep, one source, {method}: mean SDR (dB) at -5 / 0 / +5 dB, all, and per class\n")
