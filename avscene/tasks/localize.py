@@ -384,37 +384,39 @@ def snap_boxes(path: str | Path, times: np.ndarray, chosen: dict[int, list[list[
     """``chosen`` (class → per frame ``[(box, score)]``, as :func:`frame_boxes` gives) with every box
     snapped to the object's boundary (:func:`avscene.proposals.evidence.snap_box`). On the sampled
     ``frames`` the analysis kept, else decoded again, one at a time."""
+    out = {c: [list(f) for f in per] for c, per in chosen.items()}
+    for i, frame in sampled_frames(path, times, fps=fps, offset=offset, any_format=any_format, frames=frames):
+        for per in out.values():
+            per[i] = [(snap_box(frame, box), score) for box, score in per[i]]
+    return out
+
+
+def sampled_frames(path: str | Path, times: np.ndarray, *, fps: float, offset: float, any_format: bool = False,
+                   frames: Iterable[tuple[float, np.ndarray]] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(index into ``times``, frame) of each sampled frame: from ``frames`` (what the analysis kept), else
+    decoded again, streaming; frames at other instants are skipped."""
     from avscene.io.decode import iter_frames
 
     index = {round(float(t), 3): i for i, t in enumerate(times)}
-    out = {c: [list(f) for f in per] for c, per in chosen.items()}
     if frames is None:
         frames = iter_frames(path, fps=fps, offset=offset, any_format=any_format)
     for t_sec, frame in frames:
         i = index.get(round(float(t_sec), 3))
-        if i is None:
-            continue
-        for per in out.values():
-            per[i] = [(snap_box(frame, box), score) for box, score in per[i]]
-    return out
+        if i is not None:
+            yield i, frame
 
 
 def frame_batches(path: str | Path, a: Analysis, loaded: LoadedModel, opts: LocalizeOptions,
                   frames: Iterable[tuple[float, np.ndarray]] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The analysis's sampled frames, ``EMBED_FRAMES`` at a time: (their indices (N,), the frames
     (N, H, W, 3) uint8); from ``frames`` (what the analysis kept), else decoded again."""
-    from avscene.io.decode import iter_frames
     from avscene.tasks._pipeline import EMBED_FRAMES
 
     pre = loaded.preprocess
-    index = {round(float(t), 3): i for i, t in enumerate(a.visual.times)}
-    if frames is None:
-        frames = iter_frames(path, fps=pre.fps, offset=pre.frame_offset, any_format=opts.classify.any_format)
     batch: list[tuple[int, np.ndarray]] = []
-    for t_sec, frame in frames:
-        i = index.get(round(float(t_sec), 3))
-        if i is not None:
-            batch.append((i, frame))
+    for i, frame in sampled_frames(path, a.visual.times, fps=pre.fps, offset=pre.frame_offset,
+                                   any_format=opts.classify.any_format, frames=frames):
+        batch.append((i, frame))
         if len(batch) == EMBED_FRAMES:
             yield np.array([i for i, _ in batch]), np.stack([f for _, f in batch])
             batch = []
